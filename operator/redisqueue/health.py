@@ -1,0 +1,161 @@
+"""The health and metrics HTTP server (aiohttp), shared by dev mode and the operator.
+
+Routes:
+
+* ``GET /api/health/redis`` -> 200 ``{"status": "connected", "latency": "2ms"}`` when every
+  watched Redis answers a fresh PING, else 503 ``{"status": "disconnected", "error": ...}``;
+* ``GET /api/health/redis/{namespace}/{name}`` -> the same for one RedisQueue (404 if unknown);
+* ``GET /metrics`` -> Prometheus exposition (OpenMetrics when the scraper asks for it);
+* ``GET /healthz`` -> liveness: 200 while the process is doing its job, 503 otherwise;
+* ``GET /readyz`` -> readiness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+from .probe import Probe, ProbeResult, format_latency
+
+Check = Callable[[], tuple[bool, str]]
+
+
+
+class ProbeRegistry:
+    """The Redis endpoints the server answers for, keyed by (namespace, name)."""
+
+    def __init__(self) -> None:
+        self._probes: dict[tuple[str, str], Probe] = {}
+
+    def add(self, probe: Probe) -> Probe | None:
+        """Register ``probe``; returns the probe it replaced (the caller closes it)."""
+        key = (probe.namespace, probe.name)
+        previous = self._probes.get(key)
+        self._probes[key] = probe
+        return previous
+
+    def remove(self, namespace: str, name: str) -> Probe | None:
+        return self._probes.pop((namespace, name), None)
+
+    def get(self, namespace: str, name: str) -> Probe | None:
+        return self._probes.get((namespace, name))
+
+    def __iter__(self) -> Iterator[Probe]:
+        return iter(list(self._probes.values()))
+
+    def __len__(self) -> int:
+        return len(self._probes)
+
+
+PROBES_KEY: web.AppKey[ProbeRegistry] = web.AppKey("probes")
+LIVENESS_KEY: web.AppKey[Check] = web.AppKey("liveness")
+READINESS_KEY: web.AppKey[Check] = web.AppKey("readiness")
+METRICS_REGISTRY_KEY: web.AppKey[CollectorRegistry] = web.AppKey("metrics_registry")
+
+
+def _always_ok() -> tuple[bool, str]:
+    return True, "ok"
+
+
+def _body(probe: Probe, result: ProbeResult) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "namespace": probe.namespace,
+        "name": probe.name,
+        "endpoint": result.endpoint,
+    }
+    if result.ok and result.latency_seconds is not None:
+        body.update(
+            status="connected",
+            latency=format_latency(result.latency_seconds),
+            latencyMs=round(result.latency_seconds * 1000.0, 3),
+        )
+    else:
+        body.update(status="disconnected", reason=result.reason, error=result.error)
+    return body
+
+
+async def _health_all(request: web.Request) -> web.Response:
+    registry: ProbeRegistry = request.app[PROBES_KEY]
+    probes = list(registry)
+    results = await asyncio.gather(*(p.check() for p in probes))
+    details = [_body(p, r) for p, r in zip(probes, results, strict=True)]
+    failed = [r for r in results if not r.ok]
+    if failed:
+        body: dict[str, Any] = {
+            "status": "disconnected",
+            "error": "; ".join(r.error or r.reason for r in failed),
+            "queues": details,
+        }
+        return web.json_response(body, status=503, headers=_NO_CACHE)
+    slowest = max((r.latency_seconds or 0.0 for r in results), default=0.0)
+    body = {
+        "status": "connected",
+        "latency": format_latency(slowest),
+        "latencyMs": round(slowest * 1000.0, 3),
+        "queues": details,
+    }
+    return web.json_response(body, headers=_NO_CACHE)
+
+
+async def _health_one(request: web.Request) -> web.Response:
+    namespace, name = request.match_info["namespace"], request.match_info["name"]
+    probe = request.app[PROBES_KEY].get(namespace, name)
+    if probe is None:
+        return web.json_response(
+            {"status": "unknown", "error": f"no RedisQueue {namespace}/{name} is watched"},
+            status=404,
+            headers=_NO_CACHE,
+        )
+    result = await probe.check()
+    return web.json_response(
+        _body(probe, result), status=200 if result.ok else 503, headers=_NO_CACHE
+    )
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+    payload = await asyncio.to_thread(encoder, request.app[METRICS_REGISTRY_KEY])
+    response = web.Response(body=payload)
+    response.headers["Content-Type"] = content_type
+    return response
+
+
+def _check_route(key: web.AppKey[Check]) -> Callable[[web.Request], Any]:
+    async def handler(request: web.Request) -> web.Response:
+        ok, message = request.app[key]()
+        return web.json_response(
+            {"status": "ok" if ok else "failing", "message": message},
+            status=200 if ok else 503,
+            headers=_NO_CACHE,
+        )
+
+    return handler
+
+
+_NO_CACHE = {"Cache-Control": "no-store"}
+
+
+def create_app(
+    probes: ProbeRegistry,
+    *,
+    liveness: Check = _always_ok,
+    readiness: Check = _always_ok,
+    registry: CollectorRegistry = REGISTRY,
+) -> web.Application:
+    """The aiohttp application serving health and metrics for ``probes``."""
+    app = web.Application()
+    app[PROBES_KEY] = probes
+    app[LIVENESS_KEY] = liveness
+    app[READINESS_KEY] = readiness
+    app[METRICS_REGISTRY_KEY] = registry
+    app.router.add_get("/api/health/redis", _health_all)
+    app.router.add_get("/api/health/redis/{namespace}/{name}", _health_one)
+    app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/healthz", _check_route(LIVENESS_KEY))
+    app.router.add_get("/readyz", _check_route(READINESS_KEY))
+    return app

@@ -1,0 +1,285 @@
+"""Real PINGs against one Redis, coalesced, classified, and recorded as metrics.
+
+A :class:`Probe` owns a small dedicated connection pool (never the app's) with short
+timeouts and no backoff: a health answer must say the truth now, not after retries. A
+stale pooled connection (Redis restarted) is replaced once, immediately, so a restart that
+has already finished is not reported as an outage.
+
+``check()`` guarantees that the answer comes from a PING *sent after the call began*:
+concurrent callers share the PING in flight only if it started after they arrived,
+otherwise they share the next one. A burst of health requests therefore costs at most two
+PINGs in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import redis.asyncio
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import AuthenticationError, ConnectionError, RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from . import metrics
+from .contract import ConnectionContract
+
+log = logging.getLogger("redisqueue.probe")
+
+Reason = Literal["ok", "unreachable", "auth_failed", "timeout", "tls_error", "error"]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueKey:
+    """A list or stream whose depth is reported as a metric."""
+
+    key: str
+    type: Literal["list", "stream"] = "list"
+    group: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """The outcome of one PING. ``error`` names the endpoint and never a credential."""
+
+    ok: bool
+    endpoint: str
+    reason: Reason
+    latency_seconds: float | None = None
+    error: str | None = None
+    at: float = field(default_factory=time.time)
+
+    @property
+    def latency_ms(self) -> float | None:
+        return None if self.latency_seconds is None else self.latency_seconds * 1000.0
+
+
+def format_latency(seconds: float) -> str:
+    """``"2ms"`` as the health contract shows it; below 1 ms one decimal (``"0.3ms"``)."""
+    ms = seconds * 1000.0
+    return f"{ms:.1f}ms" if ms < 1 else f"{round(ms)}ms"
+
+
+def classify(exc: BaseException, endpoint: str, timeout: float) -> tuple[Reason, str]:
+    """Turn an exception into (reason, user-facing message) that never holds a secret."""
+    if isinstance(exc, AuthenticationError) or (
+        isinstance(exc, ResponseError) and str(exc).startswith(("NOAUTH", "WRONGPASS"))
+    ):
+        return "auth_failed", (
+            f"redis at {endpoint}: authentication failed (the password or ACL user was "
+            "rejected; check the auth Secret)"
+        )
+    if isinstance(exc, TimeoutError | RedisTimeoutError | asyncio.TimeoutError):
+        return "timeout", f"redis at {endpoint}: no answer within {timeout:g}s"
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(exc, ssl.SSLError) or isinstance(cause, ssl.SSLError) or "SSL" in str(exc):
+        detail = _ssl_detail(cause if isinstance(cause, ssl.SSLError) else exc)
+        return "tls_error", f"redis at {endpoint}: TLS handshake failed ({detail})"
+    if isinstance(exc, ConnectionError | OSError):
+        return "unreachable", f"redis at {endpoint}: cannot connect ({_os_detail(exc)})"
+    return "error", f"redis at {endpoint}: {type(exc).__name__}"
+
+
+def _ssl_detail(exc: BaseException) -> str:
+    reason = getattr(exc, "reason", None) or getattr(exc, "verify_message", None)
+    if isinstance(reason, str) and reason:
+        return reason.replace("_", " ").lower()
+    text = str(exc)
+    if "certificate verify failed" in text:
+        return "certificate verify failed"
+    if "WRONG_VERSION_NUMBER" in text or "wrong version number" in text:
+        return "the server does not speak TLS"
+    return "see the server's TLS settings"
+
+
+def _os_detail(exc: BaseException) -> str:
+    text = str(exc)
+    for known in (
+        "Connection refused",
+        "Name or service not known",
+        "No route to host",
+        "Connection reset by peer",
+        "Temporary failure in name resolution",
+        "Connection closed by server",
+    ):
+        if known.lower() in text.lower():
+            return known.lower()
+    return "connection error"
+
+
+class Probe:
+    """PINGs one Redis; shares in-flight PINGs between concurrent callers."""
+
+    def __init__(
+        self,
+        contract: ConnectionContract,
+        *,
+        namespace: str,
+        name: str,
+        timeout: float = 2.0,
+        queues: Sequence[QueueKey] = (),
+    ) -> None:
+        self.namespace = namespace
+        self.name = name
+        self.endpoint = contract.endpoint
+        self.timeout = timeout
+        self.queues = tuple(queues)
+        self.last: ProbeResult | None = None
+        self._down_since: float | None = None
+        self._running: asyncio.Task[ProbeResult] | None = None
+        self._next: asyncio.Future[ProbeResult] | None = None
+        ssl_kwargs: dict[str, object] = {}
+        if contract.tls:
+            insecure = contract.tls_insecure_skip_verify
+            ssl_kwargs = {
+                "ssl": True,
+                "ssl_cert_reqs": ssl.CERT_NONE if insecure else ssl.CERT_REQUIRED,
+                "ssl_check_hostname": not insecure,
+            }
+            if contract.tls_ca_cert:
+                ssl_kwargs["ssl_ca_data"] = contract.tls_ca_cert
+        self._client = redis.asyncio.Redis(
+            host=contract.host,
+            port=contract.port,
+            db=contract.db,
+            username=contract.username,
+            password=contract.password,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 1),
+            max_connections=4,
+            **ssl_kwargs,  # type: ignore[arg-type]
+        )
+        self._up = metrics.UP.labels(namespace, name)
+        self._latency = metrics.PING_DURATION.labels(namespace, name)
+        self._last_probe = metrics.LAST_PROBE.labels(namespace, name)
+
+    # -- the coalesced check ------------------------------------------------------------
+    async def check(self) -> ProbeResult:
+        """A result from a PING sent after this call began (shared with concurrent calls)."""
+        if self._running is None:
+            future: asyncio.Future[ProbeResult] = self._start()
+        else:
+            if self._next is None:
+                self._next = asyncio.get_running_loop().create_future()
+            future = self._next
+        return await asyncio.shield(future)
+
+    def _start(self) -> asyncio.Task[ProbeResult]:
+        task = asyncio.create_task(self._ping(), name=f"ping {self.namespace}/{self.name}")
+        self._running = task
+        task.add_done_callback(self._finished)
+        return task
+
+    def _finished(self, task: asyncio.Task[ProbeResult]) -> None:
+        self._running = None
+        waiting, self._next = self._next, None
+        if waiting is None or waiting.done():
+            return
+        follow_up = self._start()
+
+        def deliver(done: asyncio.Task[ProbeResult]) -> None:
+            if waiting.done():
+                return
+            if done.cancelled():
+                waiting.cancel()
+            elif (exc := done.exception()) is not None:
+                waiting.set_exception(exc)
+            else:
+                waiting.set_result(done.result())
+
+        follow_up.add_done_callback(deliver)
+
+    async def _ping(self) -> ProbeResult:
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self._client.ping()
+        except (RedisError, OSError, TimeoutError) as exc:
+            reason, message = classify(exc, self.endpoint, self.timeout)
+            result = ProbeResult(False, self.endpoint, reason, error=message)
+            await self._reset_connections()
+        else:
+            elapsed = time.perf_counter() - started
+            result = ProbeResult(True, self.endpoint, "ok", latency_seconds=elapsed)
+            self._latency.observe(elapsed)
+        self._record(result)
+        return result
+
+    async def _reset_connections(self) -> None:
+        # Drop pooled sockets after a failure so the next PING dials afresh.
+        try:
+            await self._client.connection_pool.disconnect()
+        except (RedisError, OSError):
+            pass
+
+    def _record(self, result: ProbeResult) -> None:
+        previous, self.last = self.last, result
+        self._up.set(1 if result.ok else 0)
+        self._last_probe.set(result.at)
+        metrics.PROBES.labels(self.namespace, self.name, result.reason).inc()
+        if result.ok:
+            if previous is None:
+                log.info(
+                    "redis %s: connected (%s)",
+                    self.endpoint,
+                    format_latency(result.latency_seconds or 0.0),
+                )
+            elif not previous.ok:
+                down = time.monotonic() - (self._down_since or time.monotonic())
+                log.info("redis %s: recovered after %.1f s", self.endpoint, down)
+            self._down_since = None
+        elif previous is None or previous.ok or previous.reason != result.reason:
+            if self._down_since is None:
+                self._down_since = time.monotonic()
+            log.warning(
+                "redis %s: %s",
+                self.endpoint,
+                "lost: " + (result.error or result.reason)
+                if previous and previous.ok
+                else result.error or result.reason,
+            )
+
+    # -- details for scheduled probes ------------------------------------------------------
+    async def collect_details(self) -> None:
+        """INFO and queue depths into metrics; errors leave the last values alone."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                info = await self._client.info()
+                metrics.SERVER_INFO.update(
+                    self.namespace,
+                    self.name,
+                    metrics.ServerInfo(
+                        connected_clients=int(info.get("connected_clients", 0)),
+                        commands_processed=int(info.get("total_commands_processed", 0)),
+                        used_memory_bytes=int(info.get("used_memory", 0)),
+                    ),
+                )
+                for queue in self.queues:
+                    await self._queue_depth(queue)
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.debug("redis %s: details not collected (%s)", self.endpoint, type(exc).__name__)
+
+    async def _queue_depth(self, queue: QueueKey) -> None:
+        if queue.type == "list":
+            depth = await self._client.llen(queue.key)
+        else:
+            depth = await self._client.xlen(queue.key)
+            if queue.group:
+                try:
+                    pending = await self._client.xpending(queue.key, queue.group)
+                except ResponseError:  # no such group (yet)
+                    pending = {"pending": 0}
+                metrics.QUEUE_PENDING.labels(self.namespace, self.name, queue.key, queue.group).set(
+                    int(pending.get("pending", 0))
+                )
+        metrics.QUEUE_DEPTH.labels(self.namespace, self.name, queue.key, queue.type).set(depth)
+
+    async def close(self) -> None:
+        await self._client.aclose()

@@ -1,0 +1,248 @@
+"""Client settings from the environment (and a local ``.env``), validated.
+
+Resolution order for every contract variable ``REDIS_<X>``:
+
+1. ``REDIS_<X>`` itself, when set (this is what an injected app Secret provides);
+2. ``REDIS_DEV_<X>`` or ``REDIS_PROD_<X>``, chosen by ``REDIS_ENV``;
+3. the contract default.
+
+``.env`` is read without overriding variables that are already set in the process.
+Errors name the variable and say what is accepted; they never echo a credential.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
+
+from dotenv import dotenv_values
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from . import contract as c
+
+_SECRET_FIELDS = frozenset({"password"})
+
+# field name -> (variable suffix, what is accepted), the suffix appended to REDIS_,
+# REDIS_DEV_ or REDIS_PROD_.
+_VARIABLES: dict[str, tuple[str, str]] = {
+    "url": ("URL", "a redis:// or rediss:// URL, e.g. redis://localhost:6379/0"),
+    "host": ("HOST", "a host name or IP address"),
+    "port": ("PORT", "an integer from 1 to 65535"),
+    "db": ("DB", "an integer from 0 to 15"),
+    "username": ("USERNAME", "an ACL user name"),
+    "password": ("PASSWORD", "a password"),
+    "tls": ("TLS", "true or false"),
+    "tls_ca_cert": ("TLS_CA_CERT", "a PEM-encoded CA certificate"),
+    "tls_insecure_skip_verify": ("TLS_INSECURE_SKIP_VERIFY", "true or false"),
+    "pool_max_connections": ("POOL_MAX_CONNECTIONS", "an integer from 1 to 10000"),
+    "pool_timeout_seconds": ("POOL_TIMEOUT_SECONDS", "a number of seconds from 0.001 to 3600"),
+    "backoff_base_seconds": ("BACKOFF_BASE_SECONDS", "a number of seconds from 0.001 to 3600"),
+    "backoff_cap_seconds": (
+        "BACKOFF_CAP_SECONDS",
+        "a number of seconds from 0.001 to 3600, not below REDIS_BACKOFF_BASE_SECONDS",
+    ),
+    "retry_attempts": ("RETRY_ATTEMPTS", "an integer from 0 to 100"),
+}
+
+_ENV_PREFIX = {"development": "REDIS_DEV_", "production": "REDIS_PROD_"}
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+class RedisSettings(BaseModel):
+    """Validated connection settings: the connection contract as the client sees it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    environment: Literal["development", "production"] = "development"
+    host: str = Field(default="localhost", min_length=1)
+    port: int = Field(default=c.DEFAULT_PORT, ge=1, le=65535)
+    db: int = Field(default=c.DEFAULT_DB, ge=0, le=15)
+    username: str | None = None
+    password: str | None = Field(default=None, repr=False)
+    tls: bool = False
+    tls_ca_cert: str | None = Field(default=None, repr=False)
+    tls_insecure_skip_verify: bool = False
+    # the default is filled in by _pool_default from the environment
+    pool_max_connections: int = Field(default=0, ge=1, le=10000, validate_default=False)
+    pool_timeout_seconds: float = Field(default=c.DEFAULT_POOL_TIMEOUT_SECONDS, ge=0.001, le=3600)
+    backoff_base_seconds: float = Field(default=c.DEFAULT_BACKOFF_BASE_SECONDS, ge=0.001, le=3600)
+    backoff_cap_seconds: float = Field(default=c.DEFAULT_BACKOFF_CAP_SECONDS, ge=0.001, le=3600)
+    retry_attempts: int = Field(default=c.DEFAULT_RETRY_ATTEMPTS, ge=0, le=100)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _pool_default(cls, data: Any) -> Any:
+        # Not given: the environment decides (50 development, 100 production).
+        if isinstance(data, dict) and data.get("pool_max_connections") is None:
+            env = data.get("environment", "development")
+            data = {**data, "pool_max_connections": c.DEFAULT_POOL_MAX_CONNECTIONS.get(env, 50)}
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> RedisSettings:
+        if self.backoff_cap_seconds < self.backoff_base_seconds:
+            raise ValueError("backoff_cap_seconds below backoff_base_seconds")
+        return self
+
+    @property
+    def endpoint(self) -> str:
+        """host:port without credentials, for logs, errors and metric labels."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    def to_contract(self) -> c.ConnectionContract:
+        """The same settings as the contract's key/value form."""
+        return c.ConnectionContract(
+            host=self.host,
+            port=self.port,
+            db=self.db,
+            username=self.username,
+            password=self.password,
+            tls=self.tls,
+            tls_ca_cert=self.tls_ca_cert,
+            tls_insecure_skip_verify=self.tls_insecure_skip_verify,
+            pool_max_connections=self.pool_max_connections,
+            pool_timeout_seconds=self.pool_timeout_seconds,
+            backoff_base_seconds=self.backoff_base_seconds,
+            backoff_cap_seconds=self.backoff_cap_seconds,
+            retry_attempts=self.retry_attempts,
+        )
+
+    @property
+    def url(self) -> str:
+        return self.to_contract().url
+
+
+def _parse_bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise SettingsError(f"{name}: expected true or false, got {raw!r}")
+
+
+def _parse_url(name: str, raw: str) -> dict[str, Any]:
+    """Split a Redis URL into settings fields. Never echoes the URL (it may hold a password)."""
+    try:
+        parts = urlsplit(raw.strip())
+        port = parts.port
+    except ValueError as exc:
+        raise SettingsError(
+            f"{name}: not a valid URL ({_describe_url_error(exc)}); "
+            "expected redis://[user:password@]host[:port][/db] or rediss://..."
+        ) from None
+    if parts.scheme not in {"redis", "rediss"}:
+        raise SettingsError(
+            f"{name}: scheme must be redis:// or rediss://, got {parts.scheme or 'none'!r}"
+        )
+    if not parts.hostname:
+        raise SettingsError(f"{name}: the URL has no host; expected redis://host:port/db")
+    fields: dict[str, Any] = {"host": parts.hostname, "tls": parts.scheme == "rediss"}
+    if port is not None:
+        fields["port"] = port
+    path = parts.path.strip("/")
+    if path:
+        if not path.isdigit():
+            raise SettingsError(f"{name}: the database path must be a number from 0 to 15")
+        fields["db"] = int(path)
+    if parts.username:
+        fields["username"] = unquote(parts.username)
+    if parts.password is not None:
+        fields["password"] = unquote(parts.password)
+    return fields
+
+
+def _describe_url_error(exc: ValueError) -> str:
+    text = str(exc)
+    # urllib's messages name the offending port value, which is safe; anything else is
+    # replaced so that a password embedded in the URL cannot leak through.
+    return text if text.startswith("Port") else "malformed"
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    *,
+    env_file: str | Path | None = ".env",
+) -> RedisSettings:
+    """Read and validate settings from ``environ`` (default ``os.environ``) and ``env_file``.
+
+    Variables already in ``environ`` win over ``.env``. Raises :class:`SettingsError`.
+    """
+    merged: dict[str, str] = {}
+    if env_file is not None and Path(env_file).is_file():
+        merged.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    merged.update(os.environ if environ is None else environ)
+
+    environment = merged.get("REDIS_ENV", "development").strip().lower() or "development"
+    if environment not in _ENV_PREFIX:
+        raise SettingsError(
+            f"REDIS_ENV: expected development or production, got {merged['REDIS_ENV']!r}"
+        )
+    prefix = _ENV_PREFIX[environment]
+
+    def lookup(suffix: str) -> tuple[str, str] | None:
+        for var in (f"REDIS_{suffix}", f"{prefix}{suffix}"):
+            if var in merged and merged[var].strip() != "":
+                return var, merged[var]
+        return None
+
+    fields: dict[str, Any] = {"environment": environment}
+    sources: dict[str, str] = {}
+    shown: dict[str, str] = {}  # raw values that are safe to echo in an error
+    url = lookup("URL")
+    if url is not None:
+        url_fields = _parse_url(*url)
+        fields.update(url_fields)
+        sources.update(dict.fromkeys(url_fields, url[0]))
+    elif environment == "production" and lookup("HOST") is None:
+        raise SettingsError(
+            "REDIS_URL: production needs an endpoint; set REDIS_URL or REDIS_HOST "
+            "(or REDIS_PROD_URL / REDIS_PROD_HOST)"
+        )
+
+    for field, (suffix, _accepted) in _VARIABLES.items():
+        if field == "url":
+            continue
+        found = lookup(suffix)
+        if found is None:
+            continue
+        var, raw = found
+        if field in fields and field in {"host", "port", "db", "tls"}:
+            # The URL already says where to connect; a second, separate answer would be
+            # ambiguous, so the URL wins and the separate variable must agree or be absent.
+            continue
+        if field in {"username", "password"} and field in fields:
+            continue  # credentials in the URL win over separate ones
+        if field in {"tls", "tls_insecure_skip_verify"}:
+            fields[field] = _parse_bool(var, raw)
+        else:
+            fields[field] = raw.strip() if field not in _SECRET_FIELDS else raw
+        sources[field] = var
+        if field not in _SECRET_FIELDS and field != "tls_ca_cert":
+            shown[field] = raw
+
+    try:
+        return RedisSettings(**fields)
+    except ValidationError as exc:
+        raise SettingsError(_explain(exc, sources, shown, prefix)) from None
+
+
+def _explain(
+    exc: ValidationError, sources: dict[str, str], shown: dict[str, str], prefix: str
+) -> str:
+    messages = []
+    for error in exc.errors(include_input=False, include_url=False):
+        loc = error["loc"]
+        field = str(loc[0]) if loc else "backoff_cap_seconds"
+        suffix, accepted = _VARIABLES.get(field, (field.upper(), "a valid value"))
+        var = sources.get(field, f"REDIS_{suffix} (or {prefix}{suffix})")
+        got = f", got {shown[field]!r}" if field in shown else ""
+        messages.append(f"{var}: expected {accepted}{got}")
+    return "; ".join(messages)
