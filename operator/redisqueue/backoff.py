@@ -65,6 +65,13 @@ class ContractBackoff(AbstractBackoff):
             self.on_retry(failures, delay)
         return delay
 
+    def __deepcopy__(self, memo: dict[int, object]) -> ContractBackoff:
+        # redis-py deep-copies the Retry for every connection; the copies must keep
+        # reporting to the same client's metrics and log, so the hook is shared.
+        return ContractBackoff(
+            self.base, self.cap, jitter=self.jitter, on_retry=self.on_retry, rng=self._rng
+        )
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ContractBackoff):
             return NotImplemented

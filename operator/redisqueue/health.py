@@ -25,7 +25,6 @@ from .probe import Probe, ProbeResult, format_latency
 Check = Callable[[], tuple[bool, str]]
 
 
-
 class ProbeRegistry:
     """The Redis endpoints the server answers for, keyed by (namespace, name)."""
 

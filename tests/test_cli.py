@@ -1,0 +1,168 @@
+"""The redisqueue command: bad input exits 2 cleanly; dev mode serves real answers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from redis_server import RedisServer, free_port
+
+CLI = [sys.executable, "-m", "redisqueue"]
+
+
+def run_cli(
+    *args: str,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"REDIS_POOL_MAX_CONNECTIONS": "-1"}, "REDIS_POOL_MAX_CONNECTIONS"),
+        ({"REDIS_ENV": "qa"}, "REDIS_ENV"),
+        ({"REDIS_URL": "mysql://x"}, "REDIS_URL"),
+        (
+            {"REDIS_BACKOFF_BASE_SECONDS": "5", "REDIS_BACKOFF_CAP_SECONDS": "1"},
+            "REDIS_BACKOFF_CAP_SECONDS",
+        ),
+    ],
+)
+def test_invalid_setting_exits_2_without_a_traceback(
+    env: dict[str, str], variable: str, tmp_path: Path
+) -> None:
+    for command in (["settings"], ["dev", "--no-start-redis"]):
+        result = run_cli(*command, env=env, cwd=tmp_path)
+        assert result.returncode == 2, result.stderr
+        assert variable in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_bad_flag_exits_2_naming_the_flag(tmp_path: Path) -> None:
+    result = run_cli("dev", "--port", "70000", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "--port" in result.stderr and "1 to 65535" in result.stderr
+
+
+def test_settings_prints_the_contract_without_secrets(tmp_path: Path) -> None:
+    result = run_cli(
+        "settings", env={"REDIS_URL": "redis://app:top-secret-pw@cache:6380/1"}, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert "REDIS_HOST=cache" in result.stdout and "REDIS_PORT=6380" in result.stdout
+    assert "top-secret-pw" not in result.stdout + result.stderr
+    assert "REDIS_PASSWORD=***" in result.stdout
+
+
+def _get(url: str) -> tuple[int, dict[str, object]]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def _wait_for(url: str, proc: subprocess.Popen[str], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        try:
+            urllib.request.urlopen(url, timeout=1).close()  # noqa: S310 - loopback
+            return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} did not answer")
+
+
+def test_dev_starts_its_own_redis_serves_health_and_stops_it(tmp_path: Path) -> None:
+    http_port, redis_port = free_port(), free_port()
+    proc = subprocess.Popen(
+        [*CLI, "dev", "--port", str(http_port)],
+        cwd=tmp_path,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("REDIS_")},
+            "REDIS_PORT": str(redis_port),
+        },
+    )
+    try:
+        _wait_for(f"http://127.0.0.1:{http_port}/healthz", proc)
+        status, body = _get(f"http://127.0.0.1:{http_port}/api/health/redis")
+        assert status == 200, body
+        assert body["status"] == "connected" and str(body["latency"]).endswith("ms")
+        children = subprocess.run(
+            ["pgrep", "-f", "-P", str(proc.pid), "redis-server"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.split()
+        assert children, "dev mode should have started a redis-server child"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=20)
+    assert proc.returncode == 0, stderr
+    assert "started redis-server" in stderr
+    for pid in children:
+        assert (
+            not Path(f"/proc/{pid}").exists()
+            or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+        )
+
+
+def test_dev_against_a_configured_redis_reports_outage_without_crashing(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    http_port = free_port()
+    (tmp_path / ".env").write_text(
+        f"REDIS_DEV_URL=redis://{redis_server.endpoint}/0\n"
+        f"REDIS_DEV_PASSWORD={redis_server.password}\n"
+    )
+    proc = subprocess.Popen(
+        [*CLI, "dev", "--port", str(http_port), "--interval", "0.2"],
+        cwd=tmp_path,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={k: v for k, v in os.environ.items() if not k.startswith("REDIS_")},
+    )
+    try:
+        _wait_for(f"http://127.0.0.1:{http_port}/healthz", proc)
+        assert _get(f"http://127.0.0.1:{http_port}/api/health/redis")[0] == 200
+        redis_server.stop()
+        status, body = _get(f"http://127.0.0.1:{http_port}/api/health/redis")
+        assert status == 503 and redis_server.endpoint in str(body["error"])
+        time.sleep(0.5)
+        redis_server.start()
+        deadline = time.monotonic() + 10
+        while _get(f"http://127.0.0.1:{http_port}/api/health/redis")[0] != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=20)
+    assert proc.returncode == 0
+    assert redis_server.password not in stderr
+    assert "retrying in" in stderr and "recovered after" in stderr

@@ -1,0 +1,246 @@
+"""The client library against a real redis-server: pool cap, retries, reconnects, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+
+import pytest
+import redis
+from prometheus_client import REGISTRY
+from redis.exceptions import AuthenticationError
+
+from redis_server import RedisServer, TLSFiles
+from redisqueue.client import create_async_client, create_client
+from redisqueue.settings import RedisSettings, load_settings
+
+
+def settings_for(server: RedisServer, **extra: str) -> RedisSettings:
+    scheme = "rediss" if server.tls else "redis"
+    env = {"REDIS_URL": f"{scheme}://{server.endpoint}/0"}
+    if server.password:
+        env["REDIS_PASSWORD"] = server.password
+    env.update(extra)
+    return load_settings(env, env_file=None)
+
+
+def sample(name: str, **labels: str) -> float:
+    value = REGISTRY.get_sample_value(name, labels)
+    return 0.0 if value is None else value
+
+
+async def test_500_tasks_never_open_more_than_the_cap_and_all_complete(
+    redis_server: RedisServer,
+) -> None:
+    settings = settings_for(
+        redis_server, REDIS_POOL_MAX_CONNECTIONS="50", REDIS_POOL_TIMEOUT_SECONDS="30"
+    )
+    client = create_async_client(settings, name="cap-test")
+    await client.client_setname("cap-test")
+    peak = 0
+    stop = asyncio.Event()
+
+    async def watch() -> None:
+        nonlocal peak
+        while not stop.is_set():
+            # every connection on this fresh server is ours, but for redis-cli's own
+            mine = [
+                c
+                for c in await asyncio.to_thread(redis_server.client_list)
+                if c.get("cmd") != "client|list"
+            ]
+            peak = max(peak, len(mine))
+            await asyncio.sleep(0.01)
+
+    async def job(i: int) -> int:
+        # BLPOP with a short block holds a connection long enough to force waiting
+        await client.blpop([f"nothing:{i}"], timeout=0.05)
+        await client.incr("done")
+        return i
+
+    watcher = asyncio.create_task(watch())
+    results = await asyncio.gather(*(job(i) for i in range(500)))
+    stop.set()
+    await watcher
+    assert sorted(results) == list(range(500))
+    assert int(await client.get("done")) == 500
+    assert 25 <= peak <= 50, peak  # the pool really filled up, and never went past the cap
+    assert sample("redisqueue_client_connections_max", client="cap-test") == 50
+    await client.aclose()
+
+
+def test_sync_pool_cap_with_threads(redis_server: RedisServer) -> None:
+    settings = settings_for(
+        redis_server, REDIS_POOL_MAX_CONNECTIONS="5", REDIS_POOL_TIMEOUT_SECONDS="30"
+    )
+    client = create_client(settings, name="sync-cap")
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            client.blpop(["never"], timeout=0.05)
+            client.incr("n")
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert int(client.get("n")) == 40
+    pool = client.connection_pool
+    assert len(pool._connections) <= 5  # type: ignore[attr-defined]
+    client.close()
+
+
+def test_pool_timeout_fails_clearly_when_every_connection_is_busy(
+    redis_server: RedisServer,
+) -> None:
+    settings = settings_for(
+        redis_server, REDIS_POOL_MAX_CONNECTIONS="1", REDIS_POOL_TIMEOUT_SECONDS="0.2"
+    )
+    client = create_client(settings, name="timeout-test")
+    holder = threading.Thread(target=lambda: client.blpop(["never"], timeout=1))
+    holder.start()
+    time.sleep(0.1)
+    started = time.monotonic()
+    with pytest.raises(redis.ConnectionError, match="No connection available"):
+        client.ping()
+    assert time.monotonic() - started < 0.9
+    holder.join()
+    client.close()
+
+
+async def test_commands_during_a_restart_succeed_once_redis_is_back(
+    redis_server: RedisServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="redisqueue.client")
+    settings = settings_for(
+        redis_server,
+        REDIS_BACKOFF_BASE_SECONDS="0.1",
+        REDIS_BACKOFF_CAP_SECONDS="0.5",
+        REDIS_RETRY_ATTEMPTS="20",
+    )
+    client = create_async_client(settings, name="restart-test")
+    await client.set("k", "v")
+    retries_before = sample("redisqueue_client_retries_total", client="restart-test")
+    redis_server.stop()
+    restarter = asyncio.get_running_loop().run_in_executor(
+        None, lambda: (time.sleep(1.0), redis_server.start())
+    )
+    started = time.monotonic()
+    value = await client.incr("counter")  # issued while Redis is down
+    await restarter
+    assert value == 1  # the restarted server has no data: the command ran on the new one
+    assert time.monotonic() - started < 10
+    assert sample("redisqueue_client_retries_total", client="restart-test") > retries_before
+    assert sample("redisqueue_client_reconnects_total", client="restart-test") >= 1
+    text = caplog.text
+    assert "retrying in" in text and "recovered after" in text
+    assert redis_server.password not in text
+    await client.aclose()
+
+
+def test_startup_against_a_redis_that_comes_up_late(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    late = RedisServer(tmp_path / "late", password="late-pw")
+    settings = load_settings(
+        {
+            "REDIS_URL": f"redis://{late.endpoint}/0",
+            "REDIS_PASSWORD": "late-pw",
+            "REDIS_BACKOFF_BASE_SECONDS": "0.1",
+            "REDIS_BACKOFF_CAP_SECONDS": "0.4",
+            "REDIS_RETRY_ATTEMPTS": "30",
+        },
+        env_file=None,
+    )
+    client = create_client(settings, name="late-start")
+    timer = threading.Timer(1.0, late.start)
+    timer.start()
+    try:
+        assert client.ping() is True
+    finally:
+        timer.join()
+        late.stop()
+        client.close()
+
+
+def test_wrong_password_fails_fast_without_retries(redis_server: RedisServer) -> None:
+    settings = load_settings(
+        {"REDIS_URL": f"redis://{redis_server.endpoint}/0", "REDIS_PASSWORD": "wrong-password-123"},
+        env_file=None,
+    )
+    client = create_client(settings, name="wrong-pw")
+    started = time.monotonic()
+    with pytest.raises(AuthenticationError) as caught:
+        client.ping()
+    assert time.monotonic() - started < 0.9  # a 1 s backoff would have shown
+    assert "wrong-password-123" not in str(caught.value)
+    assert sample("redisqueue_client_retries_total", client="wrong-pw") == 0
+    client.close()
+
+
+async def test_tls_client_verifies_the_server_certificate(
+    tls_redis_server: RedisServer, tls_files: TLSFiles
+) -> None:
+    base = {
+        "REDIS_URL": f"rediss://localhost:{tls_redis_server.port}/0",
+        "REDIS_PASSWORD": tls_redis_server.password or "",
+        "REDIS_RETRY_ATTEMPTS": "0",
+    }
+    good = create_async_client(
+        load_settings({**base, "REDIS_TLS_CA_CERT": tls_files.ca_pem}, env_file=None),
+        name="tls-good",
+    )
+    assert await good.ping() is True
+    await good.aclose()
+    untrusted = create_async_client(load_settings(base, env_file=None), name="tls-bad")
+    with pytest.raises(redis.ConnectionError, match=r"(?i)certificate verify failed"):
+        await untrusted.ping()
+    await untrusted.aclose()
+
+
+async def test_metrics_after_traffic(redis_server: RedisServer) -> None:
+    client = create_async_client(settings_for(redis_server), name="metrics-test")
+    for i in range(20):
+        await client.set(f"k{i}", i)
+        await client.get(f"k{i}")
+    with pytest.raises(redis.ResponseError):
+        await client.execute_command("NOSUCHCOMMAND")
+    assert (
+        sample(
+            "redisqueue_client_commands_total", client="metrics-test", command="SET", outcome="ok"
+        )
+        == 20
+    )
+    assert (
+        sample(
+            "redisqueue_client_commands_total",
+            client="metrics-test",
+            command="NOSUCHCOMMAND",
+            outcome="error",
+        )
+        == 1
+    )
+    assert (
+        sample(
+            "redisqueue_client_command_duration_seconds_count", client="metrics-test", command="GET"
+        )
+        == 20
+    )
+    assert (
+        sample(
+            "redisqueue_client_command_duration_seconds_bucket",
+            client="metrics-test",
+            command="GET",
+            le="0.0005",
+        )
+        >= 0
+    )  # sub-millisecond bucket exists
+    assert sample("redisqueue_client_connections", client="metrics-test", state="idle") >= 1
+    assert sample("redisqueue_client_connections_created_total", client="metrics-test") >= 1
+    await client.aclose()
