@@ -1,0 +1,42 @@
+provider "aws" {
+  region = var.aws_region
+
+  default_tags {
+    tags = {
+      Project     = "redisqueue-operator"
+      Environment = "production"
+      ManagedBy   = "terraform"
+    }
+  }
+}
+
+module "elasticache" {
+  source = "../../modules/elasticache"
+
+  name        = var.name
+  description = "Marketplace analysis job queue (production)"
+
+  engine         = var.engine
+  engine_version = var.engine_version
+  node_type      = var.node_type
+  replica_count  = var.replica_count
+
+  vpc_id                     = var.vpc_id
+  subnet_ids                 = var.subnet_ids
+  allowed_security_group_ids = var.allowed_security_group_ids
+  allowed_cidr_blocks        = var.allowed_cidr_blocks
+
+  kms_key_arn = var.kms_key_arn
+
+  auth_token_version         = var.auth_token_version
+  auth_token_update_strategy = var.auth_token_update_strategy
+
+  snapshot_retention_limit = 14
+  snapshot_window          = "02:00-03:00"
+  maintenance_window       = "sun:04:00-sun:05:00"
+
+  log_retention_in_days       = 365
+  alarm_topic_arn             = var.alarm_topic_arn
+  create_alarm_topic          = var.alarm_topic_arn == null
+  alarm_connections_threshold = var.alarm_connections_threshold
+}
