@@ -1,0 +1,165 @@
+"""Benchmarks that print figures as ratios against a baseline measured in the same run.
+
+(a) ``GET /api/health/redis`` against a trivial aiohttp JSON handler served by the same
+    process, same load generator (wrk) and concurrency. Target: ratio >= 0.6.
+(b) asyncio GET throughput through the instrumented pooled client against bare redis-py
+    with the same BlockingConnectionPool size and concurrency. Target: ratio >= 0.9.
+
+Both start their own redis-server on a free loopback port. Run: ``python bench/bench.py``
+(installs nothing; needs redis-server and, for (a), wrk: ``apt-get install redis-server wrk``).
+Rounds alternate between candidate and baseline so drift on a shared machine hits both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+sys.path.insert(0, str(HERE.parent / "operator"))
+
+import redis.asyncio  # noqa: E402
+
+from redis_server import RedisServer, free_port  # noqa: E402
+from redisqueue.client import create_async_client  # noqa: E402
+from redisqueue.settings import load_settings  # noqa: E402
+
+SERVER_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from aiohttp import web
+    from redisqueue.contract import ConnectionContract
+    from redisqueue.health import ProbeRegistry, create_app
+    from redisqueue.probe import Probe
+
+    redis_port, http_port = int(sys.argv[1]), int(sys.argv[2])
+    password = sys.stdin.readline().strip()
+    registry = ProbeRegistry()
+    registry.add(Probe(ConnectionContract(host="127.0.0.1", port=redis_port, password=password),
+                       namespace="bench", name="q"))
+    app = create_app(registry)
+
+    async def trivial(request):
+        return web.json_response({"status": "ok"})
+
+    app.router.add_get("/trivial", trivial)
+    web.run_app(app, host="127.0.0.1", port=http_port, access_log=None, print=None)
+    """
+)
+
+
+def wrk(url: str, seconds: int, connections: int) -> float:
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if match is None or errors is not None:
+        raise RuntimeError(f"wrk failed or saw errors:\n{out}")
+    return float(match.group(1))
+
+
+def bench_health(server: RedisServer, rounds: int, seconds: int, connections: int) -> None:
+    if shutil.which("wrk") is None:
+        print("(a) skipped: wrk is not installed (apt-get install wrk)")
+        return
+    http_port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(HERE.parent / "operator")}
+    proc = subprocess.Popen([sys.executable, "-c", SERVER_SCRIPT, str(server.port), str(http_port)],
+                            stdin=subprocess.PIPE, text=True, env=env)
+    assert proc.stdin is not None
+    proc.stdin.write((server.password or "") + "\n")
+    proc.stdin.close()
+    base = f"http://127.0.0.1:{http_port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                wrk(base + "/trivial", 1, 1)
+                break
+            except (RuntimeError, subprocess.CalledProcessError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        wrk(base + "/api/health/redis", 2, connections)  # warm-up
+        health, trivial = [], []
+        for _ in range(rounds):
+            trivial.append(wrk(base + "/trivial", seconds, connections))
+            health.append(wrk(base + "/api/health/redis", seconds, connections))
+        ratio = statistics.median(h / t for h, t in zip(health, trivial, strict=True))
+        print(f"(a) health endpoint: {statistics.median(health):,.0f} req/s, trivial JSON "
+              f"handler: {statistics.median(trivial):,.0f} req/s, ratio {ratio:.2f} "
+              f"(target >= 0.60; wrk -t1 -c{connections}, {rounds} x {seconds}s each)")
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+async def _gets(client: redis.asyncio.Redis, concurrency: int, total: int) -> float:
+    per_task = total // concurrency
+
+    async def worker() -> None:
+        for _ in range(per_task):
+            await client.get("bench:key")
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return per_task * concurrency / (time.perf_counter() - started)
+
+
+async def bench_client(server: RedisServer, rounds: int, total: int, concurrency: int) -> None:
+    settings = load_settings({"REDIS_URL": f"redis://{server.endpoint}/0",
+                              "REDIS_PASSWORD": server.password or "",
+                              "REDIS_POOL_MAX_CONNECTIONS": "50"}, env_file=None)
+    ours = create_async_client(settings, name="bench")
+    bare = redis.asyncio.Redis(connection_pool=redis.asyncio.BlockingConnectionPool(
+        host=server.host, port=server.port, password=server.password,
+        max_connections=50, timeout=5))
+    await bare.set("bench:key", "x" * 64)
+    await _gets(ours, concurrency, total // 4)  # warm both pools
+    await _gets(bare, concurrency, total // 4)
+    ours_rates, bare_rates = [], []
+    for _ in range(rounds):
+        bare_rates.append(await _gets(bare, concurrency, total))
+        ours_rates.append(await _gets(ours, concurrency, total))
+    ratio = statistics.median(o / b for o, b in zip(ours_rates, bare_rates, strict=True))
+    print(f"(b) instrumented client: {statistics.median(ours_rates):,.0f} GET/s, bare redis-py: "
+          f"{statistics.median(bare_rates):,.0f} GET/s, ratio {ratio:.2f} (target >= 0.90; "
+          f"pool 50, {concurrency} tasks, {rounds} x {total} GETs each)")
+    await ours.aclose()
+    await bare.aclose()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=int, default=5, help="wrk duration per round")
+    parser.add_argument("--connections", type=int, default=50, help="wrk connections")
+    parser.add_argument("--gets", type=int, default=20000, help="GETs per client round")
+    parser.add_argument("--concurrency", type=int, default=50, help="client tasks")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        server = RedisServer(Path(tmp), password="bench-password").start()
+        try:
+            print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+            bench_health(server, args.rounds, args.seconds, args.connections)
+            asyncio.run(bench_client(server, args.rounds, args.gets, args.concurrency))
+        finally:
+            server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
