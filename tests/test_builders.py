@@ -1,0 +1,538 @@
+"""Desired objects for a RedisQueue: StatefulSet, Service, Secrets and the contract."""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import socket
+import stat
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from redisqueue.builders import (
+    LABEL_REDISQUEUE,
+    LIVENESS_SCRIPT,
+    PASSWORD_ENV,
+    READINESS_SCRIPT,
+    Owner,
+    auth_secret_key_ref,
+    auth_secret_name,
+    build_auth_secret,
+    build_contract,
+    build_injected_secret_apply,
+    build_injected_secret_release,
+    build_pvc_resize_patch,
+    build_service,
+    build_statefulset,
+    claim_template_size,
+    data_pvc_name,
+    endpoint_for,
+    endpoint_for_provision,
+    generate_password,
+    labels,
+    owner_of,
+    owner_reference,
+    redis_config,
+    resolved_resources,
+    selector_labels,
+    startup_script,
+)
+from redisqueue.contract import CONTRACT_KEYS, KEY_PASSWORD, KEY_TLS_CA, KEY_USERNAME
+from redisqueue.spec import RedisQueueSpec, parse_spec
+
+OWNER = Owner(
+    apiVersion="redisqueue.dev/v1alpha1",
+    kind="RedisQueue",
+    name="analysis-jobs",
+    uid="3f1c9a52-0000-4000-8000-000000000001",
+)
+NAME, NAMESPACE = "analysis-jobs", "marketplace"
+
+
+def provision(**fields: Any) -> RedisQueueSpec:
+    return parse_spec({"redis": {"provision": fields}})
+
+
+def external(**fields: Any) -> RedisQueueSpec:
+    return parse_spec({"redis": {"external": {"host": "redis.example.com", **fields}}})
+
+
+def statefulset(spec: RedisQueueSpec | None = None, **kwargs: Any) -> dict[str, Any]:
+    return build_statefulset(NAME, NAMESPACE, spec or provision(), OWNER, **kwargs)
+
+
+def container(sts: dict[str, Any]) -> dict[str, Any]:
+    (only,) = sts["spec"]["template"]["spec"]["containers"]
+    return dict(only)
+
+
+def all_strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in all_strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in all_strings(v)]
+    return []
+
+
+# --- names, endpoint, owner ------------------------------------------------------------------
+
+
+def test_names_follow_one_scheme() -> None:
+    assert endpoint_for_provision(NAME, NAMESPACE) == ("analysis-jobs-redis.marketplace.svc", 6379)
+    assert auth_secret_name(NAME) == "analysis-jobs-redis-auth"
+    assert data_pvc_name(NAME) == "data-analysis-jobs-redis-0"
+    sts = statefulset()
+    assert sts["metadata"]["name"] == sts["spec"]["serviceName"] == "analysis-jobs-redis"
+    pvc_template = sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"]
+    assert f"{pvc_template}-{sts['metadata']['name']}-0" == data_pvc_name(NAME)
+
+
+def test_endpoint_for_external_is_the_spec_host_and_port() -> None:
+    assert endpoint_for(NAME, NAMESPACE, external(port=6380)) == ("redis.example.com", 6380)
+    assert endpoint_for(NAME, NAMESPACE, provision())[0].endswith(".marketplace.svc")
+
+
+def test_owner_of_reads_a_redisqueue_body() -> None:
+    body = {
+        "apiVersion": OWNER["apiVersion"],
+        "kind": "RedisQueue",
+        "metadata": {"name": NAME, "uid": OWNER["uid"], "namespace": NAMESPACE},
+    }
+    assert owner_of(body) == OWNER
+
+
+def test_owned_objects_carry_a_controller_owner_reference() -> None:
+    expected = [
+        {
+            "apiVersion": "redisqueue.dev/v1alpha1",
+            "kind": "RedisQueue",
+            "name": NAME,
+            "uid": OWNER["uid"],
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
+    assert statefulset()["metadata"]["ownerReferences"] == expected
+    assert build_service(NAME, NAMESPACE, provision(), OWNER)["metadata"]["ownerReferences"] == (
+        expected
+    )
+
+
+def test_volume_claims_are_not_owned_by_the_redisqueue() -> None:
+    # Retain works because the PVC outlives the RedisQueue; only the retention policy
+    # (Delete) lets the StatefulSet controller hand it to the garbage collector.
+    template = statefulset()["spec"]["volumeClaimTemplates"][0]
+    assert "ownerReferences" not in template["metadata"]
+
+
+@pytest.mark.parametrize("policy", ["Retain", "Delete"])
+def test_pvc_retention_follows_the_deletion_policy(policy: str) -> None:
+    spec = parse_spec({"redis": {"provision": {}}, "deletionPolicy": policy})
+    retention = statefulset(spec)["spec"]["persistentVolumeClaimRetentionPolicy"]
+    assert retention == {"whenDeleted": policy, "whenScaled": "Retain"}
+
+
+# --- labels and Service ----------------------------------------------------------------------
+
+
+def test_labels_are_the_recommended_kubernetes_labels() -> None:
+    assert labels(NAME) == {
+        "app.kubernetes.io/name": "redis",
+        "app.kubernetes.io/instance": NAME,
+        "app.kubernetes.io/managed-by": "redisqueue-operator",
+        "app.kubernetes.io/part-of": "redisqueue",
+        "app.kubernetes.io/component": "queue",
+    }
+
+
+def test_service_selects_exactly_the_statefulset_pods() -> None:
+    sts = statefulset()
+    service = build_service(NAME, NAMESPACE, provision(), OWNER)
+    pod_labels = sts["spec"]["template"]["metadata"]["labels"]
+    selector = service["spec"]["selector"]
+    assert selector == sts["spec"]["selector"]["matchLabels"] == selector_labels(NAME)
+    assert selector.items() <= pod_labels.items()
+    assert service["metadata"]["name"] == sts["spec"]["serviceName"]
+
+
+def test_service_exposes_the_redis_port_by_name() -> None:
+    service = build_service(NAME, NAMESPACE, provision(), OWNER)
+    (port,) = service["spec"]["ports"]
+    assert (port["port"], port["targetPort"], port["name"]) == (6379, "redis", "redis")
+    assert container(statefulset())["ports"][0]["name"] == "redis"
+    assert service["metadata"]["namespace"] == NAMESPACE
+
+
+def test_external_mode_has_nothing_to_provision() -> None:
+    with pytest.raises(ValueError, match="external"):
+        build_statefulset(NAME, NAMESPACE, external(), OWNER)
+    with pytest.raises(ValueError, match="external"):
+        build_service(NAME, NAMESPACE, external(), OWNER)
+
+
+# --- the StatefulSet's pod -------------------------------------------------------------------
+
+
+def test_statefulset_runs_one_replica() -> None:
+    assert statefulset()["spec"]["replicas"] == 1
+
+
+def test_password_reaches_the_pod_only_through_a_secret_reference() -> None:
+    c = container(statefulset())
+    assert c["env"] == [
+        {
+            "name": PASSWORD_ENV,
+            "valueFrom": {"secretKeyRef": {"name": "analysis-jobs-redis-auth", "key": "password"}},
+        }
+    ]
+    for env in c["env"]:
+        assert "value" not in env
+
+
+def test_no_command_or_argument_carries_a_password() -> None:
+    sts = statefulset()
+    c = container(sts)
+    commands = [
+        *c["command"],
+        *c.get("args", []),
+        *c["readinessProbe"]["exec"]["command"],
+        *c["livenessProbe"]["exec"]["command"],
+    ]
+    for text in commands:
+        assert "--requirepass" not in text
+        assert " -a " not in text and "--pass" not in text and "--user" not in text
+    # redis-server gets only the config file path; the password goes into that file.
+    assert c["command"][-1].rstrip().endswith("exec redis-server /run/redis/redis.conf")
+
+
+def test_probes_ping_through_redis_cli_with_redisclI_auth() -> None:
+    c = container(statefulset())
+    assert PASSWORD_ENV == "REDISCLI_AUTH"
+    for probe in (c["readinessProbe"], c["livenessProbe"]):
+        assert probe["exec"]["command"][:2] == ["sh", "-c"]
+        assert "redis-cli -h 127.0.0.1 -p 6379 ping" in probe["exec"]["command"][2]
+    assert c["readinessProbe"]["exec"]["command"][2] == READINESS_SCRIPT
+    assert c["livenessProbe"]["exec"]["command"][2] == LIVENESS_SCRIPT
+
+
+def test_referenced_password_secret_is_used_instead_of_the_generated_one() -> None:
+    spec = parse_spec(
+        {"redis": {"provision": {}}, "auth": {"secretRef": {"name": "mine", "key": "token"}}}
+    )
+    ref = container(statefulset(spec))["env"][0]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "mine", "key": "token"}
+
+
+def test_pod_runs_non_root_with_a_read_only_root_filesystem() -> None:
+    sts = statefulset()
+    pod = sts["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 999
+    assert pod["securityContext"]["fsGroup"] == 999
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
+    sc = container(sts)["securityContext"]
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["runAsNonRoot"] is True
+    mounts = {m["mountPath"]: m["name"] for m in container(sts)["volumeMounts"]}
+    assert mounts == {"/data": "data", "/run/redis": "config", "/tmp": "tmp"}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["config"]["emptyDir"]["medium"] == "Memory"
+
+
+def test_append_only_persistence_is_on_by_default() -> None:
+    assert "appendonly yes\n" in redis_config(provision())
+    assert "appendonly yes\n" in container(statefulset())["command"][2]
+    assert "appendonly no\n" in redis_config(provision(appendOnly=False))
+
+
+def test_redis_never_evicts_jobs_and_stops_below_the_memory_limit() -> None:
+    config = redis_config(provision())
+    assert "maxmemory-policy noeviction\n" in config
+    assert f"maxmemory {256 * 2**20 * 3 // 4}\n" in config
+    assert "maxmemory 1gb\n" in redis_config(provision(maxMemory="1gb"))
+    limited = provision(resources={"limits": {"memory": "1Gi"}})
+    assert f"maxmemory {2**30 * 3 // 4}\n" in redis_config(limited)
+
+
+def test_resources_default_to_small_requests_and_a_memory_limit() -> None:
+    assert resolved_resources(provision().redis.provision) == {  # type: ignore[arg-type]
+        "requests": {"cpu": "50m", "memory": "64Mi"},
+        "limits": {"memory": "256Mi"},
+    }
+    assert container(statefulset())["resources"]["limits"] == {"memory": "256Mi"}
+
+
+@pytest.mark.parametrize(
+    ("resources", "expected"),
+    [
+        (
+            {"requests": {"memory": "1Gi"}},
+            {"requests": {"cpu": "50m", "memory": "1Gi"}, "limits": {"memory": "1Gi"}},
+        ),
+        (
+            {"limits": {"memory": "32Mi", "cpu": "10m"}},
+            {
+                "requests": {"cpu": "10m", "memory": "32Mi"},
+                "limits": {"cpu": "10m", "memory": "32Mi"},
+            },
+        ),
+        (
+            {"requests": {"cpu": 1}, "limits": {"cpu": 2, "memory": "512Mi"}},
+            {"requests": {"cpu": "1", "memory": "64Mi"}, "limits": {"cpu": "2", "memory": "512Mi"}},
+        ),
+    ],
+)
+def test_resource_defaults_never_contradict_given_values(
+    resources: dict[str, Any], expected: dict[str, Any]
+) -> None:
+    spec = provision(resources=resources)
+    assert resolved_resources(spec.redis.provision) == expected  # type: ignore[arg-type]
+
+
+# --- the data volume -------------------------------------------------------------------------
+
+
+def test_claim_template_requests_the_spec_size_and_class() -> None:
+    spec = provision(storage={"size": "5Gi", "storageClassName": "gp3"})
+    template = statefulset(spec)["spec"]["volumeClaimTemplates"][0]
+    assert template["spec"] == {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": "5Gi"}},
+        "storageClassName": "gp3",
+    }
+    assert template["metadata"]["labels"] == labels(NAME)
+
+
+def test_claim_template_keeps_the_live_size_so_updates_stay_valid() -> None:
+    live = statefulset(provision(storage={"size": "1Gi"}))
+    grown = provision(storage={"size": "10Gi"})
+    updated = statefulset(grown, claim_size=claim_template_size(live))
+    assert updated["spec"]["volumeClaimTemplates"] == live["spec"]["volumeClaimTemplates"]
+    assert build_pvc_resize_patch("10Gi") == {
+        "spec": {"resources": {"requests": {"storage": "10Gi"}}}
+    }
+
+
+def test_claim_template_size_of_a_statefulset_without_one() -> None:
+    assert claim_template_size({"spec": {}}) is None
+
+
+def test_spec_changes_touch_only_mutable_statefulset_fields() -> None:
+    before = statefulset(provision())
+    after = statefulset(
+        parse_spec(
+            {
+                "redis": {"provision": {"image": "redis:7.4", "appendOnly": False}},
+                "deletionPolicy": "Delete",
+            }
+        ),
+        claim_size=claim_template_size(before),
+    )
+    for immutable in ("selector", "serviceName", "volumeClaimTemplates", "podManagementPolicy"):
+        assert before["spec"][immutable] == after["spec"][immutable], immutable
+    assert before["spec"]["template"] != after["spec"]["template"]
+
+
+def test_password_rotation_annotation_rolls_the_pod() -> None:
+    annotated = statefulset(auth_revision="12345")["spec"]["template"]["metadata"]
+    assert annotated["annotations"] == {"redisqueue.dev/auth-secret-revision": "12345"}
+    assert "annotations" not in statefulset()["spec"]["template"]["metadata"]
+
+
+# --- generated password Secret ---------------------------------------------------------------
+
+
+def test_generated_secret_under_retain_has_no_owner() -> None:
+    secret = build_auth_secret(NAME, NAMESPACE, "pw", owner=None)
+    assert "ownerReferences" not in secret["metadata"]
+    assert secret["metadata"]["name"] == "analysis-jobs-redis-auth"
+    assert base64.b64decode(secret["data"]["password"]).decode() == "pw"
+    assert "stringData" not in secret
+
+
+def test_generated_secret_under_delete_is_owned() -> None:
+    secret = build_auth_secret(NAME, NAMESPACE, "pw", owner=OWNER)
+    assert secret["metadata"]["ownerReferences"] == [owner_reference(OWNER)]
+
+
+def test_generated_passwords_are_long_random_and_config_safe() -> None:
+    passwords = {generate_password() for _ in range(20)}
+    assert len(passwords) == 20
+    for password in passwords:
+        assert len(password) >= 43
+        assert password.replace("-", "").replace("_", "").isalnum()
+
+
+def test_auth_secret_key_ref_by_mode() -> None:
+    assert auth_secret_key_ref(NAME, provision()) == ("analysis-jobs-redis-auth", "password")
+    assert auth_secret_key_ref(NAME, external()) is None
+    with_secret = parse_spec(
+        {
+            "redis": {"external": {"host": "h"}},
+            "auth": {"secretRef": {"name": "redis-auth"}},
+        }
+    )
+    assert auth_secret_key_ref(NAME, with_secret) == ("redis-auth", "password")
+
+
+# --- the contract and app Secrets ------------------------------------------------------------
+
+
+def test_contract_for_a_provisioned_redis() -> None:
+    spec = parse_spec({"redis": {"provision": {}}, "environment": "production"})
+    host, port = endpoint_for(NAME, NAMESPACE, spec)
+    contract = build_contract(spec, host, port, "s3cret")
+    env = contract.to_env()
+    assert env["REDIS_URL"] == "redis://:s3cret@analysis-jobs-redis.marketplace.svc:6379/0"
+    assert env["REDIS_TLS"] == "false"
+    assert env["REDIS_POOL_MAX_CONNECTIONS"] == "100"
+    assert env["REDIS_BACKOFF_BASE_SECONDS"] == "1"
+    assert env["REDIS_BACKOFF_CAP_SECONDS"] == "30"
+    assert env["REDIS_RETRY_ATTEMPTS"] == "10"
+    assert env["REDIS_POOL_TIMEOUT_SECONDS"] == "5"
+
+
+def test_contract_for_elasticache_with_tls_and_an_acl_user() -> None:
+    spec = parse_spec(
+        {
+            "redis": {
+                "external": {
+                    "host": "master.x.cache.amazonaws.com",
+                    "db": 2,
+                    "tls": {"enabled": True, "caSecretRef": {"name": "ca"}},
+                }
+            },
+            "auth": {"secretRef": {"name": "auth"}, "username": "worker"},
+            "pool": {"maxConnections": 20},
+            "backoff": {"baseSeconds": 0.5, "capSeconds": 8, "attempts": 3},
+        }
+    )
+    contract = build_contract(spec, "master.x.cache.amazonaws.com", 6379, "tok", ca_pem="PEM")
+    env = contract.to_env()
+    assert env["REDIS_URL"] == "rediss://worker:tok@master.x.cache.amazonaws.com:6379/2"
+    assert env[KEY_USERNAME] == "worker"
+    assert env[KEY_TLS_CA] == "PEM"
+    assert env["REDIS_POOL_MAX_CONNECTIONS"] == "20"
+    assert env["REDIS_BACKOFF_BASE_SECONDS"] == "0.5"
+    assert "REDIS_TLS_INSECURE_SKIP_VERIFY" not in env
+
+
+def test_contract_carries_insecure_skip_verify_only_with_tls() -> None:
+    spec = external(tls={"enabled": True, "insecureSkipVerify": True})
+    env = build_contract(spec, "h", 6379, None).to_env()
+    assert env["REDIS_TLS_INSECURE_SKIP_VERIFY"] == "true"
+    assert KEY_PASSWORD not in env
+    plain = build_contract(external(), "h", 6379, None, ca_pem="PEM").to_env()
+    assert KEY_TLS_CA not in plain
+
+
+def test_injected_secret_body_holds_exactly_the_contract_keys() -> None:
+    contract = build_contract(provision(), "h.ns.svc", 6379, "pw")
+    body = build_injected_secret_apply("worker-redis", NAMESPACE, contract, source=NAME)
+    assert set(body) == {"apiVersion", "kind", "metadata", "data"}
+    assert set(body["data"]) == set(contract.to_env())
+    assert set(body["data"]) <= set(CONTRACT_KEYS)
+    decoded = {k: base64.b64decode(v).decode() for k, v in body["data"].items()}
+    assert decoded == contract.to_env()
+    assert body["metadata"] == {
+        "name": "worker-redis",
+        "namespace": NAMESPACE,
+        "labels": {LABEL_REDISQUEUE: NAME},
+    }
+
+
+def test_injected_secret_owner_is_never_a_controller() -> None:
+    contract = build_contract(provision(), "h", 6379, "pw")
+    body = build_injected_secret_apply("worker-redis", NAMESPACE, contract, owner=OWNER)
+    (ref,) = body["metadata"]["ownerReferences"]
+    assert ref["controller"] is False and ref["blockOwnerDeletion"] is False
+    assert "labels" not in body["metadata"]
+
+
+def test_injected_secret_release_owns_nothing() -> None:
+    assert build_injected_secret_release("worker-redis", NAMESPACE) == {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "worker-redis", "namespace": NAMESPACE},
+    }
+
+
+def test_no_builder_output_contains_the_password_except_secrets() -> None:
+    password = "a-very-recognisable-password"
+    spec = provision()
+    for body in (statefulset(spec), build_service(NAME, NAMESPACE, spec, OWNER)):
+        assert all(password not in s for s in all_strings(body))
+    secret = build_auth_secret(NAME, NAMESPACE, password, None)
+    assert all(password not in s for s in all_strings(secret))  # base64 only
+
+
+# --- the startup script against a real redis-server ------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+def test_startup_script_starts_redis_with_any_password_and_hides_it(tmp_path: Path) -> None:
+    port = _free_port()
+    script = (
+        startup_script(provision())
+        .replace("/run/redis/", f"{tmp_path}/run/")
+        .replace("dir /data", f"dir {tmp_path}/data")
+        .replace("port 6379", f"port {port}")
+    )
+    (tmp_path / "run").mkdir()
+    (tmp_path / "data").mkdir()
+    password = "we\"ird \\pass'word\n$(id) ü #"
+    env = {"PATH": os.environ["PATH"], PASSWORD_ENV: password}
+    proc = subprocess.Popen(["sh", "-c", script], env=env, stdout=subprocess.DEVNULL)
+    cli_env = {"PATH": os.environ["PATH"], PASSWORD_ENV: password}
+    try:
+        probe = READINESS_SCRIPT.replace("6379", str(port))
+        deadline = time.monotonic() + 10
+        while subprocess.run(["sh", "-c", probe], env=cli_env, check=False).returncode:
+            assert time.monotonic() < deadline, "redis never answered PONG"
+            time.sleep(0.05)
+        live = LIVENESS_SCRIPT.replace("6379", str(port))
+        assert subprocess.run(["sh", "-c", live], env=cli_env, check=False).returncode == 0
+        wrong = {"PATH": os.environ["PATH"], PASSWORD_ENV: "wrong"}
+        assert subprocess.run(["sh", "-c", probe], env=wrong, check=False).returncode != 0
+        # redis-server runs as the script's own pid (exec), without the password in
+        # its arguments or environment.
+        cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes()
+        assert b"redis-server" in cmdline and password.encode() not in cmdline
+        assert PASSWORD_ENV.encode() not in Path(f"/proc/{proc.pid}/environ").read_bytes()
+        config = tmp_path / "run" / "redis.conf"
+        assert stat.S_IMODE(config.stat().st_mode) == 0o600
+        assert "appendonly yes" in config.read_text()
+        assert password not in config.read_text()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.mark.skipif(shutil.which("sh") is None, reason="needs sh")
+def test_startup_script_refuses_an_empty_password(tmp_path: Path) -> None:
+    script = startup_script(provision()).replace("/run/redis/", f"{tmp_path}/")
+    result = subprocess.run(
+        ["sh", "-c", script],
+        env={"PATH": os.environ["PATH"], PASSWORD_ENV: ""},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "empty password" in result.stderr
