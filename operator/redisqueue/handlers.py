@@ -1,0 +1,95 @@
+"""kopf handlers: thin wrappers that hand each RedisQueue event to the Reconciler.
+
+Importing this module registers the handlers with kopf's default registry.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import kopf
+
+from . import metrics
+from .kube import GROUP, PLURAL, VERSION, KubeError
+from .reconcile import InvalidSpecError, Reconciler, SetupError
+
+FINALIZER = "redisqueue.dev/finalizer"
+ANNOTATION_PREFIX = "redisqueue.dev"
+#: Longest pause between two retries of a failing reconciliation.
+RETRY_CAP_SECONDS = 60.0
+
+
+def _reconciler(memo: Any) -> Reconciler:
+    reconciler: Reconciler = memo.reconciler
+    return reconciler
+
+
+def retry_delay(retry: int) -> float:
+    """1, 2, 4, ... seconds between retries of a failing reconciliation, at most 60."""
+    return float(min(RETRY_CAP_SECONDS, 2 ** min(retry, 10)))
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix=ANNOTATION_PREFIX
+    )
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
+    )
+    # Events are posted by the Reconciler on Ready transitions only, not per handler run.
+    settings.posting.enabled = False
+    settings.watching.server_timeout = 300
+    settings.networking.request_timeout = 60
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL)
+async def reconcile(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
+    started = time.perf_counter()
+    outcome = "success"
+    try:
+        await _reconciler(memo).reconcile(body)
+    except InvalidSpecError as exc:
+        outcome = "error"
+        raise kopf.PermanentError(str(exc)) from None
+    except SetupError as exc:
+        outcome = "retry"
+        raise kopf.TemporaryError(exc.message, delay=retry_delay(retry)) from None
+    except KubeError as exc:
+        outcome = "retry"
+        raise kopf.TemporaryError(f"API error: {exc.message}", delay=retry_delay(retry)) from None
+    finally:
+        metrics.RECONCILES.labels(outcome).inc()
+        metrics.RECONCILE_DURATION.labels(outcome).observe(time.perf_counter() - started)
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL)
+async def finalize(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
+    try:
+        await _reconciler(memo).finalize(body)
+    except KubeError as exc:
+        raise kopf.TemporaryError(f"API error: {exc.message}", delay=retry_delay(retry)) from None
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10.0)
+async def probe(
+    stopped: kopf.DaemonStopped,
+    body: kopf.Body,
+    memo: Any,
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+    **_: Any,
+) -> None:
+    """PING this RedisQueue's Redis every healthCheck.intervalSeconds until it goes away."""
+    reconciler = _reconciler(memo)
+    while not stopped:
+        try:
+            interval = await reconciler.tick(body)
+        except KubeError as exc:
+            logger.warning("probe tick failed: %s", exc.message)
+            interval = 10.0
+        await stopped.wait(interval)

@@ -1,0 +1,180 @@
+"""Kubernetes API access for the operator: async, plain dicts, one place.
+
+Everything goes through kubernetes_asyncio's ApiClient (the same credentials kopf logs in
+with), so nothing blocks the event loop. Objects travel as plain dicts, the shape the pure
+builders produce. Errors become :class:`KubeError`, whose text holds the API server's
+message (it names fields, never Secret values).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, Final
+
+from kubernetes_asyncio import client as k8s
+from kubernetes_asyncio import config as k8s_config
+from kubernetes_asyncio.client.exceptions import ApiException
+
+JSON = dict[str, Any]
+
+GROUP: Final = "redisqueue.dev"
+VERSION: Final = "v1alpha1"
+PLURAL: Final = "redisqueues"
+
+_PLURALS: Final = {
+    "Secret": "secrets",
+    "Service": "services",
+    "ConfigMap": "configmaps",
+    "PersistentVolumeClaim": "persistentvolumeclaims",
+    "StatefulSet": "statefulsets",
+    "Event": "events",
+    "RedisQueue": PLURAL,
+}
+
+APPLY: Final = "application/apply-patch+yaml"
+MERGE: Final = "application/merge-patch+json"
+
+
+class KubeError(Exception):
+    """A failed API call: HTTP status, the server's reason and message."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        self.status = status
+        self.reason = reason
+        self.message = message
+        super().__init__(f"{status} {reason}: {message}")
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404
+
+    @property
+    def conflict(self) -> bool:
+        return self.status == 409
+
+    @property
+    def forbidden(self) -> bool:
+        return self.status == 403
+
+
+def object_path(
+    api_version: str,
+    kind: str,
+    namespace: str | None,
+    name: str | None = None,
+    subresource: str | None = None,
+) -> str:
+    """The REST path of a (namespaced) object or collection."""
+    base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    path = base + (f"/namespaces/{namespace}" if namespace else "") + f"/{_PLURALS[kind]}"
+    if name:
+        path += f"/{name}"
+    if subresource:
+        path += f"/{subresource}"
+    return path
+
+
+async def load_config() -> k8s.Configuration:
+    """In-cluster service account first, then the kubeconfig ($KUBECONFIG or ~/.kube/config)."""
+    configuration = k8s.Configuration()
+    try:
+        k8s_config.load_incluster_config(client_configuration=configuration)
+    except k8s_config.ConfigException:
+        await k8s_config.load_kube_config(client_configuration=configuration)
+    return configuration
+
+
+class Kube:
+    """Thin async access to the API server with plain-dict bodies."""
+
+    def __init__(self, api: k8s.ApiClient) -> None:
+        self.api = api
+
+    @classmethod
+    async def connect(cls) -> Kube:
+        return cls(k8s.ApiClient(await load_config()))
+
+    async def close(self) -> None:
+        await self.api.close()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: object | None = None,
+        query: Mapping[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> JSON:
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        try:
+            response = await self.api.call_api(
+                path,
+                method,
+                path_params={},
+                query_params=list((query or {}).items()),
+                header_params=headers,
+                body=body,
+                auth_settings=["BearerToken"],
+                _return_http_data_only=True,
+                _preload_content=False,
+            )
+            raw = await response.read()
+        except ApiException as exc:
+            raise _error(exc) from None
+        return json.loads(raw) if raw else {}
+
+    async def get(self, path: str) -> JSON | None:
+        """The object at ``path``, or None if it does not exist."""
+        try:
+            return await self.request("GET", path)
+        except KubeError as exc:
+            if exc.not_found:
+                return None
+            raise
+
+    async def list(self, path: str, *, label_selector: str | None = None) -> list[JSON]:
+        query = {"labelSelector": label_selector} if label_selector else None
+        return list((await self.request("GET", path, query=query)).get("items", []))
+
+    async def apply(
+        self, obj: Mapping[str, Any], *, field_manager: str, force: bool = False
+    ) -> JSON:
+        """Server-side apply ``obj``: create it, or own exactly the fields it lists."""
+        meta = obj["metadata"]
+        path = object_path(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
+        query = {"fieldManager": field_manager}
+        if force:
+            query["force"] = "true"
+        return await self.request("PATCH", path, body=dict(obj), query=query, content_type=APPLY)
+
+    async def create(self, obj: Mapping[str, Any]) -> JSON:
+        meta = obj["metadata"]
+        path = object_path(obj["apiVersion"], obj["kind"], meta.get("namespace"))
+        return await self.request("POST", path, body=dict(obj))
+
+    async def merge_patch(self, path: str, patch: Mapping[str, Any]) -> JSON:
+        return await self.request("PATCH", path, body=dict(patch), content_type=MERGE)
+
+    async def delete(self, path: str, *, propagation: str = "Background") -> bool:
+        """Delete the object at ``path``; False if it was already gone."""
+        try:
+            await self.request("DELETE", path, body={"propagationPolicy": propagation})
+        except KubeError as exc:
+            if exc.not_found:
+                return False
+            raise
+        return True
+
+
+def _error(exc: ApiException) -> KubeError:
+    message = exc.reason or "error"
+    reason = exc.reason or ""
+    try:
+        status = json.loads(exc.body or "{}")
+        message = status.get("message", message)
+        reason = status.get("reason", reason)
+    except (ValueError, TypeError):
+        pass
+    return KubeError(int(exc.status or 0), str(reason), str(message))

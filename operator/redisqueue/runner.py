@@ -1,0 +1,98 @@
+"""``redisqueue operator``: kopf plus the health/metrics server in one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Collection
+
+import kopf
+from aiohttp import web
+
+from . import handlers  # noqa: F401 - registers the kopf handlers
+from .health import ProbeRegistry, create_app
+from .kube import Kube
+from .reconcile import Reconciler
+
+log = logging.getLogger("redisqueue.operator")
+
+#: A daemon that has not ticked for this long past its interval means processing stopped.
+STALL_GRACE_SECONDS = 60.0
+
+
+class Liveness:
+    """Liveness that fails when the operator stops doing its job, not only when it dies."""
+
+    def __init__(self, reconciler: Reconciler) -> None:
+        self.reconciler = reconciler
+        self.operator_task: asyncio.Task[None] | None = None
+
+    def __call__(self) -> tuple[bool, str]:
+        task = self.operator_task
+        if task is not None and task.done():
+            return False, "the operator's event processing has stopped"
+        now = time.monotonic()
+        for (namespace, name), state in list(self.reconciler.states.items()):
+            if state.spec is None or state.ticked_at == 0.0:
+                continue
+            late = now - state.ticked_at - state.interval
+            if late > STALL_GRACE_SECONDS + 2 * state.interval:
+                return False, f"no health probe of {namespace}/{name} for {late:.0f} s"
+        return True, f"processing {len(self.reconciler.states)} RedisQueue(s)"
+
+
+async def serve_operator(
+    *,
+    namespaces: Collection[str],
+    host: str,
+    port: int,
+    standalone: bool,
+    stop: asyncio.Event | None = None,
+) -> None:
+    probes = ProbeRegistry()
+    kube = await Kube.connect()
+    reconciler = Reconciler(kube, probes)
+    ready = asyncio.Event()
+    liveness = Liveness(reconciler)
+    app = create_app(
+        probes,
+        liveness=liveness,
+        readiness=lambda: (ready.is_set(), "watching" if ready.is_set() else "starting"),
+    )
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    log.info(
+        "health and metrics on http://%s:%d (/api/health/redis, /metrics, /healthz)", host, port
+    )
+    operator = asyncio.create_task(
+        kopf.operator(
+            clusterwide=not namespaces,
+            namespaces=list(namespaces),
+            standalone=standalone,
+            memo=kopf.Memo(reconciler=reconciler),
+            ready_flag=ready,
+            stop_flag=stop,
+        )
+    )
+    liveness.operator_task = operator
+    try:
+        await operator
+    finally:
+        await runner.cleanup()
+        for probe in list(probes):
+            with contextlib.suppress(Exception):
+                await probe.close()
+        await kube.close()
+
+
+def run_operator(*, namespaces: Collection[str], host: str, port: int, standalone: bool) -> int:
+    try:
+        asyncio.run(
+            serve_operator(namespaces=namespaces, host=host, port=port, standalone=standalone)
+        )
+    except KeyboardInterrupt:
+        pass
+    return 0
