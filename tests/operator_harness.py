@@ -1,0 +1,157 @@
+"""Run the real operator as a subprocess against the test control plane.
+
+The operator authenticates with a token of the ServiceAccount from ``manifests/operator``
+and so has exactly the permissions the install path grants, no more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from kube_controlplane import ControlPlane
+from redis_server import free_port
+
+REPO = Path(__file__).resolve().parent.parent
+OPERATOR_NAMESPACE = "redisqueue-system"
+OPERATOR_SERVICE_ACCOUNT = "redisqueue-operator"
+
+T = TypeVar("T")
+
+
+def install_crd_and_rbac(plane: ControlPlane) -> None:
+    """kubectl apply the CRD and the operator's namespace, ServiceAccount and RBAC."""
+    plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    plane.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                  "crd/redisqueues.redisqueue.dev")
+    docs: list[dict[str, Any]] = []
+    for path in sorted((REPO / "manifests" / "operator").glob("*.yaml")):
+        if path.name == "kustomization.yaml":
+            continue
+        docs += [d for d in yaml.safe_load_all(path.read_text()) if d]
+    wanted = {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role",
+              "RoleBinding"}
+    selected = [d for d in docs if d.get("kind") in wanted]
+    assert any(d["kind"] == "ClusterRole" for d in selected), "manifests lack the ClusterRole"
+    plane.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(selected))
+
+
+def service_account_kubeconfig(plane: ControlPlane, directory: Path) -> Path:
+    """A kubeconfig that authenticates as the operator's ServiceAccount (bound token)."""
+    token = plane.kubectl("create", "token", OPERATOR_SERVICE_ACCOUNT, "-n",
+                          OPERATOR_NAMESPACE, "--duration=4h").stdout.strip()
+    admin = yaml.safe_load(plane.kubeconfig.read_text())
+    cluster = admin["clusters"][0]["cluster"]
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "test", "cluster": cluster}],
+        "users": [{"name": "operator", "user": {"token": token}}],
+        "contexts": [{"name": "operator", "context": {"cluster": "test", "user": "operator"}}],
+        "current-context": "operator",
+    }
+    path = directory / "operator.kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
+
+
+class OperatorProcess:
+    """``redisqueue operator`` in a subprocess; logs go to a file the tests can read."""
+
+    def __init__(self, kubeconfig: Path, workdir: Path) -> None:
+        self.kubeconfig = kubeconfig
+        self.workdir = workdir
+        self.port = free_port()
+        self.log_path = workdir / "operator.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> OperatorProcess:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "KUBE"))}
+        env["KUBECONFIG"] = str(self.kubeconfig)
+        env["HOSTNAME"] = "redisqueue-operator-test"
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "redisqueue", "--log-level", "DEBUG", "operator",
+             "--all-namespaces", "--standalone", "--host", "127.0.0.1", "--port",
+             str(self.port)],
+            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"operator exited:\n{self.logs()[-3000:]}")
+            if self.http("/readyz")[0] == 200:
+                return self
+            time.sleep(0.2)
+        raise RuntimeError(f"operator not ready after {timeout} s:\n{self.logs()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def http(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=10) as response:  # noqa: S310
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read().decode()
+        except OSError:
+            return 0, ""
+
+    def health(self, namespace: str, name: str) -> tuple[int, dict[str, Any]]:
+        status, body = self.http(f"/api/health/redis/{namespace}/{name}")
+        return status, json.loads(body) if body else {}
+
+
+async def eventually(check: Callable[[], Awaitable[T | None]], *, timeout: float = 60.0,
+                     interval: float = 0.25, what: str = "condition") -> T:
+    """Poll ``check`` until it returns something truthy; fail with ``what`` after timeout."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last: {last!r}")
+
+
+def b64(value: str) -> str:
+    return base64.b64encode(value.encode()).decode()
+
+
+def unb64(data: dict[str, str]) -> dict[str, str]:
+    return {k: base64.b64decode(v).decode() for k, v in data.items()}

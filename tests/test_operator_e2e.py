@@ -1,0 +1,506 @@
+"""The operator end to end: real kube-apiserver, real redis-servers, the real operator process.
+
+The operator runs as a subprocess with the ServiceAccount and RBAC from manifests/operator.
+Provision-mode pods cannot run here (no kubelet): where a test needs a "ready" StatefulSet
+it patches the StatefulSet's status itself, and says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import yaml
+from kubernetes_asyncio import client
+
+from kube_controlplane import ControlPlane
+from operator_harness import (
+    OperatorProcess,
+    b64,
+    eventually,
+    install_crd_and_rbac,
+    service_account_kubeconfig,
+    unb64,
+)
+from redis_server import RedisServer, TLSFiles
+from redisqueue.client import create_client
+from redisqueue.kube import Kube, KubeError, object_path
+from redisqueue.settings import load_settings
+
+pytestmark = pytest.mark.k8s
+
+API = "redisqueue.dev/v1alpha1"
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def operator(control_plane: ControlPlane,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+    workdir = tmp_path_factory.mktemp("operator")
+    install_crd_and_rbac(control_plane)
+    process = OperatorProcess(service_account_kubeconfig(control_plane, workdir), workdir)
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+async def kube(kube_api: client.ApiClient) -> AsyncIterator[Kube]:
+    yield Kube(kube_api)
+
+
+def rq_path(namespace: str, name: str | None = None) -> str:
+    return object_path(API, "RedisQueue", namespace, name)
+
+
+async def apply_secret(kube: Kube, namespace: str, name: str, data: dict[str, str]) -> None:
+    await kube.apply({"apiVersion": "v1", "kind": "Secret",
+                      "metadata": {"name": name, "namespace": namespace},
+                      "data": {k: b64(v) for k, v in data.items()}},
+                     field_manager="test", force=True)
+
+
+async def read_secret(kube: Kube, namespace: str, name: str) -> dict[str, str] | None:
+    secret = await kube.get(object_path("v1", "Secret", namespace, name))
+    return None if secret is None else unb64(secret.get("data") or {})
+
+
+async def create_rq(kube: Kube, namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return await kube.create({"apiVersion": API, "kind": "RedisQueue",
+                              "metadata": {"name": name, "namespace": namespace}, "spec": spec})
+
+
+def condition(rq: dict[str, Any] | None, kind: str) -> dict[str, Any]:
+    for c in ((rq or {}).get("status") or {}).get("conditions", []):
+        if c["type"] == kind:
+            return dict(c)
+    return {}
+
+
+async def wait_for_ready(kube: Kube, namespace: str, name: str, status: str = "True",
+                         reason: str | None = None, timeout: float = 60) -> dict[str, Any]:
+    async def check() -> dict[str, Any] | None:
+        rq = await kube.get(rq_path(namespace, name))
+        ready = condition(rq, "Ready")
+        if ready.get("status") == status and (reason is None or ready.get("reason") == reason):
+            return rq
+        return None
+
+    return await eventually(check, timeout=timeout,
+                            what=f"{namespace}/{name} Ready={status} {reason or ''}")
+
+
+async def events_for(kube: Kube, namespace: str, name: str) -> list[dict[str, Any]]:
+    items = await kube.list(object_path("v1", "Event", namespace))
+    return [e for e in items if e["involvedObject"].get("name") == name
+            and e["involvedObject"].get("kind") == "RedisQueue"]
+
+
+def external_spec(server: RedisServer, **extra: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "redis": {"external": {"host": server.host, "port": server.port}},
+        "auth": {"secretRef": {"name": "redis-auth", "key": "password"}},
+        "inject": [{"secretName": "app-redis"}],
+        "healthCheck": {"intervalSeconds": 1, "timeoutSeconds": 0.5},
+    }
+    spec.update(extra)
+    return spec
+
+
+# --- external mode ---------------------------------------------------------------------------
+
+
+async def test_external_mode_is_ready_injects_a_working_contract_and_serves_health(
+    operator: OperatorProcess, kube: Kube, namespace: str, redis_server: RedisServer,
+    control_plane: ControlPlane,
+) -> None:
+    assert redis_server.password
+    await apply_secret(kube, namespace, "redis-auth", {"password": redis_server.password})
+    await create_rq(kube, namespace, "jobs", external_spec(
+        redis_server, environment="production", queues=[{"key": "phase1:jobs", "type": "list"}]))
+    rq = await wait_for_ready(kube, namespace, "jobs")
+    status = rq["status"]
+    assert status["phase"] == "Ready" and status["mode"] == "external"
+    assert status["endpoint"] == redis_server.endpoint
+    assert status["observedGeneration"] == rq["metadata"]["generation"]
+    assert status["latencyMs"] >= 0 and status["lastProbeTime"].endswith("Z")
+    assert {c["type"] for c in status["conditions"]} == {"Ready", "Reachable", "Injected"}
+
+    # The app connects with the client library using only the injected Secret.
+    env = await read_secret(kube, namespace, "app-redis")
+    assert env is not None
+    assert env["REDIS_POOL_MAX_CONNECTIONS"] == "100"  # production default
+    app = create_client(load_settings(env, env_file=None), name="e2e-app")
+    app.lpush("phase1:jobs", "a", "b", "c")
+    assert app.llen("phase1:jobs") == 3
+    app.close()
+
+    code, body = operator.health(namespace, "jobs")
+    assert code == 200 and body["status"] == "connected"
+    assert operator.http("/api/health/redis")[0] == 200
+
+    async def depth_metric() -> str | None:
+        text = operator.http("/metrics")[1]
+        line = (f'redisqueue_queue_depth{{key="phase1:jobs",name="jobs",'
+                f'namespace="{namespace}",type="list"}} 3.0')
+        return text if line in text else None
+
+    metrics = await eventually(depth_metric, timeout=20, what="queue depth metric")
+    assert f'redisqueue_up{{name="jobs",namespace="{namespace}"}} 1.0' in metrics
+    assert "redisqueue_redis_connected_clients{" in metrics
+
+    table = control_plane.kubectl("get", "redisqueues", "-n", namespace).stdout
+    assert re.search(r"jobs\s+external\s+" + re.escape(redis_server.endpoint) + r"\s+True", table)
+
+    everything = yaml.safe_dump(rq) + operator.logs() + metrics + str(body)
+    everything += str(await events_for(kube, namespace, "jobs"))
+    assert redis_server.password not in everything
+
+
+async def test_outage_turns_not_ready_with_one_event_and_recovers(
+    operator: OperatorProcess, kube: Kube, namespace: str, redis_server: RedisServer,
+) -> None:
+    await apply_secret(kube, namespace, "redis-auth", {"password": redis_server.password or ""})
+    await create_rq(kube, namespace, "flaky", external_spec(redis_server))
+    await wait_for_ready(kube, namespace, "flaky")
+    redis_server.stop()
+    rq = await wait_for_ready(kube, namespace, "flaky", "False", "Unreachable")
+    assert rq["status"]["phase"] == "Unreachable"
+    assert redis_server.endpoint in condition(rq, "Reachable")["message"]
+    assert operator.health(namespace, "flaky")[0] == 503
+    await asyncio.sleep(3)  # several probes fail: still one transition event
+    warnings = [e for e in await events_for(kube, namespace, "flaky") if e["type"] == "Warning"]
+    assert len(warnings) == 1 and warnings[0]["reason"] == "Unreachable"
+    redis_server.start()
+    await wait_for_ready(kube, namespace, "flaky")
+    assert operator.health(namespace, "flaky")[0] == 200
+    reasons = [e["reason"] for e in await events_for(kube, namespace, "flaky")]
+    assert reasons.count("Ready") == 2 and reasons.count("Unreachable") == 1
+
+
+async def test_tls_mode_verifies_the_certificate_against_the_referenced_ca(
+    operator: OperatorProcess, kube: Kube, namespace: str, tls_redis_server: RedisServer,
+    tls_files: TLSFiles,
+) -> None:
+    await apply_secret(kube, namespace, "redis-auth",
+                       {"password": tls_redis_server.password or ""})
+    await apply_secret(kube, namespace, "redis-ca", {"ca.crt": tls_files.ca_pem})
+    tls_spec = {"redis": {"external": {"host": "localhost", "port": tls_redis_server.port,
+                                       "tls": {"enabled": True,
+                                               "caSecretRef": {"name": "redis-ca",
+                                                               "key": "ca.crt"}}}}}
+    await create_rq(kube, namespace, "secure", external_spec(tls_redis_server, **tls_spec))
+    await wait_for_ready(kube, namespace, "secure")
+    env = await read_secret(kube, namespace, "app-redis")
+    assert env is not None and env["REDIS_URL"].startswith("rediss://")
+    assert env["REDIS_TLS_CA_CERT"] == tls_files.ca_pem
+    app = create_client(load_settings(env, env_file=None), name="e2e-tls")
+    assert app.ping() is True
+    app.close()
+
+    # The same server without the CA: the system trust store does not know the test CA.
+    untrusted = {"redis": {"external": {"host": "localhost", "port": tls_redis_server.port,
+                                        "tls": {"enabled": True}}},
+                 "inject": [{"secretName": "other-app"}]}
+    await create_rq(kube, namespace, "untrusted", external_spec(tls_redis_server, **untrusted))
+    rq = await wait_for_ready(kube, namespace, "untrusted", "False", "TLSError")
+    assert "certificate verify failed" in condition(rq, "Ready")["message"]
+
+
+async def test_wrong_password_reports_auth_failure_and_leaks_it_nowhere(
+    operator: OperatorProcess, kube: Kube, namespace: str, redis_server: RedisServer,
+) -> None:
+    wrong = "wrong-password-e2e-7f3a"
+    await apply_secret(kube, namespace, "redis-auth", {"password": wrong})
+    await create_rq(kube, namespace, "badauth", external_spec(redis_server))
+    rq = await wait_for_ready(kube, namespace, "badauth", "False", "AuthFailed")
+    assert rq["status"]["phase"] == "AuthError"
+    code, body = operator.health(namespace, "badauth")
+    assert code == 503 and "authentication failed" in body["error"]
+    events = await events_for(kube, namespace, "badauth")
+    assert events and events[0]["type"] == "Warning"
+    text = yaml.safe_dump(rq) + str(events) + str(body) + operator.logs() + operator.http(
+        "/metrics")[1]
+    assert wrong not in text
+
+
+async def test_missing_secret_is_reported_then_picked_up_when_created(
+    operator: OperatorProcess, kube: Kube, namespace: str, redis_server: RedisServer,
+) -> None:
+    await create_rq(kube, namespace, "early", external_spec(redis_server))
+    rq = await wait_for_ready(kube, namespace, "early", "False", "SecretNotFound")
+    assert "redis-auth" in condition(rq, "Ready")["message"]
+    await apply_secret(kube, namespace, "redis-auth", {"password": redis_server.password or ""})
+    await wait_for_ready(kube, namespace, "early", timeout=90)
+
+
+async def test_injection_keeps_app_keys_follows_rotation_and_deletion_removes_only_its_own(
+    operator: OperatorProcess, kube: Kube, namespace: str, redis_server: RedisServer,
+) -> None:
+    old = redis_server.password or ""
+    await apply_secret(kube, namespace, "redis-auth", {"password": old})
+    await apply_secret(kube, namespace, "app-redis", {"APP_MODE": "worker", "OTHER": "1"})
+    await create_rq(kube, namespace, "shared", external_spec(redis_server))
+    await wait_for_ready(kube, namespace, "shared")
+    env = await read_secret(kube, namespace, "app-redis")
+    assert env is not None and env["APP_MODE"] == "worker" and env["OTHER"] == "1"
+    assert env["REDIS_PASSWORD"] == old
+
+    # Rotation: the server takes a new password, then the Secret; the operator re-injects.
+    new = "rotated-" + old[-6:]
+    admin = redis.Redis(host=redis_server.host, port=redis_server.port, password=old)
+    admin.config_set("requirepass", new)
+    admin.close()
+    await apply_secret(kube, namespace, "redis-auth", {"password": new})
+
+    async def rotated() -> dict[str, str] | None:
+        current = await read_secret(kube, namespace, "app-redis")
+        return current if current and current.get("REDIS_PASSWORD") == new else None
+
+    env = await eventually(rotated, timeout=30, what="re-injected password")
+    assert env["APP_MODE"] == "worker"
+    await wait_for_ready(kube, namespace, "shared")
+
+    await kube.delete(rq_path(namespace, "shared"))
+
+    async def released() -> dict[str, str] | None:
+        current = await read_secret(kube, namespace, "app-redis")
+        return current if current and not any(k.startswith("REDIS_") for k in current) else None
+
+    env = await eventually(released, timeout=30, what="contract keys removed")
+    assert env == {"APP_MODE": "worker", "OTHER": "1"}
+
+
+async def test_a_secret_created_by_the_operator_is_removed_with_the_redisqueue(
+    operator: OperatorProcess, kube: Kube, namespace: str, redis_server: RedisServer,
+) -> None:
+    await apply_secret(kube, namespace, "redis-auth", {"password": redis_server.password or ""})
+    await create_rq(kube, namespace, "solo", external_spec(redis_server))
+    await wait_for_ready(kube, namespace, "solo")
+    assert await read_secret(kube, namespace, "app-redis") is not None
+    await kube.delete(rq_path(namespace, "solo"))
+
+    async def gone() -> bool:
+        return (await kube.get(rq_path(namespace, "solo")) is None and
+                await read_secret(kube, namespace, "app-redis") is None)
+
+    await eventually(gone, timeout=30, what="RedisQueue and its Secret gone")
+
+
+async def test_two_redisqueues_writing_one_secret_conflict_instead_of_clobbering(
+    operator: OperatorProcess, kube: Kube, namespace: str, redis_server: RedisServer,
+) -> None:
+    await apply_secret(kube, namespace, "redis-auth", {"password": redis_server.password or ""})
+    await create_rq(kube, namespace, "first", external_spec(redis_server))
+    await wait_for_ready(kube, namespace, "first")
+    before = await read_secret(kube, namespace, "app-redis")
+    second = external_spec(redis_server, backoff={"baseSeconds": 2, "capSeconds": 20})
+    await create_rq(kube, namespace, "second", second)
+    rq = await wait_for_ready(kube, namespace, "second", "False", "InjectConflict")
+    assert "app-redis" in condition(rq, "Injected")["message"]
+    assert await read_secret(kube, namespace, "app-redis") == before
+
+
+# --- provision mode ------------------------------------------------------------------------
+
+
+def provision_spec(**extra: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "redis": {"provision": {"storage": {"size": "1Gi"}}},
+        "inject": [{"secretName": "app-redis"}],
+        "healthCheck": {"intervalSeconds": 1, "timeoutSeconds": 0.5},
+    }
+    spec.update(extra)
+    return spec
+
+
+async def _objects(kube: Kube, namespace: str, name: str) -> tuple[Any, Any, Any]:
+    sts = await kube.get(object_path("apps/v1", "StatefulSet", namespace, f"{name}-redis"))
+    svc = await kube.get(object_path("v1", "Service", namespace, f"{name}-redis"))
+    auth = await kube.get(object_path("v1", "Secret", namespace, f"{name}-redis-auth"))
+    return sts, svc, auth
+
+
+async def test_provision_mode_creates_owned_objects_and_reports_provisioning(
+    operator: OperatorProcess, kube: Kube, namespace: str,
+) -> None:
+    created = await create_rq(kube, namespace, "cache", provision_spec())
+    uid = created["metadata"]["uid"]
+
+    async def objects() -> tuple[Any, Any, Any] | None:
+        found = await _objects(kube, namespace, "cache")
+        return found if all(found) else None
+
+    sts, svc, auth = await eventually(objects, what="StatefulSet, Service and auth Secret")
+    for obj in (sts, svc):
+        refs = obj["metadata"]["ownerReferences"]
+        assert refs[0]["uid"] == uid and refs[0]["controller"] is True
+    assert not auth["metadata"].get("ownerReferences")  # Retain: the password outlives it
+    pod = sts["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    password = unb64(auth["data"])["password"]
+    assert password not in yaml.safe_dump(sts)
+    rq = await wait_for_ready(kube, namespace, "cache", "False", "Provisioning")
+    assert rq["status"]["endpoint"] == f"cache-redis.{namespace}.svc:6379"
+    env = await read_secret(kube, namespace, "app-redis")
+    assert env is not None and env["REDIS_HOST"] == f"cache-redis.{namespace}.svc"
+    assert env["REDIS_PASSWORD"] == password and env["REDIS_POOL_MAX_CONNECTIONS"] == "50"
+
+    # No kubelet here: play the StatefulSet controller and report the pod ready. The
+    # operator then PINGs the Service name, which does not resolve outside a cluster, and
+    # says so instead of pretending.
+    await kube.merge_patch(
+        object_path("apps/v1", "StatefulSet", namespace, "cache-redis", "status"),
+        {"status": {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1}})
+    rq = await wait_for_ready(kube, namespace, "cache", "False", "Unreachable")
+    assert f"cache-redis.{namespace}.svc:6379" in condition(rq, "Reachable")["message"]
+
+    # A spec change updates the StatefulSet in place and never touches the claim template.
+    generation = sts["metadata"]["generation"]
+    rq = await kube.get(rq_path(namespace, "cache"))
+    assert rq is not None
+    await kube.merge_patch(rq_path(namespace, "cache"), {"spec": {"redis": {"provision": {
+        "resources": {"limits": {"memory": "512Mi"}}}}}})
+
+    async def updated() -> Any:
+        live = await kube.get(object_path("apps/v1", "StatefulSet", namespace, "cache-redis"))
+        return live if live and live["metadata"]["generation"] > generation else None
+
+    live = await eventually(updated, what="StatefulSet updated in place")
+    assert live["metadata"]["uid"] == sts["metadata"]["uid"]
+    assert live["spec"]["volumeClaimTemplates"] == sts["spec"]["volumeClaimTemplates"]
+    container = live["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"]["limits"]["memory"] == "512Mi"
+
+
+async def _fake_claim(kube: Kube, namespace: str, name: str) -> None:
+    # What the StatefulSet controller would create for the pod (not running here).
+    await kube.create({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": f"data-{name}-redis-0", "namespace": namespace,
+                     "labels": {"app.kubernetes.io/instance": name,
+                                "app.kubernetes.io/managed-by": "redisqueue-operator",
+                                "app.kubernetes.io/name": "redis"}},
+        "spec": {"accessModes": ["ReadWriteOnce"],
+                 "resources": {"requests": {"storage": "1Gi"}}},
+    })
+
+
+@pytest.mark.parametrize("policy", ["Retain", "Delete"])
+async def test_deletion_policy_decides_the_fate_of_volume_and_password(
+    operator: OperatorProcess, kube: Kube, namespace: str, policy: str,
+) -> None:
+    await create_rq(kube, namespace, "data", provision_spec(deletionPolicy=policy))
+
+    async def provisioned() -> bool:
+        return all(await _objects(kube, namespace, "data"))
+
+    await eventually(provisioned, what="provisioned objects")
+    await _fake_claim(kube, namespace, "data")
+    await kube.delete(rq_path(namespace, "data"))
+    pvc_path = object_path("v1", "PersistentVolumeClaim", namespace, "data-data-redis-0")
+
+    async def settled() -> bool:
+        sts, svc, auth = await _objects(kube, namespace, "data")
+        if await kube.get(rq_path(namespace, "data")) is not None or sts or svc:
+            return False  # the RedisQueue, then its StatefulSet and Service (GC) must go
+        claim = await kube.get(pvc_path)
+        claim_gone = claim is None or bool(claim["metadata"].get("deletionTimestamp"))
+        if policy == "Retain":
+            return auth is not None and not claim_gone
+        return auth is None and claim_gone
+
+    await eventually(settled, timeout=60, what=f"{policy}: objects settled")
+    assert await read_secret(kube, namespace, "app-redis") is None
+
+
+async def test_operator_restart_converges_without_duplicates(
+    operator: OperatorProcess, kube: Kube, namespace: str, redis_server: RedisServer,
+) -> None:
+    await apply_secret(kube, namespace, "redis-auth", {"password": redis_server.password or ""})
+    await create_rq(kube, namespace, "steady", external_spec(redis_server))
+    await create_rq(kube, namespace, "made", provision_spec(inject=[{"secretName": "made-app"}]))
+    await wait_for_ready(kube, namespace, "steady")
+    await wait_for_ready(kube, namespace, "made", "False", "Provisioning")
+    _, _, auth_before = await _objects(kube, namespace, "made")
+    events_before = await events_for(kube, namespace, "steady")
+
+    operator.stop()
+    await kube.merge_patch(rq_path(namespace, "steady"),
+                           {"spec": {"pool": {"maxConnections": 7}}})
+    operator.start()
+
+    async def converged() -> dict[str, Any] | None:
+        rq = await kube.get(rq_path(namespace, "steady"))
+        env = await read_secret(kube, namespace, "app-redis")
+        if (rq and env and env.get("REDIS_POOL_MAX_CONNECTIONS") == "7" and
+                rq["status"].get("observedGeneration") == rq["metadata"]["generation"]):
+            return rq
+        return None
+
+    rq = await eventually(converged, timeout=60, what="spec change picked up after restart")
+    assert condition(rq, "Ready")["status"] == "True"
+    _, _, auth_after = await _objects(kube, namespace, "made")
+    assert auth_after["data"] == auth_before["data"]  # the password was not regenerated
+    for kind, plural in (("StatefulSet", "statefulsets"), ("Service", "services")):
+        api = "apps/v1" if kind == "StatefulSet" else "v1"
+        items = await kube.list(object_path(api, kind, namespace))
+        names = [i["metadata"]["name"] for i in items if i["metadata"]["name"].startswith("made")]
+        assert names == ["made-redis"], (plural, names)
+    # Ready stayed Ready across the restart: no new transition event.
+    assert len(await events_for(kube, namespace, "steady")) == len(events_before)
+
+
+async def test_liveness_and_metrics_of_the_operator(operator: OperatorProcess) -> None:
+    assert operator.http("/healthz")[0] == 200
+    text = operator.http("/metrics")[1]
+    assert 'redisqueue_reconcile_total{outcome="success"}' in text
+    assert "redisqueue_reconcile_duration_seconds_bucket" in text
+
+
+# --- the API server rejects invalid resources ---------------------------------------------
+
+
+def _invalid_cases() -> list[Any]:
+    table = yaml.safe_load((REPO / "tests" / "fixtures" / "invalid_redisqueues.yaml").read_text())
+    return [pytest.param(case, id=case["name"]) for case in table]
+
+
+@pytest.mark.parametrize("case", _invalid_cases())
+async def test_invalid_manifest_is_rejected_by_the_api_server(
+    operator: OperatorProcess, kube: Kube, namespace: str, case: dict[str, Any]
+) -> None:
+    obj = dict(case["object"])
+    obj["metadata"] = {**obj.get("metadata", {}), "namespace": namespace}
+    obj["metadata"].setdefault("name", "invalid")
+    with pytest.raises(KubeError) as caught:
+        await kube.create(obj)
+    assert caught.value.status == 422, caught.value
+    assert case["expect"] in caught.value.message, caught.value.message
+
+
+async def test_mode_cannot_change_after_creation(
+    operator: OperatorProcess, kube: Kube, namespace: str, redis_server: RedisServer,
+) -> None:
+    await create_rq(kube, namespace, "fixed", external_spec(redis_server))
+    with pytest.raises(KubeError) as caught:
+        await kube.request("PUT", rq_path(namespace, "fixed"), body={
+            **(await kube.get(rq_path(namespace, "fixed")) or {}),
+            "spec": provision_spec()})
+    assert caught.value.status == 422
+    assert "immutable" in caught.value.message
+
+
+def test_kubectl_explain_teaches_the_fields(operator: OperatorProcess,
+                                            control_plane: ControlPlane) -> None:
+    text = control_plane.kubectl("explain", "redisqueue.spec.pool").stdout
+    assert "maxConnections" in text and "50" in text
+    start = time.monotonic()
+    assert control_plane.kubectl("explain", "redisqueue.spec.redis.external.tls").returncode == 0
+    assert time.monotonic() - start < 30
