@@ -43,5 +43,5 @@ output "redisqueue_environment" {
 
 output "handoff_command" {
   description = "One command that turns these outputs into the Kubernetes Secret and RedisQueue."
-  value       = "terraform -chdir=terraform/environments/development output -json | python3 terraform/scripts/elasticache_to_k8s.py --fetch-secret --namespace <namespace> --name <redisqueue> --inject <app-secret> | kubectl apply -f -"
+  value       = "terraform -chdir=terraform/environments/development output -json | python3 terraform/scripts/elasticache_to_k8s.py --fetch-secret --namespace <namespace> --name <redisqueue> --inject <app-secret> | kubectl apply --server-side -f -"
 }

@@ -48,5 +48,5 @@ output "alarm_topic_arn" {
 
 output "handoff_command" {
   description = "One command that turns these outputs into the Kubernetes Secret and RedisQueue."
-  value       = "terraform -chdir=terraform/environments/production output -json | python3 terraform/scripts/elasticache_to_k8s.py --fetch-secret --namespace <namespace> --name <redisqueue> --inject <app-secret> | kubectl apply -f -"
+  value       = "terraform -chdir=terraform/environments/production output -json | python3 terraform/scripts/elasticache_to_k8s.py --fetch-secret --namespace <namespace> --name <redisqueue> --inject <app-secret> | kubectl apply --server-side -f -"
 }
