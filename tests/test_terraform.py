@@ -481,6 +481,12 @@ def test_tfvars_example_sets_every_required_variable(env: Path) -> None:
     assert set(example) <= set(load_config(env).variables)
 
 
+def test_module_readme_lists_every_input_and_output(module: Config) -> None:
+    readme = (MODULE / "README.md").read_text(encoding="utf-8")
+    for name in [*module.variables, *module.outputs]:
+        assert f"| `{name}` |" in readme, f"modules/elasticache/README.md lacks {name}"
+
+
 # --- Code hygiene --------------------------------------------------------------------------
 
 
