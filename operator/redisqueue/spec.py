@@ -114,7 +114,12 @@ MSG_PROVISION_NAME: Final = (
 
 
 def cel(rule: str, message: str, *, field_path: str | None = None) -> dict[str, str]:
-    """One ``x-kubernetes-validations`` entry."""
+    """One ``x-kubernetes-validations`` entry.
+
+    Rules guard every field they read with ``has()``, even fields with defaults: the API
+    server checks each schema ``default`` (such as ``pool: {}``) against the rules as it is,
+    before its children's defaults apply, and rejects the CRD if a rule fails there.
+    """
     entry = {"rule": rule, "message": message}
     if field_path:
         entry["fieldPath"] = field_path
@@ -272,12 +277,13 @@ class TLS(_Model):
     model_config = ConfigDict(
         json_schema_extra=_validations(
             cel(
-                "self.enabled || !self.insecureSkipVerify",
+                "!has(self.insecureSkipVerify) || !self.insecureSkipVerify || "
+                "(has(self.enabled) && self.enabled)",
                 MSG_INSECURE_NEEDS_TLS,
                 field_path=".insecureSkipVerify",
             ),
             cel(
-                "self.enabled || !has(self.caSecretRef)",
+                "!has(self.caSecretRef) || (has(self.enabled) && self.enabled)",
                 MSG_CA_NEEDS_TLS,
                 field_path=".caSecretRef",
             ),
@@ -345,6 +351,7 @@ class Storage(_Model):
                 field_path=".storageClassName",
             ),
             cel(
+                "!has(self.size) || !has(oldSelf.size) || "
                 "!isQuantity(self.size) || !isQuantity(oldSelf.size) || "
                 "quantity(self.size).compareTo(quantity(oldSelf.size)) >= 0",
                 MSG_STORAGE_NO_SHRINK,
@@ -511,7 +518,12 @@ class Backoff(_Model):
 
     model_config = ConfigDict(
         json_schema_extra=_validations(
-            cel("self.capSeconds >= self.baseSeconds", MSG_CAP_GE_BASE, field_path=".capSeconds")
+            cel(
+                "!has(self.capSeconds) || !has(self.baseSeconds) || "
+                "self.capSeconds >= self.baseSeconds",
+                MSG_CAP_GE_BASE,
+                field_path=".capSeconds",
+            )
         )
     )
 
@@ -561,7 +573,7 @@ class Queue(_Model):
     model_config = ConfigDict(
         json_schema_extra=_validations(
             cel(
-                "self.type == 'stream' || !has(self.group)",
+                "!has(self.group) || (has(self.type) && self.type == 'stream')",
                 MSG_GROUP_NEEDS_STREAM,
                 field_path=".group",
             )
@@ -596,6 +608,7 @@ class HealthCheck(_Model):
     model_config = ConfigDict(
         json_schema_extra=_validations(
             cel(
+                "!has(self.timeoutSeconds) || !has(self.intervalSeconds) || "
                 "self.timeoutSeconds < self.intervalSeconds",
                 MSG_TIMEOUT_LT_INTERVAL,
                 field_path=".timeoutSeconds",
@@ -729,6 +742,9 @@ CONDITION_INJECTED: Final = "Injected"
 class Condition(_Model):
     """One aspect of the RedisQueue's state (the shape of metav1.Condition)."""
 
+    # Timestamps arrive as RFC 3339 strings from the API server.
+    model_config = ConfigDict(strict=False)
+
     type: str = Field(
         min_length=1,
         max_length=316,
@@ -760,8 +776,9 @@ class Condition(_Model):
 class RedisQueueStatus(_Model):
     """The observed state of a RedisQueue, written by the operator."""
 
-    # Status is written by the operator, which may add fields before the model knows them.
-    model_config = ConfigDict(extra="ignore")
+    # Read back from the API server: timestamps are strings, and a newer operator may have
+    # written fields this model does not know yet.
+    model_config = ConfigDict(extra="ignore", strict=False)
 
     phase: str | None = Field(
         None,
