@@ -62,7 +62,9 @@ SERVER_SCRIPT = textwrap.dedent(
 def wrk(url: str, seconds: int, connections: int) -> float:
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     match = re.search(r"Requests/sec:\s+([\d.]+)", out)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -77,8 +79,12 @@ def bench_health(server: RedisServer, rounds: int, seconds: int, connections: in
         return
     http_port = free_port()
     env = {**os.environ, "PYTHONPATH": str(HERE.parent / "operator")}
-    proc = subprocess.Popen([sys.executable, "-c", SERVER_SCRIPT, str(server.port), str(http_port)],
-                            stdin=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVER_SCRIPT, str(server.port), str(http_port)],
+        stdin=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     assert proc.stdin is not None
     proc.stdin.write((server.password or "") + "\n")
     proc.stdin.close()
@@ -99,9 +105,11 @@ def bench_health(server: RedisServer, rounds: int, seconds: int, connections: in
             trivial.append(wrk(base + "/trivial", seconds, connections))
             health.append(wrk(base + "/api/health/redis", seconds, connections))
         ratio = statistics.median(h / t for h, t in zip(health, trivial, strict=True))
-        print(f"(a) health endpoint: {statistics.median(health):,.0f} req/s, trivial JSON "
-              f"handler: {statistics.median(trivial):,.0f} req/s, ratio {ratio:.2f} "
-              f"(target >= 0.60; wrk -t1 -c{connections}, {rounds} x {seconds}s each)")
+        print(
+            f"(a) health endpoint: {statistics.median(health):,.0f} req/s, trivial JSON "
+            f"handler: {statistics.median(trivial):,.0f} req/s, ratio {ratio:.2f} "
+            f"(target >= 0.60; wrk -t1 -c{connections}, {rounds} x {seconds}s each)"
+        )
     finally:
         proc.terminate()
         proc.wait()
@@ -120,13 +128,24 @@ async def _gets(client: redis.asyncio.Redis, concurrency: int, total: int) -> fl
 
 
 async def bench_client(server: RedisServer, rounds: int, total: int, concurrency: int) -> None:
-    settings = load_settings({"REDIS_URL": f"redis://{server.endpoint}/0",
-                              "REDIS_PASSWORD": server.password or "",
-                              "REDIS_POOL_MAX_CONNECTIONS": "50"}, env_file=None)
+    settings = load_settings(
+        {
+            "REDIS_URL": f"redis://{server.endpoint}/0",
+            "REDIS_PASSWORD": server.password or "",
+            "REDIS_POOL_MAX_CONNECTIONS": "50",
+        },
+        env_file=None,
+    )
     ours = create_async_client(settings, name="bench")
-    bare = redis.asyncio.Redis(connection_pool=redis.asyncio.BlockingConnectionPool(
-        host=server.host, port=server.port, password=server.password,
-        max_connections=50, timeout=5))
+    bare = redis.asyncio.Redis(
+        connection_pool=redis.asyncio.BlockingConnectionPool(
+            host=server.host,
+            port=server.port,
+            password=server.password,
+            max_connections=50,
+            timeout=5,
+        )
+    )
     await bare.set("bench:key", "x" * 64)
     await _gets(ours, concurrency, total // 4)  # warm both pools
     await _gets(bare, concurrency, total // 4)
@@ -135,9 +154,11 @@ async def bench_client(server: RedisServer, rounds: int, total: int, concurrency
         bare_rates.append(await _gets(bare, concurrency, total))
         ours_rates.append(await _gets(ours, concurrency, total))
     ratio = statistics.median(o / b for o, b in zip(ours_rates, bare_rates, strict=True))
-    print(f"(b) instrumented client: {statistics.median(ours_rates):,.0f} GET/s, bare redis-py: "
-          f"{statistics.median(bare_rates):,.0f} GET/s, ratio {ratio:.2f} (target >= 0.90; "
-          f"pool 50, {concurrency} tasks, {rounds} x {total} GETs each)")
+    print(
+        f"(b) instrumented client: {statistics.median(ours_rates):,.0f} GET/s, bare redis-py: "
+        f"{statistics.median(bare_rates):,.0f} GET/s, ratio {ratio:.2f} (target >= 0.90; "
+        f"pool 50, {concurrency} tasks, {rounds} x {total} GETs each)"
+    )
     await ours.aclose()
     await bare.aclose()
 

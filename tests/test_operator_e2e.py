@@ -40,8 +40,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def operator(control_plane: ControlPlane,
-             tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+def operator(
+    control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
     workdir = tmp_path_factory.mktemp("operator")
     install_crd_and_rbac(control_plane)
     process = OperatorProcess(service_account_kubeconfig(control_plane, workdir), workdir)
@@ -60,10 +61,16 @@ def rq_path(namespace: str, name: str | None = None) -> str:
 
 
 async def apply_secret(kube: Kube, namespace: str, name: str, data: dict[str, str]) -> None:
-    await kube.apply({"apiVersion": "v1", "kind": "Secret",
-                      "metadata": {"name": name, "namespace": namespace},
-                      "data": {k: b64(v) for k, v in data.items()}},
-                     field_manager="test", force=True)
+    await kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "namespace": namespace},
+            "data": {k: b64(v) for k, v in data.items()},
+        },
+        field_manager="test",
+        force=True,
+    )
 
 
 async def read_secret(kube: Kube, namespace: str, name: str) -> dict[str, str] | None:
@@ -72,8 +79,14 @@ async def read_secret(kube: Kube, namespace: str, name: str) -> dict[str, str] |
 
 
 async def create_rq(kube: Kube, namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return await kube.create({"apiVersion": API, "kind": "RedisQueue",
-                              "metadata": {"name": name, "namespace": namespace}, "spec": spec})
+    return await kube.create(
+        {
+            "apiVersion": API,
+            "kind": "RedisQueue",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": spec,
+        }
+    )
 
 
 def condition(rq: dict[str, Any] | None, kind: str) -> dict[str, Any]:
@@ -83,8 +96,14 @@ def condition(rq: dict[str, Any] | None, kind: str) -> dict[str, Any]:
     return {}
 
 
-async def wait_for_ready(kube: Kube, namespace: str, name: str, status: str = "True",
-                         reason: str | None = None, timeout: float = 60) -> dict[str, Any]:
+async def wait_for_ready(
+    kube: Kube,
+    namespace: str,
+    name: str,
+    status: str = "True",
+    reason: str | None = None,
+    timeout: float = 60,
+) -> dict[str, Any]:
     async def check() -> dict[str, Any] | None:
         rq = await kube.get(rq_path(namespace, name))
         ready = condition(rq, "Ready")
@@ -92,14 +111,19 @@ async def wait_for_ready(kube: Kube, namespace: str, name: str, status: str = "T
             return rq
         return None
 
-    return await eventually(check, timeout=timeout,
-                            what=f"{namespace}/{name} Ready={status} {reason or ''}")
+    return await eventually(
+        check, timeout=timeout, what=f"{namespace}/{name} Ready={status} {reason or ''}"
+    )
 
 
 async def events_for(kube: Kube, namespace: str, name: str) -> list[dict[str, Any]]:
     items = await kube.list(object_path("v1", "Event", namespace))
-    return [e for e in items if e["involvedObject"].get("name") == name
-            and e["involvedObject"].get("kind") == "RedisQueue"]
+    return [
+        e
+        for e in items
+        if e["involvedObject"].get("name") == name
+        and e["involvedObject"].get("kind") == "RedisQueue"
+    ]
 
 
 def external_spec(server: RedisServer, **extra: Any) -> dict[str, Any]:
@@ -117,13 +141,22 @@ def external_spec(server: RedisServer, **extra: Any) -> dict[str, Any]:
 
 
 async def test_external_mode_is_ready_injects_a_working_contract_and_serves_health(
-    operator: OperatorProcess, kube: Kube, namespace: str, redis_server: RedisServer,
+    operator: OperatorProcess,
+    kube: Kube,
+    namespace: str,
+    redis_server: RedisServer,
     control_plane: ControlPlane,
 ) -> None:
     assert redis_server.password
     await apply_secret(kube, namespace, "redis-auth", {"password": redis_server.password})
-    await create_rq(kube, namespace, "jobs", external_spec(
-        redis_server, environment="production", queues=[{"key": "phase1:jobs", "type": "list"}]))
+    await create_rq(
+        kube,
+        namespace,
+        "jobs",
+        external_spec(
+            redis_server, environment="production", queues=[{"key": "phase1:jobs", "type": "list"}]
+        ),
+    )
     rq = await wait_for_ready(kube, namespace, "jobs")
     status = rq["status"]
     assert status["phase"] == "Ready" and status["mode"] == "external"
@@ -147,8 +180,10 @@ async def test_external_mode_is_ready_injects_a_working_contract_and_serves_heal
 
     async def depth_metric() -> str | None:
         text = operator.http("/metrics")[1]
-        line = (f'redisqueue_queue_depth{{key="phase1:jobs",name="jobs",'
-                f'namespace="{namespace}",type="list"}} 3.0')
+        line = (
+            f'redisqueue_queue_depth{{key="phase1:jobs",name="jobs",'
+            f'namespace="{namespace}",type="list"}} 3.0'
+        )
         return text if line in text else None
 
     metrics = await eventually(depth_metric, timeout=20, what="queue depth metric")
@@ -164,7 +199,10 @@ async def test_external_mode_is_ready_injects_a_working_contract_and_serves_heal
 
 
 async def test_outage_turns_not_ready_with_one_event_and_recovers(
-    operator: OperatorProcess, kube: Kube, namespace: str, redis_server: RedisServer,
+    operator: OperatorProcess,
+    kube: Kube,
+    namespace: str,
+    redis_server: RedisServer,
 ) -> None:
     await apply_secret(kube, namespace, "redis-auth", {"password": redis_server.password or ""})
     await create_rq(kube, namespace, "flaky", external_spec(redis_server))
@@ -185,16 +223,23 @@ async def test_outage_turns_not_ready_with_one_event_and_recovers(
 
 
 async def test_tls_mode_verifies_the_certificate_against_the_referenced_ca(
-    operator: OperatorProcess, kube: Kube, namespace: str, tls_redis_server: RedisServer,
+    operator: OperatorProcess,
+    kube: Kube,
+    namespace: str,
+    tls_redis_server: RedisServer,
     tls_files: TLSFiles,
 ) -> None:
-    await apply_secret(kube, namespace, "redis-auth",
-                       {"password": tls_redis_server.password or ""})
+    await apply_secret(kube, namespace, "redis-auth", {"password": tls_redis_server.password or ""})
     await apply_secret(kube, namespace, "redis-ca", {"ca.crt": tls_files.ca_pem})
-    tls_spec = {"redis": {"external": {"host": "localhost", "port": tls_redis_server.port,
-                                       "tls": {"enabled": True,
-                                               "caSecretRef": {"name": "redis-ca",
-                                                               "key": "ca.crt"}}}}}
+    tls_spec = {
+        "redis": {
+            "external": {
+                "host": "localhost",
+                "port": tls_redis_server.port,
+                "tls": {"enabled": True, "caSecretRef": {"name": "redis-ca", "key": "ca.crt"}},
+            }
+        }
+    }
     await create_rq(kube, namespace, "secure", external_spec(tls_redis_server, **tls_spec))
     await wait_for_ready(kube, namespace, "secure")
     env = await read_secret(kube, namespace, "app-redis")
@@ -205,16 +250,26 @@ async def test_tls_mode_verifies_the_certificate_against_the_referenced_ca(
     app.close()
 
     # The same server without the CA: the system trust store does not know the test CA.
-    untrusted = {"redis": {"external": {"host": "localhost", "port": tls_redis_server.port,
-                                        "tls": {"enabled": True}}},
-                 "inject": [{"secretName": "other-app"}]}
+    untrusted = {
+        "redis": {
+            "external": {
+                "host": "localhost",
+                "port": tls_redis_server.port,
+                "tls": {"enabled": True},
+            }
+        },
+        "inject": [{"secretName": "other-app"}],
+    }
     await create_rq(kube, namespace, "untrusted", external_spec(tls_redis_server, **untrusted))
     rq = await wait_for_ready(kube, namespace, "untrusted", "False", "TLSError")
     assert "certificate verify failed" in condition(rq, "Ready")["message"]
 
 
 async def test_wrong_password_reports_auth_failure_and_leaks_it_nowhere(
-    operator: OperatorProcess, kube: Kube, namespace: str, redis_server: RedisServer,
+    operator: OperatorProcess,
+    kube: Kube,
+    namespace: str,
+    redis_server: RedisServer,
 ) -> None:
     wrong = "wrong-password-e2e-7f3a"
     await apply_secret(kube, namespace, "redis-auth", {"password": wrong})
@@ -225,13 +280,21 @@ async def test_wrong_password_reports_auth_failure_and_leaks_it_nowhere(
     assert code == 503 and "authentication failed" in body["error"]
     events = await events_for(kube, namespace, "badauth")
     assert events and events[0]["type"] == "Warning"
-    text = yaml.safe_dump(rq) + str(events) + str(body) + operator.logs() + operator.http(
-        "/metrics")[1]
+    text = (
+        yaml.safe_dump(rq)
+        + str(events)
+        + str(body)
+        + operator.logs()
+        + operator.http("/metrics")[1]
+    )
     assert wrong not in text
 
 
 async def test_missing_secret_is_reported_then_picked_up_when_created(
-    operator: OperatorProcess, kube: Kube, namespace: str, redis_server: RedisServer,
+    operator: OperatorProcess,
+    kube: Kube,
+    namespace: str,
+    redis_server: RedisServer,
 ) -> None:
     await create_rq(kube, namespace, "early", external_spec(redis_server))
     rq = await wait_for_ready(kube, namespace, "early", "False", "SecretNotFound")
@@ -241,7 +304,10 @@ async def test_missing_secret_is_reported_then_picked_up_when_created(
 
 
 async def test_injection_keeps_app_keys_follows_rotation_and_deletion_removes_only_its_own(
-    operator: OperatorProcess, kube: Kube, namespace: str, redis_server: RedisServer,
+    operator: OperatorProcess,
+    kube: Kube,
+    namespace: str,
+    redis_server: RedisServer,
 ) -> None:
     old = redis_server.password or ""
     await apply_secret(kube, namespace, "redis-auth", {"password": old})
@@ -278,7 +344,10 @@ async def test_injection_keeps_app_keys_follows_rotation_and_deletion_removes_on
 
 
 async def test_a_secret_created_by_the_operator_is_removed_with_the_redisqueue(
-    operator: OperatorProcess, kube: Kube, namespace: str, redis_server: RedisServer,
+    operator: OperatorProcess,
+    kube: Kube,
+    namespace: str,
+    redis_server: RedisServer,
 ) -> None:
     await apply_secret(kube, namespace, "redis-auth", {"password": redis_server.password or ""})
     await create_rq(kube, namespace, "solo", external_spec(redis_server))
@@ -287,14 +356,19 @@ async def test_a_secret_created_by_the_operator_is_removed_with_the_redisqueue(
     await kube.delete(rq_path(namespace, "solo"))
 
     async def gone() -> bool:
-        return (await kube.get(rq_path(namespace, "solo")) is None and
-                await read_secret(kube, namespace, "app-redis") is None)
+        return (
+            await kube.get(rq_path(namespace, "solo")) is None
+            and await read_secret(kube, namespace, "app-redis") is None
+        )
 
     await eventually(gone, timeout=30, what="RedisQueue and its Secret gone")
 
 
 async def test_two_redisqueues_writing_one_secret_conflict_instead_of_clobbering(
-    operator: OperatorProcess, kube: Kube, namespace: str, redis_server: RedisServer,
+    operator: OperatorProcess,
+    kube: Kube,
+    namespace: str,
+    redis_server: RedisServer,
 ) -> None:
     await apply_secret(kube, namespace, "redis-auth", {"password": redis_server.password or ""})
     await create_rq(kube, namespace, "first", external_spec(redis_server))
@@ -328,7 +402,9 @@ async def _objects(kube: Kube, namespace: str, name: str) -> tuple[Any, Any, Any
 
 
 async def test_provision_mode_creates_owned_objects_and_reports_provisioning(
-    operator: OperatorProcess, kube: Kube, namespace: str,
+    operator: OperatorProcess,
+    kube: Kube,
+    namespace: str,
 ) -> None:
     created = await create_rq(kube, namespace, "cache", provision_spec())
     uid = created["metadata"]["uid"]
@@ -357,7 +433,8 @@ async def test_provision_mode_creates_owned_objects_and_reports_provisioning(
     # says so instead of pretending.
     await kube.merge_patch(
         object_path("apps/v1", "StatefulSet", namespace, "cache-redis", "status"),
-        {"status": {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1}})
+        {"status": {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1}},
+    )
     rq = await wait_for_ready(kube, namespace, "cache", "False", "Unreachable")
     assert f"cache-redis.{namespace}.svc:6379" in condition(rq, "Reachable")["message"]
 
@@ -365,8 +442,10 @@ async def test_provision_mode_creates_owned_objects_and_reports_provisioning(
     generation = sts["metadata"]["generation"]
     rq = await kube.get(rq_path(namespace, "cache"))
     assert rq is not None
-    await kube.merge_patch(rq_path(namespace, "cache"), {"spec": {"redis": {"provision": {
-        "resources": {"limits": {"memory": "512Mi"}}}}}})
+    await kube.merge_patch(
+        rq_path(namespace, "cache"),
+        {"spec": {"redis": {"provision": {"resources": {"limits": {"memory": "512Mi"}}}}}},
+    )
 
     async def updated() -> Any:
         live = await kube.get(object_path("apps/v1", "StatefulSet", namespace, "cache-redis"))
@@ -381,20 +460,33 @@ async def test_provision_mode_creates_owned_objects_and_reports_provisioning(
 
 async def _fake_claim(kube: Kube, namespace: str, name: str) -> None:
     # What the StatefulSet controller would create for the pod (not running here).
-    await kube.create({
-        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
-        "metadata": {"name": f"data-{name}-redis-0", "namespace": namespace,
-                     "labels": {"app.kubernetes.io/instance": name,
-                                "app.kubernetes.io/managed-by": "redisqueue-operator",
-                                "app.kubernetes.io/name": "redis"}},
-        "spec": {"accessModes": ["ReadWriteOnce"],
-                 "resources": {"requests": {"storage": "1Gi"}}},
-    })
+    await kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {
+                "name": f"data-{name}-redis-0",
+                "namespace": namespace,
+                "labels": {
+                    "app.kubernetes.io/instance": name,
+                    "app.kubernetes.io/managed-by": "redisqueue-operator",
+                    "app.kubernetes.io/name": "redis",
+                },
+            },
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        }
+    )
 
 
 @pytest.mark.parametrize("policy", ["Retain", "Delete"])
 async def test_deletion_policy_decides_the_fate_of_volume_and_password(
-    operator: OperatorProcess, kube: Kube, namespace: str, policy: str,
+    operator: OperatorProcess,
+    kube: Kube,
+    namespace: str,
+    policy: str,
 ) -> None:
     await create_rq(kube, namespace, "data", provision_spec(deletionPolicy=policy))
 
@@ -421,7 +513,10 @@ async def test_deletion_policy_decides_the_fate_of_volume_and_password(
 
 
 async def test_operator_restart_converges_without_duplicates(
-    operator: OperatorProcess, kube: Kube, namespace: str, redis_server: RedisServer,
+    operator: OperatorProcess,
+    kube: Kube,
+    namespace: str,
+    redis_server: RedisServer,
 ) -> None:
     await apply_secret(kube, namespace, "redis-auth", {"password": redis_server.password or ""})
     await create_rq(kube, namespace, "steady", external_spec(redis_server))
@@ -432,15 +527,18 @@ async def test_operator_restart_converges_without_duplicates(
     events_before = await events_for(kube, namespace, "steady")
 
     operator.stop()
-    await kube.merge_patch(rq_path(namespace, "steady"),
-                           {"spec": {"pool": {"maxConnections": 7}}})
+    await kube.merge_patch(rq_path(namespace, "steady"), {"spec": {"pool": {"maxConnections": 7}}})
     operator.start()
 
     async def converged() -> dict[str, Any] | None:
         rq = await kube.get(rq_path(namespace, "steady"))
         env = await read_secret(kube, namespace, "app-redis")
-        if (rq and env and env.get("REDIS_POOL_MAX_CONNECTIONS") == "7" and
-                rq["status"].get("observedGeneration") == rq["metadata"]["generation"]):
+        if (
+            rq
+            and env
+            and env.get("REDIS_POOL_MAX_CONNECTIONS") == "7"
+            and rq["status"].get("observedGeneration") == rq["metadata"]["generation"]
+        ):
             return rq
         return None
 
@@ -485,20 +583,28 @@ async def test_invalid_manifest_is_rejected_by_the_api_server(
     assert case["expect"] in caught.value.message, caught.value.message
 
 
-async def test_mode_cannot_change_after_creation(
-    operator: OperatorProcess, kube: Kube, namespace: str, redis_server: RedisServer,
+def _invalid_updates() -> list[Any]:
+    path = REPO / "tests" / "fixtures" / "invalid_redisqueue_updates.yaml"
+    return [pytest.param(case, id=case["name"]) for case in yaml.safe_load(path.read_text())]
+
+
+@pytest.mark.parametrize("case", _invalid_updates())
+async def test_invalid_update_is_rejected_by_the_api_server(
+    operator: OperatorProcess, kube: Kube, namespace: str, case: dict[str, Any]
 ) -> None:
-    await create_rq(kube, namespace, "fixed", external_spec(redis_server))
+    before = dict(case["before"])
+    before["metadata"] = {**before["metadata"], "namespace": namespace}
+    live = await kube.create(before)
+    update = {**live, "spec": case["object"]["spec"]}
     with pytest.raises(KubeError) as caught:
-        await kube.request("PUT", rq_path(namespace, "fixed"), body={
-            **(await kube.get(rq_path(namespace, "fixed")) or {}),
-            "spec": provision_spec()})
-    assert caught.value.status == 422
-    assert "immutable" in caught.value.message
+        await kube.request("PUT", rq_path(namespace, live["metadata"]["name"]), body=update)
+    assert caught.value.status == 422, caught.value
+    assert case["expect"] in caught.value.message, caught.value.message
 
 
-def test_kubectl_explain_teaches_the_fields(operator: OperatorProcess,
-                                            control_plane: ControlPlane) -> None:
+def test_kubectl_explain_teaches_the_fields(
+    operator: OperatorProcess, control_plane: ControlPlane
+) -> None:
     text = control_plane.kubectl("explain", "redisqueue.spec.pool").stdout
     assert "maxConnections" in text and "50" in text
     start = time.monotonic()
