@@ -111,8 +111,10 @@ async def test_one_queue_down_makes_the_whole_answer_503_and_per_queue_detail_sa
     client = await make_client(("up", contract_for(redis_server)), ("down", contract_for(other)))
     other.stop()
     response = await client.get("/api/health/redis")
+    body = await response.json()
     assert response.status == 503
-    assert other.endpoint in (await response.json())["error"]
+    assert other.endpoint in body["error"] and redis_server.endpoint not in body["error"]
+    assert body["failed"] == ["test/down"] and body["checked"] == 2
     assert (await client.get("/api/health/redis/test/up")).status == 200
     assert (await client.get("/api/health/redis/test/down")).status == 503
     missing = await client.get("/api/health/redis/test/nope")

@@ -85,13 +85,13 @@ async def _health_all(request: web.Request) -> web.Response:
         results = [await probes[0].check()]
     else:
         results = list(await asyncio.gather(*(p.check() for p in probes)))
-    details = [_body(p, r) for p, r in zip(probes, results, strict=True)]
-    failed = [r for r in results if not r.ok]
+    failed = [(p, r) for p, r in zip(probes, results, strict=True) if not r.ok]
     if failed:
         body: dict[str, Any] = {
             "status": "disconnected",
-            "error": "; ".join(r.error or r.reason for r in failed),
-            "queues": details,
+            "error": "; ".join(r.error or r.reason for _, r in failed),
+            "failed": [f"{p.namespace}/{p.name}" for p, _ in failed],
+            "checked": len(results),
         }
         return web.json_response(body, status=503, headers=_NO_CACHE)
     slowest = max((r.latency_seconds or 0.0 for r in results), default=0.0)
@@ -99,7 +99,7 @@ async def _health_all(request: web.Request) -> web.Response:
         "status": "connected",
         "latency": format_latency(slowest),
         "latencyMs": round(slowest * 1000.0, 3),
-        "queues": details,
+        "checked": len(results),
     }
     return web.json_response(body, headers=_NO_CACHE)
 

@@ -6,9 +6,9 @@ stale pooled connection (Redis restarted) is replaced once, immediately, so a re
 has already finished is not reported as an outage.
 
 ``check()`` guarantees that the answer comes from a PING *sent after the call began*:
-concurrent callers share the PING in flight only if it started after they arrived,
-otherwise they share the next one. A burst of health requests therefore costs at most two
-PINGs in flight.
+callers never get the result of a PING that was already on the wire when they arrived;
+callers that arrive together share the next one. A burst of health requests therefore
+costs one PING per turn of the event loop, at most ``MAX_IN_FLIGHT`` at a time.
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ from . import metrics
 from .contract import ConnectionContract
 
 log = logging.getLogger("redisqueue.probe")
+
+#: PINGs outstanding at once per Redis; later callers share the one sent after them.
+MAX_IN_FLIGHT = 2
 
 Reason = Literal["ok", "unreachable", "auth_failed", "timeout", "tls_error", "error"]
 
@@ -132,8 +135,9 @@ class Probe:
         self.queues = tuple(queues)
         self.last: ProbeResult | None = None
         self._down_since: float | None = None
-        self._running: asyncio.Task[ProbeResult] | None = None
-        self._next: asyncio.Future[ProbeResult] | None = None
+        self._pending: asyncio.Future[ProbeResult] | None = None  # the next PING's waiters
+        self._launch_scheduled = False
+        self._in_flight = 0
         ssl_kwargs: dict[str, object] = {}
         if contract.tls:
             insecure = contract.tls_insecure_skip_verify
@@ -153,7 +157,7 @@ class Probe:
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 1),
-            max_connections=4,
+            max_connections=MAX_IN_FLIGHT + 2,
             **ssl_kwargs,  # type: ignore[arg-type]
         )
         self._up = metrics.UP.labels(namespace, name)
@@ -162,39 +166,41 @@ class Probe:
 
     # -- the coalesced check ------------------------------------------------------------
     async def check(self) -> ProbeResult:
-        """A result from a PING sent after this call began (shared with concurrent calls)."""
-        if self._running is None:
-            future: asyncio.Future[ProbeResult] = self._start()
-        else:
-            if self._next is None:
-                self._next = asyncio.get_running_loop().create_future()
-            future = self._next
-        return await asyncio.shield(future)
+        """A result from a PING sent after this call began (shared with concurrent calls).
 
-    def _start(self) -> asyncio.Task[ProbeResult]:
-        task = asyncio.create_task(self._ping(), name=f"ping {self.namespace}/{self.name}")
-        self._running = task
-        task.add_done_callback(self._finished)
-        return task
+        Callers that arrive before the next PING is sent share it; it is sent on the next
+        turn of the event loop, so everyone who arrived in the same turn shares one PING.
+        At most ``MAX_IN_FLIGHT`` PINGs are outstanding; beyond that the shared PING is sent
+        as soon as one of them returns.
+        """
+        if self._pending is None:
+            self._pending = asyncio.get_running_loop().create_future()
+            if self._in_flight < MAX_IN_FLIGHT and not self._launch_scheduled:
+                self._launch_scheduled = True
+                asyncio.get_running_loop().call_soon(self._launch)
+        return await asyncio.shield(self._pending)
 
-    def _finished(self, task: asyncio.Task[ProbeResult]) -> None:
-        self._running = None
-        waiting, self._next = self._next, None
+    def _launch(self) -> None:
+        self._launch_scheduled = False
+        waiting, self._pending = self._pending, None
         if waiting is None or waiting.done():
             return
-        follow_up = self._start()
+        self._in_flight += 1
+        task = asyncio.create_task(self._ping(), name=f"ping {self.namespace}/{self.name}")
 
         def deliver(done: asyncio.Task[ProbeResult]) -> None:
-            if waiting.done():
-                return
-            if done.cancelled():
-                waiting.cancel()
-            elif (exc := done.exception()) is not None:
-                waiting.set_exception(exc)
-            else:
-                waiting.set_result(done.result())
+            self._in_flight -= 1
+            if not waiting.done():
+                if done.cancelled():
+                    waiting.cancel()
+                elif (exc := done.exception()) is not None:
+                    waiting.set_exception(exc)
+                else:
+                    waiting.set_result(done.result())
+            if self._pending is not None and not self._launch_scheduled:
+                self._launch()
 
-        follow_up.add_done_callback(deliver)
+        task.add_done_callback(deliver)
 
     async def _ping(self) -> ProbeResult:
         started = time.perf_counter()
