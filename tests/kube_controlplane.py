@@ -56,6 +56,8 @@ CONTROLPLANE_DIR = REPO_ROOT / "tests" / "controlplane"
 BUILD_SCRIPT = CONTROLPLANE_DIR / "build.sh"
 VERSIONS_FILE = CONTROLPLANE_DIR / "versions.env"
 CACHE_ENV = "REDISQUEUE_CONTROLPLANE_CACHE"
+# Set by tests/run.sh to the folder build.sh printed; used when it holds all binaries.
+BIN_ENV = "REDISQUEUE_CONTROLPLANE_BIN"
 BINARIES = ("kube-apiserver", "kube-controller-manager", "kubectl", "etcd", "helm")
 
 # Controllers a test cluster needs: ownerReference garbage collection, namespace
@@ -73,6 +75,8 @@ DEFAULT_CONTROLLERS = (
 )
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
+WORKDIR_PREFIX = "redisqueue-k8s-"
+OWNER_FILE = "owner.pid"
 
 
 class ControlPlaneError(RuntimeError):
@@ -124,6 +128,9 @@ def ensure_binaries(*, stream_output: bool = True) -> Path:
 
     A warm cache costs one ``stat`` per binary; a cold one runs the Go build (minutes).
     """
+    preset = os.environ.get(BIN_ENV)
+    if preset and binaries_present(Path(preset)):
+        return Path(preset)
     bin_dir = bin_dir_for_versions()
     if binaries_present(bin_dir):
         return bin_dir
@@ -443,7 +450,9 @@ class ControlPlane:
         if self.bin_dir is None:
             self.bin_dir = ensure_binaries()
         if self.workdir is None:
-            self.workdir = Path(tempfile.mkdtemp(prefix="redisqueue-k8s-"))
+            remove_stale_workdirs()
+            self.workdir = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
+            (self.workdir / OWNER_FILE).write_text(f"{os.getpid()}\n")
             self._own_workdir = True
         self.workdir.mkdir(parents=True, exist_ok=True)
         _install_cleanup_handlers()
@@ -701,6 +710,21 @@ class ControlPlane:
                 raise ControlPlaneError(f"timed out waiting for {what}\n{logs}")
             time.sleep(delay)
             delay = min(delay * 1.5, 0.5)
+
+
+def remove_stale_workdirs() -> None:
+    """Remove working dirs left by runs that were SIGKILLed (their owner pid is gone)."""
+    for path in Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*"):
+        try:
+            owner = int((path / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        try:
+            os.kill(owner, 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except PermissionError:
+            continue
 
 
 def _group_alive(pgid: int) -> bool:

@@ -23,7 +23,7 @@ import yaml
 from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from kube_controlplane import ControlPlane, read_versions
+from kube_controlplane import ControlPlane, read_versions, remove_stale_workdirs
 
 pytestmark = pytest.mark.k8s
 
@@ -455,6 +455,10 @@ def test_processes_are_cleaned_up_when_the_runner_dies(
             what=f"children to exit after {sig.name}",
         )
         if sig != signal.SIGKILL:  # a runner that could clean up also removed its files
+            assert not Path(started["workdir"]).exists()
+        else:  # a killed one could not: the next start removes them
+            assert Path(started["workdir"]).exists()
+            remove_stale_workdirs()
             assert not Path(started["workdir"]).exists()
     finally:
         if started:
