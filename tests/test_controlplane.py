@@ -23,7 +23,13 @@ import yaml
 from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from kube_controlplane import ControlPlane, read_versions, remove_stale_workdirs
+from kube_controlplane import (
+    BUILD_SCRIPT,
+    ControlPlane,
+    bin_dir_for_versions,
+    read_versions,
+    remove_stale_workdirs,
+)
 
 pytestmark = pytest.mark.k8s
 
@@ -478,3 +484,23 @@ def test_stop_is_complete_and_idempotent(control_plane: ControlPlane) -> None:
     plane.stop()
     assert not any(_alive(pid) for pid in pids)
     assert not workdir.exists()
+
+
+def test_warm_build_does_not_run_go(tmp_path: Path) -> None:
+    """With the versioned cache complete, build.sh answers at once and never calls go."""
+    fake_bin = tmp_path / "fake-bin"
+    fake_bin.mkdir()
+    calls = tmp_path / "go-calls"
+    fake_go = fake_bin / "go"
+    fake_go.write_text(f'#!/bin/sh\necho "$@" >> {calls}\nexit 1\n')
+    fake_go.chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake_bin}{os.pathsep}{os.environ['PATH']}"}
+    started = time.monotonic()
+    proc = subprocess.run(
+        ["bash", str(BUILD_SCRIPT)], env=env, capture_output=True, text=True, check=False
+    )
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 0, proc.stderr
+    assert Path(proc.stdout.strip()) == bin_dir_for_versions()
+    assert not calls.exists()
+    assert elapsed < 2, elapsed
