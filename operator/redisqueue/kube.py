@@ -121,8 +121,13 @@ class Kube:
                 _preload_content=False,
             )
             raw = await response.read()
+            status = int(response.status)
+            reason = str(response.reason or "")
+            response.release()
         except ApiException as exc:
             raise _error(exc) from None
+        if not 200 <= status <= 299:  # without preloading, the client does not check
+            raise _status_error(status, reason, raw)
         return json.loads(raw) if raw else {}
 
     async def get(self, path: str) -> JSON | None:
@@ -166,6 +171,17 @@ class Kube:
                 return False
             raise
         return True
+
+
+def _status_error(status: int, reason: str, raw: bytes) -> KubeError:
+    message = reason or "error"
+    try:
+        body = json.loads(raw or b"{}")
+        message = str(body.get("message", message))
+        reason = str(body.get("reason", reason))
+    except (ValueError, TypeError, AttributeError):
+        pass
+    return KubeError(status, reason, message)
 
 
 def _error(exc: ApiException) -> KubeError:
