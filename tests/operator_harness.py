@@ -1,4 +1,4 @@
-"""Run the real operator as a subprocess against the test control plane.
+"""Run the real operator as a subprocess against the test control plane (a pytest plugin).
 
 The operator authenticates with a token of the ServiceAccount from ``manifests/operator``
 and so has exactly the permissions the install path grants, no more.
@@ -16,14 +16,17 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
 import yaml
+from kubernetes_asyncio import client
 
 from kube_controlplane import ControlPlane
 from redis_server import free_port
+from redisqueue.kube import Kube, object_path
 
 REPO = Path(__file__).resolve().parent.parent
 OPERATOR_NAMESPACE = "redisqueue-system"
@@ -35,15 +38,22 @@ T = TypeVar("T")
 def install_crd_and_rbac(plane: ControlPlane) -> None:
     """kubectl apply the CRD and the operator's namespace, ServiceAccount and RBAC."""
     plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-    plane.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                  "crd/redisqueues.redisqueue.dev")
+    plane.kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s", "crd/redisqueues.redisqueue.dev"
+    )
     docs: list[dict[str, Any]] = []
     for path in sorted((REPO / "manifests" / "operator").glob("*.yaml")):
         if path.name == "kustomization.yaml":
             continue
         docs += [d for d in yaml.safe_load_all(path.read_text()) if d]
-    wanted = {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role",
-              "RoleBinding"}
+    wanted = {
+        "Namespace",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+    }
     selected = [d for d in docs if d.get("kind") in wanted]
     assert any(d["kind"] == "ClusterRole" for d in selected), "manifests lack the ClusterRole"
     plane.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(selected))
@@ -51,8 +61,9 @@ def install_crd_and_rbac(plane: ControlPlane) -> None:
 
 def service_account_kubeconfig(plane: ControlPlane, directory: Path) -> Path:
     """A kubeconfig that authenticates as the operator's ServiceAccount (bound token)."""
-    token = plane.kubectl("create", "token", OPERATOR_SERVICE_ACCOUNT, "-n",
-                          OPERATOR_NAMESPACE, "--duration=4h").stdout.strip()
+    token = plane.kubectl(
+        "create", "token", OPERATOR_SERVICE_ACCOUNT, "-n", OPERATOR_NAMESPACE, "--duration=4h"
+    ).stdout.strip()
     admin = yaml.safe_load(plane.kubeconfig.read_text())
     cluster = admin["clusters"][0]["cluster"]
     config = {
@@ -89,10 +100,24 @@ class OperatorProcess:
         env["HOSTNAME"] = "redisqueue-operator-test"
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "redisqueue", "--log-level", "DEBUG", "operator",
-             "--all-namespaces", "--standalone", "--host", "127.0.0.1", "--port",
-             str(self.port)],
-            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "redisqueue",
+                "--log-level",
+                "DEBUG",
+                "operator",
+                "--all-namespaces",
+                "--standalone",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -136,8 +161,13 @@ class OperatorProcess:
         return status, json.loads(body) if body else {}
 
 
-async def eventually(check: Callable[[], Awaitable[T | None]], *, timeout: float = 60.0,
-                     interval: float = 0.25, what: str = "condition") -> T:
+async def eventually(
+    check: Callable[[], Awaitable[T | None]],
+    *,
+    timeout: float = 60.0,
+    interval: float = 0.25,
+    what: str = "condition",
+) -> T:
     """Poll ``check`` until it returns something truthy; fail with ``what`` after timeout."""
     deadline = time.monotonic() + timeout
     last: T | None = None
@@ -155,3 +185,97 @@ def b64(value: str) -> str:
 
 def unb64(data: dict[str, str]) -> dict[str, str]:
     return {k: base64.b64decode(v).decode() for k, v in data.items()}
+
+
+# --- pytest fixtures and helpers shared by the operator's end-to-end tests ------------------
+
+API = "redisqueue.dev/v1alpha1"
+
+
+@pytest.fixture(scope="module")
+def operator(
+    control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    """The operator, running with the install path's ServiceAccount, for one test module."""
+    workdir = tmp_path_factory.mktemp("operator")
+    install_crd_and_rbac(control_plane)
+    process = OperatorProcess(service_account_kubeconfig(control_plane, workdir), workdir)
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+async def kube(kube_api: client.ApiClient) -> AsyncIterator[Kube]:
+    """The project's own API access layer, as the admin."""
+    yield Kube(kube_api)
+
+
+def rq_path(namespace: str, name: str | None = None) -> str:
+    return object_path(API, "RedisQueue", namespace, name)
+
+
+async def apply_secret(kube: Kube, namespace: str, name: str, data: dict[str, str]) -> None:
+    await kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "namespace": namespace},
+            "data": {k: b64(v) for k, v in data.items()},
+        },
+        field_manager="test",
+        force=True,
+    )
+
+
+async def read_secret(kube: Kube, namespace: str, name: str) -> dict[str, str] | None:
+    secret = await kube.get(object_path("v1", "Secret", namespace, name))
+    return None if secret is None else unb64(secret.get("data") or {})
+
+
+async def create_rq(kube: Kube, namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return await kube.create(
+        {
+            "apiVersion": API,
+            "kind": "RedisQueue",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": spec,
+        }
+    )
+
+
+def condition(rq: dict[str, Any] | None, kind: str) -> dict[str, Any]:
+    for c in ((rq or {}).get("status") or {}).get("conditions", []):
+        if c["type"] == kind:
+            return dict(c)
+    return {}
+
+
+async def wait_for_ready(
+    kube: Kube,
+    namespace: str,
+    name: str,
+    status: str = "True",
+    reason: str | None = None,
+    timeout: float = 60,
+) -> dict[str, Any]:
+    async def check() -> dict[str, Any] | None:
+        rq = await kube.get(rq_path(namespace, name))
+        ready = condition(rq, "Ready")
+        if ready.get("status") == status and (reason is None or ready.get("reason") == reason):
+            return rq
+        return None
+
+    return await eventually(
+        check, timeout=timeout, what=f"{namespace}/{name} Ready={status} {reason or ''}"
+    )
+
+
+async def events_for(kube: Kube, namespace: str, name: str) -> list[dict[str, Any]]:
+    items = await kube.list(object_path("v1", "Event", namespace))
+    return [
+        e
+        for e in items
+        if e["involvedObject"].get("name") == name
+        and e["involvedObject"].get("kind") == "RedisQueue"
+    ]
