@@ -416,6 +416,10 @@ class ControlPlane:
     ``/readyz`` answers ok and the controller-manager has created the ``default``
     ServiceAccount. ``stop()`` kills every process group it started and removes the
     working directory (unless ``keep_workdir``). Usable as a context manager.
+
+    With ``die_with_parent`` (the default) the kernel kills the children when the
+    *thread* that started them ends, so start it from a thread that outlives it (the
+    main thread, as pytest fixtures do); ``controlplane.sh up`` turns it off.
     """
 
     bin_dir: Path | None = None
