@@ -1,0 +1,57 @@
+"""Liveness: fails when the operator stops processing, not only when the process dies."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from kubernetes_asyncio import client
+
+from redisqueue.health import ProbeRegistry
+from redisqueue.kube import Kube
+from redisqueue.reconcile import QueueState, Reconciler
+from redisqueue.runner import STALL_GRACE_SECONDS, Liveness
+from redisqueue.spec import parse_spec
+
+
+def _reconciler() -> Reconciler:
+    # An API client that is never called: liveness reads only in-memory state.
+    return Reconciler(Kube(client.ApiClient(client.Configuration())), ProbeRegistry())
+
+
+def _state(ticked_ago: float) -> QueueState:
+    state = QueueState("shop", "orders", "uid-1")
+    state.spec = parse_spec(
+        {
+            "redis": {"external": {"host": "cache"}},
+            "healthCheck": {"intervalSeconds": 5, "timeoutSeconds": 1},
+        }
+    )
+    state.ticked_at = time.monotonic() - ticked_ago
+    return state
+
+
+async def test_live_while_every_probe_loop_ticks_on_time() -> None:
+    reconciler = _reconciler()
+    reconciler.states[("shop", "orders")] = _state(ticked_ago=4)
+    ok, message = Liveness(reconciler)()
+    assert ok and "1 RedisQueue" in message
+    await reconciler.kube.close()
+
+
+async def test_not_live_when_a_probe_loop_has_stalled() -> None:
+    reconciler = _reconciler()
+    reconciler.states[("shop", "orders")] = _state(ticked_ago=5 + 3 * 5 + STALL_GRACE_SECONDS)
+    ok, message = Liveness(reconciler)()
+    assert not ok and "shop/orders" in message
+    await reconciler.kube.close()
+
+
+async def test_not_live_when_the_operator_loop_has_ended() -> None:
+    reconciler = _reconciler()
+    liveness = Liveness(reconciler)
+    liveness.operator_task = asyncio.create_task(asyncio.sleep(0))
+    await liveness.operator_task
+    ok, message = liveness()
+    assert not ok and "stopped" in message
+    await reconciler.kube.close()
