@@ -263,6 +263,32 @@ async def test_injection_keeps_app_keys_follows_rotation_and_deletion_removes_on
     assert env == {"APP_MODE": "worker", "OTHER": "1"}
 
 
+async def test_a_secret_dropped_from_spec_inject_loses_the_contract(
+    operator: OperatorProcess,
+    kube: Kube,
+    namespace: str,
+    redis_server: RedisServer,
+) -> None:
+    await apply_secret(kube, namespace, "redis-auth", {"password": redis_server.password or ""})
+    await apply_secret(kube, namespace, "old-app", {"KEEP": "me"})
+    await create_rq(
+        kube, namespace, "moving", external_spec(redis_server, inject=[{"secretName": "old-app"}])
+    )
+    await wait_for_ready(kube, namespace, "moving")
+    old = await read_secret(kube, namespace, "old-app")
+    assert old is not None and "REDIS_URL" in old
+    await kube.merge_patch(
+        rq_path(namespace, "moving"), {"spec": {"inject": [{"secretName": "new-app"}]}}
+    )
+
+    async def moved() -> bool:
+        before = await read_secret(kube, namespace, "old-app")
+        after = await read_secret(kube, namespace, "new-app")
+        return before == {"KEEP": "me"} and after is not None and "REDIS_URL" in after
+
+    await eventually(moved, timeout=30, what="contract moved from old-app to new-app")
+
+
 async def test_a_secret_created_by_the_operator_is_removed_with_the_redisqueue(
     operator: OperatorProcess,
     kube: Kube,

@@ -33,6 +33,7 @@ from . import metrics
 from .builders import (
     LABEL_INSTANCE,
     LABEL_MANAGED_BY,
+    LABEL_REDISQUEUE,
     MANAGED_BY,
     auth_secret_key_ref,
     auth_secret_name,
@@ -304,6 +305,7 @@ class Reconciler:
         state.contract = contract
         targets = [t.secret_name for t in spec.inject]
         if not targets:
+            await self._release_dropped(state.namespace, state.name, set())
             state.injected = Verdict("True", "NoTargets", "spec.inject names no Secret")
             return
         manager = inject_field_manager(state.name)
@@ -338,6 +340,7 @@ class Reconciler:
                 raise SetupError(
                     verdict.reason, verdict.message, condition=CONDITION_INJECTED
                 ) from None
+        await self._release_dropped(state.namespace, state.name, set(targets))
         state.injected = Verdict(
             "True",
             "Injected",
@@ -602,6 +605,27 @@ class Reconciler:
             if spec.auth is None or spec.auth.secret_ref is None:
                 await self.kube.delete(object_path("v1", "Secret", ns, auth_secret_name(name)))
         log.info("%s/%s: cleaned up (deletionPolicy %s)", ns, name, spec.deletion_policy)
+
+    async def _release_dropped(self, namespace: str, name: str, keep: set[str]) -> None:
+        """Remove the contract from Secrets this RedisQueue wrote but no longer names."""
+        selector = f"{LABEL_REDISQUEUE}={name}"
+        try:
+            labelled = await self.kube.list(
+                object_path("v1", "Secret", namespace), label_selector=selector
+            )
+        except KubeError as exc:
+            log.warning("%s/%s: could not list injected Secrets: %s", namespace, name, exc.message)
+            return
+        for secret in labelled:
+            secret_name = secret["metadata"]["name"]
+            if secret_name not in keep:
+                log.info(
+                    "%s/%s: Secret %s left spec.inject; removing the contract from it",
+                    namespace,
+                    name,
+                    secret_name,
+                )
+                await self._release(namespace, secret_name, inject_field_manager(name))
 
     async def _release(self, namespace: str, secret_name: str, manager: str) -> None:
         path = object_path("v1", "Secret", namespace, secret_name)
