@@ -561,3 +561,25 @@ def test_kubectl_explain_teaches_the_fields(
     start = time.monotonic()
     assert control_plane.kubectl("explain", "redisqueue.spec.redis.external.tls").returncode == 0
     assert time.monotonic() - start < 30
+
+
+@pytest.mark.parametrize("example", ["provision.yaml", "external-elasticache-tls.yaml"])
+async def test_examples_apply_as_they_are(
+    operator: OperatorProcess,
+    kube: Kube,
+    namespace: str,
+    control_plane: ControlPlane,
+    example: str,
+) -> None:
+    path = REPO / "manifests" / "examples" / example
+    result = control_plane.kubectl("apply", "-n", namespace, "-f", str(path))
+    assert "created" in result.stdout
+    names = [
+        d["metadata"]["name"]
+        for d in yaml.safe_load_all(path.read_text())
+        if d and d["kind"] == "RedisQueue"
+    ]
+    for name in names:
+        # Accepted and acted on; not Ready here (no pods run, no ElastiCache reachable).
+        rq = await wait_for_ready(kube, namespace, name, "False")
+        assert rq["status"]["observedGeneration"] == rq["metadata"]["generation"]
