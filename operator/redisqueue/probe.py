@@ -233,23 +233,28 @@ class Probe:
         if result.ok:
             if previous is None:
                 log.info(
-                    "redis %s: connected (%s)",
+                    "%s/%s: redis at %s connected (%s)",
+                    self.namespace,
+                    self.name,
                     self.endpoint,
                     format_latency(result.latency_seconds or 0.0),
                 )
             elif not previous.ok:
                 down = time.monotonic() - (self._down_since or time.monotonic())
-                log.info("redis %s: recovered after %.1f s", self.endpoint, down)
+                log.info(
+                    "%s/%s: redis at %s recovered after %.1f s",
+                    self.namespace,
+                    self.name,
+                    self.endpoint,
+                    down,
+                )
             self._down_since = None
         elif previous is None or previous.ok or previous.reason != result.reason:
             if self._down_since is None:
                 self._down_since = time.monotonic()
+            lost = "connection lost: " if previous is not None and previous.ok else ""
             log.warning(
-                "redis %s: %s",
-                self.endpoint,
-                "lost: " + (result.error or result.reason)
-                if previous and previous.ok
-                else result.error or result.reason,
+                "%s/%s: %s%s", self.namespace, self.name, lost, result.error or result.reason
             )
 
     # -- details for scheduled probes ------------------------------------------------------
