@@ -1,0 +1,393 @@
+"""Our metrics and alerts checked by the real Prometheus tools.
+
+* ``promtool check metrics`` lints the exposition of the health/metrics server after real
+  probe and client-library traffic against a real redis-server;
+* a real Prometheus scrapes that server and answers PromQL about it, also after the
+  redis-server is stopped;
+* ``promtool check rules`` and ``promtool test rules`` on the alert rules the Helm chart
+  renders.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import secrets
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
+from redis.exceptions import ResponseError
+
+from kube_controlplane import ControlPlane
+from prometheus_fixtures import PrometheusServer, Promtool, StartPrometheus, value
+from redis_server import RedisServer
+from redisqueue import metrics
+from redisqueue.client import create_async_client
+from redisqueue.health import ProbeRegistry, create_app
+from redisqueue.probe import Probe, QueueKey
+from redisqueue.settings import RedisSettings, load_settings
+
+CHART = Path(__file__).resolve().parents[1] / "charts" / "redisqueue-operator"
+NAMESPACE = "local"  # what the dev server calls its one queue's namespace
+
+
+def settings_for(server: RedisServer, **extra: str) -> RedisSettings:
+    env = {"REDIS_URL": f"redis://{server.endpoint}/0"}
+    if server.password:
+        env["REDIS_PASSWORD"] = server.password
+    env.update(extra)
+    return load_settings(env, env_file=None)
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound and released at once)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# --------------------------------------------------------------------------- the server
+
+
+@dataclass
+class HealthSite:
+    """The health/metrics app on a real loopback socket, as Prometheus sees it."""
+
+    port: int
+    names: list[str]
+    http: aiohttp.ClientSession
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def get(self, path: str) -> tuple[int, str]:
+        async with self.http.get(self.url + path) as response:
+            return response.status, await response.text()
+
+
+StartSite = Callable[..., Awaitable[HealthSite]]
+
+
+@pytest.fixture
+async def health_site() -> AsyncIterator[StartSite]:
+    """Start ``create_app`` with the given probes on a free loopback port (TCPSite)."""
+    runners: list[web.AppRunner] = []
+    probes: list[Probe] = []
+    sessions: list[aiohttp.ClientSession] = []
+
+    async def start(*probe_list: Probe) -> HealthSite:
+        registry = ProbeRegistry()
+        for probe in probe_list:
+            registry.add(probe)
+            probes.append(probe)
+        runner = web.AppRunner(create_app(registry), access_log=None)
+        await runner.setup()
+        runners.append(runner)
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = int(runner.addresses[0][1])  # the port the kernel chose for port 0
+        http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        sessions.append(http)
+        return HealthSite(port, [p.name for p in probe_list], http)
+
+    try:
+        yield start
+    finally:
+        for http in sessions:
+            await http.close()
+        for runner in runners:
+            await runner.cleanup()
+        for probe in probes:
+            await probe.close()
+            metrics.forget_queue(probe.namespace, probe.name)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(3)}"
+
+
+# --------------------------------------------------------------------------- promtool check metrics
+
+
+def _families(text: str) -> dict[str, Any]:
+    return {family.name: family for family in text_string_to_metric_families(text)}
+
+
+async def test_metrics_pass_promtool_check_after_real_traffic(
+    redis_server: RedisServer, health_site: StartSite, promtool: Promtool
+) -> None:
+    settings = settings_for(redis_server)
+    name, client_name = unique("lint"), unique("lint-client")
+    good = Probe(
+        settings.to_contract(),
+        namespace=NAMESPACE,
+        name=name,
+        timeout=5,
+        queues=(QueueKey("jobs:list"), QueueKey("jobs:stream", "stream", group="workers")),
+    )
+    unreachable = Probe(
+        settings_for(redis_server, REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0").to_contract(),
+        namespace=NAMESPACE,
+        name=name + "-unreachable",
+        timeout=5,
+    )
+    wrong_password = Probe(
+        settings_for(redis_server, REDIS_PASSWORD="not-the-password").to_contract(),
+        namespace=NAMESPACE,
+        name=name + "-auth",
+        timeout=5,
+    )
+    site = await health_site(good, unreachable, wrong_password)
+
+    # Client-library traffic: pool, commands ok and failed, latency histogram.
+    client = create_async_client(settings, name=client_name)
+    try:
+        await client.set("greeting", "hello")
+        assert await client.get("greeting") == b"hello"
+        await client.rpush("jobs:list", "a", "b", "c")
+        await client.xadd("jobs:stream", {"job": "1"})
+        await client.xgroup_create("jobs:stream", "workers", id="0")
+        await client.xreadgroup("workers", "w1", {"jobs:stream": ">"}, count=1)
+        with pytest.raises(ResponseError, match="WRONGTYPE"):
+            await client.lpush("greeting", "x")  # a command that fails: outcome="error"
+    finally:
+        await client.aclose()
+
+    # Probe traffic: ok, unreachable and auth_failed outcomes, INFO and queue depths.
+    for _ in range(3):
+        status, body = await site.get("/api/health/redis")
+        assert status == 503, body  # two of the three Redis endpoints are bad on purpose
+    assert (await site.get(f"/api/health/redis/{NAMESPACE}/{name}"))[0] == 200
+    await good.collect_details()
+
+    status, text = await site.get("/metrics")
+    assert status == 200
+    families = _families(text)
+    outcomes = {
+        s.labels["outcome"]
+        for s in families["redisqueue_probes"].samples
+        if s.labels.get("name", "").startswith(name)
+    }
+    assert {"ok", "unreachable", "auth_failed"} <= outcomes, outcomes
+    commands = {
+        (s.labels["command"], s.labels["outcome"])
+        for s in families["redisqueue_client_commands"].samples
+        if s.labels.get("client") == client_name
+    }
+    assert {("SET", "ok"), ("GET", "ok"), ("LPUSH", "error")} <= commands, commands
+    # Every family of ours has samples from this traffic, except the operator's reconciles.
+    ours = {n for n in families if n.startswith("redisqueue_")}
+    without_samples = {n for n in ours if not families[n].samples}
+    assert without_samples <= {"redisqueue_reconcile", "redisqueue_reconcile_duration_seconds"}, (
+        without_samples
+    )
+
+    checked = promtool.check_metrics(text)
+    complaints = (checked.stderr + checked.stdout).strip()
+    assert checked.returncode == 0, (
+        f"promtool check metrics exited {checked.returncode}:\n{complaints}"
+    )
+    assert not complaints, complaints
+
+
+# --------------------------------------------------------------------------- a real Prometheus
+
+
+def _only_value(result: list[dict[str, Any]]) -> float | None:
+    return value(result[0]) if len(result) == 1 else None
+
+
+async def test_prometheus_scrapes_up_and_ping_latency_and_sees_redis_go_down(
+    redis_server: RedisServer, health_site: StartSite, prometheus_server: StartPrometheus
+) -> None:
+    name = unique("scraped")
+    probe = Probe(settings_for(redis_server).to_contract(), namespace=NAMESPACE, name=name)
+    site = await health_site(probe)
+    for _ in range(3):
+        assert (await site.get("/api/health/redis"))[0] == 200
+
+    prometheus: PrometheusServer = prometheus_server([site.target])
+
+    async def probe_twice() -> None:
+        for _ in range(2):
+            await site.get("/api/health/redis")
+
+    selector = f'namespace="{NAMESPACE}",name="{name}"'
+    await prometheus.wait_for_async(
+        f'up{{instance="{site.target}"}}', lambda r: _only_value(r) == 1.0, timeout=90
+    )
+    await prometheus.wait_for_async(
+        f"redisqueue_up{{{selector}}}", lambda r: _only_value(r) == 1.0, timeout=60
+    )
+
+    # The PING histogram moves with the probes that health requests trigger, so its rate
+    # over 30 s gives a p99 once two scrapes have seen different counts.
+    def finite_quantile(result: list[dict[str, Any]]) -> bool:
+        quantile = _only_value(result)
+        return quantile is not None and math.isfinite(quantile)
+
+    result = await prometheus.wait_for_async(
+        "histogram_quantile(0.99, rate(redisqueue_ping_duration_seconds_bucket"
+        f"{{{selector}}}[30s]))",
+        finite_quantile,
+        timeout=90,
+        between=probe_twice,
+    )
+    p99 = value(result[0])
+    assert 0 < p99 <= 5.0, p99  # within the histogram's buckets: a real loopback PING
+
+    # Redis goes away: the next health request's PING fails, and Prometheus sees it.
+    redis_server.stop()
+    status, body = await site.get("/api/health/redis")
+    assert status == 503, body
+    await prometheus.wait_for_async(
+        f"redisqueue_up{{{selector}}}",
+        lambda r: _only_value(r) == 0.0,
+        timeout=60,
+        between=lambda: site.get("/api/health/redis"),
+    )
+    unreachable = await prometheus.wait_for_async(
+        f'redisqueue_probes_total{{{selector},outcome="unreachable"}}',
+        lambda r: (_only_value(r) or 0.0) >= 1.0,
+        timeout=60,
+    )
+    assert value(unreachable[0]) >= 1.0
+    # The scrape itself never failed: `up` is about the metrics endpoint, not about Redis.
+    still_up = await prometheus.query_async(f'up{{instance="{site.target}"}}')
+    assert _only_value(still_up) == 1.0
+
+
+# --------------------------------------------------------------------------- the chart's alerts
+
+MONITORING_API = "monitoring.coreos.com/v1"
+
+
+@pytest.fixture(scope="module")
+def chart_rules(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The chart's PrometheusRule ``spec`` (every optional alert on) as a rules file."""
+    proc = control_plane.helm(
+        "template",
+        "redisqueue-operator",
+        str(CHART),
+        "--namespace",
+        "redisqueue-system",
+        "--api-versions",
+        MONITORING_API,
+        "--set",
+        "metrics.prometheusRule.enabled=true,metrics.prometheusRule.depthGrowing.enabled=true",
+        "--show-only",
+        "templates/prometheusrule.yaml",
+    )
+    (rule,) = [d for d in yaml.safe_load_all(proc.stdout) if d]
+    assert rule["kind"] == "PrometheusRule"
+    path = tmp_path_factory.mktemp("rules") / "redisqueue-rules.yaml"
+    path.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}, sort_keys=False))
+    return path
+
+
+def _alerts(rules_file: Path) -> dict[str, dict[str, Any]]:
+    groups = yaml.safe_load(rules_file.read_text())["groups"]
+    return {r["alert"]: r for g in groups for r in g["rules"] if "alert" in r}
+
+
+def test_chart_alert_rules_pass_promtool_check_rules(chart_rules: Path, promtool: Promtool) -> None:
+    alerts = _alerts(chart_rules)
+    assert set(alerts) == {
+        "RedisQueueDown",
+        "RedisQueueSlowPing",
+        "RedisQueueOperatorReconcileErrors",
+        "RedisQueueDepthGrowing",
+    }
+    checked = promtool.run("check", "rules", "--lint=all", "--lint-fatal", str(chart_rules))
+    output = (checked.stdout + checked.stderr).strip()
+    assert checked.returncode == 0, output
+    assert f"SUCCESS: {len(alerts)} rules found" in output, output
+
+
+def _down_unit_test(
+    rules_file: Path, down_description: str, expectations: list[tuple[str, bool]]
+) -> str:
+    """A promtool unit test: queue shop/jobs is down from t=0, shop/fine is always up,
+    shop/flaky is down for 1m30s (less than the 2m ``for:``) and then up again.
+    ``expectations``: (eval_time, whether RedisQueueDown fires for shop/jobs then); no
+    other queue may ever be in a firing alert."""
+    firing = {
+        "exp_labels": {"severity": "critical", "namespace": "shop", "name": "jobs"},
+        "exp_annotations": {
+            "summary": "Redis of RedisQueue shop/jobs does not answer PING",
+            "description": down_description,
+        },
+    }
+    test = {
+        "rule_files": [str(rules_file)],
+        "evaluation_interval": "15s",
+        "tests": [
+            {
+                "name": "RedisQueueDown fires after its for: duration, only while PINGs fail",
+                "interval": "15s",
+                "input_series": [
+                    {"series": 'redisqueue_up{namespace="shop",name="jobs"}', "values": "0x40"},
+                    {"series": 'redisqueue_up{namespace="shop",name="fine"}', "values": "1x40"},
+                    {
+                        "series": 'redisqueue_up{namespace="shop",name="flaky"}',
+                        "values": "0x6 1x33",
+                    },
+                ],
+                "alert_rule_test": [
+                    {
+                        "eval_time": at,
+                        "alertname": "RedisQueueDown",
+                        "exp_alerts": [firing] if fires else [],
+                    }
+                    for at, fires in expectations
+                ],
+            }
+        ],
+    }
+    return yaml.safe_dump(test, sort_keys=False)
+
+
+def test_redisqueue_down_fires_after_its_for_duration_and_not_when_up(
+    chart_rules: Path, promtool: Promtool, tmp_path: Path
+) -> None:
+    down = _alerts(chart_rules)["RedisQueueDown"]
+    assert down["expr"] == "redisqueue_up == 0" and down["for"] == "2m"
+    description = re.sub(
+        r"\{\{ \$labels\.(namespace|name) \}\}",
+        lambda m: {"namespace": "shop", "name": "jobs"}[m.group(1)],
+        down["annotations"]["description"],
+    )
+    assert "{{" not in description, description
+
+    passing = tmp_path / "redisqueue-down.test.yaml"
+    passing.write_text(
+        _down_unit_test(
+            chart_rules,
+            description,
+            # pending at 1m45s, firing from 2m on (and still at 9m while it stays down)
+            [("1m", False), ("1m45s", False), ("2m", True), ("9m", True)],
+        )
+    )
+    proc = promtool.run("test", "rules", str(passing))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SUCCESS" in proc.stdout, proc.stdout + proc.stderr
+
+    # The same test expecting the alert 15 s early must fail: the test above is not vacuous.
+    early = tmp_path / "redisqueue-down-early.test.yaml"
+    early.write_text(_down_unit_test(chart_rules, description, [("1m45s", True)]))
+    proc = promtool.run("test", "rules", str(early))
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    assert "RedisQueueDown" in proc.stdout + proc.stderr
