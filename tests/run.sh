@@ -39,6 +39,12 @@ bin_dir="$(tests/controlplane/build.sh)"
 echo "binaries in $bin_dir ($((SECONDS - started)) s)"
 export REDISQUEUE_CONTROLPLANE_BIN="$bin_dir"
 
+step "Prometheus tools (promtool, prometheus)"
+started=$SECONDS
+prometheus_bin="$(tests/tools/prometheus/build.sh)"
+echo "binaries in $prometheus_bin ($((SECONDS - started)) s)"
+export REDISQUEUE_PROMETHEUS_BIN="$prometheus_bin"
+
 step "ruff (lint and format)"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
