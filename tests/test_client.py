@@ -242,5 +242,5 @@ async def test_metrics_after_traffic(redis_server: RedisServer) -> None:
         >= 0
     )  # sub-millisecond bucket exists
     assert sample("redisqueue_client_connections", client="metrics-test", state="idle") >= 1
-    assert sample("redisqueue_client_connections_created_total", client="metrics-test") >= 1
+    assert sample("redisqueue_client_connections_opened_total", client="metrics-test") >= 1
     await client.aclose()

@@ -55,7 +55,7 @@ CLIENT_RETRIES = Counter(
     ["client"],
 )
 CLIENT_CONNECTS = Counter(
-    "redisqueue_client_connections_created",
+    "redisqueue_client_connections_opened",
     "Connections the client's pool opened (a new connection per pool slot and per reconnect).",
     ["client"],
 )
