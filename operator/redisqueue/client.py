@@ -53,7 +53,8 @@ class _Instrumentation:
         self.name = name
         self.endpoint = endpoint
         self.attempts = attempts
-        self._children: dict[tuple[str, bool], tuple[Any, Any]] = {}
+        self._commands = metrics.COMMANDS.stats_for(name)
+        self._names: dict[object, str] = {}  # command as sent -> metric label
         self._retries = metrics.CLIENT_RETRIES.labels(name)
         self._connects = metrics.CLIENT_CONNECTS.labels(name)
         self._reconnects = metrics.CLIENT_RECONNECTS.labels(name)
@@ -61,22 +62,14 @@ class _Instrumentation:
         self._ever_connected = False
         self._lost_at: float | None = None
 
-    def _child(self, command: object, ok: bool) -> tuple[Any, Any]:
-        key = (command if isinstance(command, str) else str(command), ok)
-        child = self._children.get(key)
-        if child is None:
-            name = (command.decode() if isinstance(command, bytes) else str(command)).upper()
-            child = (
-                metrics.CLIENT_COMMANDS.labels(self.name, name, "ok" if ok else "error"),
-                metrics.CLIENT_COMMAND_DURATION.labels(self.name, name),
-            )
-            self._children[key] = child
-        return child
-
     def observe(self, command: object, started: float, ok: bool) -> None:
-        counter, histogram = self._child(command, ok)
-        counter.inc()
-        histogram.observe(time.perf_counter() - started)
+        # The hot path: one perf_counter, a dict lookup and a few additions.
+        elapsed = time.perf_counter() - started
+        name = self._names.get(command)
+        if name is None:
+            raw = command.decode() if isinstance(command, bytes) else str(command)
+            name = self._names.setdefault(command, raw.upper())
+        self._commands.observe(name, elapsed, ok)
 
     def failed(self, command: object, started: float, exc: BaseException) -> None:
         self.observe(command, started, ok=False)
@@ -116,6 +109,19 @@ class _Instrumentation:
             log.info("redis %s: connected", self.endpoint)
 
 
+def _retryable(error: Exception) -> bool:
+    return not isinstance(error, _NOT_RETRYABLE)
+
+
+def _combine(
+    is_retryable: Callable[[Exception], bool] | None,
+) -> Callable[[Exception], bool]:
+    # Called once per command: no closure unless redis-py passed its own check.
+    if is_retryable is None:
+        return _retryable
+    return lambda error: _retryable(error) and is_retryable(error)
+
+
 class ContractRetry(redis.retry.Retry):
     """redis-py's Retry that gives up at once on errors waiting cannot fix."""
 
@@ -126,30 +132,21 @@ class ContractRetry(redis.retry.Retry):
         is_retryable: Callable[[Exception], bool] | None = None,
         with_failure_count: bool = False,
     ) -> T:
-        def retryable(error: Exception) -> bool:
-            if isinstance(error, _NOT_RETRYABLE):
-                return False
-            return is_retryable(error) if is_retryable is not None else True
-
-        return super().call_with_retry(do, fail, retryable, with_failure_count)
+        return super().call_with_retry(do, fail, _combine(is_retryable), with_failure_count)
 
 
 class AsyncContractRetry(redis.asyncio.retry.Retry):
     """The asyncio twin of :class:`ContractRetry`."""
 
-    async def call_with_retry(
+    # A plain method handing back redis-py's coroutine: no extra coroutine per command.
+    def call_with_retry(  # type: ignore[override]
         self,
         do: Callable[[], Awaitable[T]],
         fail: Callable[..., Any],
         is_retryable: Callable[[Exception], bool] | None = None,
         with_failure_count: bool = False,
-    ) -> T:
-        def retryable(error: Exception) -> bool:
-            if isinstance(error, _NOT_RETRYABLE):
-                return False
-            return is_retryable(error) if is_retryable is not None else True
-
-        return await super().call_with_retry(do, fail, retryable, with_failure_count)
+    ) -> Awaitable[T]:
+        return super().call_with_retry(do, fail, _combine(is_retryable), with_failure_count)
 
 
 class Redis(redis.Redis):

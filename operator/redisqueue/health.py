@@ -13,6 +13,7 @@ Routes:
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -55,6 +56,7 @@ PROBES_KEY: web.AppKey[ProbeRegistry] = web.AppKey("probes")
 LIVENESS_KEY: web.AppKey[Check] = web.AppKey("liveness")
 READINESS_KEY: web.AppKey[Check] = web.AppKey("readiness")
 METRICS_REGISTRY_KEY: web.AppKey[CollectorRegistry] = web.AppKey("metrics_registry")
+ANSWER_KEY: web.AppKey[_RenderedAnswer] = web.AppKey("rendered_answer")
 
 
 def _always_ok() -> tuple[bool, str]:
@@ -78,6 +80,45 @@ def _body(probe: Probe, result: ProbeResult) -> dict[str, Any]:
     return body
 
 
+class _RenderedAnswer:
+    """The last aggregate answer, reused while the same PING results are being handed out.
+
+    Requests that shared a PING get byte-identical answers, so the JSON is rendered once per
+    PING rather than once per request. The results are held (and compared with ``is``), so a
+    stale answer can never be mistaken for a fresh one.
+    """
+
+    __slots__ = ("body", "results", "status")
+
+    def __init__(self) -> None:
+        self.results: list[ProbeResult] = []
+        self.status = 0
+        self.body = b""
+
+    def matches(self, results: list[ProbeResult]) -> bool:
+        return len(results) == len(self.results) and all(
+            a is b for a, b in zip(results, self.results, strict=True)
+        )
+
+
+def _render_all(probes: list[Probe], results: list[ProbeResult]) -> tuple[int, dict[str, Any]]:
+    failed = [(p, r) for p, r in zip(probes, results, strict=True) if not r.ok]
+    if failed:
+        return 503, {
+            "status": "disconnected",
+            "error": "; ".join(r.error or r.reason for _, r in failed),
+            "failed": [f"{p.namespace}/{p.name}" for p, _ in failed],
+            "checked": len(results),
+        }
+    slowest = max((r.latency_seconds or 0.0 for r in results), default=0.0)
+    return 200, {
+        "status": "connected",
+        "latency": format_latency(slowest),
+        "latencyMs": round(slowest * 1000.0, 3),
+        "checked": len(results),
+    }
+
+
 async def _health_all(request: web.Request) -> web.Response:
     registry: ProbeRegistry = request.app[PROBES_KEY]
     probes = list(registry)
@@ -85,23 +126,18 @@ async def _health_all(request: web.Request) -> web.Response:
         results = [await probes[0].check()]
     else:
         results = list(await asyncio.gather(*(p.check() for p in probes)))
-    failed = [(p, r) for p, r in zip(probes, results, strict=True) if not r.ok]
-    if failed:
-        body: dict[str, Any] = {
-            "status": "disconnected",
-            "error": "; ".join(r.error or r.reason for _, r in failed),
-            "failed": [f"{p.namespace}/{p.name}" for p, _ in failed],
-            "checked": len(results),
-        }
-        return web.json_response(body, status=503, headers=_NO_CACHE)
-    slowest = max((r.latency_seconds or 0.0 for r in results), default=0.0)
-    body = {
-        "status": "connected",
-        "latency": format_latency(slowest),
-        "latencyMs": round(slowest * 1000.0, 3),
-        "checked": len(results),
-    }
-    return web.json_response(body, headers=_NO_CACHE)
+    cached: _RenderedAnswer = request.app[ANSWER_KEY]
+    if not cached.matches(results):
+        status, body = _render_all(probes, results)
+        cached.results, cached.status = results, status
+        cached.body = json.dumps(body).encode()
+    return web.Response(
+        body=cached.body,
+        status=cached.status,
+        content_type="application/json",
+        charset="utf-8",
+        headers=_NO_CACHE,
+    )
 
 
 async def _health_one(request: web.Request) -> web.Response:
@@ -155,6 +191,7 @@ def create_app(
     app[LIVENESS_KEY] = liveness
     app[READINESS_KEY] = readiness
     app[METRICS_REGISTRY_KEY] = registry
+    app[ANSWER_KEY] = _RenderedAnswer()
     app.router.add_get("/api/health/redis", _health_all)
     app.router.add_get("/api/health/redis/{namespace}/{name}", _health_one)
     app.router.add_get("/metrics", _metrics)

@@ -8,6 +8,7 @@ path only pays for one counter increment and one histogram observation.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import threading
 import weakref
@@ -15,7 +16,12 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 #: Sub-millisecond resolution for loopback and in-VPC round trips, up to multi-second stalls.
@@ -38,17 +44,6 @@ LATENCY_BUCKETS = (
 )
 
 # --- client / pool side -------------------------------------------------------------
-CLIENT_COMMANDS = Counter(
-    "redisqueue_client_commands",
-    "Redis commands sent by the client library, by command and outcome (ok or error).",
-    ["client", "command", "outcome"],
-)
-CLIENT_COMMAND_DURATION = Histogram(
-    "redisqueue_client_command_duration_seconds",
-    "Time from sending a command to its reply, retries included.",
-    ["client", "command"],
-    buckets=LATENCY_BUCKETS,
-)
 CLIENT_RETRIES = Counter(
     "redisqueue_client_retries",
     "Retries scheduled by the exponential backoff, for commands and for connects.",
@@ -169,6 +164,83 @@ class PoolCollector(Collector):
         return list(self.collect())
 
 
+class CommandStats:
+    """Per-command counts and latency histogram of one client, kept as plain numbers.
+
+    This is the command path's only cost: a bisect and three additions under an
+    uncontended lock. :class:`CommandCollector` turns the numbers into the
+    ``redisqueue_client_commands_total`` counter and the
+    ``redisqueue_client_command_duration_seconds`` histogram when Prometheus scrapes.
+    """
+
+    __slots__ = ("_lock", "client", "records")
+
+    # record layout: [ok, error, sum of seconds, count per bucket ..., count above the last]
+    def __init__(self, client: str) -> None:
+        self.client = client
+        self.records: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def observe(self, command: str, seconds: float, ok: bool) -> None:
+        record = self.records.get(command)
+        if record is None:
+            record = self.records.setdefault(command, [0.0] * (len(LATENCY_BUCKETS) + 4))
+        slot = bisect.bisect_left(LATENCY_BUCKETS, seconds) + 3
+        with self._lock:
+            record[0 if ok else 1] += 1
+            record[2] += seconds
+            record[slot] += 1
+
+    def snapshot(self) -> list[tuple[str, list[float]]]:
+        with self._lock:
+            return [(command, list(record)) for command, record in self.records.items()]
+
+
+class CommandCollector(Collector):
+    """Commands by outcome and their latency histogram, for every client."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stats: dict[str, CommandStats] = {}
+
+    def stats_for(self, client: str) -> CommandStats:
+        """The (shared) stats of every client created with this name."""
+        with self._lock:
+            return self._stats.setdefault(client, CommandStats(client))
+
+    def collect(self) -> Iterator[Metric]:
+        commands = CounterMetricFamily(
+            "redisqueue_client_commands",
+            "Redis commands sent by the client library, by command and outcome (ok or error).",
+            labels=["client", "command", "outcome"],
+        )
+        duration = HistogramMetricFamily(
+            "redisqueue_client_command_duration_seconds",
+            "Time from sending a command to its reply, retries included.",
+            labels=["client", "command"],
+        )
+        with self._lock:
+            all_stats = sorted(self._stats.items())
+        for client, stats in all_stats:
+            for command, record in sorted(stats.snapshot()):
+                if record[0]:
+                    commands.add_metric([client, command, "ok"], record[0])
+                if record[1]:
+                    commands.add_metric([client, command, "error"], record[1])
+                cumulative = 0.0
+                buckets = []
+                for bound, count in zip(LATENCY_BUCKETS, record[3:], strict=False):
+                    cumulative += count
+                    buckets.append((repr(float(bound)), cumulative))
+                buckets.append(("+Inf", record[0] + record[1]))
+                duration.add_metric([client, command], buckets, record[2])
+        yield commands
+        yield duration
+
+    def describe(self) -> Iterable[Metric]:
+        return list(self.collect())
+
+
 @dataclass(frozen=True, slots=True)
 class ServerInfo:
     connected_clients: int
@@ -223,10 +295,11 @@ class ServerInfoCollector(Collector):
 
 POOLS = PoolCollector()
 SERVER_INFO = ServerInfoCollector()
+COMMANDS = CommandCollector()
 
 
 def _register(registry: CollectorRegistry) -> None:
-    for collector in (POOLS, SERVER_INFO):
+    for collector in (POOLS, SERVER_INFO, COMMANDS):
         with contextlib.suppress(ValueError):  # already registered
             registry.register(collector)
 
