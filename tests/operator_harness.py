@@ -16,7 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -83,9 +83,10 @@ def service_account_kubeconfig(plane: ControlPlane, directory: Path) -> Path:
 class OperatorProcess:
     """``redisqueue operator`` in a subprocess; logs go to a file the tests can read."""
 
-    def __init__(self, kubeconfig: Path, workdir: Path) -> None:
+    def __init__(self, kubeconfig: Path, workdir: Path, namespaces: Sequence[str] = ()) -> None:
         self.kubeconfig = kubeconfig
         self.workdir = workdir
+        self.namespaces = tuple(namespaces)
         self.port = free_port()
         self.log_path = workdir / "operator.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -107,7 +108,10 @@ class OperatorProcess:
                 "--log-level",
                 "DEBUG",
                 "operator",
-                "--all-namespaces",
+                *(
+                    [arg for ns in self.namespaces for arg in ("--namespace", ns)]
+                    or ["--all-namespaces"]
+                ),
                 "--standalone",
                 "--host",
                 "127.0.0.1",

@@ -583,3 +583,32 @@ async def test_examples_apply_as_they_are(
         # Accepted and acted on; not Ready here (no pods run, no ElastiCache reachable).
         rq = await wait_for_ready(kube, namespace, name, "False")
         assert rq["status"]["observedGeneration"] == rq["metadata"]["generation"]
+
+
+async def test_an_operator_scoped_to_namespaces_leaves_the_others_alone(
+    operator: OperatorProcess,
+    kube: Kube,
+    namespace: str,
+    redis_server: RedisServer,
+    control_plane: ControlPlane,
+    tmp_path: Path,
+) -> None:
+    other = namespace[:50] + "-other"
+    control_plane.kubectl("create", "namespace", other)
+    scoped = OperatorProcess(operator.kubeconfig, tmp_path, namespaces=[namespace])
+    operator.stop()  # one operator at a time: the shared one would serve both namespaces
+    try:
+        scoped.start()
+        for ns in (namespace, other):
+            await apply_secret(kube, ns, "redis-auth", {"password": redis_server.password or ""})
+            await create_rq(kube, ns, "scoped", external_spec(redis_server))
+        await wait_for_ready(kube, namespace, "scoped")
+        await asyncio.sleep(3)
+        untouched = await kube.get(rq_path(other, "scoped"))
+        assert untouched is not None and not untouched.get("status")
+        assert not (untouched["metadata"].get("finalizers") or [])
+    finally:
+        scoped.stop()
+        operator.start()
+        control_plane.kubectl("delete", "namespace", other, "--wait=false", check=False)
+    await wait_for_ready(kube, other, "scoped")  # the cluster-wide operator picks it up
