@@ -130,6 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 interval=args.interval,
                 timeout=args.timeout,
                 start_redis=not args.no_start_redis,
+                env_file=args.env_file,
             )
         if args.command == "settings":
             return _settings_command(args.env_file)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
+from dotenv import dotenv_values
 
 from .backoff import ContractBackoff
 from .health import ProbeRegistry, create_app
@@ -211,17 +212,16 @@ def run(
     interval: float = 10.0,
     timeout: float = 2.0,
     start_redis: bool = True,
+    env_file: str | Path | None = ".env",
 ) -> int:
     """The ``redisqueue dev`` command. Returns the process exit code."""
     local: LocalRedis | None = None
     try:
-        configured = endpoint_configured(environ) or (
-            Path(".env").is_file()
-            and any(
-                line.split("=", 1)[0].strip() in ENDPOINT_VARIABLES
-                for line in Path(".env").read_text().splitlines()
-                if "=" in line and not line.lstrip().startswith("#")
-            )
+        from_file: Mapping[str, str | None] = (
+            dotenv_values(env_file) if env_file is not None and Path(env_file).is_file() else {}
+        )
+        configured = endpoint_configured(environ) or endpoint_configured(
+            {k: v or "" for k, v in from_file.items()}
         )
         if start_redis and not configured and not port_open("127.0.0.1", settings.port):
             local = start_local_redis(settings)
