@@ -7,7 +7,17 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 if [ ! -x .venv/bin/redisqueue ]; then
-  "${PYTHON:-python3}" -m venv .venv
+  if ! "${PYTHON:-python3}" -m venv .venv >/dev/null 2>&1; then
+    # Debian and Ubuntu ship venv separately from python3.
+    rm -rf .venv
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+      "${PYTHON:-python3}" -m venv .venv
+    else
+      echo "python3 -m venv failed: run  sudo apt-get install -y python3-venv" >&2
+      exit 1
+    fi
+  fi
   .venv/bin/python -m pip install --quiet --upgrade pip
   .venv/bin/python -m pip install --quiet -e ".[hiredis]"
 fi

@@ -28,7 +28,17 @@ redis-server --version
 step "Python environment (.venv)"
 python="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
-  "$python" -m venv .venv
+  if ! "$python" -m venv .venv >/dev/null 2>&1; then
+    # Debian and Ubuntu ship venv separately from python3.
+    rm -rf .venv
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+      "$python" -m venv .venv
+    else
+      echo "python3 -m venv failed: run  sudo apt-get install -y python3-venv" >&2
+      exit 1
+    fi
+  fi
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e ".[dev]"
