@@ -20,29 +20,10 @@ repo_root="$(cd "$here/../.." && pwd)"
 cache_root="${REDISQUEUE_CONTROLPLANE_CACHE:-$repo_root/.cache/controlplane}"
 key="${K8S_VERSION}-${ETCD_VERSION}-${HELM_VERSION}"
 dest="$cache_root/$key"
-bin="$dest/bin"
-binaries=(kube-apiserver kube-controller-manager kubectl etcd helm)
-
-complete() {
-  local b
-  for b in "${binaries[@]}"; do [ -x "$bin/$b" ] || return 1; done
-}
-
-if complete; then echo "$bin"; exit 0; fi
-
-command -v go >/dev/null || { echo "build.sh: the go command is needed to build the control plane" >&2; exit 1; }
-mkdir -p "$dest"
-exec 9>"$dest/.build.lock"
-flock 9
-if complete; then echo "$bin"; exit 0; fi   # another run finished it while we waited
-
-log() { echo "build.sh: $*" >&2; }
-scratch="$(mktemp -d "$dest/.bin.XXXXXX")"
-trap 'rm -rf "$scratch"' EXIT
-
-# Static binaries, like the release builds; no C toolchain needed.
-export CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -mod=readonly -buildvcs=false"
-started=$SECONDS
+# shellcheck source=../tools/cached-go-build.sh
+. "$here/../tools/cached-go-build.sh"
+cached_build_begin "the control plane $key" "$dest" \
+  kube-apiserver kube-controller-manager kubectl etcd helm
 
 # --- Kubernetes: stamp the release version so that clients (kubectl version, Helm's
 # kubeVersion checks, discovery) see v1.X.Y instead of v0.0.0-master.
@@ -75,10 +56,4 @@ helm_ldflags+=" -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$k8s_minor"
 log "building helm $HELM_VERSION"
 (cd "$here/helm" && go build -trimpath -ldflags "$helm_ldflags" -o "$scratch/helm" helm.sh/helm/v3/cmd/helm)
 
-for b in "${binaries[@]}"; do [ -x "$scratch/$b" ] || { log "missing $b after build"; exit 1; }; done
-chmod 755 "$scratch"
-rm -rf "$bin"
-mv "$scratch" "$bin"
-trap - EXIT
-log "built $key in $((SECONDS - started)) s; $(du -sh "$dest" | cut -f1) in $dest"
-echo "$bin"
+cached_build_finish

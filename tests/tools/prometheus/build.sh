@@ -27,29 +27,9 @@ version="${BASH_REMATCH[1]}.$((10#${BASH_REMATCH[2]})).${BASH_REMATCH[3]}"
 
 cache_root="${REDISQUEUE_TOOLS_CACHE:-$repo_root/.cache}/prometheus"
 dest="$cache_root/$version"
-bin="$dest/bin"
-binaries=(promtool prometheus)
-
-complete() {
-  local b
-  for b in "${binaries[@]}"; do [ -x "$bin/$b" ] || return 1; done
-}
-
-if complete; then echo "$bin"; exit 0; fi
-
-command -v go >/dev/null || { echo "build.sh: the go command is needed to build promtool and prometheus" >&2; exit 1; }
-mkdir -p "$dest"
-exec 9>"$dest/.build.lock"
-flock 9
-if complete; then echo "$bin"; exit 0; fi   # another run finished it while we waited
-
-log() { echo "build.sh: $*" >&2; }
-scratch="$(mktemp -d "$dest/.bin.XXXXXX")"
-trap 'rm -rf "$scratch"' EXIT
-
-# Static binaries like the release builds (which also use netgo); no C toolchain needed.
-export CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -mod=readonly -buildvcs=false"
-started=$SECONDS
+# shellcheck source=../cached-go-build.sh
+. "$here/../cached-go-build.sh"
+cached_build_begin "prometheus $version" "$dest" promtool prometheus
 
 build_date="$(cd "$here" && go list -m -f '{{if .Time}}{{.Time.UTC.Format "20060102-15:04:05"}}{{end}}' github.com/prometheus/prometheus)"
 pkg=github.com/prometheus/common/version
@@ -61,10 +41,4 @@ log "building promtool and prometheus $version ($module_version) (cold: several 
   github.com/prometheus/prometheus/cmd/promtool \
   github.com/prometheus/prometheus/cmd/prometheus)
 
-for b in "${binaries[@]}"; do [ -x "$scratch/$b" ] || { log "missing $b after build"; exit 1; }; done
-chmod 755 "$scratch"
-rm -rf "$bin"
-mv "$scratch" "$bin"
-trap - EXIT
-log "built prometheus $version in $((SECONDS - started)) s; $(du -sh "$bin" | cut -f1) in $bin"
-echo "$bin"
+cached_build_finish
