@@ -181,16 +181,17 @@ class AsyncRedis(redis.asyncio.Redis):
         return result
 
 
-def _ssl_kwargs(settings: RedisSettings) -> dict[str, Any]:
-    if not settings.tls:
+def tls_options(tls: bool, ca_pem: str | None, insecure: bool) -> dict[str, Any]:
+    """redis-py's TLS keyword arguments: verify the certificate and host name unless the
+    contract says insecure; trust ``ca_pem`` when given, else the system store."""
+    if not tls:
         return {}
-    insecure = settings.tls_insecure_skip_verify
     kwargs: dict[str, Any] = {
         "ssl_cert_reqs": ssl.CERT_NONE if insecure else ssl.CERT_REQUIRED,
         "ssl_check_hostname": not insecure,
     }
-    if settings.tls_ca_cert:
-        kwargs["ssl_ca_data"] = settings.tls_ca_cert
+    if ca_pem:
+        kwargs["ssl_ca_data"] = ca_pem
     return kwargs
 
 
@@ -205,7 +206,7 @@ def _common_kwargs(settings: RedisSettings) -> dict[str, Any]:
         "socket_keepalive": True,
         "max_connections": settings.pool_max_connections,
         "timeout": settings.pool_timeout_seconds,
-        **_ssl_kwargs(settings),
+        **tls_options(settings.tls, settings.tls_ca_cert, settings.tls_insecure_skip_verify),
     }
 
 
@@ -270,13 +271,3 @@ def create_async_client(
     client._rq = instr
     metrics.POOLS.track(name, pool, _pool_reader)
     return client
-
-
-def wait_until_ready(client: Redis) -> None:
-    """PING until Redis answers, within the client's backoff (for app startup)."""
-    client.ping()
-
-
-async def async_wait_until_ready(client: AsyncRedis) -> None:
-    """PING until Redis answers, within the client's backoff (for app startup)."""
-    await client.ping()

@@ -45,8 +45,12 @@ class ProbeRegistry:
     def get(self, namespace: str, name: str) -> Probe | None:
         return self._probes.get((namespace, name))
 
+    def snapshot(self) -> list[Probe]:
+        """The probes now registered (a copy: registration may change while callers await)."""
+        return list(self._probes.values())
+
     def __iter__(self) -> Iterator[Probe]:
-        return iter(list(self._probes.values()))
+        return iter(self.snapshot())
 
     def __len__(self) -> int:
         return len(self._probes)
@@ -121,7 +125,7 @@ def _render_all(probes: list[Probe], results: list[ProbeResult]) -> tuple[int, d
 
 async def _health_all(request: web.Request) -> web.Response:
     registry: ProbeRegistry = request.app[PROBES_KEY]
-    probes = list(registry)
+    probes = registry.snapshot()
     if len(probes) == 1:  # the common case; gather would wrap it in a task
         results = [await probes[0].check()]
     else:

@@ -28,6 +28,7 @@ from redis.exceptions import AuthenticationError, ConnectionError, RedisError, R
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import metrics
+from .client import tls_options
 from .contract import ConnectionContract
 
 log = logging.getLogger("redisqueue.probe")
@@ -130,6 +131,7 @@ class Probe:
     ) -> None:
         self.namespace = namespace
         self.name = name
+        self.contract = contract
         self.endpoint = contract.endpoint
         self.timeout = timeout
         self.queues = tuple(queues)
@@ -138,16 +140,11 @@ class Probe:
         self._pending: asyncio.Future[ProbeResult] | None = None  # the next PING's waiters
         self._launch_scheduled = False
         self._in_flight = 0
-        ssl_kwargs: dict[str, object] = {}
-        if contract.tls:
-            insecure = contract.tls_insecure_skip_verify
-            ssl_kwargs = {
-                "ssl": True,
-                "ssl_cert_reqs": ssl.CERT_NONE if insecure else ssl.CERT_REQUIRED,
-                "ssl_check_hostname": not insecure,
-            }
-            if contract.tls_ca_cert:
-                ssl_kwargs["ssl_ca_data"] = contract.tls_ca_cert
+        ssl_kwargs = tls_options(
+            contract.tls, contract.tls_ca_cert, contract.tls_insecure_skip_verify
+        )
+        if ssl_kwargs:
+            ssl_kwargs["ssl"] = True
         self._client = redis.asyncio.Redis(
             host=contract.host,
             port=contract.port,
@@ -158,7 +155,7 @@ class Probe:
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 1),
             max_connections=MAX_IN_FLIGHT + 2,
-            **ssl_kwargs,  # type: ignore[arg-type]
+            **ssl_kwargs,
         )
         self._up = metrics.UP.labels(namespace, name)
         self._latency = metrics.PING_DURATION.labels(namespace, name)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import datetime
 import logging
 import os
@@ -74,6 +73,7 @@ FIELD_MANAGER: Final = "redisqueue-operator"
 #: stays honest without a write per probe.
 STATUS_REFRESH_SECONDS: Final = 60.0
 API_VERSION: Final = f"{GROUP}/{VERSION}"
+JSON = dict[str, Any]
 
 ConditionStatus = Literal["True", "False", "Unknown"]
 
@@ -81,10 +81,9 @@ ConditionStatus = Literal["True", "False", "Unknown"]
 class SetupError(Exception):
     """Something the user must fix (a missing Secret, a conflicting writer); retried."""
 
-    def __init__(self, reason: str, message: str, *, condition: str = CONDITION_READY) -> None:
+    def __init__(self, reason: str, message: str) -> None:
         self.reason = reason
         self.message = message
-        self.condition = condition
         super().__init__(message)
 
 
@@ -115,8 +114,13 @@ class QueueState:
     provisioned: Verdict | None = None  # provision mode: the StatefulSet's readiness
     status: dict[str, Any] = field(default_factory=dict)  # as last written
     written_at: float = 0.0
-    ready: str | None = None  # Ready condition status as last written
     ticked_at: float = 0.0  # time.monotonic() of the daemon's last tick
+
+    @property
+    def ready(self) -> str | None:
+        """The Ready condition's status as last written (None before the first write)."""
+        condition = _condition(self.status, CONDITION_READY)
+        return None if condition is None else str(condition.get("status"))
 
     @property
     def interval(self) -> float:
@@ -164,8 +168,6 @@ class Reconciler:
         if state is None or state.uid != meta.get("uid"):
             state = QueueState(meta["namespace"], meta["name"], str(meta.get("uid", "")))
             state.status = dict(body.get("status") or {})
-            ready = _condition(state.status, CONDITION_READY)
-            state.ready = ready.get("status") if ready else None
             self.states[key] = state
         return state
 
@@ -185,22 +187,23 @@ class Reconciler:
                 raise InvalidSpecError(str(exc)) from None
             state.spec = spec
             try:
-                if spec.mode == "provision":
-                    await self._provision(state, body, spec)
-                contract = await self._contract(state, spec)
+                known = await self._provision(state, body, spec) if spec.mode == "provision" else {}
+                contract = await self._contract(state, spec, known)
                 await self._inject(state, spec, contract)
                 state.setup = None
             except SetupError as exc:
                 state.setup = Verdict("False", exc.reason, exc.message)
                 await self._write_status(state, body, None, force=True)
                 raise
-            self._ensure_probe(state, spec, contract)
+            await self._ensure_probe(state, spec, contract)
         await self._probe_and_report(state, body, force=True)
 
     async def _provision(
         self, state: QueueState, body: Mapping[str, Any], spec: RedisQueueSpec
-    ) -> None:
+    ) -> dict[str, JSON]:
+        """Apply the Service and StatefulSet; returns the auth Secret it read, by name."""
         ns, name = state.namespace, state.name
+        known: dict[str, JSON] = {}
         owner = owner_of(body)
         generated = spec.auth is None or spec.auth.secret_ref is None
         auth_rv: str | None = None
@@ -230,12 +233,14 @@ class Reconciler:
                             field_manager=FIELD_MANAGER,
                             force=True,
                         )
+            known[auth_secret_name(name)] = secret
             auth_rv = str(secret["metadata"].get("resourceVersion", ""))
         else:
             ref = auth_secret_key_ref(name, spec)
             if ref is not None:
-                secret = await self.kube.get(object_path("v1", "Secret", ns, ref[0]))
-                auth_rv = str(secret["metadata"].get("resourceVersion", "")) if secret else None
+                secret = await self._get_secret(ns, ref[0], "password")
+                known[ref[0]] = secret
+                auth_rv = str(secret["metadata"].get("resourceVersion", ""))
         await self._apply(build_service(name, ns, spec, owner))
         sts_path = object_path("apps/v1", "StatefulSet", ns, resource_name(name))
         live = await self.kube.get(sts_path)
@@ -252,6 +257,7 @@ class Reconciler:
                 await self.kube.merge_patch(pvc, build_pvc_resize_patch(wanted))
             except KubeError as exc:
                 log.warning("%s/%s: could not grow the data volume: %s", ns, name, exc.message)
+        return known
 
     async def _apply(self, obj: Mapping[str, Any]) -> None:
         try:
@@ -262,7 +268,7 @@ class Reconciler:
                 f"could not apply {obj['kind']} {obj['metadata']['name']}: {exc.message}",
             ) from None
 
-    async def _read_secret_key(self, namespace: str, name: str, key: str, what: str) -> str:
+    async def _get_secret(self, namespace: str, name: str, what: str) -> JSON:
         try:
             secret = await self.kube.get(object_path("v1", "Secret", namespace, name))
         except KubeError as exc:
@@ -276,6 +282,12 @@ class Reconciler:
                 f"Secret {namespace}/{name} ({what}) does not exist; create it "
                 "in the RedisQueue's namespace",
             )
+        return secret
+
+    async def _read_secret_key(
+        self, namespace: str, name: str, key: str, what: str, known: Mapping[str, JSON]
+    ) -> str:
+        secret = known.get(name) or await self._get_secret(namespace, name, what)
         value = _decode(secret, key)
         if value is None:
             keys = ", ".join(sorted((secret.get("data") or {}).keys())) or "none"
@@ -285,18 +297,22 @@ class Reconciler:
             )
         return value
 
-    async def _contract(self, state: QueueState, spec: RedisQueueSpec) -> ConnectionContract:
+    async def _contract(
+        self, state: QueueState, spec: RedisQueueSpec, known: Mapping[str, JSON] | None = None
+    ) -> ConnectionContract:
+        """The contract for ``spec``, reading its Secrets (or taking them from ``known``)."""
         ns, name = state.namespace, state.name
+        known = known or {}
         host, port = endpoint_for(name, ns, spec)
         password = None
         ref = auth_secret_key_ref(name, spec)
         if ref is not None:
-            password = await self._read_secret_key(ns, ref[0], ref[1], "password")
+            password = await self._read_secret_key(ns, ref[0], ref[1], "password", known)
         ca_pem = None
         external = spec.redis.external
         if external is not None and external.tls.enabled and external.tls.ca_secret_ref:
             ca = external.tls.ca_secret_ref
-            ca_pem = await self._read_secret_key(ns, ca.name, ca.key, "TLS CA certificate")
+            ca_pem = await self._read_secret_key(ns, ca.name, ca.key, "TLS CA certificate", known)
         return build_contract(spec, host, port, password, ca_pem=ca_pem)
 
     async def _inject(
@@ -337,9 +353,7 @@ class Reconciler:
                         f"could not write Secret {secret_name}: {exc.message}",
                     )
                 state.injected = verdict
-                raise SetupError(
-                    verdict.reason, verdict.message, condition=CONDITION_INJECTED
-                ) from None
+                raise SetupError(verdict.reason, verdict.message) from None
         await self._release_dropped(state.namespace, state.name, set(targets))
         state.injected = Verdict(
             "True",
@@ -349,7 +363,7 @@ class Reconciler:
             + ", ".join(targets),
         )
 
-    def _ensure_probe(
+    async def _ensure_probe(
         self, state: QueueState, spec: RedisQueueSpec, contract: ConnectionContract
     ) -> Probe:
         current = self.probes.get(state.namespace, state.name)
@@ -357,7 +371,7 @@ class Reconciler:
         timeout = spec.health_check.timeout_seconds
         if (
             current is not None
-            and getattr(current, "contract", None) == contract
+            and current.contract == contract
             and current.timeout == timeout
             and current.queues == queues
         ):
@@ -365,12 +379,11 @@ class Reconciler:
         probe = Probe(
             contract, namespace=state.namespace, name=state.name, timeout=timeout, queues=queues
         )
-        probe.contract = contract  # type: ignore[attr-defined]
         if current is not None:
             probe.last = current.last
         old = self.probes.add(probe)
         if old is not None:
-            asyncio.get_running_loop().create_task(old.close())
+            await old.close()
         return probe
 
     # -- the daemon's tick -----------------------------------------------------------------------
@@ -379,7 +392,7 @@ class Reconciler:
         state = self.state_for(body)
         state.ticked_at = time.monotonic()
         spec = state.spec
-        if spec is None or (state.setup is not None and state.setup.reason == "InvalidSpec"):
+        if spec is None:  # invalid: nothing to probe until the spec changes
             return state.interval
         async with state.lock:
             try:
@@ -391,7 +404,7 @@ class Reconciler:
                         state.name,
                     )
                     await self._inject(state, spec, contract)
-                    self._ensure_probe(state, spec, contract)
+                    await self._ensure_probe(state, spec, contract)
                 state.setup = None
             except SetupError as exc:
                 state.setup = Verdict("False", exc.reason, exc.message)
@@ -513,9 +526,9 @@ class Reconciler:
     ) -> None:
         status = self.compose_status(state, result)
         loop = asyncio.get_running_loop()
-        essential = _essence(status)
-        stale = loop.time() - state.written_at >= STATUS_REFRESH_SECONDS
-        if not force and not stale and essential == _essence(state.status):
+        if not force and not status_needs_write(
+            state.status, status, loop.time() - state.written_at
+        ):
             return
         path = object_path(API_VERSION, "RedisQueue", state.namespace, state.name, "status")
         try:
@@ -526,13 +539,14 @@ class Reconciler:
                     "%s/%s: could not write status: %s", state.namespace, state.name, exc.message
                 )
             return
+        before = state.ready
         state.status = status
         state.written_at = loop.time()
         ready = status["conditions"][0]
-        if ready["status"] != state.ready:
-            before, state.ready = state.ready, ready["status"]
-            if before is not None or ready["status"] == "True" or result is not None:
-                await self._event(body, ready, before)
+        if ready["status"] != before and (
+            before is not None or ready["status"] == "True" or result is not None
+        ):
+            await self._event(body, ready, before)
 
     async def _event(
         self, body: Mapping[str, Any], ready: Mapping[str, Any], before: str | None
@@ -581,7 +595,7 @@ class Reconciler:
         """Stop probing and remove what this RedisQueue wrote (per its deletionPolicy)."""
         meta = body["metadata"]
         ns, name = meta["namespace"], meta["name"]
-        state = self.states.pop((ns, name), None)
+        self.states.pop((ns, name), None)
         probe = self.probes.remove(ns, name)
         if probe is not None:
             await probe.close()
@@ -590,7 +604,6 @@ class Reconciler:
             spec = parse_spec(body.get("spec"))
         except SpecError:
             return
-        del state
         manager = inject_field_manager(name)
         for target in spec.inject:
             await self._release(ns, target.secret_name, manager)
@@ -637,13 +650,9 @@ class Reconciler:
             # The operator created this Secret and nobody else wrote to it: remove it whole.
             await self.kube.delete(path)
             return
-        with contextlib.suppress(KeyError):
-            await self.kube.apply(
-                build_injected_secret_release(secret_name, namespace), field_manager=manager
-            )
-
-    def forget_all(self) -> None:
-        self.states.clear()
+        await self.kube.apply(
+            build_injected_secret_release(secret_name, namespace), field_manager=manager
+        )
 
 
 _REASONS: Final = {
@@ -685,6 +694,13 @@ def _spec_endpoint(state: QueueState) -> str | None:
         return state.status.get("endpoint")
     host, port = endpoint_for(state.name, state.namespace, state.spec)
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def status_needs_write(
+    written: Mapping[str, Any], wanted: Mapping[str, Any], seconds_since_write: float
+) -> bool:
+    """Write when anything but latency and probe time changed, or the last write is old."""
+    return seconds_since_write >= STATUS_REFRESH_SECONDS or _essence(written) != _essence(wanted)
 
 
 def _essence(status: Mapping[str, Any]) -> tuple[Any, ...]:

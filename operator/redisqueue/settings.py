@@ -93,8 +93,7 @@ class RedisSettings(BaseModel):
     @property
     def endpoint(self) -> str:
         """host:port without credentials, for logs, errors and metric labels."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return self.to_contract().endpoint
 
     def to_contract(self) -> c.ConnectionContract:
         """The same settings as the contract's key/value form."""
@@ -113,10 +112,6 @@ class RedisSettings(BaseModel):
             backoff_cap_seconds=self.backoff_cap_seconds,
             retry_attempts=self.retry_attempts,
         )
-
-    @property
-    def url(self) -> str:
-        return self.to_contract().url
 
 
 def _parse_bool(name: str, raw: str) -> bool:
