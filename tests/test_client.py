@@ -232,15 +232,17 @@ async def test_metrics_after_traffic(redis_server: RedisServer) -> None:
         )
         == 20
     )
-    assert (
-        sample(
+    buckets = {
+        le: REGISTRY.get_sample_value(
             "redisqueue_client_command_duration_seconds_bucket",
-            client="metrics-test",
-            command="GET",
-            le="0.0005",
+            {"client": "metrics-test", "command": "GET", "le": le},
         )
-        >= 0
-    )  # sub-millisecond bucket exists
+        for le in ("0.0001", "0.00025", "0.0005", "0.001", "+Inf")
+    }
+    # sub-millisecond buckets are exposed, cumulative, and +Inf counts every GET
+    assert None not in buckets.values(), buckets
+    counts = [buckets[le] for le in ("0.0001", "0.00025", "0.0005", "0.001", "+Inf")]
+    assert counts == sorted(counts) and buckets["+Inf"] == 20
     assert sample("redisqueue_client_connections", client="metrics-test", state="idle") >= 1
     assert sample("redisqueue_client_connections_opened_total", client="metrics-test") >= 1
     await client.aclose()

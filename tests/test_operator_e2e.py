@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -558,9 +557,8 @@ def test_kubectl_explain_teaches_the_fields(
 ) -> None:
     text = control_plane.kubectl("explain", "redisqueue.spec.pool").stdout
     assert "maxConnections" in text and "50" in text
-    start = time.monotonic()
-    assert control_plane.kubectl("explain", "redisqueue.spec.redis.external.tls").returncode == 0
-    assert time.monotonic() - start < 30
+    tls = control_plane.kubectl("explain", "redisqueue.spec.redis.external.tls").stdout
+    assert "insecureSkipVerify" in tls and "caSecretRef" in tls
 
 
 @pytest.mark.parametrize("example", ["provision.yaml", "external-elasticache-tls.yaml"])

@@ -10,8 +10,15 @@ from kubernetes_asyncio import client
 from redisqueue.contract import ConnectionContract
 from redisqueue.health import ProbeRegistry
 from redisqueue.kube import Kube
-from redisqueue.probe import ProbeResult
-from redisqueue.reconcile import QueueState, Reconciler, Verdict, inject_field_manager
+from redisqueue.probe import ProbeResult, format_latency
+from redisqueue.reconcile import (
+    STATUS_REFRESH_SECONDS,
+    QueueState,
+    Reconciler,
+    Verdict,
+    inject_field_manager,
+    status_needs_write,
+)
 from redisqueue.spec import parse_spec
 
 SECRET = "s3cret-never-shown"
@@ -111,3 +118,31 @@ def test_provision_waits_for_the_statefulset_before_anything_else(
 def test_field_managers_are_per_redisqueue_and_bounded() -> None:
     assert inject_field_manager("a") != inject_field_manager("b")
     assert len(inject_field_manager("x" * 300)) == 128
+
+
+def test_status_is_rewritten_on_change_or_once_a_minute_not_per_probe(
+    reconciler: Reconciler,
+) -> None:
+    state = _state()
+    first = reconciler.compose_status(
+        state, ProbeResult(True, "cache.internal:6379", "ok", latency_seconds=0.001)
+    )
+    faster = reconciler.compose_status(
+        state, ProbeResult(True, "cache.internal:6379", "ok", latency_seconds=0.0002)
+    )
+    down = reconciler.compose_status(
+        state, ProbeResult(False, "cache.internal:6379", "timeout", error="no answer")
+    )
+    assert not status_needs_write(first, faster, seconds_since_write=10)
+    assert status_needs_write(first, faster, seconds_since_write=STATUS_REFRESH_SECONDS)
+    assert status_needs_write(first, down, seconds_since_write=1)
+    assert STATUS_REFRESH_SECONDS == 60
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"), [(0.0004, "0.4ms"), (0.00099, "1.0ms"), (0.002, "2ms"), (0.0126, "13ms")]
+)
+def test_latency_reads_in_whole_ms_from_one_ms_and_one_decimal_below(
+    seconds: float, shown: str
+) -> None:
+    assert format_latency(seconds) == shown
