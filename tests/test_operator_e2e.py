@@ -610,3 +610,11 @@ async def test_an_operator_scoped_to_namespaces_leaves_the_others_alone(
         operator.start()
         control_plane.kubectl("delete", "namespace", other, "--wait=false", check=False)
     await wait_for_ready(kube, other, "scoped")  # the cluster-wide operator picks it up
+
+
+def test_kustomize_install_renders_the_crd_and_the_operator(control_plane: ControlPlane) -> None:
+    rendered = control_plane.kubectl("kustomize", str(REPO / "manifests" / "operator")).stdout
+    kinds = {(d["kind"], d["metadata"]["name"]) for d in yaml.safe_load_all(rendered) if d}
+    assert ("CustomResourceDefinition", "redisqueues.redisqueue.dev") in kinds
+    assert ("Deployment", "redisqueue-operator") in kinds
+    assert ("ClusterRole", "redisqueue-operator") in kinds
