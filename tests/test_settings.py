@@ -97,7 +97,8 @@ def test_dotenv_is_read_but_process_environment_wins(tmp_path: Path) -> None:
         ({"REDIS_POOL_MAX_CONNECTIONS": "0"}, "REDIS_POOL_MAX_CONNECTIONS", "from 1 to 10000"),
         ({"REDIS_POOL_MAX_CONNECTIONS": "lots"}, "REDIS_POOL_MAX_CONNECTIONS", "integer"),
         ({"REDIS_BACKOFF_CAP_SECONDS": "0.5"}, "REDIS_BACKOFF_CAP_SECONDS", "not below"),
-        ({"REDIS_BACKOFF_BASE_SECONDS": "0"}, "REDIS_BACKOFF_BASE_SECONDS", "0.001"),
+        ({"REDIS_BACKOFF_BASE_SECONDS": "0"}, "REDIS_BACKOFF_BASE_SECONDS", "above 0 up to 3600"),
+        ({"REDIS_POOL_TIMEOUT_SECONDS": "301"}, "REDIS_POOL_TIMEOUT_SECONDS", "up to 300"),
         ({"REDIS_ENV": "staging"}, "REDIS_ENV", "development or production"),
         ({"REDIS_URL": "http://cache:6379"}, "REDIS_URL", "redis:// or rediss://"),
         ({"REDIS_URL": "redis://cache:99999/0"}, "REDIS_URL", "redis://"),
@@ -154,3 +155,13 @@ def test_url_encodes_credentials_and_redaction_removes_them() -> None:
     url = build_url("cache", 6379, 0, tls=True, username="app", password="p@ss/w:rd")
     assert url == "rediss://app:p%40ss%2Fw%3Ard@cache:6379/0"
     assert redact_url(url) == "rediss://app:***@cache:6379/0"
+
+
+def test_a_malformed_url_never_echoes_a_piece_of_the_password() -> None:
+    # Unencoded, "p@ss:<part>/#" makes urllib read "<part>" as the port and quote it.
+    leaked = "9f3c2a7d41b0e6aa"
+    with pytest.raises(SettingsError) as caught:
+        load({"REDIS_URL": f"redis://:p@ss:{leaked}/#@cache:6379/0"})
+    message = str(caught.value)
+    assert message.startswith("REDIS_URL:") and "percent-encoded" in message
+    assert leaked not in message and "p@ss" not in message

@@ -21,31 +21,17 @@ from urllib.parse import unquote, urlsplit
 from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from . import contract as c
+from . import contract
 
-_SECRET_FIELDS = frozenset({"password"})
+_SECRET_FIELDS = frozenset(f.attr for f in contract.FIELDS if f.secret)
 
 # field name -> (variable suffix, what is accepted), the suffix appended to REDIS_,
-# REDIS_DEV_ or REDIS_PROD_.
+# REDIS_DEV_ or REDIS_PROD_; read from the contract's one table.
 _VARIABLES: dict[str, tuple[str, str]] = {
-    "url": ("URL", "a redis:// or rediss:// URL, e.g. redis://localhost:6379/0"),
-    "host": ("HOST", "a host name or IP address"),
-    "port": ("PORT", "an integer from 1 to 65535"),
-    "db": ("DB", "an integer from 0 to 15"),
-    "username": ("USERNAME", "an ACL user name"),
-    "password": ("PASSWORD", "a password"),
-    "tls": ("TLS", "true or false"),
-    "tls_ca_cert": ("TLS_CA_CERT", "a PEM-encoded CA certificate"),
-    "tls_insecure_skip_verify": ("TLS_INSECURE_SKIP_VERIFY", "true or false"),
-    "pool_max_connections": ("POOL_MAX_CONNECTIONS", "an integer from 1 to 10000"),
-    "pool_timeout_seconds": ("POOL_TIMEOUT_SECONDS", "a number of seconds from 0.001 to 3600"),
-    "backoff_base_seconds": ("BACKOFF_BASE_SECONDS", "a number of seconds from 0.001 to 3600"),
-    "backoff_cap_seconds": (
-        "BACKOFF_CAP_SECONDS",
-        "a number of seconds from 0.001 to 3600, not below REDIS_BACKOFF_BASE_SECONDS",
-    ),
-    "retry_attempts": ("RETRY_ATTEMPTS", "an integer from 0 to 100"),
+    f.attr: (f.key.removeprefix("REDIS_"), f.accepted) for f in contract.FIELDS
 }
+_VARIABLES["url"] = ("URL", "a redis:// or rediss:// URL, e.g. redis://localhost:6379/0")
+_VARIABLES["host"] = ("HOST", "a host name or IP address")
 
 _ENV_PREFIX = {"development": "REDIS_DEV_", "production": "REDIS_PROD_"}
 
@@ -61,19 +47,29 @@ class RedisSettings(BaseModel):
 
     environment: Literal["development", "production"] = "development"
     host: str = Field(default="localhost", min_length=1)
-    port: int = Field(default=c.DEFAULT_PORT, ge=1, le=65535)
-    db: int = Field(default=c.DEFAULT_DB, ge=0, le=15)
+    port: int = Field(default=contract.DEFAULT_PORT, **contract.PORT.bounds())
+    db: int = Field(default=contract.DEFAULT_DB, **contract.DB.bounds())
     username: str | None = None
     password: str | None = Field(default=None, repr=False)
     tls: bool = False
     tls_ca_cert: str | None = Field(default=None, repr=False)
     tls_insecure_skip_verify: bool = False
     # the default is filled in by _pool_default from the environment
-    pool_max_connections: int = Field(default=0, ge=1, le=10000, validate_default=False)
-    pool_timeout_seconds: float = Field(default=c.DEFAULT_POOL_TIMEOUT_SECONDS, ge=0.001, le=3600)
-    backoff_base_seconds: float = Field(default=c.DEFAULT_BACKOFF_BASE_SECONDS, ge=0.001, le=3600)
-    backoff_cap_seconds: float = Field(default=c.DEFAULT_BACKOFF_CAP_SECONDS, ge=0.001, le=3600)
-    retry_attempts: int = Field(default=c.DEFAULT_RETRY_ATTEMPTS, ge=0, le=100)
+    pool_max_connections: int = Field(
+        default=0, validate_default=False, **contract.POOL_MAX_CONNECTIONS.bounds()
+    )
+    pool_timeout_seconds: float = Field(
+        default=contract.DEFAULT_POOL_TIMEOUT_SECONDS, **contract.POOL_TIMEOUT_SECONDS.bounds()
+    )
+    backoff_base_seconds: float = Field(
+        default=contract.DEFAULT_BACKOFF_BASE_SECONDS, **contract.BACKOFF_BASE_SECONDS.bounds()
+    )
+    backoff_cap_seconds: float = Field(
+        default=contract.DEFAULT_BACKOFF_CAP_SECONDS, **contract.BACKOFF_CAP_SECONDS.bounds()
+    )
+    retry_attempts: int = Field(
+        default=contract.DEFAULT_RETRY_ATTEMPTS, **contract.RETRY_ATTEMPTS.bounds()
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -81,7 +77,10 @@ class RedisSettings(BaseModel):
         # Not given: the environment decides (50 development, 100 production).
         if isinstance(data, dict) and data.get("pool_max_connections") is None:
             env = data.get("environment", "development")
-            data = {**data, "pool_max_connections": c.DEFAULT_POOL_MAX_CONNECTIONS.get(env, 50)}
+            data = {
+                **data,
+                "pool_max_connections": contract.DEFAULT_POOL_MAX_CONNECTIONS.get(env, 50),
+            }
         return data
 
     @model_validator(mode="after")
@@ -95,22 +94,10 @@ class RedisSettings(BaseModel):
         """host:port without credentials, for logs, errors and metric labels."""
         return self.to_contract().endpoint
 
-    def to_contract(self) -> c.ConnectionContract:
+    def to_contract(self) -> contract.ConnectionContract:
         """The same settings as the contract's key/value form."""
-        return c.ConnectionContract(
-            host=self.host,
-            port=self.port,
-            db=self.db,
-            username=self.username,
-            password=self.password,
-            tls=self.tls,
-            tls_ca_cert=self.tls_ca_cert,
-            tls_insecure_skip_verify=self.tls_insecure_skip_verify,
-            pool_max_connections=self.pool_max_connections,
-            pool_timeout_seconds=self.pool_timeout_seconds,
-            backoff_base_seconds=self.backoff_base_seconds,
-            backoff_cap_seconds=self.backoff_cap_seconds,
-            retry_attempts=self.retry_attempts,
+        return contract.ConnectionContract(
+            **{f.attr: getattr(self, f.attr) for f in contract.FIELDS if f is not contract.URL}
         )
 
 
@@ -155,10 +142,14 @@ def _parse_url(name: str, raw: str) -> dict[str, Any]:
 
 
 def _describe_url_error(exc: ValueError) -> str:
-    text = str(exc)
-    # urllib's messages name the offending port value, which is safe; anything else is
-    # replaced so that a password embedded in the URL cannot leak through.
-    return text if text.startswith("Port") else "malformed"
+    # urllib's messages quote the part it could not read, and with an unencoded password
+    # ("redis://:p@ss:word@host") that part is a piece of the password: never echo it.
+    if str(exc).startswith("Port"):
+        return (
+            "the port is not a number from 1 to 65535; a password with reserved characters "
+            "(@ : / # ?) must be percent-encoded"
+        )
+    return "malformed"
 
 
 def load_settings(
