@@ -41,8 +41,8 @@ SERVER_SCRIPT = textwrap.dedent(
     import sys
     from aiohttp import web
     from redisqueue.contract import ConnectionContract
-    from redisqueue.health import ProbeRegistry, create_app
-    from redisqueue.probe import Probe
+    from redisqueue.controller.health import create_app
+    from redisqueue.controller.probe import Probe, ProbeRegistry
 
     redis_port, http_port = int(sys.argv[1]), int(sys.argv[2])
     password = sys.stdin.readline().strip()

@@ -6,7 +6,7 @@
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
-if [ ! -x .venv/bin/redisqueue ]; then
+if [ ! -x .venv/bin/python ]; then
   if ! "${PYTHON:-python3}" -m venv .venv >/dev/null 2>&1; then
     # Debian and Ubuntu ship venv separately from python3.
     rm -rf .venv
@@ -18,7 +18,10 @@ if [ ! -x .venv/bin/redisqueue ]; then
       exit 1
     fi
   fi
+fi
+# The dev server is part of the operator extra (aiohttp); install it when it is missing.
+if ! .venv/bin/python -c "import redisqueue.controller.devserver" >/dev/null 2>&1; then
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e ".[hiredis]"
+  .venv/bin/python -m pip install --quiet -e ".[operator,hiredis]"
 fi
 exec .venv/bin/redisqueue dev "$@"

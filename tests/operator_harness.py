@@ -26,7 +26,7 @@ from kubernetes_asyncio import client
 
 from kube_controlplane import ControlPlane
 from redis_server import free_port
-from redisqueue.kube import Kube, object_path
+from redisqueue.controller.kube import Kube, object_path
 
 REPO = Path(__file__).resolve().parent.parent
 OPERATOR_NAMESPACE = "redisqueue-system"

@@ -41,7 +41,7 @@ if [ ! -x .venv/bin/python ]; then
   fi
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[dev]"
+.venv/bin/python -m pip install --quiet -e ".[operator,dev]"
 
 step "Kubernetes control plane (kube-apiserver, etcd, controller-manager, kubectl, helm)"
 started=$SECONDS
@@ -61,6 +61,9 @@ step "ruff (lint and format)"
 
 step "mypy (strict)"
 .venv/bin/mypy
+
+step "import contracts (lint-imports)"
+.venv/bin/lint-imports --no-cache
 
 step "pytest"
 set +e

@@ -29,10 +29,11 @@ from redis.exceptions import ResponseError
 from kube_controlplane import ControlPlane
 from prometheus_fixtures import PrometheusServer, Promtool, StartPrometheus, value
 from redis_server import RedisServer
-from redisqueue import metrics
 from redisqueue.client import create_async_client
-from redisqueue.health import ProbeRegistry, create_app
-from redisqueue.probe import Probe, QueueKey
+from redisqueue.controller import metrics
+from redisqueue.controller.health import create_app
+from redisqueue.controller.probe import Probe, ProbeRegistry
+from redisqueue.controller.probe_result import QueueKey
 from redisqueue.settings import RedisSettings, load_settings
 
 CHART = Path(__file__).resolve().parents[1] / "charts" / "redisqueue-operator"

@@ -19,9 +19,16 @@ log = logging.getLogger("redisqueue.client")
 JITTER = 0.2
 
 
+def exponential_delay(n: int, base: float, cap: float) -> float:
+    """The contract's delay before retry ``n`` (1-based), before jitter:
+    ``min(cap, base * 2**(n-1))``."""
+    exponent = min(max(n, 1) - 1, 63)  # 2**63 s is already far above any cap
+    return float(min(cap, base * 2**exponent))
+
+
 def schedule(base: float, cap: float, attempts: int) -> list[float]:
     """The delays before jitter, one per retry: ``[base, 2*base, 4*base, ..., cap, cap]``."""
-    return [min(cap, base * 2 ** (n - 1)) for n in range(1, attempts + 1)]
+    return [exponential_delay(n, base, cap) for n in range(1, attempts + 1)]
 
 
 class ContractBackoff(AbstractBackoff):
@@ -54,8 +61,7 @@ class ContractBackoff(AbstractBackoff):
 
     def nominal(self, failures: int) -> float:
         """The delay before jitter for the ``failures``-th consecutive failure (1-based)."""
-        exponent = min(max(failures, 1) - 1, 63)  # 2**63 s is already far above any cap
-        return float(min(self.cap, self.base * 2**exponent))
+        return exponential_delay(failures, self.base, self.cap)
 
     def compute(self, failures: int) -> float:
         nominal = self.nominal(failures)

@@ -16,7 +16,6 @@ Pipelines and pub/sub use redis-py's own classes and are not counted per command
 from __future__ import annotations
 
 import logging
-import ssl
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -36,6 +35,7 @@ from redis.exceptions import (
 
 from . import metrics
 from .backoff import ContractBackoff
+from .contract import tls_options
 from .settings import RedisSettings, load_settings
 
 log = logging.getLogger("redisqueue.client")
@@ -152,47 +152,33 @@ class AsyncContractRetry(redis.asyncio.retry.Retry):
 class Redis(redis.Redis):
     """A sync redis-py client whose commands are counted and timed."""
 
-    _rq: _Instrumentation
+    _instrumentation: _Instrumentation
 
     def execute_command(self, *args: Any, **options: Any) -> Any:
         started = time.perf_counter()
         try:
             result = super().execute_command(*args, **options)
         except BaseException as exc:
-            self._rq.failed(args[0], started, exc)
+            self._instrumentation.failed(args[0], started, exc)
             raise
-        self._rq.observe(args[0], started, ok=True)
+        self._instrumentation.observe(args[0], started, ok=True)
         return result
 
 
 class AsyncRedis(redis.asyncio.Redis):
     """An asyncio redis-py client whose commands are counted and timed."""
 
-    _rq: _Instrumentation
+    _instrumentation: _Instrumentation
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         started = time.perf_counter()
         try:
             result = await super().execute_command(*args, **options)
         except BaseException as exc:
-            self._rq.failed(args[0], started, exc)
+            self._instrumentation.failed(args[0], started, exc)
             raise
-        self._rq.observe(args[0], started, ok=True)
+        self._instrumentation.observe(args[0], started, ok=True)
         return result
-
-
-def tls_options(tls: bool, ca_pem: str | None, insecure: bool) -> dict[str, Any]:
-    """redis-py's TLS keyword arguments: verify the certificate and host name unless the
-    contract says insecure; trust ``ca_pem`` when given, else the system store."""
-    if not tls:
-        return {}
-    kwargs: dict[str, Any] = {
-        "ssl_cert_reqs": ssl.CERT_NONE if insecure else ssl.CERT_REQUIRED,
-        "ssl_check_hostname": not insecure,
-    }
-    if ca_pem:
-        kwargs["ssl_ca_data"] = ca_pem
-    return kwargs
 
 
 def _common_kwargs(settings: RedisSettings) -> dict[str, Any]:
@@ -242,7 +228,7 @@ def create_client(settings: RedisSettings | None = None, *, name: str = "default
         **_common_kwargs(settings),
     )
     client = Redis(connection_pool=pool, retry=retry)
-    client._rq = instr
+    client._instrumentation = instr
     metrics.POOLS.track(name, pool, _pool_reader)
     return client
 
@@ -268,6 +254,6 @@ def create_async_client(
         **_common_kwargs(settings),
     )
     client = AsyncRedis(connection_pool=pool, retry=retry)
-    client._rq = instr
+    client._instrumentation = instr
     metrics.POOLS.track(name, pool, _pool_reader)
     return client

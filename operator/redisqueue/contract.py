@@ -1,65 +1,207 @@
 """The connection contract: the keys an app Secret (or environment) carries.
 
-This module is pure: it turns connection parts into the contract's key/value pairs and
-back into a URL. The operator writes these keys into app Secrets; the client library
-reads the same names from the environment. Changing a key name here is a contract change.
+:data:`FIELDS` is the one definition of every contract field (its key, type, default,
+bounds and meaning). The settings reader (:mod:`redisqueue.settings`), the
+:class:`ConnectionContract` below, the RedisQueue spec's bounds and the README's table are
+all read from it, so they cannot disagree. The operator writes these keys into app
+Secrets; the client library reads the same names from the environment. Changing a key
+name here is a contract change.
+
+Pure: no I/O.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Any, Final, Generic, Literal, TypeVar
 from urllib.parse import quote
 
 Environment = Literal["development", "production"]
 
+T = TypeVar("T", int, float, bool, str)
+
+
+@dataclass(frozen=True, slots=True)
+class ContractField(Generic[T]):
+    """One key of the contract: how it is named, typed, bounded and explained."""
+
+    attr: str  # the attribute of ConnectionContract / RedisSettings
+    key: str  # the environment variable and Secret key
+    kind: type[T]
+    meaning: str  # one line for people (README, CRD descriptions)
+    default: T | None = None
+    readme_default: str = "-"
+    minimum: float | None = None  # inclusive, or exclusive when exclusive_minimum
+    maximum: float | None = None  # inclusive
+    exclusive_minimum: bool = False
+    unit: str = ""  # "seconds" for durations
+    secret: bool = False  # never echoed in errors, logs or `redisqueue settings`
+    extra_rule: str = ""  # said after the accepted range, e.g. a relation to another key
+
+    def default_value(self) -> T:
+        """The default, for fields that have one (a programming error otherwise)."""
+        if self.default is None:
+            raise LookupError(f"{self.key} has no default")
+        return self.default
+
+    def bounds(self) -> dict[str, Any]:
+        """The bounds as pydantic ``Field`` keyword arguments (ge/gt/le)."""
+        out: dict[str, Any] = {}
+        if self.minimum is not None:
+            out["gt" if self.exclusive_minimum else "ge"] = _plain(self.minimum)
+        if self.maximum is not None:
+            out["le"] = _plain(self.maximum)
+        return out
+
+    @property
+    def accepted(self) -> str:
+        """What a valid value looks like, as error messages say it."""
+        if self.kind is bool:
+            text = "true or false"
+        elif self.kind is int:
+            text = f"an integer from {_number(self.minimum or 0)} to {_number(self.maximum or 0)}"
+        elif self.kind is float:
+            low = _number(self.minimum or 0)
+            first = f"above {low}" if self.exclusive_minimum else f"from {low}"
+            noun = f"a number of {self.unit}" if self.unit else "a number"
+            text = f"{noun} {first} up to {_number(self.maximum or 0)}"
+        else:
+            text = self.meaning
+        return f"{text}, {self.extra_rule}" if self.extra_rule else text
+
+
+URL: Final = ContractField(
+    "url", "REDIS_URL", str, "`redis://` or `rediss://` (TLS) URL, password URL-encoded"
+)
+HOST: Final = ContractField("host", "REDIS_HOST", str, "host name or IP address of the Redis")
+PORT: Final = ContractField(
+    "port", "REDIS_PORT", int, "TCP port", 6379, "6379", minimum=1, maximum=65535
+)
+DB: Final = ContractField("db", "REDIS_DB", int, "database number", 0, "0", minimum=0, maximum=15)
+USERNAME: Final = ContractField("username", "REDIS_USERNAME", str, "ACL user (optional)")
+PASSWORD: Final = ContractField(
+    "password", "REDIS_PASSWORD", str, "password of the user (or of the default user)", secret=True
+)
+TLS: Final = ContractField("tls", "REDIS_TLS", bool, "`true` / `false`", False, "false")
+TLS_CA_CERT: Final = ContractField(
+    "tls_ca_cert",
+    "REDIS_TLS_CA_CERT",
+    str,
+    "PEM of a private CA, when the RedisQueue references one",
+    secret=True,  # not a secret, but long: shown as its size
+)
+TLS_INSECURE_SKIP_VERIFY: Final = ContractField(
+    "tls_insecure_skip_verify",
+    "REDIS_TLS_INSECURE_SKIP_VERIFY",
+    bool,
+    "only `true` when the resource says so",
+    False,
+)
+POOL_MAX_CONNECTIONS: Final = ContractField(
+    "pool_max_connections",
+    "REDIS_POOL_MAX_CONNECTIONS",
+    int,
+    "hard cap of open connections per pool",
+    None,  # by environment: DEFAULT_POOL_MAX_CONNECTIONS
+    "50 development, 100 production",
+    minimum=1,
+    maximum=10000,
+)
+POOL_TIMEOUT_SECONDS: Final = ContractField(
+    "pool_timeout_seconds",
+    "REDIS_POOL_TIMEOUT_SECONDS",
+    float,
+    "wait for a free connection before failing",
+    5.0,
+    "5",
+    minimum=0,
+    maximum=300,
+    exclusive_minimum=True,
+    unit="seconds",
+)
+BACKOFF_BASE_SECONDS: Final = ContractField(
+    "backoff_base_seconds",
+    "REDIS_BACKOFF_BASE_SECONDS",
+    float,
+    "first retry delay",
+    1.0,
+    "1",
+    minimum=0,
+    maximum=3600,
+    exclusive_minimum=True,
+    unit="seconds",
+)
+BACKOFF_CAP_SECONDS: Final = ContractField(
+    "backoff_cap_seconds",
+    "REDIS_BACKOFF_CAP_SECONDS",
+    float,
+    "longest retry delay",
+    30.0,
+    "30",
+    minimum=0,
+    maximum=3600,
+    exclusive_minimum=True,
+    unit="seconds",
+    extra_rule="not below REDIS_BACKOFF_BASE_SECONDS",
+)
+RETRY_ATTEMPTS: Final = ContractField(
+    "retry_attempts",
+    "REDIS_RETRY_ATTEMPTS",
+    int,
+    "retries per command and per connect",
+    10,
+    "10",
+    minimum=0,
+    maximum=100,
+)
+
+#: Every field of the contract, in a stable order (the order of Secrets and of the README).
+FIELDS: Final[tuple[ContractField[Any], ...]] = (
+    URL,
+    HOST,
+    PORT,
+    DB,
+    USERNAME,
+    PASSWORD,
+    TLS,
+    TLS_CA_CERT,
+    TLS_INSECURE_SKIP_VERIFY,
+    POOL_MAX_CONNECTIONS,
+    POOL_TIMEOUT_SECONDS,
+    BACKOFF_BASE_SECONDS,
+    BACKOFF_CAP_SECONDS,
+    RETRY_ATTEMPTS,
+)
+FIELDS_BY_ATTR: Final = {f.attr: f for f in FIELDS}
+
+#: Every key the contract may write. The operator owns exactly these keys in an app Secret
+#: and removes only these on deletion.
+CONTRACT_KEYS: Final[tuple[str, ...]] = tuple(f.key for f in FIELDS)
+
 #: Pool size cap by environment (design.md: 50 development, 100 production).
 DEFAULT_POOL_MAX_CONNECTIONS: Final[dict[str, int]] = {"development": 50, "production": 100}
-DEFAULT_PORT: Final = 6379
-DEFAULT_DB: Final = 0
-DEFAULT_POOL_TIMEOUT_SECONDS: Final = 5.0
-DEFAULT_BACKOFF_BASE_SECONDS: Final = 1.0
-DEFAULT_BACKOFF_CAP_SECONDS: Final = 30.0
-DEFAULT_RETRY_ATTEMPTS: Final = 10
+DEFAULT_PORT: Final = PORT.default_value()
+DEFAULT_DB: Final = DB.default_value()
+DEFAULT_POOL_TIMEOUT_SECONDS: Final = POOL_TIMEOUT_SECONDS.default_value()
+DEFAULT_BACKOFF_BASE_SECONDS: Final = BACKOFF_BASE_SECONDS.default_value()
+DEFAULT_BACKOFF_CAP_SECONDS: Final = BACKOFF_CAP_SECONDS.default_value()
+DEFAULT_RETRY_ATTEMPTS: Final = RETRY_ATTEMPTS.default_value()
 
-KEY_URL: Final = "REDIS_URL"
-KEY_HOST: Final = "REDIS_HOST"
-KEY_PORT: Final = "REDIS_PORT"
-KEY_DB: Final = "REDIS_DB"
-KEY_USERNAME: Final = "REDIS_USERNAME"
-KEY_PASSWORD: Final = "REDIS_PASSWORD"  # noqa: S105 - a variable name, not a secret
-KEY_TLS: Final = "REDIS_TLS"
-KEY_TLS_CA: Final = "REDIS_TLS_CA_CERT"
-KEY_TLS_INSECURE: Final = "REDIS_TLS_INSECURE_SKIP_VERIFY"
-KEY_POOL_MAX: Final = "REDIS_POOL_MAX_CONNECTIONS"
-KEY_POOL_TIMEOUT: Final = "REDIS_POOL_TIMEOUT_SECONDS"
-KEY_BACKOFF_BASE: Final = "REDIS_BACKOFF_BASE_SECONDS"
-KEY_BACKOFF_CAP: Final = "REDIS_BACKOFF_CAP_SECONDS"
-KEY_RETRY_ATTEMPTS: Final = "REDIS_RETRY_ATTEMPTS"
 
-#: Every key the contract may write, in a stable order. The operator owns exactly these
-#: keys in an app Secret and removes only these on deletion.
-CONTRACT_KEYS: Final[tuple[str, ...]] = (
-    KEY_URL,
-    KEY_HOST,
-    KEY_PORT,
-    KEY_DB,
-    KEY_USERNAME,
-    KEY_PASSWORD,
-    KEY_TLS,
-    KEY_TLS_CA,
-    KEY_TLS_INSECURE,
-    KEY_POOL_MAX,
-    KEY_POOL_TIMEOUT,
-    KEY_BACKOFF_BASE,
-    KEY_BACKOFF_CAP,
-    KEY_RETRY_ATTEMPTS,
-)
+def _plain(value: float) -> float:
+    """Whole numbers as int, so generated schemas say ``300`` rather than ``300.0``."""
+    return int(value) if float(value).is_integer() else value
 
 
 def _number(value: float) -> str:
     """Render 1.0 as "1" and 0.5 as "0.5", so Secrets read the way people write them."""
     return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def format_endpoint(host: str, port: int) -> str:
+    """``host:port``, with an IPv6 address in brackets (``[::1]:6379``)."""
+    bracketed = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    return f"{bracketed}:{port}"
 
 
 def build_url(
@@ -78,8 +220,7 @@ def build_url(
         user = quote(username or "", safe="")
         secret = quote(password or "", safe="")
         auth = f"{user}:{secret}@" if password is not None else f"{user}@"
-    netloc_host = f"[{host}]" if ":" in host and not host.startswith("[") else host
-    return f"{scheme}://{auth}{netloc_host}:{port}/{db}"
+    return f"{scheme}://{auth}{format_endpoint(host, port)}/{db}"
 
 
 def redact_url(url: str) -> str:
@@ -124,31 +265,26 @@ class ConnectionContract:
     @property
     def endpoint(self) -> str:
         """host:port, the credential-free name used in errors, status and metrics."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return format_endpoint(self.host, self.port)
 
     def to_env(self) -> dict[str, str]:
-        """The contract as string key/value pairs (Secret ``stringData`` or environment)."""
-        env = {
-            KEY_URL: self.url,
-            KEY_HOST: self.host,
-            KEY_PORT: str(self.port),
-            KEY_DB: str(self.db),
-            KEY_TLS: "true" if self.tls else "false",
-            KEY_POOL_MAX: str(self.pool_max_connections),
-            KEY_POOL_TIMEOUT: _number(self.pool_timeout_seconds),
-            KEY_BACKOFF_BASE: _number(self.backoff_base_seconds),
-            KEY_BACKOFF_CAP: _number(self.backoff_cap_seconds),
-            KEY_RETRY_ATTEMPTS: str(self.retry_attempts),
-        }
-        if self.username:
-            env[KEY_USERNAME] = self.username
-        if self.password is not None:
-            env[KEY_PASSWORD] = self.password
-        if self.tls and self.tls_ca_cert:
-            env[KEY_TLS_CA] = self.tls_ca_cert
-        if self.tls and self.tls_insecure_skip_verify:
-            env[KEY_TLS_INSECURE] = "true"
+        """The contract as string key/value pairs (Secret ``stringData`` or environment).
+
+        Optional keys are left out when unset; the TLS keys only appear with TLS on.
+        """
+        env: dict[str, str] = {URL.key: self.url}
+        for field in FIELDS[1:]:
+            value = getattr(self, field.attr)
+            if value is None or (field.kind is str and value == "" and not field.secret):
+                continue
+            if field in (TLS_CA_CERT, TLS_INSECURE_SKIP_VERIFY) and not (self.tls and value):
+                continue
+            if isinstance(value, bool):
+                env[field.key] = "true" if value else "false"
+            elif isinstance(value, float):
+                env[field.key] = _number(value)
+            else:
+                env[field.key] = str(value)
         return env
 
     def __repr__(self) -> str:  # keep the password out of reprs, logs and tracebacks
@@ -156,3 +292,28 @@ class ConnectionContract:
             f"ConnectionContract(endpoint={self.endpoint!r}, db={self.db}, tls={self.tls}, "
             f"pool_max_connections={self.pool_max_connections})"
         )
+
+
+def tls_options(tls: bool, ca_pem: str | None, insecure: bool) -> dict[str, Any]:
+    """redis-py's TLS keyword arguments for a contract: verify the certificate and host name
+    unless the contract says insecure; trust ``ca_pem`` when given, else the system store.
+
+    ``ssl_cert_reqs`` is given by name ("required"/"none"), which redis-py accepts, so this
+    module stays free of the ``ssl`` module.
+    """
+    if not tls:
+        return {}
+    kwargs: dict[str, Any] = {
+        "ssl_cert_reqs": "none" if insecure else "required",
+        "ssl_check_hostname": not insecure,
+    }
+    if ca_pem:
+        kwargs["ssl_ca_data"] = ca_pem
+    return kwargs
+
+
+def markdown_table() -> str:
+    """The contract as the README's table (a test keeps the README equal to this)."""
+    rows = ["| key | meaning | default |", "|---|---|---|"]
+    rows += [f"| `{f.key}` | {f.meaning} | {f.readme_default} |" for f in FIELDS]
+    return "\n".join(rows) + "\n"

@@ -1,9 +1,10 @@
-"""Prometheus metric families, all prefixed ``redisqueue_`` and in base units.
+"""The client library's Prometheus families, prefixed ``redisqueue_client_``, base units.
 
-Client/pool side metrics carry a ``client`` label (the name an app gives its client);
-operator side metrics carry ``namespace`` and ``name`` of the RedisQueue. Pool gauges and
-the Redis server's own ``INFO`` view are read at scrape time by collectors, so the command
-path only pays for one counter increment and one histogram observation.
+Every family carries a ``client`` label (the name an app gives its client). Pool gauges
+and command counts are read at scrape time by collectors, so the command path only pays
+for a few additions. Only these families appear in an app's ``/metrics``: the operator's
+own families live in :mod:`redisqueue.controller.metrics` and are registered only when
+the operator imports them.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -58,50 +59,6 @@ CLIENT_RECONNECTS = Counter(
     "redisqueue_client_reconnects",
     "Connections opened after the client had seen its Redis become unreachable.",
     ["client"],
-)
-
-# --- operator / probe side ------------------------------------------------------------
-UP = Gauge(
-    "redisqueue_up",
-    "1 when the last PING of this RedisQueue's Redis succeeded, else 0.",
-    ["namespace", "name"],
-)
-PING_DURATION = Histogram(
-    "redisqueue_ping_duration_seconds",
-    "Round trip of the health PING, successful probes only.",
-    ["namespace", "name"],
-    buckets=LATENCY_BUCKETS,
-)
-PROBES = Counter(
-    "redisqueue_probes",
-    "Health probes sent, by outcome (ok, unreachable, auth_failed, timeout, tls_error, error).",
-    ["namespace", "name", "outcome"],
-)
-LAST_PROBE = Gauge(
-    "redisqueue_last_probe_timestamp_seconds",
-    "Unix time of the last completed probe.",
-    ["namespace", "name"],
-)
-QUEUE_DEPTH = Gauge(
-    "redisqueue_queue_depth",
-    "Entries in a configured queue key (LLEN for lists, XLEN for streams).",
-    ["namespace", "name", "key", "type"],
-)
-QUEUE_PENDING = Gauge(
-    "redisqueue_queue_pending",
-    "Delivered but unacknowledged stream entries of a consumer group (XPENDING).",
-    ["namespace", "name", "key", "group"],
-)
-RECONCILES = Counter(
-    "redisqueue_reconcile",
-    "Reconciliations of RedisQueue resources, by outcome (success, retry, error).",
-    ["outcome"],
-)
-RECONCILE_DURATION = Histogram(
-    "redisqueue_reconcile_duration_seconds",
-    "Time spent in one reconciliation, by outcome.",
-    ["outcome"],
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
 
 
@@ -241,85 +198,14 @@ class CommandCollector(Collector):
         return list(self.collect())
 
 
-@dataclass(frozen=True, slots=True)
-class ServerInfo:
-    connected_clients: int
-    commands_processed: int
-    used_memory_bytes: int
-
-
-class ServerInfoCollector(Collector):
-    """The Redis server's own view from INFO, named after redis_exporter's meanings."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._info: dict[tuple[str, str], ServerInfo] = {}
-
-    def update(self, namespace: str, name: str, info: ServerInfo) -> None:
-        with self._lock:
-            self._info[(namespace, name)] = info
-
-    def forget(self, namespace: str, name: str) -> None:
-        with self._lock:
-            self._info.pop((namespace, name), None)
-
-    def collect(self) -> Iterator[Metric]:
-        clients = GaugeMetricFamily(
-            "redisqueue_redis_connected_clients",
-            "Client connections the Redis server reports (INFO connected_clients).",
-            labels=["namespace", "name"],
-        )
-        commands = CounterMetricFamily(
-            "redisqueue_redis_commands_processed",
-            "Commands the Redis server has processed (INFO total_commands_processed).",
-            labels=["namespace", "name"],
-        )
-        memory = GaugeMetricFamily(
-            "redisqueue_redis_memory_used_bytes",
-            "Memory the Redis server has allocated (INFO used_memory).",
-            labels=["namespace", "name"],
-        )
-        with self._lock:
-            items = sorted(self._info.items())
-        for (namespace, name), info in items:
-            clients.add_metric([namespace, name], info.connected_clients)
-            commands.add_metric([namespace, name], info.commands_processed)
-            memory.add_metric([namespace, name], info.used_memory_bytes)
-        yield clients
-        yield commands
-        yield memory
-
-    def describe(self) -> Iterable[Metric]:
-        return list(self.collect())
-
-
 POOLS = PoolCollector()
-SERVER_INFO = ServerInfoCollector()
 COMMANDS = CommandCollector()
 
 
 def _register(registry: CollectorRegistry) -> None:
-    for collector in (POOLS, SERVER_INFO, COMMANDS):
+    for collector in (POOLS, COMMANDS):
         with contextlib.suppress(ValueError):  # already registered
             registry.register(collector)
 
 
 _register(REGISTRY)
-
-
-def forget_queue(namespace: str, name: str) -> None:
-    """Drop every series of a deleted RedisQueue so dashboards do not show ghosts."""
-    for metric in (UP, LAST_PROBE, PING_DURATION):
-        with contextlib.suppress(KeyError):
-            metric.remove(namespace, name)
-    for family in (PROBES, QUEUE_DEPTH, QUEUE_PENDING):
-        for labels in list(_label_sets(family)):
-            if labels[:2] == (namespace, name):
-                family.remove(*labels)
-    SERVER_INFO.forget(namespace, name)
-
-
-def _label_sets(metric: Counter | Gauge) -> list[tuple[str, ...]]:
-    # prometheus-client keeps children in a private dict; reading its keys is the only way
-    # to enumerate label sets without tracking them twice.
-    return list(getattr(metric, "_metrics", {}).keys())

@@ -5,16 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Collection
 
 import kopf
 from aiohttp import web
 
 from . import handlers  # noqa: F401 - registers the kopf handlers
-from .health import ProbeRegistry, create_app
+from .health import create_app
 from .kube import Kube
-from .reconcile import Reconciler
+from .probe import ProbeRegistry
+from .reconciler import Reconciler
 
 log = logging.getLogger("redisqueue.operator")
 
@@ -33,13 +33,9 @@ class Liveness:
         task = self.operator_task
         if task is not None and task.done():
             return False, "the operator's event processing has stopped"
-        now = time.monotonic()
-        for (namespace, name), state in list(self.reconciler.states.items()):
-            if state.spec is None or state.ticked_at == 0.0:
-                continue
-            late = now - state.ticked_at - state.interval
-            if late > STALL_GRACE_SECONDS + 2 * state.interval:
-                return False, f"no health probe of {namespace}/{name} for {late:.0f} s"
+        overdue = self.reconciler.overdue_probe(STALL_GRACE_SECONDS)
+        if overdue is not None:
+            return False, overdue
         return True, f"processing {len(self.reconciler.states)} RedisQueue(s)"
 
 

@@ -11,9 +11,13 @@ from typing import Any
 
 import kopf
 
+from redisqueue.backoff import exponential_delay
+
 from . import metrics
-from .kube import GROUP, PLURAL, VERSION, KubeError
-from .reconcile import InvalidSpecError, Reconciler, SetupError
+from .errors import InvalidSpecError, SetupError
+from .kube import KubeError
+from .reconciler import Reconciler
+from .spec import GROUP, PLURAL, VERSION
 
 FINALIZER = "redisqueue.dev/finalizer"
 ANNOTATION_PREFIX = "redisqueue.dev"
@@ -28,7 +32,7 @@ def _reconciler(memo: Any) -> Reconciler:
 
 def retry_delay(retry: int) -> float:
     """1, 2, 4, ... seconds between retries of a failing reconciliation, at most 60."""
-    return float(min(RETRY_CAP_SECONDS, 2 ** min(retry, 10)))
+    return exponential_delay(retry + 1, 1.0, RETRY_CAP_SECONDS)
 
 
 @kopf.on.startup()
@@ -88,7 +92,7 @@ async def probe(
     reconciler = _reconciler(memo)
     while not stopped:
         try:
-            interval = await reconciler.tick(body)
+            interval = await reconciler.probe_once(body)
         except KubeError as exc:
             logger.warning("probe tick failed: %s", exc.message)
             interval = 10.0

@@ -17,9 +17,7 @@ import asyncio
 import logging
 import ssl
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Literal
+from collections.abc import Iterator, Sequence
 
 import redis.asyncio
 from redis.asyncio.retry import Retry
@@ -27,50 +25,18 @@ from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, ConnectionError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from redisqueue.contract import ConnectionContract, tls_options
+
 from . import metrics
-from .client import tls_options
-from .contract import ConnectionContract
+from .probe_result import ProbeOutcome, ProbeResult, QueueKey, format_latency
 
 log = logging.getLogger("redisqueue.probe")
 
 #: PINGs outstanding at once per Redis; later callers share the one sent after them.
 MAX_IN_FLIGHT = 2
 
-Reason = Literal["ok", "unreachable", "auth_failed", "timeout", "tls_error", "error"]
 
-
-@dataclass(frozen=True, slots=True)
-class QueueKey:
-    """A list or stream whose depth is reported as a metric."""
-
-    key: str
-    type: Literal["list", "stream"] = "list"
-    group: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ProbeResult:
-    """The outcome of one PING. ``error`` names the endpoint and never a credential."""
-
-    ok: bool
-    endpoint: str
-    reason: Reason
-    latency_seconds: float | None = None
-    error: str | None = None
-    at: float = field(default_factory=time.time)
-
-    @property
-    def latency_ms(self) -> float | None:
-        return None if self.latency_seconds is None else self.latency_seconds * 1000.0
-
-
-def format_latency(seconds: float) -> str:
-    """``"2ms"`` as the health contract shows it; below 1 ms one decimal (``"0.3ms"``)."""
-    ms = seconds * 1000.0
-    return f"{ms:.1f}ms" if ms < 1 else f"{round(ms)}ms"
-
-
-def classify(exc: BaseException, endpoint: str, timeout: float) -> tuple[Reason, str]:
+def classify(exc: BaseException, endpoint: str, timeout: float) -> tuple[ProbeOutcome, str]:
     """Turn an exception into (reason, user-facing message) that never holds a secret."""
     if isinstance(exc, AuthenticationError) or (
         isinstance(exc, ResponseError) and str(exc).startswith(("NOAUTH", "WRONGPASS"))
@@ -291,3 +257,33 @@ class Probe:
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+class ProbeRegistry:
+    """The Redis endpoints the server answers for, keyed by (namespace, name)."""
+
+    def __init__(self) -> None:
+        self._probes: dict[tuple[str, str], Probe] = {}
+
+    def add(self, probe: Probe) -> Probe | None:
+        """Register ``probe``; returns the probe it replaced (the caller closes it)."""
+        key = (probe.namespace, probe.name)
+        previous = self._probes.get(key)
+        self._probes[key] = probe
+        return previous
+
+    def remove(self, namespace: str, name: str) -> Probe | None:
+        return self._probes.pop((namespace, name), None)
+
+    def get(self, namespace: str, name: str) -> Probe | None:
+        return self._probes.get((namespace, name))
+
+    def snapshot(self) -> list[Probe]:
+        """The probes now registered (a copy: registration may change while callers await)."""
+        return list(self._probes.values())
+
+    def __iter__(self) -> Iterator[Probe]:
+        return iter(self.snapshot())
+
+    def __len__(self) -> int:
+        return len(self._probes)

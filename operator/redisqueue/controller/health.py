@@ -14,46 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from .probe import Probe, ProbeResult, format_latency
+from .probe import Probe, ProbeRegistry
+from .probe_result import ProbeResult, format_latency
 
 Check = Callable[[], tuple[bool, str]]
-
-
-class ProbeRegistry:
-    """The Redis endpoints the server answers for, keyed by (namespace, name)."""
-
-    def __init__(self) -> None:
-        self._probes: dict[tuple[str, str], Probe] = {}
-
-    def add(self, probe: Probe) -> Probe | None:
-        """Register ``probe``; returns the probe it replaced (the caller closes it)."""
-        key = (probe.namespace, probe.name)
-        previous = self._probes.get(key)
-        self._probes[key] = probe
-        return previous
-
-    def remove(self, namespace: str, name: str) -> Probe | None:
-        return self._probes.pop((namespace, name), None)
-
-    def get(self, namespace: str, name: str) -> Probe | None:
-        return self._probes.get((namespace, name))
-
-    def snapshot(self) -> list[Probe]:
-        """The probes now registered (a copy: registration may change while callers await)."""
-        return list(self._probes.values())
-
-    def __iter__(self) -> Iterator[Probe]:
-        return iter(self.snapshot())
-
-    def __len__(self) -> int:
-        return len(self._probes)
 
 
 PROBES_KEY: web.AppKey[ProbeRegistry] = web.AppKey("probes")

@@ -19,19 +19,20 @@ from typing import Any, Final
 
 import yaml
 
-from redisqueue.spec import (
+from .spec import (
     DNS1035_LABEL_PATTERN,
+    GROUP,
+    JSON,
+    KIND,
     MAX_PROVISION_NAME_LENGTH,
     MSG_PROVISION_NAME,
+    PLURAL,
+    VERSION,
     RedisQueueSpec,
     RedisQueueStatus,
     cel,
 )
 
-GROUP: Final = "redisqueue.dev"
-VERSION: Final = "v1alpha1"
-KIND: Final = "RedisQueue"
-PLURAL: Final = "redisqueues"
 SINGULAR: Final = "redisqueue"
 SHORT_NAMES: Final = ("rq",)
 #: "kubectl get redis" lists RedisQueues together with other resources that join the
@@ -39,9 +40,6 @@ SHORT_NAMES: Final = ("rq",)
 #: deletionPolicy Delete their data.
 CATEGORIES: Final = ("redis",)
 CRD_NAME: Final = f"{PLURAL}.{GROUP}"
-API_VERSION: Final = f"{GROUP}/{VERSION}"
-
-JSON = dict[str, Any]
 
 # Keys in the order they are written, so the YAML reads top-down: what a field is, then
 # its bounds, then its children, then the rules about it.

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 from kubernetes_asyncio import client
 
-from redisqueue.health import ProbeRegistry
-from redisqueue.kube import Kube
-from redisqueue.reconcile import QueueState, Reconciler
-from redisqueue.runner import STALL_GRACE_SECONDS, Liveness
-from redisqueue.spec import parse_spec
+from redisqueue.controller.kube import Kube
+from redisqueue.controller.probe import ProbeRegistry
+from redisqueue.controller.reconciler import Reconciler
+from redisqueue.controller.runner import STALL_GRACE_SECONDS, Liveness
+from redisqueue.controller.spec import parse_spec
 
 
 def _reconciler() -> Reconciler:
@@ -19,21 +18,21 @@ def _reconciler() -> Reconciler:
     return Reconciler(Kube(client.ApiClient(client.Configuration())), ProbeRegistry())
 
 
-def _state(ticked_ago: float) -> QueueState:
-    state = QueueState("shop", "orders", "uid-1")
+def _watch(reconciler: Reconciler, probed_ago: float) -> None:
+    body = {"metadata": {"namespace": "shop", "name": "orders", "uid": "uid-1"}}
+    state = reconciler.states.for_body(body)
     state.spec = parse_spec(
         {
             "redis": {"external": {"host": "cache"}},
             "healthCheck": {"intervalSeconds": 5, "timeoutSeconds": 1},
         }
     )
-    state.ticked_at = time.monotonic() - ticked_ago
-    return state
+    state.probed_at = asyncio.get_running_loop().time() - probed_ago
 
 
 async def test_live_while_every_probe_loop_ticks_on_time() -> None:
     reconciler = _reconciler()
-    reconciler.states[("shop", "orders")] = _state(ticked_ago=4)
+    _watch(reconciler, probed_ago=4)
     ok, message = Liveness(reconciler)()
     assert ok and "1 RedisQueue" in message
     await reconciler.kube.close()
@@ -41,7 +40,7 @@ async def test_live_while_every_probe_loop_ticks_on_time() -> None:
 
 async def test_not_live_when_a_probe_loop_has_stalled() -> None:
     reconciler = _reconciler()
-    reconciler.states[("shop", "orders")] = _state(ticked_ago=5 + 3 * 5 + STALL_GRACE_SECONDS)
+    _watch(reconciler, probed_ago=5 + 3 * 5 + STALL_GRACE_SECONDS)
     ok, message = Liveness(reconciler)()
     assert not ok and "shop/orders" in message
     await reconciler.kube.close()

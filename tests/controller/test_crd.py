@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 import yaml
 
-from redisqueue.crd import build_crd, render_crd_yaml, structural_schema
-from redisqueue.spec import RedisQueueSpec
+from redisqueue.controller.crd import build_crd, render_crd_yaml, structural_schema
+from redisqueue.controller.spec import RedisQueueSpec
 
-REPO = Path(__file__).parents[1]
+REPO = Path(__file__).parents[2]
 CHECKED_IN = REPO / "crds" / "redisqueue.dev_redisqueues.yaml"
-REGENERATE = "python -m redisqueue.crd > crds/redisqueue.dev_redisqueues.yaml"
+REGENERATE = "python -m redisqueue.controller.crd > crds/redisqueue.dev_redisqueues.yaml"
 
 
 def _version() -> dict[str, Any]:
@@ -48,7 +48,7 @@ def test_checked_in_crd_matches_the_models() -> None:
 def test_module_entry_point_prints_the_crd() -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO / "operator")}
     result = subprocess.run(
-        [sys.executable, "-m", "redisqueue.crd"],
+        [sys.executable, "-m", "redisqueue.controller.crd"],
         capture_output=True,
         text=True,
         check=True,

@@ -1,6 +1,6 @@
 """The RedisQueue resource as typed models: the spec users write, the status the operator writes.
 
-This module is the single source of truth for the resource's shape. ``redisqueue.crd``
+This module is the single source of truth for the resource's shape. ``redisqueue.controller.crd``
 generates the CustomResourceDefinition from these models, so every bound, default and
 description here is what the API server enforces and what ``kubectl explain`` prints.
 Rules that a schema cannot express (one of two modes, cap >= base, ...) are written twice:
@@ -9,6 +9,10 @@ server) and as a pydantic validator with the same message (enforced by :func:`pa
 
 Pure: no I/O. The operator calls :func:`parse_spec` on ``body["spec"]`` and works with the
 resulting immutable model.
+
+Long on purpose: one model per level of the resource, each field with its bounds,
+description and CEL rule beside it; split across files, a rule would stand apart from the
+field it guards.
 """
 
 from __future__ import annotations
@@ -32,6 +36,9 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from redisqueue.contract import (
+    BACKOFF_BASE_SECONDS,
+    BACKOFF_CAP_SECONDS,
+    DB,
     DEFAULT_BACKOFF_BASE_SECONDS,
     DEFAULT_BACKOFF_CAP_SECONDS,
     DEFAULT_DB,
@@ -39,8 +46,22 @@ from redisqueue.contract import (
     DEFAULT_POOL_TIMEOUT_SECONDS,
     DEFAULT_PORT,
     DEFAULT_RETRY_ATTEMPTS,
+    POOL_MAX_CONNECTIONS,
+    POOL_TIMEOUT_SECONDS,
+    PORT,
+    RETRY_ATTEMPTS,
     Environment,
 )
+
+#: The resource's identity, used by the CRD, the API client and the handlers.
+GROUP: Final = "redisqueue.dev"
+VERSION: Final = "v1alpha1"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
+KIND: Final = "RedisQueue"
+PLURAL: Final = "redisqueues"
+
+#: A Kubernetes object or fragment as plain JSON-compatible data.
+JSON = dict[str, Any]
 
 Mode = Literal["provision", "external"]
 DeletionPolicy = Literal["Retain", "Delete"]
@@ -324,11 +345,10 @@ class ExternalRedis(_Model):
         description="DNS name or IP address of the Redis primary endpoint, without scheme or port.",
         json_schema_extra=_validations(cel(f"self.matches({_cel_string(HOST_PATTERN)})", MSG_HOST)),
     )
-    port: int = Field(DEFAULT_PORT, ge=1, le=65535, description="TCP port of the Redis server.")
+    port: int = Field(DEFAULT_PORT, **PORT.bounds(), description="TCP port of the Redis server.")
     db: int = Field(
         DEFAULT_DB,
-        ge=0,
-        le=15,
+        **DB.bounds(),
         description="Logical database number (ElastiCache without cluster mode has 0-15).",
     )
     tls: TLS = Field(
@@ -499,15 +519,13 @@ class Pool(_Model):
 
     max_connections: int | None = Field(
         None,
-        ge=1,
-        le=10000,
+        **POOL_MAX_CONNECTIONS.bounds(),
         description="Hard cap of open connections per pool (REDIS_POOL_MAX_CONNECTIONS). "
         "Default by environment: 50 for development, 100 for production.",
     )
     timeout_seconds: float = Field(
         DEFAULT_POOL_TIMEOUT_SECONDS,
-        gt=0,
-        le=300,
+        **POOL_TIMEOUT_SECONDS.bounds(),
         description="How long a caller waits for a free connection before failing "
         "(REDIS_POOL_TIMEOUT_SECONDS).",
     )
@@ -529,21 +547,18 @@ class Backoff(_Model):
 
     base_seconds: float = Field(
         DEFAULT_BACKOFF_BASE_SECONDS,
-        gt=0,
-        le=3600,
+        **BACKOFF_BASE_SECONDS.bounds(),
         description="Delay before the first retry (REDIS_BACKOFF_BASE_SECONDS).",
     )
     cap_seconds: float = Field(
         DEFAULT_BACKOFF_CAP_SECONDS,
-        gt=0,
-        le=3600,
+        **BACKOFF_CAP_SECONDS.bounds(),
         description="Longest delay between retries; at least baseSeconds "
         "(REDIS_BACKOFF_CAP_SECONDS).",
     )
     attempts: int = Field(
         DEFAULT_RETRY_ATTEMPTS,
-        ge=0,
-        le=100,
+        **RETRY_ATTEMPTS.bounds(),
         description="Retries per command or connect; 0 disables retries (REDIS_RETRY_ATTEMPTS).",
     )
 

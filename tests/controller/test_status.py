@@ -1,35 +1,22 @@
-"""Status composition, called as a plain function (the end-to-end tests cover the rest)."""
+"""Status composition: pure functions of the state and the last PING (no API client)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import datetime
 
 import pytest
-from kubernetes_asyncio import client
 
 from redisqueue.contract import ConnectionContract
-from redisqueue.health import ProbeRegistry
-from redisqueue.kube import Kube
-from redisqueue.probe import ProbeResult, format_latency
-from redisqueue.reconcile import (
-    STATUS_REFRESH_SECONDS,
-    QueueState,
-    Reconciler,
-    Verdict,
-    inject_field_manager,
-    status_needs_write,
-)
-from redisqueue.spec import parse_spec
+from redisqueue.controller.builders import inject_field_manager
+from redisqueue.controller.probe_result import ProbeResult, format_latency
+from redisqueue.controller.spec import parse_spec
+from redisqueue.controller.state import ConditionValue, QueueState
+from redisqueue.controller.status import STATUS_REFRESH_SECONDS, compose_status, status_needs_write
 
 SECRET = "s3cret-never-shown"
 
 
-@pytest.fixture
-async def reconciler() -> AsyncIterator[Reconciler]:
-    # Only compose_status is called: the API client is never used.
-    reconciler = Reconciler(Kube(client.ApiClient(client.Configuration())), ProbeRegistry())
-    yield reconciler
-    await reconciler.kube.close()
+NOW = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
 
 
 def _state(mode: str = "external") -> QueueState:
@@ -38,7 +25,7 @@ def _state(mode: str = "external") -> QueueState:
     state.spec = parse_spec({"redis": redis})
     state.generation = 3
     state.contract = ConnectionContract(host="cache.internal", password=SECRET)
-    state.injected = Verdict("True", "Injected", "connection contract written to Secret app")
+    state.injected = ConditionValue("True", "Injected", "connection contract written to Secret app")
     return state
 
 
@@ -46,9 +33,9 @@ def _conditions(status: dict[str, object]) -> dict[str, dict[str, object]]:
     return {c["type"]: c for c in status["conditions"]}  # type: ignore[attr-defined,index]
 
 
-def test_ready_when_reachable_and_injected(reconciler: Reconciler) -> None:
+def test_ready_when_reachable_and_injected() -> None:
     ok = ProbeResult(True, "cache.internal:6379", "ok", latency_seconds=0.0012)
-    status = reconciler.compose_status(_state(), ok)
+    status = compose_status(_state(), ok, NOW)
     conditions = _conditions(status)
     assert status["phase"] == "Ready" and status["mode"] == "external"
     assert status["endpoint"] == "cache.internal:6379" and status["latencyMs"] == 1.2
@@ -62,12 +49,10 @@ def test_ready_when_reachable_and_injected(reconciler: Reconciler) -> None:
     assert SECRET not in str(status)
 
 
-def test_unreachable_keeps_the_transition_time_of_unchanged_conditions(
-    reconciler: Reconciler,
-) -> None:
+def test_unreachable_keeps_the_transition_time_of_unchanged_conditions() -> None:
     state = _state()
     up = ProbeResult(True, "cache.internal:6379", "ok", latency_seconds=0.001)
-    state.status = reconciler.compose_status(state, up)
+    state.status = compose_status(state, up, NOW)
     for condition in state.status["conditions"]:
         condition["lastTransitionTime"] = "2020-01-01T00:00:00Z"
     down = ProbeResult(
@@ -76,7 +61,7 @@ def test_unreachable_keeps_the_transition_time_of_unchanged_conditions(
         "unreachable",
         error="redis at cache.internal:6379: cannot connect (connection refused)",
     )
-    status = reconciler.compose_status(state, down)
+    status = compose_status(state, down, NOW)
     conditions = _conditions(status)
     assert status["phase"] == "Unreachable" and status["latencyMs"] is None
     assert conditions["Ready"]["reason"] == "Unreachable"
@@ -93,24 +78,20 @@ def test_unreachable_keeps_the_transition_time_of_unchanged_conditions(
         ("ApplyFailed", "Error"),
     ],
 )
-def test_setup_problems_decide_ready_and_phase(
-    reconciler: Reconciler, reason: str, phase: str
-) -> None:
+def test_setup_problems_decide_ready_and_phase(reason: str, phase: str) -> None:
     state = _state()
-    state.setup = Verdict("False", reason, f"{reason}: what to do")
-    status = reconciler.compose_status(state, None)
+    state.setup_problem = ConditionValue("False", reason, f"{reason}: what to do")
+    status = compose_status(state, None, NOW)
     ready = _conditions(status)["Ready"]
     assert (ready["status"], ready["reason"], status["phase"]) == ("False", reason, phase)
     assert _conditions(status)["Reachable"]["status"] == "Unknown"
 
 
-def test_provision_waits_for_the_statefulset_before_anything_else(
-    reconciler: Reconciler,
-) -> None:
+def test_provision_waits_for_the_statefulset_before_anything_else() -> None:
     state = _state("provision")
-    state.provisioned = Verdict("False", "Provisioning", "waiting for the Redis pod")
+    state.provisioned = ConditionValue("False", "Provisioning", "waiting for the Redis pod")
     ok = ProbeResult(True, "orders-redis.shop.svc:6379", "ok", latency_seconds=0.001)
-    status = reconciler.compose_status(state, ok)
+    status = compose_status(state, ok, NOW)
     assert status["phase"] == "Provisioning"
     assert _conditions(status)["Ready"]["reason"] == "Provisioning"
 
@@ -120,18 +101,16 @@ def test_field_managers_are_per_redisqueue_and_bounded() -> None:
     assert len(inject_field_manager("x" * 300)) == 128
 
 
-def test_status_is_rewritten_on_change_or_once_a_minute_not_per_probe(
-    reconciler: Reconciler,
-) -> None:
+def test_status_is_rewritten_on_change_or_once_a_minute_not_per_probe() -> None:
     state = _state()
-    first = reconciler.compose_status(
-        state, ProbeResult(True, "cache.internal:6379", "ok", latency_seconds=0.001)
+    first = compose_status(
+        state, ProbeResult(True, "cache.internal:6379", "ok", latency_seconds=0.001), NOW
     )
-    faster = reconciler.compose_status(
-        state, ProbeResult(True, "cache.internal:6379", "ok", latency_seconds=0.0002)
+    faster = compose_status(
+        state, ProbeResult(True, "cache.internal:6379", "ok", latency_seconds=0.0002), NOW
     )
-    down = reconciler.compose_status(
-        state, ProbeResult(False, "cache.internal:6379", "timeout", error="no answer")
+    down = compose_status(
+        state, ProbeResult(False, "cache.internal:6379", "timeout", error="no answer"), NOW
     )
     assert not status_needs_write(first, faster, seconds_since_write=10)
     assert status_needs_write(first, faster, seconds_since_write=STATUS_REFRESH_SECONDS)

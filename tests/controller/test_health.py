@@ -14,8 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from redis_server import RedisServer, TLSFiles
 from redisqueue.contract import ConnectionContract
-from redisqueue.health import ProbeRegistry, create_app
-from redisqueue.probe import Probe
+from redisqueue.controller.health import create_app
+from redisqueue.controller.probe import Probe, ProbeRegistry
 
 MakeClient = Callable[..., Awaitable[TestClient]]
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from redisqueue import spec as spec_module
-from redisqueue.spec import (
+from redisqueue.controller import spec as spec_module
+from redisqueue.controller.spec import (
     RedisQueueSpec,
     RedisQueueStatus,
     SpecError,
@@ -20,8 +20,8 @@ from redisqueue.spec import (
     validate_resource_name,
 )
 
-FIXTURES = Path(__file__).parent / "fixtures"
-EXAMPLES = Path(__file__).parents[1] / "manifests" / "examples"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
+EXAMPLES = Path(__file__).parents[2] / "manifests" / "examples"
 INVALID = yaml.safe_load((FIXTURES / "invalid_redisqueues.yaml").read_text())
 INVALID_UPDATES = yaml.safe_load((FIXTURES / "invalid_redisqueue_updates.yaml").read_text())
 CEL_MESSAGES = {

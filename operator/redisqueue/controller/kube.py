@@ -16,11 +16,7 @@ from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio import config as k8s_config
 from kubernetes_asyncio.client.exceptions import ApiException
 
-JSON = dict[str, Any]
-
-GROUP: Final = "redisqueue.dev"
-VERSION: Final = "v1alpha1"
-PLURAL: Final = "redisqueues"
+from .spec import JSON, PLURAL
 
 _PLURALS: Final = {
     "Secret": "secrets",

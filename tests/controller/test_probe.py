@@ -7,7 +7,8 @@ from prometheus_client import REGISTRY
 
 from redis_server import RedisServer
 from redisqueue.contract import ConnectionContract
-from redisqueue.probe import Probe, QueueKey
+from redisqueue.controller.probe import Probe
+from redisqueue.controller.probe_result import QueueKey
 
 
 def value(metric: str, **labels: str) -> float | None:

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from redisqueue.builders import (
+from redisqueue.contract import CONTRACT_KEYS, PASSWORD, TLS_CA_CERT, USERNAME
+from redisqueue.controller.builders import (
     LABEL_REDISQUEUE,
     LIVENESS_SCRIPT,
     PASSWORD_ENV,
@@ -42,8 +43,7 @@ from redisqueue.builders import (
     selector_labels,
     startup_script,
 )
-from redisqueue.contract import CONTRACT_KEYS, KEY_PASSWORD, KEY_TLS_CA, KEY_USERNAME
-from redisqueue.spec import RedisQueueSpec, parse_spec
+from redisqueue.controller.spec import RedisQueueSpec, parse_spec
 
 OWNER = Owner(
     apiVersion="redisqueue.dev/v1alpha1",
@@ -420,8 +420,8 @@ def test_contract_for_elasticache_with_tls_and_an_acl_user() -> None:
     contract = build_contract(spec, "master.x.cache.amazonaws.com", 6379, "tok", ca_pem="PEM")
     env = contract.to_env()
     assert env["REDIS_URL"] == "rediss://worker:tok@master.x.cache.amazonaws.com:6379/2"
-    assert env[KEY_USERNAME] == "worker"
-    assert env[KEY_TLS_CA] == "PEM"
+    assert env[USERNAME.key] == "worker"
+    assert env[TLS_CA_CERT.key] == "PEM"
     assert env["REDIS_POOL_MAX_CONNECTIONS"] == "20"
     assert env["REDIS_BACKOFF_BASE_SECONDS"] == "0.5"
     assert "REDIS_TLS_INSECURE_SKIP_VERIFY" not in env
@@ -431,9 +431,9 @@ def test_contract_carries_insecure_skip_verify_only_with_tls() -> None:
     spec = external(tls={"enabled": True, "insecureSkipVerify": True})
     env = build_contract(spec, "h", 6379, None).to_env()
     assert env["REDIS_TLS_INSECURE_SKIP_VERIFY"] == "true"
-    assert KEY_PASSWORD not in env
+    assert PASSWORD.key not in env
     plain = build_contract(external(), "h", 6379, None, ca_pem="PEM").to_env()
-    assert KEY_TLS_CA not in plain
+    assert TLS_CA_CERT.key not in plain
 
 
 def test_injected_secret_body_holds_exactly_the_contract_keys() -> None:

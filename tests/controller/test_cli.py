@@ -16,7 +16,7 @@ import pytest
 
 from redis_server import RedisServer, free_port
 
-CLI = [sys.executable, "-m", "redisqueue"]
+CLI = [sys.executable, "-m", "redisqueue.controller"]
 
 
 def run_cli(

@@ -26,10 +26,11 @@ from pathlib import Path
 from aiohttp import web
 from dotenv import dotenv_values
 
-from .backoff import ContractBackoff
-from .health import ProbeRegistry, create_app
-from .probe import Probe
-from .settings import RedisSettings
+from redisqueue.backoff import ContractBackoff
+from redisqueue.settings import RedisSettings
+
+from .health import create_app
+from .probe import Probe, ProbeRegistry
 
 log = logging.getLogger("redisqueue.dev")
 

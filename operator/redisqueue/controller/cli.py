@@ -1,4 +1,8 @@
-"""The ``redisqueue`` command: ``dev``, ``operator``, ``settings``, ``crd``."""
+"""The ``redisqueue`` command: ``dev``, ``operator``, ``settings``, ``crd``.
+
+Only ``settings`` works with the client library alone; the other subcommands import the
+operator's dependencies when they run and say which extra to install when they are absent.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,12 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .contract import redact_url
-from .settings import SettingsError, load_settings
+from redisqueue.contract import redact_url
+from redisqueue.settings import SettingsError, load_settings
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+#: What `dev`, `crd` and `operator` import beyond the client library.
+OPERATOR_EXTRA_MODULES = frozenset({"aiohttp", "kopf", "kubernetes_asyncio", "yaml"})
 
 
 def _positive(value: str) -> float:
@@ -150,6 +156,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
     except SettingsError as exc:
         print(f"redisqueue: invalid setting: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        if exc.name not in OPERATOR_EXTRA_MODULES:
+            raise
+        print(
+            f"redisqueue {args.command}: needs the operator extra ({exc.name} is not installed):"
+            ' pip install "redisqueue-operator[operator]"',
+            file=sys.stderr,
+        )
         return 2
     return 2
 

@@ -1,0 +1,122 @@
+"""Writing the connection contract into app Secrets, and taking it out again.
+
+Server-side apply with one field manager per RedisQueue: the operator owns exactly the
+contract keys it wrote, never the app's other keys, and two RedisQueues naming one Secret
+conflict instead of overwriting each other.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from redisqueue.contract import ConnectionContract
+
+from .builders import (
+    LABEL_REDISQUEUE,
+    build_injected_secret_apply,
+    build_injected_secret_release,
+    inject_field_manager,
+)
+from .errors import SetupError
+from .kube import Kube, KubeError, object_path
+from .spec import RedisQueueSpec
+from .state import ConditionValue, Reason
+
+log = logging.getLogger("redisqueue.operator")
+
+
+async def inject_contract(
+    kube: Kube, namespace: str, name: str, spec: RedisQueueSpec, contract: ConnectionContract
+) -> ConditionValue:
+    """Apply the contract to every Secret in ``spec.inject``; drop it from Secrets that left.
+
+    Returns the Injected condition; raises :class:`SetupError` carrying it on failure.
+    """
+    targets = [t.secret_name for t in spec.inject]
+    if not targets:
+        await release_dropped(kube, namespace, name, set())
+        return ConditionValue("True", Reason.NO_TARGETS, "spec.inject names no Secret")
+    manager = inject_field_manager(name)
+    for secret_name in targets:
+        body = build_injected_secret_apply(secret_name, namespace, contract, source=name)
+        try:
+            await kube.apply(body, field_manager=manager)
+        except KubeError as exc:
+            failed = _failure(secret_name, exc)
+            raise SetupError(failed.reason, failed.message) from None
+    await release_dropped(kube, namespace, name, set(targets))
+    plural = "s " if len(targets) > 1 else " "
+    return ConditionValue(
+        "True",
+        Reason.INJECTED,
+        "connection contract written to Secret" + plural + ", ".join(targets),
+    )
+
+
+def _failure(secret_name: str, exc: KubeError) -> ConditionValue:
+    if exc.conflict:
+        return ConditionValue(
+            "False",
+            Reason.INJECT_CONFLICT,
+            f"Secret {secret_name} already has contract keys written "
+            f"by someone else ({_conflict_owner(exc.message)}); "
+            "remove them or pick another Secret",
+        )
+    if exc.forbidden:
+        return ConditionValue(
+            "False",
+            Reason.INJECT_FORBIDDEN,
+            f"not allowed to write Secret {secret_name}: {exc.message}",
+        )
+    return ConditionValue(
+        "False", Reason.INJECT_FAILED, f"could not write Secret {secret_name}: {exc.message}"
+    )
+
+
+def _conflict_owner(message: str) -> str:
+    # "Apply failed with 1 conflict: conflict with \"kubectl\" using v1: .data.REDIS_URL"
+    marker = 'conflict with "'
+    if marker in message:
+        return "field manager " + message.split(marker, 1)[1].split('"', 1)[0]
+    return "another field manager"
+
+
+async def release_dropped(kube: Kube, namespace: str, name: str, keep: set[str]) -> None:
+    """Remove the contract from Secrets this RedisQueue wrote but no longer names."""
+    selector = f"{LABEL_REDISQUEUE}={name}"
+    try:
+        labelled = await kube.list(object_path("v1", "Secret", namespace), label_selector=selector)
+    except KubeError as exc:
+        log.warning("%s/%s: could not list injected Secrets: %s", namespace, name, exc.message)
+        return
+    for secret in labelled:
+        secret_name = secret["metadata"]["name"]
+        if secret_name not in keep:
+            log.info(
+                "%s/%s: Secret %s left spec.inject; removing the contract from it",
+                namespace,
+                name,
+                secret_name,
+            )
+            await release(kube, namespace, secret_name, inject_field_manager(name))
+
+
+async def release_all(kube: Kube, namespace: str, name: str, spec: RedisQueueSpec) -> None:
+    """Remove this RedisQueue's contract from every Secret it names (on deletion)."""
+    manager = inject_field_manager(name)
+    for target in spec.inject:
+        await release(kube, namespace, target.secret_name, manager)
+
+
+async def release(kube: Kube, namespace: str, secret_name: str, manager: str) -> None:
+    """Take ``manager``'s contract keys out of a Secret; delete it if only they were there."""
+    path = object_path("v1", "Secret", namespace, secret_name)
+    live = await kube.get(path)
+    if live is None:
+        return
+    managers = {m.get("manager") for m in live["metadata"].get("managedFields") or []}
+    if managers <= {manager}:
+        # The operator created this Secret and nobody else wrote to it: remove it whole.
+        await kube.delete(path)
+        return
+    await kube.apply(build_injected_secret_release(secret_name, namespace), field_manager=manager)

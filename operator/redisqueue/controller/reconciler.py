@@ -1,0 +1,223 @@
+"""What the operator does for one RedisQueue, as a list of steps; each step lives elsewhere.
+
+The kopf handlers (:mod:`.handlers`) call three entry points:
+
+* :meth:`Reconciler.reconcile` on create, update and resume: parse the spec, provision
+  (provision mode), resolve the contract, inject it, swap in a probe, PING and report;
+* :meth:`Reconciler.probe_once` from the per-resource daemon, every
+  ``healthCheck.intervalSeconds``: re-resolve the contract (a rotated password is
+  re-injected within one interval), PING, and write status when something changed;
+* :meth:`Reconciler.finalize` on delete: stop probing and remove what it wrote.
+
+Status is the truth about the last PING and the last write; an event is posted on every
+change of ``Ready``, not per probe. Nothing written anywhere carries a credential.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from redisqueue.contract import ConnectionContract
+
+from . import metrics
+from .credentials import resolve_contract
+from .errors import InvalidSpecError, SetupError
+from .events import build_ready_event, ready_transition_is_news
+from .inject import inject_contract, release_all
+from .kube import Kube, KubeError, object_path
+from .probe import Probe, ProbeRegistry
+from .probe_result import ProbeResult, QueueKey
+from .provision import delete_data, ensure_provisioned, statefulset_readiness
+from .spec import API_VERSION, KIND, RedisQueueSpec, SpecError, parse_spec, validate_resource_name
+from .state import ConditionValue, QueueState, QueueStates, Reason
+from .status import compose_status, now_utc, status_needs_write
+
+log = logging.getLogger("redisqueue.operator")
+
+
+class Reconciler:
+    """The operator's work for all RedisQueues, shared by the kopf handlers."""
+
+    def __init__(self, kube: Kube, probes: ProbeRegistry, *, instance: str | None = None) -> None:
+        self.kube = kube
+        self.probes = probes
+        self.states = QueueStates()
+        self.instance = instance or os.environ.get("HOSTNAME", "redisqueue-operator")
+
+    # -- create / update / resume ----------------------------------------------------------
+    async def reconcile(self, body: Mapping[str, Any]) -> None:
+        """Converge one RedisQueue. Raises SetupError (retry) or InvalidSpecError (stop)."""
+        state = self.states.for_body(body)
+        async with state.lock:
+            state.generation = int(body["metadata"].get("generation") or 0)
+            try:
+                spec = parse_spec(body.get("spec"))
+                validate_resource_name(state.name, spec)
+            except SpecError as exc:
+                state.spec = None
+                state.setup_problem = ConditionValue("False", Reason.INVALID_SPEC, str(exc))
+                await self._write_status(state, body, None, force=True)
+                raise InvalidSpecError(str(exc)) from None
+            state.spec = spec
+            try:
+                secrets_read = (
+                    await ensure_provisioned(self.kube, body, spec)
+                    if spec.mode == "provision"
+                    else {}
+                )
+                contract = await resolve_contract(
+                    self.kube, state.namespace, state.name, spec, secrets_read
+                )
+                await self._inject(state, spec, contract)
+                state.setup_problem = None
+            except SetupError as exc:
+                state.setup_problem = ConditionValue("False", exc.reason, exc.message)
+                await self._write_status(state, body, None, force=True)
+                raise
+            await self._ensure_probe(state, spec, contract)
+        await self._probe_and_report(state, body, force=True)
+
+    async def _inject(
+        self, state: QueueState, spec: RedisQueueSpec, contract: ConnectionContract
+    ) -> None:
+        state.contract = contract
+        try:
+            state.injected = await inject_contract(
+                self.kube, state.namespace, state.name, spec, contract
+            )
+        except SetupError as exc:
+            state.injected = ConditionValue("False", exc.reason, exc.message)
+            raise
+
+    async def _ensure_probe(
+        self, state: QueueState, spec: RedisQueueSpec, contract: ConnectionContract
+    ) -> Probe:
+        """The probe for this contract; a changed contract replaces (and closes) the old one."""
+        current = self.probes.get(state.namespace, state.name)
+        queues = tuple(QueueKey(q.key, q.type, q.group) for q in spec.queues)
+        timeout = spec.health_check.timeout_seconds
+        if (
+            current is not None
+            and current.contract == contract
+            and current.timeout == timeout
+            and current.queues == queues
+        ):
+            return current
+        probe = Probe(
+            contract, namespace=state.namespace, name=state.name, timeout=timeout, queues=queues
+        )
+        if current is not None:
+            probe.last = current.last
+        replaced = self.probes.add(probe)
+        if replaced is not None:
+            await replaced.close()
+        return probe
+
+    # -- the daemon's scheduled probe ----------------------------------------------------------
+    async def probe_once(self, body: Mapping[str, Any]) -> float:
+        """One scheduled probe. Returns seconds until the next one."""
+        state = self.states.for_body(body)
+        state.probed_at = asyncio.get_running_loop().time()
+        spec = state.spec
+        if spec is None:  # invalid: nothing to probe until the spec changes
+            return state.interval
+        async with state.lock:
+            try:
+                contract = await resolve_contract(self.kube, state.namespace, state.name, spec)
+                if contract != state.contract:
+                    log.info(
+                        "%s/%s: credentials or endpoint changed; re-injecting",
+                        state.namespace,
+                        state.name,
+                    )
+                    await self._inject(state, spec, contract)
+                    await self._ensure_probe(state, spec, contract)
+                state.setup_problem = None
+            except SetupError as exc:
+                state.setup_problem = ConditionValue("False", exc.reason, exc.message)
+            except KubeError as exc:
+                log.warning(
+                    "%s/%s: API error while refreshing: %s",
+                    state.namespace,
+                    state.name,
+                    exc.message,
+                )
+            if spec.mode == "provision":
+                state.provisioned = await statefulset_readiness(
+                    self.kube, state.namespace, state.name
+                )
+        await self._probe_and_report(state, body)
+        return state.interval
+
+    def overdue_probe(self, grace: float) -> str | None:
+        """A sentence naming a RedisQueue whose probe loop stalled, or None (for liveness)."""
+        return self.states.most_overdue_probe(grace, asyncio.get_running_loop().time())
+
+    async def _probe_and_report(
+        self, state: QueueState, body: Mapping[str, Any], *, force: bool = False
+    ) -> None:
+        probe = self.probes.get(state.namespace, state.name)
+        result = None
+        if probe is not None:
+            result = await probe.check()
+            if result.ok:
+                await probe.collect_details()
+        await self._write_status(state, body, result, force=force)
+
+    # -- status and events ---------------------------------------------------------------------
+    async def _write_status(
+        self,
+        state: QueueState,
+        body: Mapping[str, Any],
+        result: ProbeResult | None,
+        *,
+        force: bool = False,
+    ) -> None:
+        status = compose_status(state, result, now_utc())
+        loop_time = asyncio.get_running_loop().time()
+        if not force and not status_needs_write(state.status, status, loop_time - state.written_at):
+            return
+        path = object_path(API_VERSION, KIND, state.namespace, state.name, "status")
+        try:
+            await self.kube.merge_patch(path, {"status": status})
+        except KubeError as exc:
+            if not exc.not_found:
+                log.warning(
+                    "%s/%s: could not write status: %s", state.namespace, state.name, exc.message
+                )
+            return
+        before = state.ready
+        state.status = status
+        state.written_at = loop_time
+        ready = status["conditions"][0]
+        if ready_transition_is_news(before, ready["status"], probed=result is not None):
+            event = build_ready_event(body, ready, before, instance=self.instance, now=now_utc())
+            try:
+                await self.kube.create(event)
+            except KubeError as exc:
+                log.warning(
+                    "%s/%s: could not post event: %s", state.namespace, state.name, exc.message
+                )
+
+    # -- delete ----------------------------------------------------------------------------------
+    async def finalize(self, body: Mapping[str, Any]) -> None:
+        """Stop probing and remove what this RedisQueue wrote (per its deletionPolicy)."""
+        meta = body["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        self.states.forget(namespace, name)
+        probe = self.probes.remove(namespace, name)
+        if probe is not None:
+            await probe.close()
+        metrics.forget_queue(namespace, name)
+        try:
+            spec = parse_spec(body.get("spec"))
+        except SpecError:
+            return
+        await release_all(self.kube, namespace, name, spec)
+        if spec.mode == "provision" and spec.deletion_policy == "Delete":
+            await delete_data(self.kube, namespace, name, spec)
+        log.info("%s/%s: cleaned up (deletionPolicy %s)", namespace, name, spec.deletion_policy)
