@@ -104,7 +104,7 @@ class OperatorProcess:
             [
                 sys.executable,
                 "-m",
-                "redisqueue",
+                "redisqueue.controller",
                 "--log-level",
                 "DEBUG",
                 "operator",

@@ -608,8 +608,11 @@ async def test_an_operator_scoped_to_namespaces_leaves_the_others_alone(
     finally:
         scoped.stop()
         operator.start()
+    try:
+        await wait_for_ready(kube, other, "scoped")  # the cluster-wide operator picks it up
+    finally:
+        # Only now: a namespace deleted earlier could take the RedisQueue with it first.
         control_plane.kubectl("delete", "namespace", other, "--wait=false", check=False)
-    await wait_for_ready(kube, other, "scoped")  # the cluster-wide operator picks it up
 
 
 def test_kustomize_install_renders_the_crd_and_the_operator(control_plane: ControlPlane) -> None:
