@@ -497,7 +497,10 @@ async def test_operator_restart_converges_without_duplicates(
         names = [i["metadata"]["name"] for i in items if i["metadata"]["name"].startswith("made")]
         assert names == ["made-redis"], (plural, names)
     # Ready stayed Ready across the restart: no new transition event.
-    assert len(await events_for(kube, namespace, "steady")) == len(events_before)
+    after = await events_for(kube, namespace, "steady")
+    assert len(after) == len(events_before), [
+        (e["lastTimestamp"], e["message"], e.get("count"), e["reportingInstance"]) for e in after
+    ]
 
 
 async def test_liveness_and_metrics_of_the_operator(operator: OperatorProcess) -> None:

@@ -68,6 +68,18 @@ async def read_secret_key(
     return value
 
 
+def referenced_secrets(name: str, spec: RedisQueueSpec) -> frozenset[str]:
+    """The Secrets (same namespace) whose contents the contract of ``spec`` depends on."""
+    names = set()
+    ref = auth_secret_key_ref(name, spec)
+    if ref is not None:
+        names.add(ref[0])
+    external = spec.redis.external
+    if external is not None and external.tls.enabled and external.tls.ca_secret_ref:
+        names.add(external.tls.ca_secret_ref.name)
+    return frozenset(names)
+
+
 async def resolve_contract(
     kube: Kube,
     namespace: str,

@@ -53,11 +53,11 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
-async def reconcile(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
+async def reconcile(body: kopf.Body, memo: kopf.Memo, retry: int, reason: str, **_: Any) -> None:
     started = time.perf_counter()
     outcome = "success"
     try:
-        await _reconciler(memo).reconcile(body)
+        await _reconciler(memo).reconcile(body, created=reason == kopf.Reason.CREATE)
     except InvalidSpecError as exc:
         outcome = "error"
         raise kopf.PermanentError(str(exc)) from None
@@ -80,7 +80,37 @@ async def finalize(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> No
         raise kopf.TemporaryError(f"API error: {exc.message}", delay=retry_delay(retry)) from None
 
 
-@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10.0)
+def _read_by_a_redisqueue(namespace: str | None, name: str | None, memo: Any, **_: Any) -> bool:
+    return (
+        namespace is not None
+        and name is not None
+        and _reconciler(memo).reads_secret(namespace, name)
+    )
+
+
+@kopf.on.event("", "v1", "secrets", when=_read_by_a_redisqueue)
+async def secret_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A Secret some RedisQueue reads changed (or appeared, or went): follow it at once.
+
+    Only Secrets in the index of referenced names pass the filter; nothing is kept of the
+    others, and none of them is labelled or modified.
+    """
+    meta = body["metadata"]
+    secret = None if type == "DELETED" else body
+    try:
+        await _reconciler(memo).secret_changed(meta["namespace"], meta["name"], secret)
+    except KubeError as exc:
+        logging.getLogger("redisqueue.operator").warning(
+            "Secret %s/%s: could not follow the change: %s",
+            meta["namespace"],
+            meta["name"],
+            exc.message,
+        )
+
+
+# A stopping daemon is first asked to leave (it does, at its next await on ``stopped``);
+# cancelling it at once would interrupt a PING or a status write for nothing.
+@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_backoff=5.0, cancellation_timeout=10.0)
 async def probe(
     stopped: kopf.DaemonStopped,
     body: kopf.Body,

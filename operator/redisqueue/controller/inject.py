@@ -26,15 +26,23 @@ log = logging.getLogger("redisqueue.operator")
 
 
 async def inject_contract(
-    kube: Kube, namespace: str, name: str, spec: RedisQueueSpec, contract: ConnectionContract
+    kube: Kube,
+    namespace: str,
+    name: str,
+    spec: RedisQueueSpec,
+    contract: ConnectionContract,
+    *,
+    release_dropped: bool = True,
 ) -> ConditionValue:
-    """Apply the contract to every Secret in ``spec.inject``; drop it from Secrets that left.
+    """Apply the contract to every Secret in ``spec.inject``; drop it from Secrets that left
+    (unless ``release_dropped`` is False: a new RedisQueue has written nowhere yet).
 
     Returns the Injected condition; raises :class:`SetupError` carrying it on failure.
     """
     targets = [t.secret_name for t in spec.inject]
     if not targets:
-        await release_dropped(kube, namespace, name, set())
+        if release_dropped:
+            await release_dropped_secrets(kube, namespace, name, set())
         return ConditionValue("True", Reason.NO_TARGETS, "spec.inject names no Secret")
     manager = inject_field_manager(name)
     for secret_name in targets:
@@ -44,7 +52,8 @@ async def inject_contract(
         except KubeError as exc:
             failed = _failure(secret_name, exc)
             raise SetupError(failed.reason, failed.message) from None
-    await release_dropped(kube, namespace, name, set(targets))
+    if release_dropped:
+        await release_dropped_secrets(kube, namespace, name, set(targets))
     plural = "s " if len(targets) > 1 else " "
     return ConditionValue(
         "True",
@@ -81,7 +90,7 @@ def _conflict_owner(message: str) -> str:
     return "another field manager"
 
 
-async def release_dropped(kube: Kube, namespace: str, name: str, keep: set[str]) -> None:
+async def release_dropped_secrets(kube: Kube, namespace: str, name: str, keep: set[str]) -> None:
     """Remove the contract from Secrets this RedisQueue wrote but no longer names."""
     selector = f"{LABEL_REDISQUEUE}={name}"
     try:

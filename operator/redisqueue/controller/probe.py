@@ -1,14 +1,16 @@
 """Real PINGs against one Redis, coalesced, classified, and recorded as metrics.
 
-A :class:`Probe` owns a small dedicated connection pool (never the app's) with short
-timeouts and no backoff: a health answer must say the truth now, not after retries. A
-stale pooled connection (Redis restarted) is replaced once, immediately, so a restart that
-has already finished is not reported as an outage.
+A :class:`Probe` is one RedisQueue's view: its last result, its metric series and its log
+lines. The connection it PINGs over is a small dedicated pool (never the app's) with short
+timeouts and no backoff, shared by every RedisQueue on the same endpoint and credential
+(:mod:`.endpoints`): a health answer must say the truth now, not after retries. A stale
+pooled connection (Redis restarted) is replaced once, immediately, so a restart that has
+already finished is not reported as an outage.
 
 ``check()`` guarantees that the answer comes from a PING *sent after the call began*:
 callers never get the result of a PING that was already on the wire when they arrived;
 callers that arrive together share the next one. A burst of health requests therefore
-costs one PING per turn of the event loop, at most ``MAX_IN_FLIGHT`` at a time.
+costs one PING per endpoint per turn of the event loop, at most two at a time.
 """
 
 from __future__ import annotations
@@ -19,21 +21,16 @@ import ssl
 import time
 from collections.abc import Iterator, Sequence
 
-import redis.asyncio
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, ConnectionError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from redisqueue.contract import ConnectionContract, tls_options
+from redisqueue.contract import ConnectionContract
 
 from . import metrics
+from .endpoints import EndpointPool, PingOutcome
 from .probe_result import ProbeOutcome, ProbeResult, QueueKey, format_latency
 
 log = logging.getLogger("redisqueue.probe")
-
-#: PINGs outstanding at once per Redis; later callers share the one sent after them.
-MAX_IN_FLIGHT = 2
 
 
 def classify(exc: BaseException, endpoint: str, timeout: float) -> tuple[ProbeOutcome, str]:
@@ -84,7 +81,9 @@ def _os_detail(exc: BaseException) -> str:
 
 
 class Probe:
-    """PINGs one Redis; shares in-flight PINGs between concurrent callers."""
+    """One RedisQueue's view of its Redis: results, metrics and log lines of its own, over
+    the connection pool it shares with every RedisQueue on the same endpoint and credential.
+    """
 
     def __init__(
         self,
@@ -94,6 +93,7 @@ class Probe:
         name: str,
         timeout: float = 2.0,
         queues: Sequence[QueueKey] = (),
+        endpoints: EndpointPool | None = None,
     ) -> None:
         self.namespace = namespace
         self.name = name
@@ -102,91 +102,35 @@ class Probe:
         self.timeout = timeout
         self.queues = tuple(queues)
         self.last: ProbeResult | None = None
+        self.closed = False
         self._down_since: float | None = None
-        self._pending: asyncio.Future[ProbeResult] | None = None  # the next PING's waiters
-        self._launch_scheduled = False
-        self._in_flight = 0
-        ssl_kwargs = tls_options(
-            contract.tls, contract.tls_ca_cert, contract.tls_insecure_skip_verify
-        )
-        if ssl_kwargs:
-            ssl_kwargs["ssl"] = True
-        self._client = redis.asyncio.Redis(
-            host=contract.host,
-            port=contract.port,
-            db=contract.db,
-            username=contract.username,
-            password=contract.password,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 1),
-            max_connections=MAX_IN_FLIGHT + 2,
-            **ssl_kwargs,
-        )
+        self._outcome: PingOutcome | None = None  # the shared PING ``last`` was made from
+        self._endpoints = endpoints if endpoints is not None else EndpointPool()
+        self._shared = self._endpoints.acquire(contract, timeout)
         self._up = metrics.UP.labels(namespace, name)
         self._latency = metrics.PING_DURATION.labels(namespace, name)
         self._last_probe = metrics.LAST_PROBE.labels(namespace, name)
 
     # -- the coalesced check ------------------------------------------------------------
     async def check(self) -> ProbeResult:
-        """A result from a PING sent after this call began (shared with concurrent calls).
-
-        Callers that arrive before the next PING is sent share it; it is sent on the next
-        turn of the event loop, so everyone who arrived in the same turn shares one PING.
-        At most ``MAX_IN_FLIGHT`` PINGs are outstanding; beyond that the shared PING is sent
-        as soon as one of them returns.
-        """
-        if self._pending is None:
-            self._pending = asyncio.get_running_loop().create_future()
-            if self._in_flight < MAX_IN_FLIGHT and not self._launch_scheduled:
-                self._launch_scheduled = True
-                asyncio.get_running_loop().call_soon(self._launch)
-        return await asyncio.shield(self._pending)
-
-    def _launch(self) -> None:
-        self._launch_scheduled = False
-        waiting, self._pending = self._pending, None
-        if waiting is None or waiting.done():
-            return
-        self._in_flight += 1
-        task = asyncio.create_task(self._ping(), name=f"ping {self.namespace}/{self.name}")
-
-        def deliver(done: asyncio.Task[ProbeResult]) -> None:
-            self._in_flight -= 1
-            if not waiting.done():
-                if done.cancelled():
-                    waiting.cancel()
-                elif (exc := done.exception()) is not None:
-                    waiting.set_exception(exc)
-                else:
-                    waiting.set_result(done.result())
-            if self._pending is not None and not self._launch_scheduled:
-                self._launch()
-
-        task.add_done_callback(deliver)
-
-    async def _ping(self) -> ProbeResult:
-        started = time.perf_counter()
-        try:
-            async with asyncio.timeout(self.timeout):
-                await self._client.ping()
-        except (RedisError, OSError, TimeoutError) as exc:
-            reason, message = classify(exc, self.endpoint, self.timeout)
-            result = ProbeResult(False, self.endpoint, reason, error=message)
-            await self._reset_connections()
-        else:
-            elapsed = time.perf_counter() - started
-            result = ProbeResult(True, self.endpoint, "ok", latency_seconds=elapsed)
-            self._latency.observe(elapsed)
-        self._record(result)
+        """A result from a PING sent after this call began (shared with concurrent calls,
+        and with every RedisQueue on the same endpoint; see :meth:`Endpoint.ping`)."""
+        outcome = await self._shared.ping()
+        if outcome is self._outcome and self.last is not None:
+            return self.last  # another caller of this probe already turned it into a result
+        result = self._result(outcome)
+        self._outcome = outcome
+        if not self.closed:  # a PING that finishes after close must not re-create series
+            self._record(result)
         return result
 
-    async def _reset_connections(self) -> None:
-        # Drop pooled sockets after a failure so the next PING dials afresh.
-        try:
-            await self._client.connection_pool.disconnect()
-        except (RedisError, OSError):
-            pass
+    def _result(self, outcome: PingOutcome) -> ProbeResult:
+        if outcome.error is not None:
+            reason, message = classify(outcome.error, self.endpoint, self.timeout)
+            return ProbeResult(False, self.endpoint, reason, error=message, at=outcome.at)
+        return ProbeResult(
+            True, self.endpoint, "ok", latency_seconds=outcome.latency_seconds, at=outcome.at
+        )
 
     def _record(self, result: ProbeResult) -> None:
         previous, self.last = self.last, result
@@ -194,6 +138,7 @@ class Probe:
         self._last_probe.set(result.at)
         metrics.PROBES.labels(self.namespace, self.name, result.reason).inc()
         if result.ok:
+            self._latency.observe(result.latency_seconds or 0.0)
             if previous is None:
                 log.info(
                     "%s/%s: redis at %s connected (%s)",
@@ -222,48 +167,41 @@ class Probe:
 
     # -- details for scheduled probes ------------------------------------------------------
     async def collect_details(self) -> None:
-        """INFO and queue depths into metrics; errors leave the last values alone."""
+        """INFO and queue depths into metrics (read in one pipeline per endpoint with every
+        other RedisQueue asking at the same time); errors leave the last values alone."""
         try:
-            async with asyncio.timeout(self.timeout):
-                info = await self._client.info()
-                metrics.SERVER_INFO.update(
-                    self.namespace,
-                    self.name,
-                    metrics.ServerInfo(
-                        connected_clients=int(info.get("connected_clients", 0)),
-                        commands_processed=int(info.get("total_commands_processed", 0)),
-                        used_memory_bytes=int(info.get("used_memory", 0)),
-                    ),
-                )
-                for queue in self.queues:
-                    await self._queue_depth(queue)
+            details = await self._shared.details(self.queues)
         except (RedisError, OSError, TimeoutError) as exc:
             log.debug("redis %s: details not collected (%s)", self.endpoint, type(exc).__name__)
-
-    async def _queue_depth(self, queue: QueueKey) -> None:
-        if queue.type == "list":
-            depth = await self._client.llen(queue.key)
-        else:
-            depth = await self._client.xlen(queue.key)
-            if queue.group:
-                try:
-                    pending = await self._client.xpending(queue.key, queue.group)
-                except ResponseError:  # no such group (yet)
-                    pending = {"pending": 0}
+            return
+        if self.closed:
+            return
+        if details.info is not None:
+            metrics.SERVER_INFO.update(self.namespace, self.name, details.info)
+        for queue, reading in details.queues.items():
+            metrics.QUEUE_DEPTH.labels(self.namespace, self.name, queue.key, queue.type).set(
+                reading.depth
+            )
+            if queue.group and reading.pending is not None:
                 metrics.QUEUE_PENDING.labels(self.namespace, self.name, queue.key, queue.group).set(
-                    int(pending.get("pending", 0))
+                    reading.pending
                 )
-        metrics.QUEUE_DEPTH.labels(self.namespace, self.name, queue.key, queue.type).set(depth)
 
     async def close(self) -> None:
-        await self._client.aclose()
+        """Stop recording and give the shared connection back (closed with its last user)."""
+        if self.closed:
+            return
+        self.closed = True
+        await self._endpoints.release(self._shared)
 
 
 class ProbeRegistry:
-    """The Redis endpoints the server answers for, keyed by (namespace, name)."""
+    """The Redis endpoints the server answers for, keyed by (namespace, name), and the
+    connection pools they share."""
 
     def __init__(self) -> None:
         self._probes: dict[tuple[str, str], Probe] = {}
+        self.endpoints = EndpointPool()
 
     def add(self, probe: Probe) -> Probe | None:
         """Register ``probe``; returns the probe it replaced (the caller closes it)."""

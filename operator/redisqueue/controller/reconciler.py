@@ -5,8 +5,11 @@ The kopf handlers (:mod:`.handlers`) call three entry points:
 * :meth:`Reconciler.reconcile` on create, update and resume: parse the spec, provision
   (provision mode), resolve the contract, inject it, swap in a probe, PING and report;
 * :meth:`Reconciler.probe_once` from the per-resource daemon, every
-  ``healthCheck.intervalSeconds``: re-resolve the contract (a rotated password is
-  re-injected within one interval), PING, and write status when something changed;
+  ``healthCheck.intervalSeconds``: PING, and write status when something changed (no
+  API request unless the status must change);
+* :meth:`Reconciler.secret_changed` from the Secret watch, for Secrets a RedisQueue reads
+  (filtered by :meth:`Reconciler.reads_secret`): re-resolve the contract from the new
+  Secret, so a rotated password is re-injected at once, without polling;
 * :meth:`Reconciler.finalize` on delete: stop probing and remove what it wrote.
 
 Status is the truth about the last PING and the last write; an event is posted on every
@@ -24,7 +27,7 @@ from typing import Any
 from redisqueue.contract import ConnectionContract
 
 from . import metrics
-from .credentials import resolve_contract
+from .credentials import referenced_secrets, resolve_contract
 from .errors import InvalidSpecError, SetupError
 from .events import build_ready_event, ready_transition_is_news
 from .inject import inject_contract, release_all
@@ -33,7 +36,7 @@ from .probe import Probe, ProbeRegistry
 from .probe_result import ProbeResult, QueueKey
 from .provision import delete_data, ensure_provisioned, statefulset_readiness
 from .spec import API_VERSION, KIND, RedisQueueSpec, SpecError, parse_spec, validate_resource_name
-from .state import ConditionValue, QueueState, QueueStates, Reason
+from .state import DEFAULT_INTERVAL_SECONDS, ConditionValue, QueueState, QueueStates, Reason
 from .status import compose_status, now_utc, status_needs_write
 
 log = logging.getLogger("redisqueue.operator")
@@ -49,9 +52,13 @@ class Reconciler:
         self.instance = instance or os.environ.get("HOSTNAME", "redisqueue-operator")
 
     # -- create / update / resume ----------------------------------------------------------
-    async def reconcile(self, body: Mapping[str, Any]) -> None:
-        """Converge one RedisQueue. Raises SetupError (retry) or InvalidSpecError (stop)."""
-        state = self.states.for_body(body)
+    async def reconcile(self, body: Mapping[str, Any], *, created: bool = False) -> None:
+        """Converge one RedisQueue. Raises SetupError (retry) or InvalidSpecError (stop).
+
+        ``created``: the object is new, so no Secret can hold a contract it dropped from
+        ``spec.inject`` and the search for such Secrets is skipped.
+        """
+        state = self.states.for_body(body, asyncio.get_running_loop().time())
         async with state.lock:
             state.generation = int(body["metadata"].get("generation") or 0)
             try:
@@ -63,6 +70,11 @@ class Reconciler:
                 await self._write_status(state, body, None, force=True)
                 raise InvalidSpecError(str(exc)) from None
             state.spec = spec
+            # Follow the Secrets this spec reads before reading them: a change from now on
+            # reaches secret_changed (which waits for this lock).
+            self.states.secrets.set(
+                state.namespace, state.name, referenced_secrets(state.name, spec)
+            )
             try:
                 secrets_read = (
                     await ensure_provisioned(self.kube, body, spec)
@@ -72,22 +84,32 @@ class Reconciler:
                 contract = await resolve_contract(
                     self.kube, state.namespace, state.name, spec, secrets_read
                 )
-                await self._inject(state, spec, contract)
+                await self._inject(state, spec, contract, release_dropped=not created)
                 state.setup_problem = None
             except SetupError as exc:
                 state.setup_problem = ConditionValue("False", exc.reason, exc.message)
                 await self._write_status(state, body, None, force=True)
                 raise
             await self._ensure_probe(state, spec, contract)
-        await self._probe_and_report(state, body, force=True)
+        await self._probe_and_report(state, body)
 
     async def _inject(
-        self, state: QueueState, spec: RedisQueueSpec, contract: ConnectionContract
+        self,
+        state: QueueState,
+        spec: RedisQueueSpec,
+        contract: ConnectionContract,
+        *,
+        release_dropped: bool = True,
     ) -> None:
         state.contract = contract
         try:
             state.injected = await inject_contract(
-                self.kube, state.namespace, state.name, spec, contract
+                self.kube,
+                state.namespace,
+                state.name,
+                spec,
+                contract,
+                release_dropped=release_dropped,
             )
         except SetupError as exc:
             state.injected = ConditionValue("False", exc.reason, exc.message)
@@ -108,7 +130,12 @@ class Reconciler:
         ):
             return current
         probe = Probe(
-            contract, namespace=state.namespace, name=state.name, timeout=timeout, queues=queues
+            contract,
+            namespace=state.namespace,
+            name=state.name,
+            timeout=timeout,
+            queues=queues,
+            endpoints=self.probes.endpoints,
         )
         if current is not None:
             probe.last = current.last
@@ -119,15 +146,59 @@ class Reconciler:
 
     # -- the daemon's scheduled probe ----------------------------------------------------------
     async def probe_once(self, body: Mapping[str, Any]) -> float:
-        """One scheduled probe. Returns seconds until the next one."""
-        state = self.states.for_body(body)
-        state.probed_at = asyncio.get_running_loop().time()
-        spec = state.spec
-        if spec is None:  # invalid: nothing to probe until the spec changes
+        """One scheduled probe. Returns seconds until the next one.
+
+        Sends no API request unless the status must change: Secrets are followed by the
+        watch (:meth:`secret_changed`), not re-read here. A PING sent moments ago (by the
+        reconcile that just ran, or a rotation) counts as this tick's.
+        """
+        meta = body["metadata"]
+        state = self.states.get(meta["namespace"], meta["name"], meta.get("uid"))
+        if state is None:  # not set up yet: the reconcile PINGs and reports itself
+            return DEFAULT_INTERVAL_SECONDS
+        if state.spec is None or state.contract is None or state.lock.locked():
+            # invalid, or a reconcile is under way (it reports when done): skip this tick
             return state.interval
+        state.body = body
+        loop_time = asyncio.get_running_loop().time()
+        state.probed_at = loop_time
+        since = loop_time - state.pinged_at
+        if since < state.interval / 2:
+            return state.interval - since
+        if state.spec.mode == "provision":
+            async with state.lock:
+                state.provisioned = await statefulset_readiness(
+                    self.kube, state.namespace, state.name
+                )
+        await self._probe_and_report(state, body)
+        return state.interval
+
+    # -- the Secret watch -------------------------------------------------------------------------
+    def reads_secret(self, namespace: str, name: str) -> bool:
+        """Whether some RedisQueue reads Secret ``namespace/name`` (the watch's filter)."""
+        return (namespace, name) in self.states.secrets
+
+    async def secret_changed(
+        self, namespace: str, secret_name: str, secret: Mapping[str, Any] | None
+    ) -> None:
+        """Re-resolve the contract of every RedisQueue that reads this Secret (``None``: it
+        was deleted); re-inject, swap the probe and report when the contract changed."""
+        already_read = {} if secret is None else {secret_name: dict(secret)}
+        for name in self.states.secrets.readers(namespace, secret_name):
+            state = self.states.get(namespace, name)
+            if state is None or state.spec is None:
+                continue
+            await self._refresh(state, state.spec, already_read)
+
+    async def _refresh(
+        self, state: QueueState, spec: RedisQueueSpec, already_read: Mapping[str, Any]
+    ) -> None:
+        before = (state.contract, state.setup_problem)
         async with state.lock:
             try:
-                contract = await resolve_contract(self.kube, state.namespace, state.name, spec)
+                contract = await resolve_contract(
+                    self.kube, state.namespace, state.name, spec, already_read
+                )
                 if contract != state.contract:
                     log.info(
                         "%s/%s: credentials or endpoint changed; re-injecting",
@@ -146,12 +217,8 @@ class Reconciler:
                     state.name,
                     exc.message,
                 )
-            if spec.mode == "provision":
-                state.provisioned = await statefulset_readiness(
-                    self.kube, state.namespace, state.name
-                )
-        await self._probe_and_report(state, body)
-        return state.interval
+        if (state.contract, state.setup_problem) != before and state.body:
+            await self._probe_and_report(state, state.body)
 
     def overdue_probe(self, grace: float) -> str | None:
         """A sentence naming a RedisQueue whose probe loop stalled, or None (for liveness)."""
@@ -160,9 +227,12 @@ class Reconciler:
     async def _probe_and_report(
         self, state: QueueState, body: Mapping[str, Any], *, force: bool = False
     ) -> None:
+        if self.states.get(state.namespace, state.name) is not state:
+            return  # deleted (finalized) meanwhile: write nothing, record nothing
         probe = self.probes.get(state.namespace, state.name)
         result = None
         if probe is not None:
+            state.pinged_at = asyncio.get_running_loop().time()
             result = await probe.check()
             if result.ok:
                 await probe.collect_details()

@@ -81,6 +81,7 @@ async def serve_operator(
         for probe in list(probes):
             with contextlib.suppress(Exception):
                 await probe.close()
+        await probes.endpoints.close()
         await kube.close()
 
 

@@ -9,6 +9,7 @@ does I/O.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -78,6 +79,8 @@ class QueueState:
     status: JSON = field(default_factory=dict)  # as last written
     written_at: float = 0.0  # loop time of the last status write
     probed_at: float = 0.0  # time.monotonic() of the last scheduled probe
+    pinged_at: float = 0.0  # loop time of the last PING by any path (reconcile, tick, rotation)
+    body: Mapping[str, Any] = field(default_factory=dict)  # the object, for events
 
     @property
     def ready(self) -> str | None:
@@ -91,6 +94,18 @@ class QueueState:
         return self.spec.health_check.interval_seconds if self.spec else DEFAULT_INTERVAL_SECONDS
 
 
+def _age_seconds(timestamp: object) -> float | None:
+    """Seconds since an RFC 3339 ``...Z`` timestamp (None when absent or unreadable)."""
+    if not isinstance(timestamp, str):
+        return None
+    try:
+        moment = datetime.datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ")
+    except ValueError:
+        return None
+    now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+    return max(0.0, (now - moment).total_seconds())
+
+
 def find_condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
     """The condition of type ``kind`` in a status, if present."""
     for condition in status.get("conditions", []) or []:
@@ -99,25 +114,82 @@ def find_condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any] | 
     return None
 
 
+class SecretReferences:
+    """Which RedisQueues read which Secrets: the index the Secret watch is filtered by.
+
+    Only Secrets named here are acted on, so the operator follows the Secrets RedisQueues
+    reference without keeping (or labelling) any other Secret.
+    """
+
+    def __init__(self) -> None:
+        self._readers: dict[tuple[str, str], set[str]] = {}  # (namespace, secret) -> names
+        self._reads: dict[tuple[str, str], frozenset[str]] = {}  # (namespace, name) -> secrets
+
+    def set(self, namespace: str, name: str, secrets: frozenset[str]) -> None:
+        """Record that RedisQueue ``name`` reads exactly ``secrets`` (replacing the last set)."""
+        self.forget(namespace, name)
+        if secrets:
+            self._reads[(namespace, name)] = secrets
+        for secret in secrets:
+            self._readers.setdefault((namespace, secret), set()).add(name)
+
+    def forget(self, namespace: str, name: str) -> None:
+        for secret in self._reads.pop((namespace, name), frozenset()):
+            readers = self._readers.get((namespace, secret))
+            if readers is not None:
+                readers.discard(name)
+                if not readers:
+                    del self._readers[(namespace, secret)]
+
+    def readers(self, namespace: str, secret: str) -> list[str]:
+        """The RedisQueues in ``namespace`` that read Secret ``secret``."""
+        return sorted(self._readers.get((namespace, secret), ()))
+
+    def __contains__(self, key: tuple[str, str]) -> bool:
+        return key in self._readers
+
+    def __len__(self) -> int:
+        return len(self._readers)
+
+
 class QueueStates:
     """The registry of :class:`QueueState`, one per live RedisQueue."""
 
     def __init__(self) -> None:
         self._states: dict[tuple[str, str], QueueState] = {}
+        self.secrets = SecretReferences()
 
-    def for_body(self, body: Mapping[str, Any]) -> QueueState:
-        """The state of the object in ``body``; a new one when its uid changed."""
+    def for_body(self, body: Mapping[str, Any], now: float | None = None) -> QueueState:
+        """The state of the object in ``body``; a new one when its uid changed.
+
+        A new state starts from the status the object already shows; ``now`` (loop time)
+        dates that status from its ``lastProbeTime``, so a restarted operator rewrites it
+        only when something changed or it is due, not once per object at startup.
+        """
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
         state = self._states.get(key)
         if state is None or state.uid != meta.get("uid"):
             state = QueueState(meta["namespace"], meta["name"], str(meta.get("uid", "")))
             state.status = dict(body.get("status") or {})
+            if now is not None:
+                age = _age_seconds(state.status.get("lastProbeTime"))
+                if age is not None:
+                    state.written_at = now - age
             self._states[key] = state
+        state.body = body
+        return state
+
+    def get(self, namespace: str, name: str, uid: str | None = None) -> QueueState | None:
+        """The state of a RedisQueue (of this ``uid`` when given), if one is kept."""
+        state = self._states.get((namespace, name))
+        if state is None or (uid is not None and state.uid != uid):
+            return None
         return state
 
     def forget(self, namespace: str, name: str) -> None:
         self._states.pop((namespace, name), None)
+        self.secrets.forget(namespace, name)
 
     def __iter__(self) -> Iterator[QueueState]:
         return iter(list(self._states.values()))
