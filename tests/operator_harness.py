@@ -83,12 +83,26 @@ def service_account_kubeconfig(plane: ControlPlane, directory: Path) -> Path:
 class OperatorProcess:
     """``redisqueue operator`` in a subprocess; logs go to a file the tests can read."""
 
-    def __init__(self, kubeconfig: Path, workdir: Path, namespaces: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        kubeconfig: Path,
+        workdir: Path,
+        namespaces: Sequence[str] = (),
+        *,
+        log_level: str = "DEBUG",
+        identity: str = "redisqueue-operator-test",
+        extra_args: Sequence[str] = ("--standalone",),
+        wait_for: str = "/readyz",
+    ) -> None:
         self.kubeconfig = kubeconfig
         self.workdir = workdir
         self.namespaces = tuple(namespaces)
+        self.log_level = log_level
+        self.identity = identity
+        self.extra_args = tuple(extra_args)
+        self.wait_for = wait_for
         self.port = free_port()
-        self.log_path = workdir / "operator.log"
+        self.log_path = workdir / f"{identity}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -98,7 +112,7 @@ class OperatorProcess:
     def start(self, timeout: float = 60.0) -> OperatorProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "KUBE"))}
         env["KUBECONFIG"] = str(self.kubeconfig)
-        env["HOSTNAME"] = "redisqueue-operator-test"
+        env["HOSTNAME"] = self.identity
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [
@@ -106,13 +120,13 @@ class OperatorProcess:
                 "-m",
                 "redisqueue.controller",
                 "--log-level",
-                "DEBUG",
+                self.log_level,
                 "operator",
                 *(
                     [arg for ns in self.namespaces for arg in ("--namespace", ns)]
                     or ["--all-namespaces"]
                 ),
-                "--standalone",
+                *self.extra_args,
                 "--host",
                 "127.0.0.1",
                 "--port",
@@ -127,7 +141,7 @@ class OperatorProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"operator exited:\n{self.logs()[-3000:]}")
-            if self.http("/readyz")[0] == 200:
+            if self.http(self.wait_for)[0] == 200:
                 return self
             time.sleep(0.2)
         raise RuntimeError(f"operator not ready after {timeout} s:\n{self.logs()[-3000:]}")

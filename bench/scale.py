@@ -1,0 +1,383 @@
+"""N RedisQueues on one Redis: convergence, memory, idle API load, connections, restart, churn.
+
+Starts the local control plane (tests/controlplane), a redis-server and the operator with
+the install path's ServiceAccount, then, in one run:
+
+1. the baseline: the API server's own idle request rate, and the time to create N
+   RedisQueues with no operator running (raw API-server creates of the same objects);
+2. N RedisQueues created with the operator running (external mode, one Redis, each
+   injecting into its own app Secret): time until all are Ready with the Secret injected,
+   as a ratio of the raw creates, and p50/p95 create-to-Ready;
+3. operator RSS, idle API requests/s (``apiserver_request_total``, WATCH excluded, minus
+   the baseline), Redis connections of the operator (``CLIENT LIST``);
+4. restart with N existing: time until every RedisQueue is probed again, and whether any
+   Event was posted twice;
+5. churn: delete all N and look for leftovers (contract keys, labels, finalizers, metric
+   series, Redis connections) and for errors in the operator's log.
+
+Run: ``python bench/scale.py --count 100`` (and ``--count 1000``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+sys.path.insert(0, str(HERE.parent / "operator"))
+
+import redis  # noqa: E402
+from kubernetes_asyncio import client, config, watch  # noqa: E402
+
+from kube_controlplane import ControlPlane  # noqa: E402
+from operator_harness import (  # noqa: E402
+    OperatorProcess,
+    apply_secret,
+    install_crd_and_rbac,
+    rq_path,
+    service_account_kubeconfig,
+)
+from redis_server import RedisServer  # noqa: E402
+from redisqueue.controller.kube import Kube, object_path  # noqa: E402
+
+GROUP, VERSION, PLURAL = "redisqueue.dev", "v1alpha1", "redisqueues"
+API = f"{GROUP}/{VERSION}"
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def api_requests(plane: ControlPlane) -> float:
+    """Requests the API server has answered so far, WATCH (long-running) excluded."""
+    text = plane.kubectl("get", "--raw", "/metrics").stdout
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("apiserver_request_total{") and 'verb="WATCH"' not in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def idle_rate(plane: ControlPlane, seconds: float) -> float:
+    before = api_requests(plane)
+    time.sleep(seconds)
+    # The metrics read itself is one request; leave it out.
+    return (api_requests(plane) - before - 1) / seconds
+
+
+def operator_connections(server: RedisServer) -> int:
+    """Client connections on the Redis server other than this one."""
+    r = redis.Redis(host=server.host, port=server.port, password=server.password)
+    try:
+        return len([c for c in r.client_list() if c.get("cmd") != "client|list"])
+    finally:
+        r.close()
+
+
+def metric_series(operator: OperatorProcess, family: str, namespace: str) -> dict[str, float]:
+    status, text = operator.http("/metrics")
+    if status != 200:
+        return {}
+    pattern = re.compile(rf'^{family}\{{([^}}]*namespace="{namespace}"[^}}]*)\}} (\S+)$')
+    return {m[1]: float(m[2]) for line in text.splitlines() if (m := pattern.match(line))}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def rq_body(namespace: str, name: str, server: RedisServer, inject: str) -> dict[str, Any]:
+    return {
+        "apiVersion": API,
+        "kind": "RedisQueue",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "redis": {"external": {"host": server.host, "port": server.port}},
+            "auth": {"secretRef": {"name": "redis-auth", "key": "password"}},
+            "inject": [{"secretName": inject}],
+            "healthCheck": {"intervalSeconds": 10},
+        },
+    }
+
+
+async def create_all(
+    kube: Kube, namespace: str, count: int, server: RedisServer, concurrency: int
+) -> tuple[float, dict[str, float]]:
+    """Create ``count`` RedisQueues, ``concurrency`` at a time; (seconds, name -> created at)."""
+    created: dict[str, float] = {}
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(i: int) -> None:
+        async with gate:
+            await kube.create(rq_body(namespace, f"q{i}", server, f"app-{i}"))
+            created[f"q{i}"] = time.perf_counter()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(count)))
+    return time.perf_counter() - started, created
+
+
+class Watcher:
+    """Records when each RedisQueue first shows Ready=True and its app Secret REDIS_URL."""
+
+    def __init__(self, api: client.ApiClient, namespace: str) -> None:
+        self.api = api
+        self.namespace = namespace
+        self.ready: dict[str, float] = {}
+        self.injected: dict[str, float] = {}
+        self.tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self.tasks = [asyncio.create_task(self._rqs()), asyncio.create_task(self._secrets())]
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    def done_at(self, name: str) -> float | None:
+        ready, injected = self.ready.get(name), self.injected.get(name.replace("q", "app-", 1))
+        return None if ready is None or injected is None else max(ready, injected)
+
+    async def _rqs(self) -> None:
+        custom = client.CustomObjectsApi(self.api)
+        while True:
+            async with watch.Watch() as w:
+                async for event in w.stream(
+                    custom.list_namespaced_custom_object,
+                    GROUP,
+                    VERSION,
+                    self.namespace,
+                    PLURAL,
+                    timeout_seconds=3600,
+                ):
+                    obj = event["object"]
+                    name = obj["metadata"]["name"]
+                    conditions = (obj.get("status") or {}).get("conditions") or []
+                    if name not in self.ready and any(
+                        c["type"] == "Ready" and c["status"] == "True" for c in conditions
+                    ):
+                        self.ready[name] = time.perf_counter()
+
+    async def _secrets(self) -> None:
+        core = client.CoreV1Api(self.api)
+        while True:
+            async with watch.Watch() as w:
+                async for event in w.stream(
+                    core.list_namespaced_secret, self.namespace, timeout_seconds=3600
+                ):
+                    obj = event["object"]
+                    name = obj.metadata.name
+                    if name not in self.injected and "REDIS_URL" in (obj.data or {}):
+                        self.injected[name] = time.perf_counter()
+
+
+async def wait_until(check: Any, limit: float, what: str, interval: float = 0.1) -> float:
+    started = time.perf_counter()
+    while not check():
+        if time.perf_counter() - started > limit:
+            raise RuntimeError(f"timed out after {limit} s waiting for {what}")
+        await asyncio.sleep(interval)
+    return time.perf_counter() - started
+
+
+async def count_events(kube: Kube, namespace: str) -> tuple[int, int]:
+    """(RedisQueue events, distinct (object, reason, message) among them)."""
+    events = [
+        e
+        for e in await kube.list(object_path("v1", "Event", namespace))
+        if e["involvedObject"].get("kind") == "RedisQueue"
+    ]
+    return len(events), len(
+        {(e["involvedObject"]["name"], e["reason"], e["message"]) for e in events}
+    )
+
+
+async def run(  # noqa: PLR0915 - one scenario, read top to bottom
+    args: argparse.Namespace, plane: ControlPlane, workdir: Path
+) -> dict[str, Any]:
+    n = args.count
+    figures: dict[str, Any] = {"count": n}
+    server = RedisServer(workdir / "redis", password="bench-password-0123").start()
+    configuration = client.Configuration()
+    await config.load_kube_config(
+        config_file=str(plane.kubeconfig), client_configuration=configuration
+    )
+    api = client.ApiClient(configuration)
+    kube = Kube(api)
+    operator = OperatorProcess(
+        service_account_kubeconfig(plane, workdir), workdir, log_level="INFO"
+    )
+    try:
+        for namespace in ("raw", "bench"):
+            plane.kubectl("create", "namespace", namespace)
+        await apply_secret(kube, "bench", "redis-auth", {"password": server.password or ""})
+        await apply_secret(kube, "raw", "redis-auth", {"password": server.password or ""})
+
+        # 1. Baseline: the control plane alone, and raw creates of the same objects.
+        figures["idle_baseline_rps"] = idle_rate(plane, args.idle_seconds)
+        raw_seconds, _ = await create_all(kube, "raw", n, server, args.concurrency)
+        figures["raw_seconds"] = raw_seconds
+        plane.kubectl("delete", PLURAL, "--all", "-n", "raw", "--wait=true", timeout=600)
+
+        # 2. The same creates with the operator running.
+        operator.start()
+        await asyncio.sleep(2)
+        figures["rss_empty_mib"] = rss_mib(operator.proc.pid)  # type: ignore[union-attr]
+        watcher = Watcher(api, "bench")
+        watcher.start()
+        await asyncio.sleep(1)
+        started = time.perf_counter()
+        _, created = await create_all(kube, "bench", n, server, args.concurrency)
+        await wait_until(
+            lambda: all(watcher.done_at(name) for name in created),
+            limit=args.timeout,
+            what=f"{n} RedisQueues Ready",
+        )
+        finished = max(watcher.done_at(name) or 0.0 for name in created)
+        figures["ready_seconds"] = finished - started
+        latencies = [(watcher.done_at(name) or 0.0) - at for name, at in created.items()]
+        figures["p50"] = statistics.median(latencies)
+        figures["p95"] = percentile(latencies, 0.95)
+        await watcher.stop()
+
+        # 3. Steady state.
+        await asyncio.sleep(5)
+        figures["idle_rps"] = idle_rate(plane, args.idle_seconds) - figures["idle_baseline_rps"]
+        figures["rss_mib"] = rss_mib(operator.proc.pid)  # type: ignore[union-attr]
+        figures["redis_connections"] = operator_connections(server)
+        events_before = await count_events(kube, "bench")
+
+        # 4. Restart with N existing.
+        operator.stop()
+        restarted = time.time()
+        started = time.perf_counter()
+        operator.start()
+
+        def all_probed() -> bool:
+            stamps = metric_series(operator, "redisqueue_last_probe_timestamp_seconds", "bench")
+            return len(stamps) == n and all(v >= restarted for v in stamps.values())
+
+        await wait_until(
+            all_probed, timeout=args.timeout, what="all probed after restart", interval=1
+        )
+        figures["restart_seconds"] = time.perf_counter() - started
+        await asyncio.sleep(args.interval_wait)
+        events_after = await count_events(kube, "bench")
+        figures["events_before"], figures["events_after"] = events_before, events_after
+        figures["rss_after_restart_mib"] = rss_mib(operator.proc.pid)  # type: ignore[union-attr]
+
+        # 5. Churn: delete them all.
+        started = time.perf_counter()
+        plane.kubectl("delete", PLURAL, "--all", "-n", "bench", "--wait=false", timeout=600)
+
+        async def gone() -> int:
+            return len(await kube.list(rq_path("bench")))
+
+        while await gone():
+            if time.perf_counter() - started > args.timeout:
+                raise RuntimeError("RedisQueues not deleted in time")
+            await asyncio.sleep(0.5)
+        figures["delete_seconds"] = time.perf_counter() - started
+        await asyncio.sleep(3)
+        secrets = await kube.list(object_path("v1", "Secret", "bench"))
+        figures["left_secrets_with_contract"] = sum(
+            1 for s in secrets if "REDIS_URL" in (s.get("data") or {})
+        )
+        figures["left_labelled_secrets"] = sum(
+            1
+            for s in secrets
+            if any(k.startswith("redisqueue.dev") for k in (s["metadata"].get("labels") or {}))
+        )
+        families = (
+            "redisqueue_up",
+            "redisqueue_probes_total",
+            "redisqueue_last_probe_timestamp_seconds",
+            "redisqueue_redis_connected_clients",
+        )
+        figures["left_metric_series"] = sum(
+            len(metric_series(operator, family, "bench")) for family in families
+        )
+        figures["left_redis_connections"] = operator_connections(server)
+        figures["rss_after_delete_mib"] = rss_mib(operator.proc.pid)  # type: ignore[union-attr]
+        log = operator.logs()
+        figures["escalate_lines"] = log.count("Will escalate")
+        figures["error_lines"] = sum(
+            1 for line in log.splitlines() if " ERROR " in line or "Traceback" in line
+        )
+        figures["warning_lines"] = sum(1 for line in log.splitlines() if " WARNING " in line)
+        figures["log"] = log
+    finally:
+        operator.stop()
+        server.stop()
+        await api.close()
+    return figures
+
+
+def report(f: dict[str, Any]) -> None:
+    n = f["count"]
+    print(f"RedisQueues: {n} (external mode, one Redis, one app Secret each)")
+    print(
+        f"all Ready + injected: {f['ready_seconds']:.1f} s; raw creates of the same objects: "
+        f"{f['raw_seconds']:.1f} s; ratio raw/operator {f['raw_seconds'] / f['ready_seconds']:.2f}x"
+    )
+    print(f"create-to-Ready: p50 {f['p50']:.2f} s, p95 {f['p95']:.2f} s")
+    print(
+        f"operator RSS: {f['rss_empty_mib']:.0f} MiB empty, {f['rss_mib']:.0f} MiB with {n}, "
+        f"{f['rss_after_restart_mib']:.0f} MiB after restart, "
+        f"{f['rss_after_delete_mib']:.0f} MiB after deleting all"
+    )
+    print(
+        f"idle API requests/s caused by the operator: {f['idle_rps']:.2f} "
+        f"(control plane alone: {f['idle_baseline_rps']:.2f})"
+    )
+    print(f"Redis connections of the operator (one endpoint): {f['redis_connections']}")
+    eb, ea = f["events_before"], f["events_after"]
+    print(
+        f"restart with {n} existing: all probed again in {f['restart_seconds']:.1f} s; "
+        f"events {eb[0]} before, {ea[0]} after ({ea[0] - eb[0]} new)"
+    )
+    print(
+        f"delete all: {f['delete_seconds']:.1f} s; left behind: "
+        f"{f['left_secrets_with_contract']} Secrets with contract keys, "
+        f"{f['left_labelled_secrets']} labelled Secrets, {f['left_metric_series']} metric series, "
+        f"{f['left_redis_connections']} Redis connections"
+    )
+    print(
+        f"operator log: {f['error_lines']} errors, {f['warning_lines']} warnings, "
+        f"{f['escalate_lines']} 'Will escalate'"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=100)
+    parser.add_argument("--concurrency", type=int, default=20, help="creates in flight")
+    parser.add_argument("--idle-seconds", type=float, default=20.0)
+    parser.add_argument("--interval-wait", type=float, default=12.0, help="after restart")
+    parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--keep-log", help="write the operator's log here")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, ControlPlane() as plane:
+        install_crd_and_rbac(plane)
+        figures = asyncio.run(run(args, plane, Path(tmp)))
+    if args.keep_log:
+        Path(args.keep_log).write_text(figures["log"])
+    report(figures)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
