@@ -23,7 +23,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -236,6 +238,25 @@ async def run(  # noqa: PLR0915 - one scenario, read top to bottom
         operator.start()
         await asyncio.sleep(2)
         figures["rss_empty_mib"] = rss_mib(operator.proc.pid)  # type: ignore[union-attr]
+        profiler = None
+        if args.profile:
+            profiler = subprocess.Popen(  # noqa: ASYNC220 - py-spy runs alongside
+                [
+                    str(Path(sys.executable).parent / "py-spy"),
+                    "record",
+                    "--pid",
+                    str(operator.proc.pid),  # type: ignore[union-attr]
+                    "--format",
+                    "raw",
+                    "--output",
+                    args.profile,
+                    "--rate",
+                    "50",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            await asyncio.sleep(1)
         watcher = Watcher(api, "bench")
         watcher.start()
         await asyncio.sleep(1)
@@ -252,6 +273,9 @@ async def run(  # noqa: PLR0915 - one scenario, read top to bottom
         figures["p50"] = statistics.median(latencies)
         figures["p95"] = percentile(latencies, 0.95)
         await watcher.stop()
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)
+            profiler.wait(timeout=30)
 
         # 3. Steady state.
         await asyncio.sleep(5)
@@ -271,7 +295,7 @@ async def run(  # noqa: PLR0915 - one scenario, read top to bottom
             return len(stamps) == n and all(v >= restarted for v in stamps.values())
 
         await wait_until(
-            all_probed, timeout=args.timeout, what="all probed after restart", interval=1
+            all_probed, limit=args.timeout, what="all probed after restart", interval=1
         )
         figures["restart_seconds"] = time.perf_counter() - started
         await asyncio.sleep(args.interval_wait)
@@ -368,6 +392,7 @@ def main() -> int:
     parser.add_argument("--idle-seconds", type=float, default=20.0)
     parser.add_argument("--interval-wait", type=float, default=12.0, help="after restart")
     parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--profile", help="py-spy the operator while creating (raw stacks)")
     parser.add_argument("--keep-log", help="write the operator's log here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, ControlPlane() as plane:
