@@ -254,11 +254,21 @@ def test_default_render_is_the_plain_install_and_nothing_else(control_plane: Con
         "ClusterRole",
         "ClusterRoleBinding",
         "Deployment",
+        "PodDisruptionBudget",
+        "Role",
+        "RoleBinding",
         "Service",
         "ServiceAccount",
     ]
     # Release "redisqueue-operator" gives the same names as the plain manifests.
-    assert {d["metadata"]["name"] for d in docs} == {"redisqueue-operator"}
+    assert {d["metadata"]["name"] for d in docs} == {
+        "redisqueue-operator",
+        "redisqueue-operator-leader-election",
+    }
+    assert only(docs, "Role")["rules"] == _manifest("Role")["rules"]
+    budget = only(docs, "PodDisruptionBudget")["spec"]
+    assert budget["maxUnavailable"] == _manifest("PodDisruptionBudget")["spec"]["maxUnavailable"]
+    assert budget["selector"] == only(docs, "Deployment")["spec"]["selector"]
 
 
 def test_clusterrole_rules_equal_the_plain_manifest_rules(control_plane: ControlPlane) -> None:
@@ -275,9 +285,21 @@ def test_deployment_matches_the_plain_manifest_and_is_locked_down(
     pod, plain_pod = deployment["spec"]["template"]["spec"], plain["spec"]["template"]["spec"]
     operator, plain_operator = container(deployment), container(plain)
 
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
-    assert operator["args"] == ["operator", "--all-namespaces", "--standalone", "--port", "8080"]
+    assert deployment["spec"]["replicas"] == plain["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"] == plain["spec"]["strategy"]
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert operator["args"] == [
+        "operator",
+        "--all-namespaces",
+        "--standalone",
+        "--leader-election",
+        "--lease-name",
+        "redisqueue-operator",
+        "--lease-duration",
+        "15",
+        "--port",
+        "8080",
+    ]
     assert operator["args"] == plain_operator["args"]
     assert operator["command"] == plain_operator["command"] == ["redisqueue"]
     assert operator["image"] == plain_operator["image"]
@@ -360,10 +382,19 @@ def test_watch_namespaces_pass_namespace_args_and_bind_rbac_only_there(
         "--namespace",
         "analytics",
         "--standalone",
+        "--leader-election",
+        "--lease-name",
+        "redisqueue-operator",
+        "--lease-duration",
+        "15",
         "--port",
         "8080",
     ]
-    bindings = [d for d in docs if d["kind"] == "RoleBinding"]
+    bindings = [
+        d
+        for d in docs
+        if d["kind"] == "RoleBinding" and d["roleRef"]["name"] == "redisqueue-operator"
+    ]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["analytics", "marketplace"]
     assert {b["roleRef"]["name"] for b in bindings} == {"redisqueue-operator"}
     # Only the cluster-scoped reads are granted cluster-wide.
@@ -381,7 +412,7 @@ def test_watch_namespaces_pass_namespace_args_and_bind_rbac_only_there(
     ("setting", "field", "reason"),
     [
         ("replicaCount=-1", "/replicaCount", "minimum"),
-        ("replicaCount=2", "/replicaCount", "maximum"),
+        ("leaderElection.enabled=false,replicaCount=2", "/replicaCount", "maximum"),
         ("image.pullPolicy=Sometimes", "/image/pullPolicy", "Always"),
         ("logLevel=LOUD", "/logLevel", "DEBUG"),
         ("service.port=0", "/service/port", "minimum"),
@@ -555,6 +586,9 @@ def test_install_creates_the_crd_and_a_locked_down_operator_then_uninstall_keeps
         "ClusterRole",
         "ClusterRoleBinding",
         "Deployment",
+        "PodDisruptionBudget",
+        "Role",
+        "RoleBinding",
         "Service",
         "ServiceAccount",
     ]

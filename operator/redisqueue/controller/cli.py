@@ -102,6 +102,31 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not coordinate with other operator replicas (kopf peering)",
     )
+    election = op.add_argument_group(
+        "leader election",
+        "run several replicas: one (the holder of a coordination.k8s.io Lease) writes, the "
+        "others probe and serve health and metrics, and take over when it goes",
+    )
+    election.add_argument(
+        "--leader-election", action="store_true", help="take part in leader election"
+    )
+    election.add_argument(
+        "--lease-namespace",
+        default=os.environ.get("POD_NAMESPACE", ""),
+        help="namespace of the Lease (default $POD_NAMESPACE)",
+    )
+    election.add_argument("--lease-name", default="redisqueue-operator", help="name of the Lease")
+    election.add_argument(
+        "--lease-duration",
+        type=_positive,
+        default=15.0,
+        help="seconds a standby waits for a silent leader before taking over (default 15)",
+    )
+    election.add_argument(
+        "--identity",
+        default=os.environ.get("HOSTNAME", ""),
+        help="this replica's name in the Lease (default $HOSTNAME)",
+    )
     return parser
 
 
@@ -146,13 +171,36 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout.write(render_crd_yaml())
             return 0
         if args.command == "operator":
-            from .runner import run_operator
+            from .runner import Election, run_operator
 
+            election = None
+            if args.leader_election:
+                if not args.lease_namespace:
+                    print(
+                        "redisqueue operator: --leader-election needs --lease-namespace "
+                        "(or $POD_NAMESPACE): the namespace the Lease lives in",
+                        file=sys.stderr,
+                    )
+                    return 2
+                if not args.identity:
+                    print(
+                        "redisqueue operator: --leader-election needs --identity (or "
+                        "$HOSTNAME): a name unique to this replica",
+                        file=sys.stderr,
+                    )
+                    return 2
+                election = Election(
+                    namespace=args.lease_namespace,
+                    name=args.lease_name,
+                    identity=args.identity,
+                    lease_seconds=args.lease_duration,
+                )
             return run_operator(
                 namespaces=args.namespace,
                 host=args.host,
                 port=args.port,
-                standalone=args.standalone,
+                standalone=args.standalone or election is not None,
+                election=election,
             )
     except SettingsError as exc:
         print(f"redisqueue: invalid setting: {exc}", file=sys.stderr)

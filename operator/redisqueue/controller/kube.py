@@ -8,8 +8,9 @@ message (it names fields, never Secret values).
 
 from __future__ import annotations
 
+import builtins
 import json
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Final
 
 from kubernetes_asyncio import client as k8s
@@ -25,6 +26,7 @@ _PLURALS: Final = {
     "PersistentVolumeClaim": "persistentvolumeclaims",
     "StatefulSet": "statefulsets",
     "Event": "events",
+    "Lease": "leases",
     "RedisQueue": PLURAL,
 }
 
@@ -154,6 +156,56 @@ class Kube:
         meta = obj["metadata"]
         path = object_path(obj["apiVersion"], obj["kind"], meta.get("namespace"))
         return await self.request("POST", path, body=dict(obj))
+
+    async def replace(self, path: str, obj: Mapping[str, Any]) -> JSON:
+        """PUT ``obj`` (carrying ``metadata.resourceVersion``: a stale one is a 409)."""
+        return await self.request("PUT", path, body=dict(obj))
+
+    async def list_with_version(self, path: str) -> tuple[builtins.list[JSON], str]:
+        """The items at ``path`` and the collection's resourceVersion (to watch from)."""
+        answer = await self.request("GET", path)
+        return list(answer.get("items", [])), str(answer["metadata"]["resourceVersion"])
+
+    async def watch(
+        self, path: str, resource_version: str, *, timeout_seconds: int = 300
+    ) -> AsyncIterator[tuple[str, JSON]]:
+        """(type, object) for each change at ``path`` after ``resource_version``, until the
+        server ends the watch. An ``ERROR`` event (e.g. 410 Gone) raises :class:`KubeError`."""
+        query = [
+            ("watch", "true"),
+            ("resourceVersion", resource_version),
+            ("allowWatchBookmarks", "true"),
+            ("timeoutSeconds", str(timeout_seconds)),
+        ]
+        try:
+            response = await self.api.call_api(
+                path,
+                "GET",
+                path_params={},
+                query_params=query,
+                header_params={"Accept": "application/json"},
+                auth_settings=["BearerToken"],
+                _return_http_data_only=True,
+                _preload_content=False,
+                _request_timeout=timeout_seconds + 30,
+            )
+        except ApiException as exc:
+            raise _error(exc) from None
+        try:
+            if not 200 <= int(response.status) <= 299:
+                raise _status_error(
+                    int(response.status), str(response.reason), await response.read()
+                )
+            while line := await response.content.readline():
+                event = json.loads(line)
+                kind, obj = str(event.get("type")), event.get("object") or {}
+                if kind == "ERROR":
+                    raise KubeError(
+                        int(obj.get("code") or 0), str(obj.get("reason")), str(obj.get("message"))
+                    )
+                yield kind, obj
+        finally:
+            response.release()
 
     async def merge_patch(self, path: str, patch: Mapping[str, Any]) -> JSON:
         return await self.request("PATCH", path, body=dict(patch), content_type=MERGE)

@@ -1,4 +1,8 @@
-"""``redisqueue operator``: kopf plus the health/metrics server in one event loop."""
+"""``redisqueue operator``: kopf plus the health/metrics server in one event loop.
+
+With leader election, every replica serves health and metrics and probes every RedisQueue;
+only the replica holding the Lease runs kopf, the only thing that writes.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,13 @@ import kopf
 from aiohttp import web
 
 from . import handlers  # noqa: F401 - registers the kopf handlers
+from .follower import Follower
 from .health import create_app
 from .kube import Kube
+from .leader import LeaderElector
+from .leader import LeaseSettings as Election
+
+__all__ = ["Election", "run_operator", "serve_operator"]
 from .probe import ProbeRegistry
 from .reconciler import Reconciler
 
@@ -46,50 +55,111 @@ async def serve_operator(
     port: int,
     standalone: bool,
     stop: asyncio.Event | None = None,
-) -> None:
+    election: Election | None = None,
+) -> int:
+    """Serve health and metrics, and run kopf: at once, or (with ``election``) only while
+    this replica holds the Lease; until then it probes from a read-only watch.
+
+    Returns the exit status: 1 when leadership was lost (a restart makes it a standby)."""
     probes = ProbeRegistry()
     kube = await Kube.connect()
     reconciler = Reconciler(kube, probes)
-    ready = asyncio.Event()
+    kopf_ready = asyncio.Event()
+    follower = Follower(kube, probes, namespaces) if election is not None else None
+    elector = LeaderElector(kube, election) if election is not None else None
     liveness = Liveness(reconciler)
-    app = create_app(
-        probes,
-        liveness=liveness,
-        readiness=lambda: (ready.is_set(), "watching" if ready.is_set() else "starting"),
-    )
+
+    def readiness() -> tuple[bool, str]:
+        if kopf_ready.is_set():
+            return True, "leading" if elector is not None else "watching"
+        if follower is not None and follower.synced.is_set():
+            return True, "standing by, probing every RedisQueue"
+        return False, "starting"
+
+    app = create_app(probes, liveness=liveness, readiness=readiness)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     log.info(
         "health and metrics on http://%s:%d (/api/health/redis, /metrics, /healthz)", host, port
     )
-    operator = asyncio.create_task(
-        kopf.operator(
-            clusterwide=not namespaces,
-            namespaces=list(namespaces),
-            standalone=standalone,
-            memo=kopf.Memo(reconciler=reconciler),
-            ready_flag=ready,
-            stop_flag=stop,
-        )
-    )
-    liveness.operator_task = operator
+    background: list[asyncio.Task[None]] = []
+    status = 0
     try:
+        if elector is not None and follower is not None:
+            following = asyncio.create_task(follower.run(), name="follower")
+            campaign = asyncio.create_task(elector.run(), name="leader election")
+            background += [following, campaign]
+            if not await _first(elector.leading, stop):
+                return 0
+            following.cancel()  # the leader's reconciler owns the probes from here on
+        kopf_stop = asyncio.Event()
+        operator = asyncio.create_task(
+            kopf.operator(
+                clusterwide=not namespaces,
+                namespaces=list(namespaces),
+                standalone=standalone,
+                memo=kopf.Memo(reconciler=reconciler),
+                ready_flag=kopf_ready,
+                stop_flag=kopf_stop,
+            )
+        )
+        liveness.operator_task = operator
+        waits = [w for w in (stop, elector.lost if elector else None) if w is not None]
+        watcher = asyncio.create_task(_first(*waits)) if waits else None
+        await asyncio.wait(
+            [t for t in (operator, watcher) if t is not None], return_when=asyncio.FIRST_COMPLETED
+        )
+        if elector is not None and elector.lost.is_set():
+            log.error("leadership lost: stopping the writers and exiting to start as a standby")
+            status = 1
+        kopf_stop.set()
         await operator
+        if watcher is not None:
+            watcher.cancel()
     finally:
+        if elector is not None:
+            await elector.release()
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
         await runner.cleanup()
         for probe in list(probes):
             with contextlib.suppress(Exception):
                 await probe.close()
         await probes.endpoints.close()
         await kube.close()
+    return status
 
 
-def run_operator(*, namespaces: Collection[str], host: str, port: int, standalone: bool) -> int:
+async def _first(*flags: asyncio.Event | None) -> bool:
+    """Wait until one of ``flags`` is set; True when it was the first one."""
+    waits = {asyncio.ensure_future(f.wait()): i for i, f in enumerate(flags) if f is not None}
+    done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    return any(waits[t] == 0 for t in done)
+
+
+def run_operator(
+    *,
+    namespaces: Collection[str],
+    host: str,
+    port: int,
+    standalone: bool,
+    election: Election | None = None,
+) -> int:
+    status = 0
     try:
-        asyncio.run(
-            serve_operator(namespaces=namespaces, host=host, port=port, standalone=standalone)
+        status = asyncio.run(
+            serve_operator(
+                namespaces=namespaces,
+                host=host,
+                port=port,
+                standalone=standalone,
+                election=election,
+            )
         )
     except KeyboardInterrupt:
         pass
-    return 0
+    return status
