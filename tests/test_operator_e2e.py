@@ -624,3 +624,86 @@ def test_kustomize_install_renders_the_crd_and_the_operator(control_plane: Contr
     assert ("CustomResourceDefinition", "redisqueues.redisqueue.dev") in kinds
     assert ("Deployment", "redisqueue-operator") in kinds
     assert ("ClusterRole", "redisqueue-operator") in kinds
+
+
+# --- many RedisQueues: sharing and clean churn -------------------------------------------------
+
+
+def _operator_clients(server: RedisServer) -> list[dict[str, Any]]:
+    """Client connections on ``server`` other than the one asking."""
+    r = redis.Redis(host=server.host, port=server.port, password=server.password)
+    try:
+        return [c for c in r.client_list() if c.get("cmd") != "client|list"]
+    finally:
+        r.close()
+
+
+async def test_many_redisqueues_share_one_small_pool_and_leave_nothing_behind(
+    operator: OperatorProcess,
+    kube: Kube,
+    namespace: str,
+    redis_server: RedisServer,
+    control_plane: ControlPlane,
+) -> None:
+    count = 12
+    await apply_secret(kube, namespace, "redis-auth", {"password": redis_server.password or ""})
+    # Half the app Secrets exist already with a key of the app's own; the rest are created.
+    for i in range(0, count, 2):
+        await apply_secret(kube, namespace, f"app-{i}", {"APP_KEY": "kept"})
+    for i in range(count):
+        await create_rq(
+            kube,
+            namespace,
+            f"q{i}",
+            external_spec(
+                redis_server,
+                inject=[{"secretName": f"app-{i}"}],
+                queues=[{"key": f"jobs:{i}", "type": "list"}],
+            ),
+        )
+    for i in range(count):
+        await wait_for_ready(kube, namespace, f"q{i}")
+
+    # One endpoint and one credential: one small pool, not a connection per RedisQueue.
+    async def probed_everything() -> list[dict[str, Any]] | None:
+        clients = _operator_clients(redis_server)
+        _, text = operator.http("/metrics")
+        depths = re.findall(rf'redisqueue_queue_depth{{[^}}]*namespace="{namespace}"', text)
+        return clients if len(depths) == count else None
+
+    clients = await eventually(probed_everything, timeout=30, what="every queue depth read")
+    assert 1 <= len(clients) <= 4, clients
+
+    control_plane.kubectl("delete", "redisqueues", "--all", "-n", namespace, "--wait=false")
+
+    async def all_gone() -> bool:
+        return not await kube.list(rq_path(namespace))
+
+    await eventually(all_gone, timeout=60, what="every RedisQueue deleted (finalizers removed)")
+
+    async def clean() -> dict[str, Any] | None:
+        _, text = operator.http("/metrics")
+        series = [line for line in text.splitlines() if f'namespace="{namespace}"' in line]
+        secrets = {
+            s["metadata"]["name"]: s
+            for s in await kube.list(object_path("v1", "Secret", namespace))
+            if s["metadata"]["name"].startswith("app-")
+        }
+        leftovers = {
+            "series": series,
+            "contract keys": [
+                n
+                for n, s in secrets.items()
+                if any(k.startswith("REDIS_") for k in s.get("data") or {})
+            ],
+            "labels": [n for n, s in secrets.items() if s["metadata"].get("labels")],
+            "connections": _operator_clients(redis_server),
+        }
+        return None if any(leftovers.values()) else {"secrets": sorted(secrets)}
+
+    remaining = await eventually(clean, timeout=30, what="nothing left behind")
+    # The app's own Secrets stay with only the app's key; the ones the operator made are gone.
+    assert remaining["secrets"] == sorted(f"app-{i}" for i in range(0, count, 2))
+    for i in range(0, count, 2):
+        assert await read_secret(kube, namespace, f"app-{i}") == {"APP_KEY": "kept"}
+    assert "Will escalate" not in operator.logs()
