@@ -154,6 +154,20 @@ class Watcher:
         return None if ready is None or injected is None else max(ready, injected)
 
     async def _rqs(self) -> None:
+        while True:
+            try:
+                await self._watch_rqs()
+            except (client.ApiException, OSError, TimeoutError, ValueError):
+                await asyncio.sleep(0.5)  # e.g. "too large resource version": list again
+
+    async def _secrets(self) -> None:
+        while True:
+            try:
+                await self._watch_secrets()
+            except (client.ApiException, OSError, TimeoutError, ValueError):
+                await asyncio.sleep(0.5)
+
+    async def _watch_rqs(self) -> None:
         custom = client.CustomObjectsApi(self.api)
         while True:
             async with watch.Watch() as w:
@@ -173,7 +187,7 @@ class Watcher:
                     ):
                         self.ready[name] = time.perf_counter()
 
-    async def _secrets(self) -> None:
+    async def _watch_secrets(self) -> None:
         core = client.CoreV1Api(self.api)
         while True:
             async with watch.Watch() as w:

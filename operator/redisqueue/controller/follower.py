@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any
+
+import aiohttp
 
 from .credentials import referenced_secrets, resolve_contract
 from .errors import SetupError
@@ -27,6 +29,41 @@ log = logging.getLogger("redisqueue.follower")
 
 #: Pause before listing again after the API server could not be reached.
 RELIST_DELAY_SECONDS = 1.0
+
+
+Handle = Callable[[str, Mapping[str, Any]], Awaitable[None]]
+
+
+async def follow(
+    kube: Kube,
+    path: str,
+    handle: Handle,
+    listed: Callable[[Sequence[Mapping[str, Any]]], Awaitable[None]] | None = None,
+) -> None:
+    """LIST ``path`` then WATCH it from there, for ever: ``listed`` gets the items of each
+    LIST (else ``handle`` gets each as ADDED), ``handle`` every change after it. Nothing is
+    kept: a caller that needs state keeps only what it needs. Relists after a 410 Gone or an
+    API outage."""
+    while True:
+        try:
+            items, version = await kube.list_with_version(path)
+            if listed is not None:
+                await listed(items)
+            else:
+                for item in items:
+                    await handle("ADDED", item)
+            while True:
+                async for kind, obj in kube.watch(path, version):
+                    version = str(obj.get("metadata", {}).get("resourceVersion") or version)
+                    if kind != "BOOKMARK":
+                        await handle(kind, obj)
+        except KubeError as exc:
+            if exc.status != 410:  # 410: the version is too old; listing again is the cure
+                log.warning("watch %s: %s", path, exc.message)
+            await asyncio.sleep(RELIST_DELAY_SECONDS)
+        except (TimeoutError, OSError, aiohttp.ClientError) as exc:
+            log.warning("watch %s: %s", path, type(exc).__name__)
+            await asyncio.sleep(RELIST_DELAY_SECONDS)
 
 
 class Follower:
@@ -51,37 +88,18 @@ class Follower:
 
     # -- list + watch ------------------------------------------------------------------------
     async def _follow(self, path: str, scope: str | None) -> None:
-        secrets = "/secrets" in path
-        while True:
-            try:
-                items, version = await self.kube.list_with_version(path)
-                if secrets:
-                    for item in items:
-                        await self._secret_event("ADDED", item)
-                else:
-                    await self._resync(items, scope)
-                while True:
-                    async for kind, obj in self.kube.watch(path, version):
-                        version = str(obj.get("metadata", {}).get("resourceVersion") or version)
-                        if kind == "BOOKMARK":
-                            continue
-                        if secrets:
-                            await self._secret_event(kind, obj)
-                        elif kind == "DELETED":
-                            await self._remove(
-                                obj["metadata"]["namespace"], obj["metadata"]["name"]
-                            )
-                        else:
-                            await self._upsert(obj)
-            except KubeError as exc:
-                if exc.status != 410:  # 410: the version is too old; listing again is the cure
-                    log.warning("watch %s: %s", path, exc.message)
-                await asyncio.sleep(RELIST_DELAY_SECONDS)
-            except (TimeoutError, OSError) as exc:
-                log.warning("watch %s: %s", path, type(exc).__name__)
-                await asyncio.sleep(RELIST_DELAY_SECONDS)
+        if "/secrets" in path:
+            await follow(self.kube, path, self._secret_event)
+        else:
+            await follow(self.kube, path, self._rq_event, lambda items: self._resync(items, scope))
 
-    async def _resync(self, items: list[dict[str, Any]], scope: str | None) -> None:
+    async def _rq_event(self, kind: str, obj: Mapping[str, Any]) -> None:
+        if kind == "DELETED":
+            await self._remove(obj["metadata"]["namespace"], obj["metadata"]["name"])
+        else:
+            await self._upsert(obj)
+
+    async def _resync(self, items: Sequence[Mapping[str, Any]], scope: str | None) -> None:
         seen = set()
         for obj in items:
             meta = obj["metadata"]

@@ -47,6 +47,9 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Events are posted by the Reconciler on Ready transitions only, not per handler run.
     settings.posting.enabled = False
     settings.watching.server_timeout = 300
+    # Under a burst of creates the watch lags behind the operator's own patches; without
+    # waiting for them, kopf takes a stale copy for a new object and runs creation twice.
+    settings.persistence.consistency_timeout = 30.0
     settings.networking.request_timeout = 60
 
 
@@ -78,34 +81,6 @@ async def finalize(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> No
         await _reconciler(memo).finalize(body)
     except KubeError as exc:
         raise kopf.TemporaryError(f"API error: {exc.message}", delay=retry_delay(retry)) from None
-
-
-def _read_by_a_redisqueue(namespace: str | None, name: str | None, memo: Any, **_: Any) -> bool:
-    return (
-        namespace is not None
-        and name is not None
-        and _reconciler(memo).reads_secret(namespace, name)
-    )
-
-
-@kopf.on.event("", "v1", "secrets", when=_read_by_a_redisqueue)
-async def secret_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """A Secret some RedisQueue reads changed (or appeared, or went): follow it at once.
-
-    Only Secrets in the index of referenced names pass the filter; nothing is kept of the
-    others, and none of them is labelled or modified.
-    """
-    meta = body["metadata"]
-    secret = None if type == "DELETED" else body
-    try:
-        await _reconciler(memo).secret_changed(meta["namespace"], meta["name"], secret)
-    except KubeError as exc:
-        logging.getLogger("redisqueue.operator").warning(
-            "Secret %s/%s: could not follow the change: %s",
-            meta["namespace"],
-            meta["name"],
-            exc.message,
-        )
 
 
 # A stopping daemon is first asked to leave (it does, at its next await on ``stopped``);

@@ -35,7 +35,15 @@ from .kube import Kube, KubeError, object_path
 from .probe import Probe, ProbeRegistry
 from .probe_result import ProbeResult, QueueKey
 from .provision import delete_data, ensure_provisioned, statefulset_readiness
-from .spec import API_VERSION, KIND, RedisQueueSpec, SpecError, parse_spec, validate_resource_name
+from .spec import (
+    API_VERSION,
+    JSON,
+    KIND,
+    RedisQueueSpec,
+    SpecError,
+    parse_spec,
+    validate_resource_name,
+)
 from .state import DEFAULT_INTERVAL_SECONDS, ConditionValue, QueueState, QueueStates, Reason
 from .status import compose_status, now_utc, status_needs_write
 
@@ -49,6 +57,8 @@ class Reconciler:
         self.kube = kube
         self.probes = probes
         self.states = QueueStates()
+        #: Referenced Secrets as last read or watched; only those a RedisQueue reads.
+        self.secret_cache: dict[tuple[str, str], JSON] = {}
         self.instance = instance or os.environ.get("HOSTNAME", "redisqueue-operator")
 
     # -- create / update / resume ----------------------------------------------------------
@@ -75,6 +85,7 @@ class Reconciler:
             self.states.secrets.set(
                 state.namespace, state.name, referenced_secrets(state.name, spec)
             )
+            self._prune_secret_cache()
             try:
                 secrets_read = (
                     await ensure_provisioned(self.kube, body, spec)
@@ -82,7 +93,11 @@ class Reconciler:
                     else {}
                 )
                 contract = await resolve_contract(
-                    self.kube, state.namespace, state.name, spec, secrets_read
+                    self.kube,
+                    state.namespace,
+                    state.name,
+                    spec,
+                    {**await self._referenced_secrets(state, spec), **secrets_read},
                 )
                 await self._inject(state, spec, contract, release_dropped=not created)
                 state.setup_problem = None
@@ -173,16 +188,50 @@ class Reconciler:
         await self._probe_and_report(state, body)
         return state.interval
 
+    async def _referenced_secrets(self, state: QueueState, spec: RedisQueueSpec) -> dict[str, JSON]:
+        """The Secrets ``spec`` reads, from the watch-fed cache, reading (and caching) the
+        ones not seen yet: a thousand RedisQueues sharing one auth Secret read it once."""
+        found: dict[str, JSON] = {}
+        for secret_name in referenced_secrets(state.name, spec):
+            key = (state.namespace, secret_name)
+            secret = self.secret_cache.get(key)
+            if secret is None:
+                try:
+                    secret = await self.kube.get(object_path("v1", "Secret", *key))
+                except KubeError:
+                    secret = None
+                if secret is None:
+                    continue  # resolve_contract reads it again and names what went wrong
+                self.secret_cache.setdefault(key, secret)
+            found[secret_name] = secret
+        return found
+
+    def _prune_secret_cache(self) -> None:
+        for key in [k for k in self.secret_cache if k not in self.states.secrets]:
+            del self.secret_cache[key]
+
     # -- the Secret watch -------------------------------------------------------------------------
     def reads_secret(self, namespace: str, name: str) -> bool:
         """Whether some RedisQueue reads Secret ``namespace/name`` (the watch's filter)."""
         return (namespace, name) in self.states.secrets
+
+    async def secret_event(self, kind: str, secret: Mapping[str, Any]) -> None:
+        """One event of the Secret watch; only Secrets some RedisQueue reads are acted on."""
+        meta = secret["metadata"]
+        namespace, name = meta.get("namespace"), meta.get("name")
+        if namespace and name and self.reads_secret(namespace, name):
+            await self.secret_changed(namespace, name, None if kind == "DELETED" else secret)
 
     async def secret_changed(
         self, namespace: str, secret_name: str, secret: Mapping[str, Any] | None
     ) -> None:
         """Re-resolve the contract of every RedisQueue that reads this Secret (``None``: it
         was deleted); re-inject, swap the probe and report when the contract changed."""
+        key = (namespace, secret_name)
+        if secret is None:
+            self.secret_cache.pop(key, None)
+        else:
+            self.secret_cache[key] = dict(secret)
         already_read = {} if secret is None else {secret_name: dict(secret)}
         for name in self.states.secrets.readers(namespace, secret_name):
             state = self.states.get(namespace, name)
@@ -279,6 +328,7 @@ class Reconciler:
         meta = body["metadata"]
         namespace, name = meta["namespace"], meta["name"]
         self.states.forget(namespace, name)
+        self._prune_secret_cache()
         probe = self.probes.remove(namespace, name)
         if probe is not None:
             await probe.close()

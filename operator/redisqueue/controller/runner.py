@@ -15,9 +15,9 @@ import kopf
 from aiohttp import web
 
 from . import handlers  # noqa: F401 - registers the kopf handlers
-from .follower import Follower
+from .follower import Follower, follow
 from .health import create_app
-from .kube import Kube
+from .kube import Kube, object_path
 from .leader import LeaderElector
 from .leader import LeaseSettings as Election
 
@@ -93,6 +93,7 @@ async def serve_operator(
             if not await _first(elector.leading, stop):
                 return 0
             following.cancel()  # the leader's reconciler owns the probes from here on
+        background += _follow_referenced_secrets(kube, reconciler, namespaces)
         kopf_stop = asyncio.Event()
         operator = asyncio.create_task(
             kopf.operator(
@@ -130,6 +131,21 @@ async def serve_operator(
         await probes.endpoints.close()
         await kube.close()
     return status
+
+
+def _follow_referenced_secrets(
+    kube: Kube, reconciler: Reconciler, namespaces: Collection[str]
+) -> list[asyncio.Task[None]]:
+    """Watch Secrets for the reconciler, filtered in memory against its index of referenced
+    ones: a plain watch costs less than kopf's per-object machinery for every Secret."""
+    scopes: list[str | None] = [*namespaces] or [None]
+    return [
+        asyncio.create_task(
+            follow(kube, object_path("v1", "Secret", scope), reconciler.secret_event),
+            name=f"secrets {scope or 'cluster-wide'}",
+        )
+        for scope in scopes
+    ]
 
 
 async def _first(*flags: asyncio.Event | None) -> bool:
