@@ -114,7 +114,10 @@ async def failover(
     seconds = time.perf_counter() - killed
     asker.cancel()
     leader.start()  # back as the standby for the next round
-    return seconds, len(answers), sum(1 for a in answers if a != 200)
+    failed = [a for a in answers if a != 200]
+    if failed:
+        print(f"non-200 answers during {how.name} failover: {sorted(set(failed))}")
+    return seconds, len(answers), len(failed)
 
 
 async def run(args: argparse.Namespace, plane: ControlPlane, workdir: Path) -> list[str]:

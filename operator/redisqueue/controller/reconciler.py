@@ -174,7 +174,6 @@ class Reconciler:
         if state.spec is None or state.contract is None or state.lock.locked():
             # invalid, or a reconcile is under way (it reports when done): skip this tick
             return state.interval
-        state.body = body
         loop_time = asyncio.get_running_loop().time()
         state.probed_at = loop_time
         since = loop_time - state.pinged_at
@@ -242,8 +241,8 @@ class Reconciler:
     async def _refresh(
         self, state: QueueState, spec: RedisQueueSpec, already_read: Mapping[str, Any]
     ) -> None:
-        before = (state.contract, state.setup_problem)
         async with state.lock:
+            before = (state.contract, state.setup_problem)
             try:
                 contract = await resolve_contract(
                     self.kube, state.namespace, state.name, spec, already_read
@@ -266,8 +265,8 @@ class Reconciler:
                     state.name,
                     exc.message,
                 )
-        if (state.contract, state.setup_problem) != before and state.body:
-            await self._probe_and_report(state, state.body)
+        if (state.contract, state.setup_problem) != before:
+            await self._probe_and_report(state, state.involved)
 
     def overdue_probe(self, grace: float) -> str | None:
         """A sentence naming a RedisQueue whose probe loop stalled, or None (for liveness)."""

@@ -9,6 +9,7 @@ does I/O.
 from __future__ import annotations
 
 import asyncio
+import copy
 import datetime
 import time
 from collections.abc import Iterator, Mapping
@@ -80,7 +81,9 @@ class QueueState:
     written_at: float = 0.0  # loop time of the last status write
     probed_at: float = 0.0  # time.monotonic() of the last scheduled probe
     pinged_at: float = 0.0  # loop time of the last PING by any path (reconcile, tick, rotation)
-    body: Mapping[str, Any] = field(default_factory=dict)  # the object, for events
+    #: Who the object is, for events: only the identity, not the body (whose managedFields
+    #: alone would cost kilobytes per RedisQueue to keep).
+    involved: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def ready(self) -> str | None:
@@ -171,13 +174,15 @@ class QueueStates:
         state = self._states.get(key)
         if state is None or state.uid != meta.get("uid"):
             state = QueueState(meta["namespace"], meta["name"], str(meta.get("uid", "")))
-            state.status = dict(body.get("status") or {})
+            state.status = copy.deepcopy(dict(body.get("status") or {}))
             if now is not None:
                 age = _age_seconds(state.status.get("lastProbeTime"))
                 if age is not None:
                     state.written_at = now - age
+            state.involved = {
+                "metadata": {"namespace": state.namespace, "name": state.name, "uid": state.uid}
+            }
             self._states[key] = state
-        state.body = body
         return state
 
     def get(self, namespace: str, name: str, uid: str | None = None) -> QueueState | None:
