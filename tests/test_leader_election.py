@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -140,5 +140,5 @@ async def test_one_replica_leads_the_standby_probes_and_takes_over_when_the_lead
     assert "Traceback" not in standby.logs()
 
 
-async def _is(value: Any, expected: str) -> bool:
+async def _is(value: Awaitable[str | None], expected: str) -> bool:
     return await value == expected

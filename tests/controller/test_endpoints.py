@@ -1,0 +1,129 @@
+"""Probe connections shared per endpoint and credential, against a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import redis
+from prometheus_client import REGISTRY
+
+from redis_server import RedisServer
+from redisqueue.contract import ConnectionContract
+from redisqueue.controller.endpoints import MAX_IN_FLIGHT, EndpointPool
+from redisqueue.controller.probe import Probe
+from redisqueue.controller.probe_result import QueueKey
+
+
+def clients(server: RedisServer) -> list[dict[str, Any]]:
+    admin = redis.Redis(host=server.host, port=server.port, password=server.password)
+    try:
+        return [c for c in admin.client_list() if c.get("cmd") != "client|list"]
+    finally:
+        admin.close()
+
+
+def commands(server: RedisServer, name: str) -> int:
+    admin = redis.Redis(host=server.host, port=server.port, password=server.password)
+    try:
+        stats = admin.info("commandstats").get(f"cmdstat_{name}") or {}
+        return int(stats.get("calls", 0))
+    finally:
+        admin.close()
+
+
+async def test_many_probes_of_one_endpoint_share_a_small_pool_and_each_ping(
+    redis_server: RedisServer,
+) -> None:
+    pool = EndpointPool()
+    contract = ConnectionContract(
+        host=redis_server.host, port=redis_server.port, password=redis_server.password
+    )
+    probes = [
+        Probe(contract, namespace="shared", name=f"q{i}", timeout=2, endpoints=pool)
+        for i in range(50)
+    ]
+    assert len(pool) == 1
+    before = commands(redis_server, "ping")
+    results = await asyncio.gather(*(p.check() for p in probes))
+    assert all(r.ok for r in results)
+    # Fifty RedisQueues asking in the same turn share one PING, and each keeps its own series.
+    assert commands(redis_server, "ping") - before == 1
+    for i in (0, 49):
+        assert REGISTRY.get_sample_value("redisqueue_up", {"namespace": "shared", "name": f"q{i}"})
+    assert 1 <= len(clients(redis_server)) <= MAX_IN_FLIGHT + 2
+
+    for probe in probes:
+        await probe.close()
+    assert len(pool) == 0
+    assert clients(redis_server) == []
+
+
+async def test_other_credentials_get_their_own_endpoint(redis_server: RedisServer) -> None:
+    pool = EndpointPool()
+    good = ConnectionContract(
+        host=redis_server.host, port=redis_server.port, password=redis_server.password
+    )
+    wrong = ConnectionContract(host=redis_server.host, port=redis_server.port, password="nope")
+    right = Probe(good, namespace="creds", name="right", timeout=2, endpoints=pool)
+    rejected = Probe(wrong, namespace="creds", name="wrong", timeout=2, endpoints=pool)
+    assert len(pool) == 2
+    assert (await right.check()).ok
+    assert (await rejected.check()).reason == "auth_failed"
+    await right.close()
+    await rejected.close()
+    assert len(pool) == 0
+
+
+async def test_depth_reads_of_one_turn_go_out_as_one_pipeline(redis_server: RedisServer) -> None:
+    admin = redis.Redis(
+        host=redis_server.host, port=redis_server.port, password=redis_server.password
+    )
+    for i in range(10):
+        admin.rpush(f"jobs:{i}", *range(i + 1))
+    pool = EndpointPool()
+    contract = ConnectionContract(
+        host=redis_server.host, port=redis_server.port, password=redis_server.password
+    )
+    probes = [
+        Probe(
+            contract,
+            namespace="batched",
+            name=f"q{i}",
+            timeout=2,
+            queues=[QueueKey(f"jobs:{i}", "list")],
+            endpoints=pool,
+        )
+        for i in range(10)
+    ]
+    info_before = commands(redis_server, "info")
+    await asyncio.gather(*(p.collect_details() for p in probes))
+    for i in range(10):
+        depth = REGISTRY.get_sample_value(
+            "redisqueue_queue_depth",
+            {"namespace": "batched", "name": f"q{i}", "key": f"jobs:{i}", "type": "list"},
+        )
+        assert depth == i + 1
+    # One INFO for the ten of them (the admin's own INFO calls above are counted too).
+    assert commands(redis_server, "info") - info_before == 1 + 1
+    for probe in probes:
+        await probe.close()
+    admin.close()
+
+
+async def test_a_closed_probe_records_nothing_even_if_its_ping_finishes_later(
+    redis_server: RedisServer,
+) -> None:
+    pool = EndpointPool()
+    contract = ConnectionContract(
+        host=redis_server.host, port=redis_server.port, password=redis_server.password
+    )
+    keeper = Probe(contract, namespace="late", name="keeper", timeout=2, endpoints=pool)
+    leaving = Probe(contract, namespace="late", name="leaving", timeout=2, endpoints=pool)
+    pending = asyncio.ensure_future(leaving.check())
+    await leaving.close()  # deleted while its PING is on the wire
+    await pending
+    assert (await keeper.check()).ok
+    labels = {"namespace": "late", "name": "leaving", "outcome": "ok"}
+    assert REGISTRY.get_sample_value("redisqueue_probes_total", labels) is None
+    await keeper.close()
