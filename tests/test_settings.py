@@ -100,7 +100,7 @@ def test_dotenv_is_read_but_process_environment_wins(tmp_path: Path) -> None:
         ({"REDIS_BACKOFF_BASE_SECONDS": "0"}, "REDIS_BACKOFF_BASE_SECONDS", "above 0 up to 3600"),
         ({"REDIS_POOL_TIMEOUT_SECONDS": "301"}, "REDIS_POOL_TIMEOUT_SECONDS", "up to 300"),
         ({"REDIS_ENV": "staging"}, "REDIS_ENV", "development or production"),
-        ({"REDIS_URL": "http://cache:6379"}, "REDIS_URL", "redis:// or rediss://"),
+        ({"REDIS_URL": "http://cache:6379"}, "REDIS_URL", "redis://, rediss:// or unix://"),
         ({"REDIS_URL": "redis://cache:99999/0"}, "REDIS_URL", "redis://"),
         ({"REDIS_URL": "redis://cache:6379/x"}, "REDIS_URL", "0 to 15"),
         ({"REDIS_URL": "redis:///0"}, "REDIS_URL", "no host"),

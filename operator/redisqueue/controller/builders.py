@@ -533,6 +533,7 @@ def build_contract(
         tls_insecure_skip_verify=tls_enabled and tls is not None and tls.insecure_skip_verify,
         pool_max_connections=resolved_pool_max(spec),
         pool_timeout_seconds=spec.pool.timeout_seconds,
+        socket_timeout_seconds=spec.pool.socket_timeout_seconds,
         backoff_base_seconds=spec.backoff.base_seconds,
         backoff_cap_seconds=spec.backoff.cap_seconds,
         retry_attempts=spec.backoff.attempts,

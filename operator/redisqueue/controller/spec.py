@@ -46,10 +46,12 @@ from redisqueue.contract import (
     DEFAULT_POOL_TIMEOUT_SECONDS,
     DEFAULT_PORT,
     DEFAULT_RETRY_ATTEMPTS,
+    DEFAULT_SOCKET_TIMEOUT_SECONDS,
     POOL_MAX_CONNECTIONS,
     POOL_TIMEOUT_SECONDS,
     PORT,
     RETRY_ATTEMPTS,
+    SOCKET_TIMEOUT_SECONDS,
     Environment,
 )
 
@@ -528,6 +530,13 @@ class Pool(_Model):
         **POOL_TIMEOUT_SECONDS.bounds(),
         description="How long a caller waits for a free connection before failing "
         "(REDIS_POOL_TIMEOUT_SECONDS).",
+    )
+    socket_timeout_seconds: float = Field(
+        DEFAULT_SOCKET_TIMEOUT_SECONDS,
+        **SOCKET_TIMEOUT_SECONDS.bounds(),
+        description="Longest wait for a reply or a connect, so a half-open connection fails "
+        "fast; blocking commands (BLPOP, BLMOVE, XREADGROUP BLOCK, ...) wait their own block "
+        "time plus this (REDIS_SOCKET_TIMEOUT_SECONDS).",
     )
 
 
