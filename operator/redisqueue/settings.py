@@ -225,6 +225,18 @@ def _parse_url(name: str, raw: str) -> dict[str, Any]:
     return fields
 
 
+def _name_url_sources(
+    var: str, url_fields: dict[str, Any], sources: dict[str, str], shown: dict[str, str]
+) -> None:
+    # Errors about a value from the URL's query name the parameter, and may show its value
+    # (these three are never secrets).
+    sources.update(dict.fromkeys(url_fields, var))
+    for key, field in _QUERY_TO_FIELD.items():
+        if field in url_fields:
+            sources[field] = f"{var} query parameter {key}"
+            shown[field] = str(url_fields[field])
+
+
 def _describe_url_error(exc: ValueError) -> str:
     # urllib's messages quote the part it could not read, and with an unencoded password
     # ("redis://:p@ss:word@host") that part is a piece of the password: never echo it.
@@ -270,7 +282,7 @@ def load_settings(
     if url is not None:
         url_fields = _parse_url(*url)
         fields.update(url_fields)
-        sources.update(dict.fromkeys(url_fields, url[0]))
+        _name_url_sources(url[0], url_fields, sources, shown)
     elif environment == "production" and lookup("HOST") is None:
         raise SettingsError(
             "REDIS_URL: production needs an endpoint; set REDIS_URL or REDIS_HOST "
