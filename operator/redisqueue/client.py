@@ -29,14 +29,11 @@ import math
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any
 
 import redis
 import redis.asyncio
-import redis.asyncio.retry
-import redis.retry
-from redis.credentials import CredentialProvider
 from redis.exceptions import (
     AuthenticationError,
     AuthorizationError,
@@ -47,8 +44,10 @@ from redis.exceptions import (
 
 from . import connection, metrics
 from .backoff import ContractBackoff
+from .connection import BlockingCommandInterrupted, PasswordFileCredentials
 from .contract import tls_options
 from .pool import AsyncFairBlockingConnectionPool, FairBlockingConnectionPool, PoolExhaustedError
+from .retry import NOT_RETRYABLE_WITH_FILE, AsyncContractRetry, ContractRetry, checker
 from .settings import RedisSettings, load_settings
 
 __all__ = [
@@ -60,25 +59,11 @@ __all__ = [
     "create_client",
 ]
 
-BlockingCommandInterrupted = connection.BlockingCommandInterrupted
-
 log = logging.getLogger("redisqueue.client")
-
-T = TypeVar("T")
 
 #: Idle connections older than this get a PING before they carry a command.
 HEALTH_CHECK_INTERVAL_SECONDS = 30
 
-# Errors that waiting cannot fix: retrying them only delays the real answer.
-_NOT_RETRYABLE = (
-    AuthenticationError,
-    AuthorizationError,
-    ResponseError,
-    connection.BlockingCommandInterrupted,
-    PoolExhaustedError,
-)
-# With a password file, waiting can fix an authentication error: the file is re-read.
-_NOT_RETRYABLE_WITH_FILE = tuple(e for e in _NOT_RETRYABLE if e is not AuthenticationError)
 # Failures that are not a lost connection, whatever their base class says.
 _NOT_LOST = (AuthenticationError, AuthorizationError, ResponseError, PoolExhaustedError)
 
@@ -171,86 +156,6 @@ class _Instrumentation:
             log.info("redis %s: recovered after %.1f s", self.endpoint, time.monotonic() - lost_at)
         elif first:
             log.info("redis %s: connected", self.endpoint)
-
-
-def _checker(not_retryable: tuple[type[BaseException], ...]) -> Callable[[Exception], bool]:
-    def retryable(error: Exception) -> bool:
-        return not isinstance(error, not_retryable)
-
-    return retryable
-
-
-_retryable = _checker(_NOT_RETRYABLE)
-
-
-def _combine(
-    check: Callable[[Exception], bool],
-    is_retryable: Callable[[Exception], bool] | None,
-) -> Callable[[Exception], bool]:
-    # Called once per command: no closure unless redis-py passed its own check.
-    if is_retryable is None:
-        return check
-    return lambda error: check(error) and is_retryable(error)
-
-
-class ContractRetry(redis.retry.Retry):
-    """redis-py's Retry that gives up at once on errors waiting cannot fix."""
-
-    check: Callable[[Exception], bool] = staticmethod(_retryable)
-
-    def call_with_retry(
-        self,
-        do: Callable[[], T],
-        fail: Callable[..., Any],
-        is_retryable: Callable[[Exception], bool] | None = None,
-        with_failure_count: bool = False,
-    ) -> T:
-        return super().call_with_retry(
-            do, fail, _combine(self.check, is_retryable), with_failure_count
-        )
-
-
-class AsyncContractRetry(redis.asyncio.retry.Retry):
-    """The asyncio twin of :class:`ContractRetry`."""
-
-    check: Callable[[Exception], bool] = staticmethod(_retryable)
-
-    # A plain method handing back redis-py's coroutine: no extra coroutine per command.
-    def call_with_retry(  # type: ignore[override]
-        self,
-        do: Callable[[], Awaitable[T]],
-        fail: Callable[..., Any],
-        is_retryable: Callable[[Exception], bool] | None = None,
-        with_failure_count: bool = False,
-    ) -> Awaitable[T]:
-        return super().call_with_retry(
-            do, fail, _combine(self.check, is_retryable), with_failure_count
-        )
-
-
-class PasswordFileCredentials(CredentialProvider):
-    """Credentials whose password is read from a file at every connect.
-
-    A Kubernetes Secret mounted as a volume is updated in place when it changes, so a
-    rotated password is used by the next connection without restarting the app.
-    """
-
-    def __init__(self, settings: RedisSettings) -> None:
-        self._settings = settings
-
-    def get_credentials(self) -> tuple[str] | tuple[str, str]:
-        try:
-            password = self._settings.read_password() or ""
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = getattr(exc, "strerror", None) or "not UTF-8 text"
-            raise AuthenticationError(
-                f"REDIS_PASSWORD_FILE {self._settings.password_file!r}: cannot read ({reason})"
-            ) from None
-        username = self._settings.username
-        return (username, password) if username else (password,)
-
-    async def get_credentials_async(self) -> tuple[str] | tuple[str, str]:
-        return self.get_credentials()
 
 
 class Redis(redis.Redis):
@@ -381,7 +286,7 @@ def create_client(
 
     retry = ContractRetry(_backoff(settings, instr), settings.retry_attempts)
     if from_file:
-        retry.check = _checker(_NOT_RETRYABLE_WITH_FILE)
+        retry.check = checker(NOT_RETRYABLE_WITH_FILE)
     if settings.unix_socket_path:
         connection_class: type = connection.UnixDomainSocketConnection
     else:
@@ -420,7 +325,7 @@ def create_async_client(
 
     retry = AsyncContractRetry(_backoff(settings, instr), settings.retry_attempts)
     if from_file:
-        retry.check = _checker(_NOT_RETRYABLE_WITH_FILE)
+        retry.check = checker(NOT_RETRYABLE_WITH_FILE)
     if settings.unix_socket_path:
         connection_class: type = connection.AsyncUnixDomainSocketConnection
     elif settings.tls:

@@ -31,7 +31,10 @@ from typing import Any, Final
 
 import redis
 import redis.asyncio
-from redis.exceptions import ConnectionError, TimeoutError
+from redis.credentials import CredentialProvider
+from redis.exceptions import AuthenticationError, ConnectionError, TimeoutError
+
+from .settings import RedisSettings
 
 _SENTINEL: Final[Any] = getattr(redis.connection, "SENTINEL", object())
 
@@ -184,6 +187,31 @@ class _AsyncDeadlines:
             if block.retry_safe or isinstance(exc, BlockingCommandInterrupted):
                 raise
             raise _interrupted(block, exc, _where(self)) from exc
+
+
+class PasswordFileCredentials(CredentialProvider):
+    """Credentials whose password is read from a file at every connect.
+
+    A Kubernetes Secret mounted as a volume is updated in place when it changes, so a
+    rotated password is used by the next connection without restarting the app.
+    """
+
+    def __init__(self, settings: RedisSettings) -> None:
+        self._settings = settings
+
+    def get_credentials(self) -> tuple[str] | tuple[str, str]:
+        try:
+            password = self._settings.read_password() or ""
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+            raise AuthenticationError(
+                f"REDIS_PASSWORD_FILE {self._settings.password_file!r}: cannot read ({reason})"
+            ) from None
+        username = self._settings.username
+        return (username, password) if username else (password,)
+
+    async def get_credentials_async(self) -> tuple[str] | tuple[str, str]:
+        return self.get_credentials()
 
 
 def _where(conn: object) -> str:
