@@ -132,6 +132,48 @@ def test_dev_starts_its_own_redis_serves_health_and_stops_it(tmp_path: Path) -> 
         )
 
 
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _dev_answers_with_its_own_redis(cwd: Path, env: dict[str, str]) -> str:
+    """Run `redisqueue dev` in ``cwd``; assert it started Redis and answers 200. Its stderr."""
+    http_port = free_port()
+    proc = subprocess.Popen(
+        [*CLI, "dev", "--port", str(http_port), "--interval", "0.2"],
+        cwd=cwd,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("REDIS_")}, **env},
+    )
+    try:
+        _wait_for(f"http://127.0.0.1:{http_port}/healthz", proc)
+        status, body = _get(f"http://127.0.0.1:{http_port}/api/health/redis")
+        assert status == 200, body
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=20)
+    assert proc.returncode == 0, stderr
+    assert "started redis-server" in stderr
+    return stderr
+
+
+def test_dev_works_with_the_env_example_as_shipped(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text((REPO / ".env.example").read_text())  # cp .env.example .env
+    # REDIS_PORT only moves the default localhost:6379 to a free port for the test.
+    stderr = _dev_answers_with_its_own_redis(tmp_path, {"REDIS_PORT": str(free_port())})
+    assert "change-me-locally" not in stderr
+
+
+def test_dev_starts_redis_on_a_configured_local_endpoint_that_is_down(tmp_path: Path) -> None:
+    port = free_port()
+    (tmp_path / ".env").write_text(
+        f"REDIS_DEV_URL=redis://127.0.0.1:{port}/0\nREDIS_DEV_PASSWORD=local-dev-pw\n"
+    )
+    stderr = _dev_answers_with_its_own_redis(tmp_path, {})
+    assert f"127.0.0.1:{port}" in stderr and "local-dev-pw" not in stderr
+
+
 def test_dev_against_a_configured_redis_reports_outage_without_crashing(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
