@@ -226,3 +226,25 @@ def test_sync_exhaustion_raises_pool_exhausted_error(redis_server: RedisServer) 
     assert client.ping() is True  # the pool is whole again
     assert sample("redisqueue_client_pool_exhausted_total", client="exhausted-sync") == 1
     client.close()
+
+
+async def test_a_cancelled_waiter_leaves_the_queue(redis_server: RedisServer) -> None:
+    client = create_async_client(
+        settings_for(redis_server, REDIS_POOL_MAX_CONNECTIONS="1", REDIS_POOL_TIMEOUT_SECONDS="2"),
+        name="cancelled-waiter",
+    )
+    pool = client.connection_pool
+    holder = asyncio.create_task(client.blpop(["hold"], timeout=0.3))
+    await asyncio.sleep(0.05)
+    impatient = asyncio.create_task(client.get("k"))
+    while pool.waiting() < 1:  # type: ignore[attr-defined]  # noqa: ASYNC110
+        await asyncio.sleep(0)
+    impatient.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await impatient
+    assert pool.waiting() == 0  # type: ignore[attr-defined]
+    await holder
+    # the free connection goes to the next caller at once, not to the departed one
+    assert await client.ping() is True
+    assert sample("redisqueue_client_pool_exhausted_total", client="cancelled-waiter") == 0
+    await client.aclose()

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 import redis
 import redis.asyncio
+from redis.event import AsyncAfterConnectionReleasedEvent
 from redis.exceptions import ConnectionError, TimeoutError
 
 
@@ -99,7 +100,18 @@ class FairBlockingConnectionPool(redis.BlockingConnectionPool):
             if waiter is not None:
                 self._waiters.append(waiter)
         if waiter is not None:
-            waiter.event.wait(self.timeout)
+            try:
+                waiter.event.wait(self.timeout)
+            except BaseException:  # interrupted (KeyboardInterrupt): leave the queue cleanly
+                with self._fair_lock:
+                    if not waiter.served:
+                        self._waiters.remove(waiter)
+                        raise
+                if waiter.item is not None:
+                    self.release(waiter.item)
+                else:
+                    self._free_slot()
+                raise
             with self._fair_lock:
                 if not waiter.served:
                     self._waiters.remove(waiter)
@@ -148,6 +160,16 @@ class FairBlockingConnectionPool(redis.BlockingConnectionPool):
                 return
             self.pool.put_nowait(item)
 
+    def _free_slot(self) -> None:
+        # A slot handed to a caller that left: pass it on like a released connection.
+        with self._fair_lock:
+            if self._waiters:
+                waiter = self._waiters.popleft()
+                waiter.item, waiter.served = None, True
+                waiter.event.set()
+                return
+            self.pool.put_nowait(None)
+
     def waiting(self) -> int:
         """Callers waiting for a connection now."""
         return len(self._waiters)
@@ -188,6 +210,8 @@ class AsyncFairBlockingConnectionPool(redis.asyncio.BlockingConnectionPool):
         except asyncio.CancelledError:
             if turn.done() and not turn.cancelled() and turn.exception() is None:
                 self._hand_over(turn.result())  # handed over as we were cancelled: pass it on
+            elif turn in self._waiters:
+                self._waiters.remove(turn)  # so that a free connection is not held for it
             raise
         finally:
             if timer is not None:
@@ -221,7 +245,13 @@ class AsyncFairBlockingConnectionPool(redis.asyncio.BlockingConnectionPool):
         if connection.should_reconnect():
             await connection.disconnect()
         self._hand_over(connection)
+        # As redis-py's pool does: listeners (re-authentication with streaming credential
+        # providers) hear about every released connection.
+        dispatcher = self._event_dispatcher
+        if dispatcher is not None:
+            event = AsyncAfterConnectionReleasedEvent(connection)  # type: ignore[no-untyped-call]
+            await dispatcher.dispatch_async(event)
 
     def waiting(self) -> int:
         """Callers waiting for a connection now."""
-        return sum(1 for waiter in self._waiters if not waiter.done())
+        return len(self._waiters)
