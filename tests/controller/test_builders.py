@@ -400,6 +400,15 @@ def test_contract_for_a_provisioned_redis() -> None:
     assert env["REDIS_BACKOFF_CAP_SECONDS"] == "30"
     assert env["REDIS_RETRY_ATTEMPTS"] == "10"
     assert env["REDIS_POOL_TIMEOUT_SECONDS"] == "5"
+    assert env["REDIS_SOCKET_TIMEOUT_SECONDS"] == "5"
+    assert "REDIS_PASSWORD_FILE" not in env  # the app's mount path, never the operator's
+
+
+def test_the_spec_socket_timeout_reaches_the_app_secret() -> None:
+    spec = parse_spec({"redis": {"provision": {}}, "pool": {"socketTimeoutSeconds": 2.5}})
+    host, port = endpoint_for(NAME, NAMESPACE, spec)
+    env = build_contract(spec, host, port, "s3cret").to_env()
+    assert env["REDIS_SOCKET_TIMEOUT_SECONDS"] == "2.5"
 
 
 def test_contract_for_elasticache_with_tls_and_an_acl_user() -> None:
