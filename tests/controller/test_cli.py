@@ -73,6 +73,18 @@ def test_settings_prints_the_contract_without_secrets(tmp_path: Path) -> None:
     assert "REDIS_PASSWORD=***" in result.stdout
 
 
+def test_settings_shows_a_unix_socket_url_and_its_redis_py_options(tmp_path: Path) -> None:
+    result = run_cli(
+        "settings",
+        env={"REDIS_URL": "unix:///run/redis.sock?db=2&client_name=w1&password=top-secret-pw"},
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "REDIS_URL=unix:///run/redis.sock?db=2&client_name=w1\n" in result.stdout
+    assert "REDIS_HOST" not in result.stdout
+    assert "top-secret-pw" not in result.stdout + result.stderr
+
+
 def _get(url: str) -> tuple[int, dict[str, object]]:
     try:
         with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback

@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from urllib.parse import urlencode
 
 from redisqueue.contract import redact_url
 from redisqueue.settings import SettingsError, load_settings
@@ -108,6 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
 def _settings_command(env_file: str) -> int:
     settings = load_settings(env_file=env_file)
     env = settings.to_contract().to_env()
+    if settings.unix_socket_path:  # the contract's form has no socket path: show the URL's
+        env.pop("REDIS_HOST", None)
+        env.pop("REDIS_PORT", None)
+        env["REDIS_URL"] = f"unix://{settings.unix_socket_path}?db={settings.db}"
+    if settings.url_options:  # redis-py options from the URL's query (never credentials)
+        joiner = "&" if "?" in env["REDIS_URL"] else "?"
+        env["REDIS_URL"] += joiner + urlencode(settings.url_options)
     for key, raw in env.items():
         shown = raw
         if key == "REDIS_PASSWORD":
