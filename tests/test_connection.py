@@ -191,3 +191,25 @@ def test_a_wait_forever_blmove_survives_a_restart(redis_server: RedisServer) -> 
     assert sample("redisqueue_client_reconnects_total", client="forever-move") >= 1
     producer.close()
     client.close()
+
+
+def test_an_idle_connection_is_checked_with_a_ping_before_reuse(redis_server: RedisServer) -> None:
+    client = create_client(settings_for(redis_server), name="idle-check", health_check_interval=1)
+    admin = redis.Redis(
+        host=redis_server.host, port=redis_server.port, password=redis_server.password
+    )
+
+    def pings() -> int:
+        return int(admin.info("commandstats").get("cmdstat_ping", {}).get("calls", 0))
+
+    client.set("k", "v")
+    client.get("k")  # straight after: no check
+    assert pings() == 0
+    time.sleep(1.2)  # idle past the interval
+    client.get("k")
+    assert pings() == 1
+    default = create_client(settings_for(redis_server), name="idle-default")
+    assert default.connection_pool.connection_kwargs["health_check_interval"] == 30
+    admin.close()
+    client.close()
+    default.close()
