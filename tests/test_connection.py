@@ -213,3 +213,21 @@ def test_an_idle_connection_is_checked_with_a_ping_before_reuse(redis_server: Re
     admin.close()
     client.close()
     default.close()
+
+
+def test_a_pop_whose_server_stops_answering_fails_after_its_block_time_plus_the_margin(
+    redis_server: RedisServer,
+) -> None:
+    settings = settings_for(
+        redis_server, REDIS_SOCKET_TIMEOUT_SECONDS="0.3", REDIS_RETRY_ATTEMPTS="3"
+    )
+    client = create_client(settings, name="frozen-pop")
+    client.ping()
+    redis_server.freeze()
+    try:
+        with pytest.raises(BlockingCommandInterrupted, match="stopped answering"):
+            client.blpop(["jobs"], timeout=1)
+    finally:
+        redis_server.thaw()
+    assert sample("redisqueue_client_retries_total", client="frozen-pop") == 0
+    client.close()
