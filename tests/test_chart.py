@@ -444,6 +444,7 @@ def test_prometheusrule_alerts_on_the_operator_metrics(control_plane: ControlPla
         "redisqueue_ping_duration_seconds_bucket",
         "redisqueue_reconcile_total",
         "redisqueue_queue_depth",
+        "redisqueue_last_probe_timestamp_seconds",
     }
     base = render(
         control_plane,
@@ -458,6 +459,8 @@ def test_prometheusrule_alerts_on_the_operator_metrics(control_plane: ControlPla
         "RedisQueueDown",
         "RedisQueueSlowPing",
         "RedisQueueOperatorReconcileErrors",
+        "RedisQueueProbesStopped",
+        "RedisQueueOperatorAbsent",
     }
     assert alerts["RedisQueueDown"]["expr"] == "redisqueue_up == 0"
     assert alerts["RedisQueueDown"]["for"] == "2m"
