@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import tarfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -49,7 +50,9 @@ def _manifest(kind: str) -> Doc:
 
 def render(cp: ControlPlane, *args: str, release: str = "redisqueue-operator") -> list[Doc]:
     """``helm template`` the chart into ``redisqueue-system`` and parse the documents."""
-    proc = cp.helm("template", release, str(CHART), "--namespace", "redisqueue-system", *args)
+    proc = cp.helm(
+        "template", release, str(CHART), "--namespace", "redisqueue-system", "--skip-tests", *args
+    )
     return _load_all(proc.stdout)
 
 
@@ -171,10 +174,34 @@ def test_chart_crd_copy_is_the_top_level_crd_byte_for_byte() -> None:
     assert (CHART / "crds" / CRD_FILE).read_bytes() == top, f"refresh the copy: {REFRESH_CRD}"
 
 
-def test_chart_readme_documents_the_crd_refresh_and_upgrade_commands() -> None:
+UPGRADE_CRD = (
+    "helm show crds oci://ghcr.io/redisqueue/charts/redisqueue-operator --version 0.2.0 \\\n"
+    "  | kubectl apply --server-side -f -"
+)
+
+
+def test_crd_refresh_is_documented_for_contributors_and_the_upgrade_for_chart_users() -> None:
+    assert REFRESH_CRD in (REPO / "CONTRIBUTING.md").read_text()
     readme = (CHART / "README.md").read_text()
-    assert REFRESH_CRD in readme
-    assert "kubectl apply --server-side -f crds/" in readme
+    assert UPGRADE_CRD in readme
+    notes = (CHART / "templates" / "NOTES.txt").read_text()
+    assert "| kubectl apply --server-side -f -" in notes
+
+
+#: Folders of the repository that a user of the packaged chart does not have.
+REPO_ONLY = ("manifests/", "charts/", "docs/", "operator/", "terraform/", "tests/", "bench/")
+
+
+def test_chart_readme_notes_and_values_name_no_path_outside_the_chart() -> None:
+    for path in (CHART / "README.md", CHART / "templates" / "NOTES.txt", CHART / "values.yaml"):
+        text = path.read_text()
+        # URLs (the runbooks, the OCI reference) are fine: a chart user can open them.
+        text = re.sub(r"(https?|oci)://\S+", "", text)
+        found = [m.group(0) for m in re.finditer(r"(?<![\w./-])[\w.-]+/[\w./-]*", text)]
+        outside = [f for f in found if f.startswith(REPO_ONLY)]
+        assert outside == [], f"{path.name} names repository paths: {outside}"
+    # The crds/ folder the README speaks of is part of the chart.
+    assert (CHART / "crds" / CRD_FILE).is_file()
 
 
 def test_chart_metadata_pins_versions_and_kubernetes() -> None:
@@ -184,6 +211,33 @@ def test_chart_metadata_pins_versions_and_kubernetes() -> None:
     assert (chart["version"], chart["appVersion"]) == ("0.1.0", "0.1.0")
     assert chart["kubeVersion"] == ">=1.30.0-0"
     assert chart["description"] and {"redis", "operator"} <= set(chart["keywords"])
+
+
+def test_chart_metadata_says_where_it_comes_from_for_artifact_hub() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    home = "https://github.com/redisqueue/redisqueue-operator"
+    assert chart["home"] == home and chart["sources"] == [home]
+    assert chart["maintainers"] and all(m["name"] for m in chart["maintainers"])
+    notes = chart["annotations"]
+    assert notes["artifacthub.io/license"] == "Apache-2.0"
+    assert notes["artifacthub.io/operator"] == "true"
+    (crd,) = yaml.safe_load(notes["artifacthub.io/crds"])
+    top = yaml.safe_load((REPO / "crds" / CRD_FILE).read_text())
+    assert crd["name"] == top["metadata"]["name"] == CRD_NAME
+    assert crd["kind"] == top["spec"]["names"]["kind"]
+    assert crd["version"] in {v["name"] for v in top["spec"]["versions"]}
+    (image,) = yaml.safe_load(notes["artifacthub.io/images"])
+    values = yaml.safe_load((CHART / "values.yaml").read_text())["image"]
+    expected = f"{values['registry']}/{values['repository']}:{chart['appVersion']}"
+    assert image["image"] == expected
+    links = {link["name"]: link["url"] for link in yaml.safe_load(notes["artifacthub.io/links"])}
+    assert links["Runbooks"].endswith("/docs/runbooks")
+    assert (REPO / "docs" / "runbooks").is_dir() and (REPO / "CHANGELOG.md").is_file()
+
+
+def test_helmignore_keeps_editor_and_packaging_leftovers_out() -> None:
+    patterns = (CHART / ".helmignore").read_text().split()
+    assert {".git/", "*.tgz", "__pycache__/", "*.swp"} <= set(patterns)
 
 
 def test_every_value_is_documented_once_with_a_param_line() -> None:
@@ -829,3 +883,78 @@ def test_operator_runs_with_only_the_chart_service_account_permissions(
         assert "forbidden" not in operator.logs().lower()
     finally:
         operator.stop()
+
+
+# --------------------------------------------------------------------------- the packaged chart
+
+
+def test_helm_test_pod_checks_readyz_through_the_service_and_can_be_turned_off(
+    control_plane: ControlPlane,
+) -> None:
+    args = ("template", "rel", str(CHART), "--namespace", "ops")
+    docs = _load_all(
+        control_plane.helm(*args, "--show-only", "templates/tests/test-readyz.yaml").stdout
+    )
+    pod = only(docs, "Pod")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    (check,) = pod["spec"]["containers"]
+    assert check["args"] == ["http://rel-redisqueue-operator.ops.svc:8080/readyz"]
+    assert check["image"] == container(only(render(control_plane), "Deployment"))["image"]
+    assert pod["spec"]["restartPolicy"] == "Never"
+    assert pod["spec"]["automountServiceAccountToken"] is False
+    off = control_plane.helm(*args, "--set", "helmTest.enabled=false").stdout
+    assert "test-readyz" not in off
+
+
+def test_packaged_chart_installs_from_its_tgz_and_upgrades_its_crd_from_the_package(
+    control_plane: ControlPlane, namespace: str, tmp_path: Path
+) -> None:
+    cp = control_plane
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    cp.helm("package", str(CHART), "--destination", str(tmp_path))
+    tgz = tmp_path / f"redisqueue-operator-{chart['version']}.tgz"
+    with tarfile.open(tgz) as archive:
+        names = set(archive.getnames())
+    root = "redisqueue-operator/"
+    for wanted in (
+        "Chart.yaml",
+        "values.yaml",
+        "values.schema.json",
+        "README.md",
+        f"crds/{CRD_FILE}",
+        "templates/NOTES.txt",
+        "templates/tests/test-readyz.yaml",
+    ):
+        assert root + wanted in names, f"{wanted} is not in the package"
+    assert not [n for n in names if "__pycache__" in n or n.endswith((".swp", ".tgz"))]
+
+    # Installed from the .tgz alone, as a user who never saw this repository does.
+    cp.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
+    release = f"pkg-{secrets.token_hex(3)}"
+    fullname = f"{release}-redisqueue-operator"
+    try:
+        notes = cp.helm(
+            "install", release, str(tgz), "--namespace", namespace, "--wait=false"
+        ).stdout
+        assert f"helm test {release} -n {namespace}" in notes
+        assert "helm show crds redisqueue-operator-VERSION.tgz" in notes
+        cp.kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
+        assert exists(cp, "deployment", fullname, "-n", namespace)
+
+        # The helm test hook is part of the release. No kubelet runs pods here, so prove the
+        # API server admits it under the "restricted" Pod Security Standard (server dry run).
+        hooks = _load_all(cp.helm("get", "hooks", release, "-n", namespace).stdout)
+        pod = only(hooks, "Pod")
+        admitted = cp.kubectl("create", "--dry-run=server", "-f", "-", input=json.dumps(pod))
+        assert "created (server dry run)" in admitted.stdout, admitted.stderr
+        assert "violate" not in admitted.stderr
+
+        # The documented CRD upgrade: the package's CRD, applied server-side.
+        crds = cp.helm("show", "crds", str(tgz)).stdout
+        assert yaml.safe_load(crds) == yaml.safe_load((REPO / "crds" / CRD_FILE).read_text())
+        applied = cp.kubectl("apply", "--server-side", "-f", "-", input=crds)
+        assert f"customresourcedefinition.apiextensions.k8s.io/{CRD_NAME} serverside-applied" in (
+            applied.stdout
+        )
+    finally:
+        cp.helm("uninstall", release, "--namespace", namespace, "--wait", check=False)

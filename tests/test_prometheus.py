@@ -397,7 +397,7 @@ def test_redisqueue_down_fires_after_its_for_duration_and_not_when_up(
     assert "RedisQueueDown" in proc.stdout + proc.stderr
 
 
-# --------------------------------------------------------------------------- alerts that cannot go silent
+# ------------------------------------------------------------- alerts that cannot go silent
 
 RUNBOOKS = Path(__file__).resolve().parents[1] / "docs" / "runbooks"
 RUNBOOK_BASE = "https://github.com/redisqueue/redisqueue-operator/blob/main/docs/runbooks/"
@@ -487,7 +487,13 @@ def test_probes_stopped_fires_when_a_queue_is_no_longer_probed_and_not_before(
             "RedisQueueProbesStopped fires only for the queue whose probes stopped",
             "RedisQueueProbesStopped",
             series,
-            [("2m", []), ("7m", []), ("9m", []), ("10m", firing("8m 0s")), ("14m", firing("12m 0s"))],
+            [
+                ("2m", []),
+                ("7m", []),
+                ("9m", []),
+                ("10m", firing("8m 0s")),
+                ("14m", firing("12m 0s")),
+            ],
         ),
     )
     assert passing.returncode == 0, passing.stdout + passing.stderr
