@@ -39,6 +39,8 @@ from redisqueue.settings import RedisSettings, load_settings
 
 CHART = Path(__file__).resolve().parents[1] / "charts" / "redisqueue-operator"
 NAMESPACE = "local"  # what the dev server calls its one queue's namespace
+RUNBOOKS = Path(__file__).resolve().parents[1] / "docs" / "runbooks"
+RUNBOOK_BASE = "https://github.com/redisqueue/redisqueue-operator/blob/main/docs/runbooks/"
 
 
 def settings_for(server: RedisServer, **extra: str) -> RedisSettings:
@@ -332,6 +334,7 @@ def _down_unit_test(
         "exp_labels": {"severity": "critical", "namespace": "shop", "name": "jobs"},
         "exp_annotations": {
             "summary": "Redis of RedisQueue shop/jobs does not answer PING",
+            "runbook_url": RUNBOOK_BASE + "RedisQueueDown.md",
             "description": down_description,
         },
     }
@@ -398,9 +401,6 @@ def test_redisqueue_down_fires_after_its_for_duration_and_not_when_up(
 
 
 # ------------------------------------------------------------- alerts that cannot go silent
-
-RUNBOOKS = Path(__file__).resolve().parents[1] / "docs" / "runbooks"
-RUNBOOK_BASE = "https://github.com/redisqueue/redisqueue-operator/blob/main/docs/runbooks/"
 
 
 def test_every_alert_links_a_runbook_that_exists_in_the_repo(chart_rules: Path) -> None:
