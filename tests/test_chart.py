@@ -298,7 +298,7 @@ def test_helm_lint_strict_passes_with_every_optional_object(control_plane: Contr
         "--set",
         "metrics.prometheusRule.enabled=true,metrics.prometheusRule.depthGrowing.enabled=true",
         "--set",
-        "watchNamespaces={a,b}",
+        "watchNamespaces={a,b},grafanaDashboard.enabled=true",
     )
 
 
@@ -958,3 +958,29 @@ def test_packaged_chart_installs_from_its_tgz_and_upgrades_its_crd_from_the_pack
         )
     finally:
         cp.helm("uninstall", release, "--namespace", namespace, "--wait", check=False)
+
+
+def test_dashboard_configmap_carries_the_dashboard_for_the_grafana_sidecar(
+    control_plane: ControlPlane,
+) -> None:
+    assert "ConfigMap" not in kinds(render(control_plane)), "the dashboard is opt-in"
+    docs = render(
+        control_plane,
+        "--set",
+        "grafanaDashboard.enabled=true,grafanaDashboard.namespace=monitoring",
+        "--set",
+        "grafanaDashboard.annotations.grafana_folder=Redis",
+    )
+    configmap = only(docs, "ConfigMap")
+    assert configmap["metadata"]["namespace"] == "monitoring"
+    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert configmap["metadata"]["annotations"] == {"grafana_folder": "Redis"}
+    (key,) = configmap["data"]
+    dashboard = json.loads((CHART / "dashboards" / "redisqueue-operator.json").read_text())
+    assert json.loads(configmap["data"][key]) == dashboard
+    # Accepted by the API server as it is (server-side dry run).
+    configmap["metadata"]["namespace"] = "default"
+    admitted = control_plane.kubectl(
+        "create", "--dry-run=server", "-f", "-", input=json.dumps(configmap)
+    )
+    assert "created (server dry run)" in admitted.stdout, admitted.stderr
