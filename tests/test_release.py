@@ -111,7 +111,7 @@ def test_wheel_carries_the_license_the_types_and_the_command(dists: Path) -> Non
     assert not [n for n in names if n.startswith(("tests/", "operator/")) or "__pycache__" in n]
     assert metadata["Version"] == version
     assert metadata["License-Expression"] == "Apache-2.0"
-    assert "redisqueue = redisqueue.cli:main" in entry_points
+    assert "redisqueue = redisqueue.controller.cli:main" in entry_points
     (sdist,) = dists.glob("*.tar.gz")
     with tarfile.open(sdist) as archive:
         assert f"redisqueue_operator-{version}/LICENSE" in archive.getnames()
