@@ -83,10 +83,18 @@ def service_account_kubeconfig(plane: ControlPlane, directory: Path) -> Path:
 class OperatorProcess:
     """``redisqueue operator`` in a subprocess; logs go to a file the tests can read."""
 
-    def __init__(self, kubeconfig: Path, workdir: Path, namespaces: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        kubeconfig: Path,
+        workdir: Path,
+        namespaces: Sequence[str] = (),
+        operator_args: Sequence[str] = (),
+    ) -> None:
         self.kubeconfig = kubeconfig
         self.workdir = workdir
         self.namespaces = tuple(namespaces)
+        #: Extra flags after the ``operator`` subcommand (global ones work there too).
+        self.operator_args = tuple(operator_args)
         self.port = free_port()
         self.log_path = workdir / "operator.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -108,6 +116,7 @@ class OperatorProcess:
                 "--log-level",
                 "DEBUG",
                 "operator",
+                *self.operator_args,
                 *(
                     [arg for ns in self.namespaces for arg in ("--namespace", ns)]
                     or ["--all-namespaces"]

@@ -371,6 +371,7 @@ def test_values_reach_the_deployment(control_plane: ControlPlane, tmp_path: Path
             "pullSecrets": ["regcred"],
         },
         "logLevel": "DEBUG",
+        "logFormat": "json",
         "extraEnv": [{"name": "TZ", "value": "UTC"}],
         "podAnnotations": {"example.com/scrape": "yes"},
         "nodeSelector": {"kubernetes.io/os": "linux"},
@@ -387,6 +388,7 @@ def test_values_reach_the_deployment(control_plane: ControlPlane, tmp_path: Path
     operator = container(deployment)
     assert operator["image"] == "registry.example/team/rq:1.2.3"
     assert {"name": "LOG_LEVEL", "value": "DEBUG"} in operator["env"]
+    assert {"name": "LOG_FORMAT", "value": "json"} in operator["env"]
     assert {"name": "TZ", "value": "UTC"} in operator["env"]
     assert operator["args"][-2:] == ["--port", "9090"]
     assert operator["ports"][0]["containerPort"] == 9090

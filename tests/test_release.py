@@ -30,9 +30,32 @@ WORKFLOW = REPO / ".github" / "workflows" / "release.yml"
 
 
 def package_version() -> str:
-    with (REPO / "pyproject.toml").open("rb") as f:
-        version: str = tomllib.load(f)["project"]["version"]
+    """``redisqueue.__version__``, read from the source (the one place it is written)."""
+    init = (REPO / "operator" / "redisqueue" / "__init__.py").read_text()
+    (version,) = re.findall(r'^__version__ = "([^"]+)"$', init, flags=re.MULTILINE)
     return version
+
+
+def test_the_package_takes_its_version_from_the_one_source() -> None:
+    with (REPO / "pyproject.toml").open("rb") as f:
+        pyproject = tomllib.load(f)
+    assert "version" not in pyproject["project"]
+    assert pyproject["project"]["dynamic"] == ["version"]
+    assert pyproject["tool"]["setuptools"]["dynamic"]["version"] == {
+        "attr": "redisqueue.__version__"
+    }
+    assert re.fullmatch(r"\d+\.\d+\.\d+(-[0-9A-Za-z.]+)?", package_version())
+
+
+def test_version_flag_prints_the_package_version() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "redisqueue.controller", "--version"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"redisqueue {package_version()}\n"
 
 
 # --------------------------------------------------------------------------- one version
@@ -176,7 +199,8 @@ def test_release_runs_on_version_tags_only() -> None:
 def test_release_checks_that_tag_package_and_chart_agree() -> None:
     (check,) = [s for s in _steps("verify") if s.get("id") == "version"]
     script = check["run"]
-    assert "pyproject.toml" in script and "Chart.yaml" in script and "appVersion" in script
+    assert "operator/redisqueue/__init__.py" in script
+    assert "Chart.yaml" in script and "appVersion" in script
     assert any(s.get("run") == "./tests/run.sh" for s in _steps("verify"))
     for job in ("python", "image", "chart"):
         needs = _workflow()["jobs"][job]["needs"]

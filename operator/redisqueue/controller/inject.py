@@ -19,6 +19,7 @@ from .builders import (
 )
 from .errors import SetupError
 from .kube import Kube, KubeError, object_path
+from .logs import about
 from .spec import RedisQueueSpec
 from .state import ConditionValue, Reason
 
@@ -87,7 +88,13 @@ async def release_dropped(kube: Kube, namespace: str, name: str, keep: set[str])
     try:
         labelled = await kube.list(object_path("v1", "Secret", namespace), label_selector=selector)
     except KubeError as exc:
-        log.warning("%s/%s: could not list injected Secrets: %s", namespace, name, exc.message)
+        log.warning(
+            "%s/%s: could not list injected Secrets: %s",
+            namespace,
+            name,
+            exc.message,
+            extra=about(namespace, name),
+        )
         return
     for secret in labelled:
         secret_name = secret["metadata"]["name"]
@@ -97,6 +104,7 @@ async def release_dropped(kube: Kube, namespace: str, name: str, keep: set[str])
                 namespace,
                 name,
                 secret_name,
+                extra=about(namespace, name),
             )
             await release(kube, namespace, secret_name, inject_field_manager(name))
 

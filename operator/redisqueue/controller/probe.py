@@ -28,6 +28,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redisqueue.contract import ConnectionContract, tls_options
 
 from . import metrics
+from .logs import about
 from .probe_result import ProbeOutcome, ProbeResult, QueueKey, format_latency
 
 log = logging.getLogger("redisqueue.probe")
@@ -201,6 +202,7 @@ class Probe:
                     self.name,
                     self.endpoint,
                     format_latency(result.latency_seconds or 0.0),
+                    extra=about(self.namespace, self.name),
                 )
             elif not previous.ok:
                 down = time.monotonic() - (self._down_since or time.monotonic())
@@ -210,6 +212,7 @@ class Probe:
                     self.name,
                     self.endpoint,
                     down,
+                    extra=about(self.namespace, self.name),
                 )
             self._down_since = None
         elif previous is None or previous.ok or previous.reason != result.reason:
@@ -217,7 +220,12 @@ class Probe:
                 self._down_since = time.monotonic()
             lost = "connection lost: " if previous is not None and previous.ok else ""
             log.warning(
-                "%s/%s: %s%s", self.namespace, self.name, lost, result.error or result.reason
+                "%s/%s: %s%s",
+                self.namespace,
+                self.name,
+                lost,
+                result.error or result.reason,
+                extra=about(self.namespace, self.name),
             )
 
     # -- details for scheduled probes ------------------------------------------------------
@@ -238,7 +246,14 @@ class Probe:
                 for queue in self.queues:
                     await self._queue_depth(queue)
         except (RedisError, OSError, TimeoutError) as exc:
-            log.debug("redis %s: details not collected (%s)", self.endpoint, type(exc).__name__)
+            log.debug(
+                "%s/%s: details of redis at %s not collected (%s)",
+                self.namespace,
+                self.name,
+                self.endpoint,
+                type(exc).__name__,
+                extra=about(self.namespace, self.name),
+            )
 
     async def _queue_depth(self, queue: QueueKey) -> None:
         if queue.type == "list":

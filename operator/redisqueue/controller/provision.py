@@ -31,6 +31,7 @@ from .builders import (
 from .credentials import decode_secret_value, read_secret
 from .errors import SetupError
 from .kube import Kube, KubeError, object_path
+from .logs import about
 from .spec import JSON, RedisQueueSpec, parse_quantity
 from .state import ConditionValue, Reason
 
@@ -76,7 +77,13 @@ async def ensure_provisioned(
         try:
             await kube.merge_patch(pvc, build_pvc_resize_patch(wanted))
         except KubeError as exc:
-            log.warning("%s/%s: could not grow the data volume: %s", namespace, name, exc.message)
+            log.warning(
+                "%s/%s: could not grow the data volume: %s",
+                namespace,
+                name,
+                exc.message,
+                extra=about(namespace, name),
+            )
     return secrets_read
 
 
@@ -90,7 +97,13 @@ async def _ensure_generated_password(
     secret = await kube.get(object_path("v1", "Secret", namespace, auth_secret_name(name)))
     if secret is None:
         secret = await kube.create(build_auth_secret(name, namespace, generate_password(), owner))
-        log.info("%s/%s: generated the password Secret %s", namespace, name, auth_secret_name(name))
+        log.info(
+            "%s/%s: generated the password Secret %s",
+            namespace,
+            name,
+            auth_secret_name(name),
+            extra=about(namespace, name),
+        )
         return secret
     owned = bool(secret["metadata"].get("ownerReferences"))
     if owned != (owner is not None):

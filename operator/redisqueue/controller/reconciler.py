@@ -29,6 +29,7 @@ from .errors import InvalidSpecError, SetupError
 from .events import build_ready_event, ready_transition_is_news
 from .inject import inject_contract, release_all
 from .kube import Kube, KubeError, object_path
+from .logs import about
 from .probe import Probe, ProbeRegistry
 from .probe_result import ProbeResult, QueueKey
 from .provision import delete_data, ensure_provisioned, statefulset_readiness
@@ -133,6 +134,7 @@ class Reconciler:
                         "%s/%s: credentials or endpoint changed; re-injecting",
                         state.namespace,
                         state.name,
+                        extra=about(state.namespace, state.name),
                     )
                     await self._inject(state, spec, contract)
                     await self._ensure_probe(state, spec, contract)
@@ -145,6 +147,7 @@ class Reconciler:
                     state.namespace,
                     state.name,
                     exc.message,
+                    extra=about(state.namespace, state.name),
                 )
             if spec.mode == "provision":
                 state.provisioned = await statefulset_readiness(
@@ -187,7 +190,11 @@ class Reconciler:
         except KubeError as exc:
             if not exc.not_found:
                 log.warning(
-                    "%s/%s: could not write status: %s", state.namespace, state.name, exc.message
+                    "%s/%s: could not write status: %s",
+                    state.namespace,
+                    state.name,
+                    exc.message,
+                    extra=about(state.namespace, state.name),
                 )
             return
         before = state.ready
@@ -200,7 +207,11 @@ class Reconciler:
                 await self.kube.create(event)
             except KubeError as exc:
                 log.warning(
-                    "%s/%s: could not post event: %s", state.namespace, state.name, exc.message
+                    "%s/%s: could not post event: %s",
+                    state.namespace,
+                    state.name,
+                    exc.message,
+                    extra=about(state.namespace, state.name),
                 )
 
     # -- delete ----------------------------------------------------------------------------------
@@ -220,4 +231,10 @@ class Reconciler:
         await release_all(self.kube, namespace, name, spec)
         if spec.mode == "provision" and spec.deletion_policy == "Delete":
             await delete_data(self.kube, namespace, name, spec)
-        log.info("%s/%s: cleaned up (deletionPolicy %s)", namespace, name, spec.deletion_policy)
+        log.info(
+            "%s/%s: cleaned up (deletionPolicy %s)",
+            namespace,
+            name,
+            spec.deletion_policy,
+            extra=about(namespace, name),
+        )

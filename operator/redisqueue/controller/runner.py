@@ -49,6 +49,14 @@ async def serve_operator(
 ) -> None:
     probes = ProbeRegistry()
     kube = await Kube.connect()
+    try:
+        server_version = await kube.check_reachable()
+    except BaseException:
+        await kube.close()
+        raise
+    log.info(
+        "connected to the Kubernetes API at %s (%s)", kube.api.configuration.host, server_version
+    )
     reconciler = Reconciler(kube, probes)
     ready = asyncio.Event()
     liveness = Liveness(reconciler)
