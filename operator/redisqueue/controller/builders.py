@@ -305,6 +305,9 @@ def redis_config(spec: RedisQueueSpec) -> str:
         # A queue must never drop jobs to make room: refuse writes instead.
         "maxmemory-policy noeviction",
     ]
+    # The spec refuses the directives above (and other operator-owned ones) as keys, and
+    # any line break in a value, so each entry stays one directive of its own.
+    lines += [f"{key} {value}" for key, value in sorted((provision.extra_config or {}).items())]
     return "\n".join(lines) + "\n"
 
 
@@ -358,6 +361,35 @@ def claim_template_size(statefulset: Mapping[str, Any]) -> str | None:
     return None
 
 
+def placement(name: str, provision: ProvisionedRedis) -> JSON:
+    """The pod spec fields that say where the Redis pod runs and how its image is pulled,
+    only those the spec sets. A spread constraint without a labelSelector counts this
+    RedisQueue's own Redis pod, which is what "spread my Redis" means."""
+    fields: JSON = {}
+    if provision.node_selector:
+        fields["nodeSelector"] = dict(provision.node_selector)
+    if provision.tolerations:
+        fields["tolerations"] = [
+            t.model_dump(by_alias=True, exclude_none=True) for t in provision.tolerations
+        ]
+    if provision.affinity is not None:
+        affinity = provision.affinity.model_dump(by_alias=True, exclude_none=True)
+        if affinity:
+            fields["affinity"] = affinity
+    if provision.topology_spread_constraints:
+        constraints = []
+        for constraint in provision.topology_spread_constraints:
+            dumped = constraint.model_dump(by_alias=True, exclude_none=True)
+            dumped.setdefault("labelSelector", {"matchLabels": selector_labels(name)})
+            constraints.append(dumped)
+        fields["topologySpreadConstraints"] = constraints
+    if provision.priority_class_name is not None:
+        fields["priorityClassName"] = provision.priority_class_name
+    if provision.image_pull_secrets:
+        fields["imagePullSecrets"] = [{"name": s.name} for s in provision.image_pull_secrets]
+    return fields
+
+
 def build_statefulset(
     name: str,
     namespace: str,
@@ -403,9 +435,14 @@ def build_statefulset(
         "name": PASSWORD_ENV,
         "valueFrom": {"secretKeyRef": {"name": password_ref[0], "key": password_ref[1]}},
     }
-    template_metadata: JSON = {"labels": pod_labels}
+    # The spec refuses the operator's own label keys and annotation prefix, so the user's
+    # labels and annotations only ever add to these.
+    template_metadata: JSON = {"labels": {**(provision.pod_labels or {}), **pod_labels}}
+    annotations = dict(provision.pod_annotations or {})
     if auth_revision is not None:
-        template_metadata["annotations"] = {ANNOTATION_AUTH_REVISION: auth_revision}
+        annotations[ANNOTATION_AUTH_REVISION] = auth_revision
+    if annotations:
+        template_metadata["annotations"] = annotations
 
     container: JSON = {
         "name": CONTAINER_NAME,
@@ -474,6 +511,7 @@ def build_statefulset(
                         "seccompProfile": {"type": "RuntimeDefault"},
                     },
                     "containers": [container],
+                    **placement(name, provision),
                     "volumes": [
                         # Memory-backed: the config file holds the password and must not
                         # reach the node's disk.
