@@ -926,6 +926,7 @@ def test_packaged_chart_installs_from_its_tgz_and_upgrades_its_crd_from_the_pack
         f"crds/{CRD_FILE}",
         "templates/NOTES.txt",
         "templates/tests/test-readyz.yaml",
+        "dashboards/redisqueue-operator.json",
     ):
         assert root + wanted in names, f"{wanted} is not in the package"
     assert not [n for n in names if "__pycache__" in n or n.endswith((".swp", ".tgz"))]
