@@ -96,6 +96,7 @@ def test_dashboard_has_the_panels_platform_engineers_look_for() -> None:
         "Server: memory used",
         "Reconciles by outcome",
         "Pool connections",
+        "Pool waits",
         "Commands per second",
         "Command latency",
         "Retries and reconnects",
