@@ -22,12 +22,13 @@ from collections.abc import Iterator, Sequence
 import redis.asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import AuthenticationError, ConnectionError, RedisError, ResponseError
+from redis.exceptions import AuthenticationError, ConnectionError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from redisqueue.contract import ConnectionContract, tls_options
 
 from . import metrics
+from .bounded import ReplyRejected, limit_replies
 from .probe_result import ProbeOutcome, ProbeResult, QueueKey, format_latency
 
 log = logging.getLogger("redisqueue.probe")
@@ -45,6 +46,9 @@ def classify(exc: BaseException, endpoint: str, timeout: float) -> tuple[ProbeOu
             f"redis at {endpoint}: authentication failed (the password or ACL user was "
             "rejected; check the auth Secret)"
         )
+    if isinstance(exc, ReplyRejected):
+        # Its message names the limit or the fault, never the reply's bytes.
+        return "error", f"redis at {endpoint}: reply refused ({exc})"
     if isinstance(exc, TimeoutError | RedisTimeoutError | asyncio.TimeoutError):
         return "timeout", f"redis at {endpoint}: no answer within {timeout:g}s"
     cause = exc.__cause__ or exc.__context__
@@ -81,6 +85,14 @@ def _os_detail(exc: BaseException) -> str:
         if known.lower() in text.lower():
             return known.lower()
     return "connection error"
+
+
+def _info_int(info: object, field: str) -> int:
+    """A numeric INFO field; 0 when INFO is not a mapping or the field is not a number."""
+    value = info.get(field, 0) if isinstance(info, dict) else 0
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0
+    return int(value)
 
 
 class Probe:
@@ -121,8 +133,10 @@ class Probe:
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 1),
             max_connections=MAX_IN_FLIGHT + 2,
+            protocol=2,  # the bounded reader below parses RESP2
             **ssl_kwargs,
         )
+        limit_replies(self._client)  # a tenant's endpoint decides nothing about our memory
         self._up = metrics.UP.labels(namespace, name)
         self._latency = metrics.PING_DURATION.labels(namespace, name)
         self._last_probe = metrics.LAST_PROBE.labels(namespace, name)
@@ -169,8 +183,10 @@ class Probe:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self.timeout):
-                await self._client.ping()
-        except (RedisError, OSError, TimeoutError) as exc:
+                pong = await self._client.ping()
+            if pong is not True:
+                raise ReplyRejected("the answer to PING was not PONG")
+        except Exception as exc:  # any fault is this RedisQueue's status
             reason, message = classify(exc, self.endpoint, self.timeout)
             result = ProbeResult(False, self.endpoint, reason, error=message)
             await self._reset_connections()
@@ -185,7 +201,7 @@ class Probe:
         # Drop pooled sockets after a failure so the next PING dials afresh.
         try:
             await self._client.connection_pool.disconnect()
-        except (RedisError, OSError):
+        except Exception:  # noqa: S110 - the pool is rebuilt on the next PING anyway
             pass
 
     def _record(self, result: ProbeResult) -> None:
@@ -230,14 +246,14 @@ class Probe:
                     self.namespace,
                     self.name,
                     metrics.ServerInfo(
-                        connected_clients=int(info.get("connected_clients", 0)),
-                        commands_processed=int(info.get("total_commands_processed", 0)),
-                        used_memory_bytes=int(info.get("used_memory", 0)),
+                        connected_clients=_info_int(info, "connected_clients"),
+                        commands_processed=_info_int(info, "total_commands_processed"),
+                        used_memory_bytes=_info_int(info, "used_memory"),
                     ),
                 )
                 for queue in self.queues:
                     await self._queue_depth(queue)
-        except (RedisError, OSError, TimeoutError) as exc:
+        except Exception as exc:  # a hostile reply must not end the probe loop
             log.debug("redis %s: details not collected (%s)", self.endpoint, type(exc).__name__)
 
     async def _queue_depth(self, queue: QueueKey) -> None:
