@@ -53,6 +53,8 @@ def install_crd_and_rbac(plane: ControlPlane) -> None:
         "ClusterRoleBinding",
         "Role",
         "RoleBinding",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
     }
     selected = [d for d in docs if d.get("kind") in wanted]
     assert any(d["kind"] == "ClusterRole" for d in selected), "manifests lack the ClusterRole"

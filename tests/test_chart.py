@@ -365,7 +365,15 @@ def test_watch_namespaces_pass_namespace_args_and_bind_rbac_only_there(
     ]
     bindings = [d for d in docs if d["kind"] == "RoleBinding"]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["analytics", "marketplace"]
-    assert {b["roleRef"]["name"] for b in bindings} == {"redisqueue-operator"}
+    assert {(b["roleRef"]["kind"], b["roleRef"]["name"]) for b in bindings} == {
+        ("Role", "redisqueue-operator")
+    }
+    roles = [d for d in docs if d["kind"] == "Role"]
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["analytics", "marketplace"]
+    # No ClusterRole carries the namespaced rules (Secrets, StatefulSets, ...).
+    assert [d["metadata"]["name"] for d in docs if d["kind"] == "ClusterRole"] == [
+        "redisqueue-operator-cluster"
+    ]
     # Only the cluster-scoped reads are granted cluster-wide.
     (cluster_binding,) = [d for d in docs if d["kind"] == "ClusterRoleBinding"]
     assert cluster_binding["roleRef"]["name"] == "redisqueue-operator-cluster"
@@ -620,7 +628,6 @@ ALLOWED_EVERYWHERE: list[tuple[str, ...]] = [
     ("create", "secrets"),
     ("patch", "secrets"),
     ("delete", "secrets"),
-    ("watch", "secrets"),
     ("create", "services"),
     ("create", "statefulsets.apps"),
     ("patch", "statefulsets.apps"),
@@ -630,6 +637,9 @@ ALLOWED_EVERYWHERE: list[tuple[str, ...]] = [
     ("create", "events.events.k8s.io"),
 ]
 DENIED_EVERYWHERE: list[tuple[str, ...]] = [
+    ("watch", "secrets"),
+    ("update", "secrets"),
+    ("update", "redisqueues.redisqueue.dev"),
     ("create", "redisqueues.redisqueue.dev"),
     ("delete", "redisqueues.redisqueue.dev"),
     ("delete", "statefulsets.apps"),

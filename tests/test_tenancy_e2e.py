@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ from operator_harness import (
     eventually,
     read_secret,
     rq_path,
+    service_account_kubeconfig,
     wait_for_ready,
 )
 from redis_server import RedisServer
@@ -401,5 +404,132 @@ async def test_hostile_endpoints_leave_memory_logs_and_other_tenants_alone(
         rq = await kube.get(rq_path(namespace, fake.mode.replace("_", "-")))
         everything += yaml.safe_dump(rq)
     assert "xxxxxxxx" not in everything
-    long_lines = [line[:300] for line in everything.splitlines() if len(line) >= 4096]
-    assert not long_lines, long_lines
+
+
+# --- a leaked operator token ------------------------------------------------------------------
+
+
+def _as_operator(
+    plane: ControlPlane, kubeconfig: Path, obj: dict[str, Any], *verb: str
+) -> subprocess.CompletedProcess[str]:
+    """``kubectl <verb> --dry-run=server`` of ``obj`` with the operator's own token."""
+    return plane.run(
+        "kubectl",
+        f"--kubeconfig={kubeconfig}",
+        *(verb or ("create",)),
+        "--dry-run=server",
+        "-f",
+        "-",
+        input=json.dumps(obj),
+        check=False,
+    )
+
+
+def _statefulset(namespace: str, **pod: Any) -> dict[str, Any]:
+    labels = {"app.kubernetes.io/managed-by": "redisqueue-operator", "app": "x"}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": "x", "namespace": namespace, "labels": labels},
+        "spec": {
+            "serviceName": "x",
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "containers": [{"name": "c", "image": "redis:7.2-alpine"}],
+                    **pod,
+                },
+            },
+        },
+    }
+
+
+async def test_a_leaked_operator_token_creates_only_objects_of_the_operators_shape(
+    operator: OperatorProcess,
+    control_plane: ControlPlane,
+    kube: Kube,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    cp = control_plane
+    token = service_account_kubeconfig(cp, tmp_path)
+    await apply_secret(kube, namespace, "app-config", {"DATABASE_URL": "postgres://db/app"})
+
+    # The shape the operator builds passes (the e2e tests run it under this policy, too).
+    allowed = _as_operator(cp, token, _statefulset(namespace))
+    assert allowed.returncode == 0, allowed.stderr
+
+    refusals = {
+        "kube-system": _statefulset("kube-system"),
+        "hostNetwork": _statefulset(namespace, hostNetwork=True),
+        "token": _statefulset(namespace, automountServiceAccountToken=True),
+        "privileged": _statefulset(
+            namespace,
+            containers=[{"name": "c", "image": "busybox", "securityContext": {"privileged": True}}],
+        ),
+        "hostPath": _statefulset(namespace, volumes=[{"name": "root", "hostPath": {"path": "/"}}]),
+        "unlabelled": {
+            **_statefulset(namespace),
+            "metadata": {"name": "y", "namespace": namespace},
+        },
+        "nodePort": {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {
+                "name": "x",
+                "namespace": namespace,
+                "labels": {"app.kubernetes.io/managed-by": "redisqueue-operator"},
+            },
+            "spec": {"type": "NodePort", "ports": [{"port": 6379}]},
+        },
+        "tlsSecret": {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {
+                "name": "t",
+                "namespace": namespace,
+                "labels": {"redisqueue.dev/redisqueue": "q"},
+            },
+            "type": "kubernetes.io/tls",
+            "data": {"tls.crt": "", "tls.key": ""},
+        },
+    }
+    for what, obj in refusals.items():
+        result = _as_operator(cp, token, obj)
+        assert result.returncode != 0, what
+        assert "redisqueue-operator-object-shapes" in result.stderr, (what, result.stderr)
+
+    # An app Secret: REDIS_* keys may be written, the app's own keys not.
+    patch = json.dumps({"data": {"DATABASE_URL": base64.b64encode(b"postgres://evil").decode()}})
+    result = cp.run(
+        "kubectl",
+        f"--kubeconfig={token}",
+        "patch",
+        "secret",
+        "app-config",
+        "-n",
+        namespace,
+        "--dry-run=server",
+        "-p",
+        patch,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "changes only REDIS_* keys" in result.stderr
+    patch = json.dumps({"data": {"REDIS_HOST": base64.b64encode(b"redis").decode()}})
+    result = cp.run(
+        "kubectl",
+        f"--kubeconfig={token}",
+        "patch",
+        "secret",
+        "app-config",
+        "-n",
+        namespace,
+        "--dry-run=server",
+        "-p",
+        patch,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
