@@ -256,9 +256,49 @@ def test_default_render_is_the_plain_install_and_nothing_else(control_plane: Con
         "Deployment",
         "Service",
         "ServiceAccount",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+        "ValidatingAdmissionPolicyBinding",
     ]
     # Release "redisqueue-operator" gives the same names as the plain manifests.
-    assert {d["metadata"]["name"] for d in docs} == {"redisqueue-operator"}
+    assert {d["metadata"]["name"] for d in docs} == {
+        "redisqueue-operator",
+        "redisqueue-operator-author-permissions",
+        "redisqueue-operator-object-shapes",
+    }
+
+
+def _policy(path: Path) -> dict[str, Doc]:
+    return {d["kind"]: d for d in _load_all(path.read_text())}
+
+
+def test_admission_policies_are_the_plain_ones_for_the_releases_service_account(
+    control_plane: ControlPlane,
+) -> None:
+    docs = render(control_plane, release="acme")
+    rendered = {(d["kind"], d["metadata"]["name"]): d for d in docs if "Admission" in d["kind"]}
+    author = _policy(REPO / "crds" / "redisqueue.dev_admission-policy.yaml")
+    shapes = _policy(REPO / "manifests" / "operator" / "60-operator-admission-policy.yaml")
+    name = "acme-redisqueue-operator"
+    for kind in ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"):
+        got = rendered[(kind, f"{name}-author-permissions")]["spec"]
+        want = author[kind]["spec"]
+        if kind.endswith("Binding"):
+            want = {**want, "policyName": f"{name}-author-permissions"}
+        assert got == want
+    got = rendered[("ValidatingAdmissionPolicy", f"{name}-object-shapes")]["spec"]
+    plain = json.dumps(shapes["ValidatingAdmissionPolicy"]["spec"]).replace(
+        "system:serviceaccount:redisqueue-system:redisqueue-operator",
+        f"system:serviceaccount:redisqueue-system:{name}",
+    )
+    assert got == json.loads(plain)
+    off = render(
+        control_plane,
+        "--set",
+        "admissionPolicies.authorPermissions=false,admissionPolicies.operatorObjectShapes=false",
+    )
+    assert not [d for d in off if "Admission" in d["kind"]]
 
 
 def test_clusterrole_rules_equal_the_plain_manifest_rules(control_plane: ControlPlane) -> None:
@@ -565,6 +605,10 @@ def test_install_creates_the_crd_and_a_locked_down_operator_then_uninstall_keeps
         "Deployment",
         "Service",
         "ServiceAccount",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+        "ValidatingAdmissionPolicyBinding",
     ]
 
     name = release.fullname

@@ -17,7 +17,7 @@ import asyncio
 import logging
 import ssl
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import redis.asyncio
 from redis.asyncio.retry import Retry
@@ -280,6 +280,14 @@ class ProbeRegistry:
 
     def __init__(self) -> None:
         self._probes: dict[tuple[str, str], Probe] = {}
+        self._labels: dict[tuple[str, str], dict[str, str]] = {}
+
+    def set_labels(self, namespace: str, name: str, labels: Mapping[str, str]) -> None:
+        """The RedisQueue's labels, for health answers scoped by a label selector."""
+        self._labels[(namespace, name)] = dict(labels)
+
+    def labels_of(self, namespace: str, name: str) -> Mapping[str, str]:
+        return self._labels.get((namespace, name), {})
 
     def add(self, probe: Probe) -> Probe | None:
         """Register ``probe``; returns the probe it replaced (the caller closes it)."""
@@ -289,6 +297,7 @@ class ProbeRegistry:
         return previous
 
     def remove(self, namespace: str, name: str) -> Probe | None:
+        self._labels.pop((namespace, name), None)
         return self._probes.pop((namespace, name), None)
 
     def get(self, namespace: str, name: str) -> Probe | None:

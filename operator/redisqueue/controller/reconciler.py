@@ -79,6 +79,9 @@ class Reconciler:
                 await self._write_status(state, body, None, force=True)
                 raise
             await self._ensure_probe(state, spec, contract)
+            self.probes.set_labels(
+                state.namespace, state.name, body["metadata"].get("labels") or {}
+            )
         await self._probe_and_report(state, body, force=True)
 
     async def _inject(
