@@ -60,6 +60,14 @@ def classify(exc: BaseException, endpoint: str, timeout: float) -> tuple[ProbeOu
     return "error", f"redis at {endpoint}: {type(exc).__name__}"
 
 
+def undetailed_failure(endpoint: str, timeout: float) -> str:
+    """The one failure message of an endpoint the operator's policy does not name."""
+    return (
+        f"redis at {endpoint}: no PONG within {timeout:g}s (cannot connect, no answer, or not "
+        "a Redis; the cause is reported only for hosts in the operator's allowed hosts)"
+    )
+
+
 def _ssl_detail(exc: BaseException) -> str:
     reason = getattr(exc, "reason", None) or getattr(exc, "verify_message", None)
     if isinstance(reason, str) and reason:
@@ -106,8 +114,12 @@ class Probe:
         name: str,
         timeout: float = 2.0,
         queues: Sequence[QueueKey] = (),
+        detailed_errors: bool = True,
     ) -> None:
         self.namespace = namespace
+        # False for endpoints the operator's policy does not name: their failures all read the
+        # same, so status does not tell a closed port from a filtered one (see .policy).
+        self.detailed_errors = detailed_errors
         self.name = name
         self.contract = contract
         self.endpoint = contract.endpoint
@@ -188,6 +200,10 @@ class Probe:
                 raise ReplyRejected("the answer to PING was not PONG")
         except Exception as exc:  # any fault is this RedisQueue's status
             reason, message = classify(exc, self.endpoint, self.timeout)
+            if not self.detailed_errors and not (
+                reason == "auth_failed" and self.contract.password
+            ):
+                reason, message = "unreachable", undetailed_failure(self.endpoint, self.timeout)
             result = ProbeResult(False, self.endpoint, reason, error=message)
             await self._reset_connections()
         else:
