@@ -85,7 +85,18 @@ def service_account_kubeconfig(plane: ControlPlane, directory: Path) -> Path:
 class OperatorProcess:
     """``redisqueue operator`` in a subprocess; logs go to a file the tests can read."""
 
-    def __init__(self, kubeconfig: Path, workdir: Path, namespaces: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        kubeconfig: Path,
+        workdir: Path,
+        namespaces: Sequence[str] = (),
+        environ: dict[str, str] | None = None,
+    ) -> None:
+        # The test install's policy names loopback, where the tests' Redis servers listen, so
+        # their failures are reported with the cause (tests/test_tenancy_e2e.py runs one that
+        # names nothing).
+        self.environ = {"REDISQUEUE_ALLOWED_HOSTS": "127.0.0.0/8,::1/128,localhost"}
+        self.environ.update(environ or {})
         self.kubeconfig = kubeconfig
         self.workdir = workdir
         self.namespaces = tuple(namespaces)
@@ -99,6 +110,7 @@ class OperatorProcess:
 
     def start(self, timeout: float = 60.0) -> OperatorProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "KUBE"))}
+        env.update(self.environ)
         env["KUBECONFIG"] = str(self.kubeconfig)
         env["HOSTNAME"] = "redisqueue-operator-test"
         log = self.log_path.open("ab")

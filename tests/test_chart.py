@@ -6,6 +6,7 @@ it into the local control plane, and check what its ServiceAccount may do with a
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import secrets
@@ -258,6 +259,8 @@ def test_default_render_is_the_plain_install_and_nothing_else(control_plane: Con
         "ServiceAccount",
         "ValidatingAdmissionPolicy",
         "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
         "ValidatingAdmissionPolicyBinding",
         "ValidatingAdmissionPolicyBinding",
     ]
@@ -266,6 +269,7 @@ def test_default_render_is_the_plain_install_and_nothing_else(control_plane: Con
         "redisqueue-operator",
         "redisqueue-operator-author-permissions",
         "redisqueue-operator-object-shapes",
+        "redisqueue-operator-policy",
     }
 
 
@@ -293,10 +297,33 @@ def test_admission_policies_are_the_plain_ones_for_the_releases_service_account(
         f"system:serviceaccount:redisqueue-system:{name}",
     )
     assert got == json.loads(plain)
+
+    # The operator policy: the chart's default lists are the plain file's.
+    got = rendered[("ValidatingAdmissionPolicy", f"{name}-policy")]["spec"]
+    want = _policy(REPO / "manifests" / "operator" / "70-operator-policy.yaml")
+    want_spec = want["ValidatingAdmissionPolicy"]["spec"]
+    lists = {"allowedCIDRs", "allowedSuffixes", "deniedCIDRs", "deniedSuffixes", "allowedImages"}
+    for variable in want_spec["variables"]:
+        if variable["name"] in lists:
+            variable["expression"] = ast.literal_eval(variable["expression"])
+    for variable in got["variables"]:
+        if variable["name"] in lists:
+            variable["expression"] = json.loads(variable["expression"])
+    assert got == want_spec
+    deployment = container(only(docs, "Deployment"))
+    env = {e["name"]: e.get("value") for e in deployment["env"]}
+    denied = [v for v in want_spec["variables"] if v["name"].startswith("denied")]
+    assert sorted(env["REDISQUEUE_DENIED_HOSTS"].split(",")) == sorted(
+        denied[0]["expression"] + denied[1]["expression"]
+    )
+    assert env["REDISQUEUE_ALLOWED_HOSTS"] == "" and env["REDISQUEUE_ALLOWED_IMAGES"] == ""
+
     off = render(
         control_plane,
         "--set",
         "admissionPolicies.authorPermissions=false,admissionPolicies.operatorObjectShapes=false",
+        "--set",
+        "admissionPolicies.operatorPolicy=false",
     )
     assert not [d for d in off if "Admission" in d["kind"]]
 
@@ -607,6 +634,8 @@ def test_install_creates_the_crd_and_a_locked_down_operator_then_uninstall_keeps
         "ServiceAccount",
         "ValidatingAdmissionPolicy",
         "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
         "ValidatingAdmissionPolicyBinding",
         "ValidatingAdmissionPolicyBinding",
     ]

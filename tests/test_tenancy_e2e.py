@@ -533,3 +533,25 @@ async def test_a_leaked_operator_token_creates_only_objects_of_the_operators_sha
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+# --- the operator's policy --------------------------------------------------------------------
+
+
+async def test_metadata_and_link_local_endpoints_are_refused(
+    operator: OperatorProcess,
+    control_plane: ControlPlane,
+    kube: Kube,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    # At admission (manifests/operator/70-operator-policy.yaml), for everyone.
+    for host in ("169.254.169.254", "fd00:ec2::254", "metadata.google.internal"):
+        message = await refused(kube, namespace, "meta", external(host, 80))
+        assert f"spec.redis.external.host: {host} is" in message
+        assert "refuses" in message
+    # What CEL cannot see (an IPv4-mapped IPv6 address), the operator refuses itself.
+    await create_rq(kube, namespace, "mapped", external("::ffff:169.254.169.254", 80))
+    rq = await wait_for_ready(kube, namespace, "mapped", "False", "PolicyRefused")
+    assert "is in a network the operator refuses" in condition(rq, "Ready")["message"]
+    assert operator.health(namespace, "mapped")[0] == 404  # never probed
