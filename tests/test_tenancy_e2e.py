@@ -555,3 +555,41 @@ async def test_metadata_and_link_local_endpoints_are_refused(
     rq = await wait_for_ready(kube, namespace, "mapped", "False", "PolicyRefused")
     assert "is in a network the operator refuses" in condition(rq, "Ready")["message"]
     assert operator.health(namespace, "mapped")[0] == 404  # never probed
+
+
+async def test_a_redisqueue_with_a_long_name_injects(
+    operator: OperatorProcess, kube: Kube, namespace: str, redis_server: RedisServer
+) -> None:
+    await apply_secret(kube, namespace, "redis-auth", {"password": redis_server.password or ""})
+    names = ["q" * 70 + "-one", "q" * 70 + "-two"]
+    for name, target in zip(names, ("app-one", "app-two"), strict=True):
+        await create_rq(
+            kube,
+            namespace,
+            name,
+            external(
+                redis_server.host,
+                redis_server.port,
+                auth={"secretRef": {"name": "redis-auth", "key": "password"}},
+                inject=[{"secretName": target}],
+            ),
+        )
+    seen: set[str] = set()
+    for name, target in zip(names, ("app-one", "app-two"), strict=True):
+        rq = await wait_for_ready(kube, namespace, name)
+        assert condition(rq, "Injected")["status"] == "True"
+        injected = await kube.get(object_path("v1", "Secret", namespace, target))
+        assert injected is not None
+        label = injected["metadata"]["labels"]["redisqueue.dev/redisqueue"]
+        assert len(label) <= 63
+        managers = {m["manager"] for m in injected["metadata"]["managedFields"]}
+        assert len(managers) == 1 and all(len(m) <= 128 for m in managers)
+        seen |= managers
+    assert len(seen) == 2  # two long names, two field managers
+    # Dropping the target releases it: the label finds the Secret again.
+    await kube.merge_patch(rq_path(namespace, names[0]), {"spec": {"inject": []}})
+
+    async def released() -> bool:
+        return await read_secret(kube, namespace, "app-one") is None
+
+    await eventually(released, what="app-one released by its long-named RedisQueue")
