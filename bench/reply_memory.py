@@ -51,10 +51,9 @@ def growth_kib(bounded: bool) -> tuple[int, int]:
 def main() -> None:
     stock, stock_sent = growth_kib(False)
     bounded, bounded_sent = growth_kib(True)
-    print(f"redis-py reader:   peak RSS +{stock / 1024:.1f} MiB, {stock_sent / 2**20:.1f} MiB read")
-    print(
-        f"bounded reader:    peak RSS +{bounded / 1024:.1f} MiB, {bounded_sent / 2**20:.1f} MiB sent"
-    )
+    mib = 2**20
+    print(f"redis-py reader: peak RSS +{stock / 1024:.1f} MiB, {stock_sent / mib:.1f} MiB sent")
+    print(f"bounded reader:  peak RSS +{bounded / 1024:.1f} MiB, {bounded_sent / mib:.1f} MiB sent")
     print(f"ratio bounded/stock: {max(bounded, 1) / max(stock, 1):.4f}")
 
 
