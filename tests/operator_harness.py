@@ -53,6 +53,8 @@ def install_crd_and_rbac(plane: ControlPlane) -> None:
         "ClusterRoleBinding",
         "Role",
         "RoleBinding",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
     }
     selected = [d for d in docs if d.get("kind") in wanted]
     assert any(d["kind"] == "ClusterRole" for d in selected), "manifests lack the ClusterRole"
@@ -89,7 +91,13 @@ class OperatorProcess:
         workdir: Path,
         namespaces: Sequence[str] = (),
         operator_args: Sequence[str] = (),
+        environ: dict[str, str] | None = None,
     ) -> None:
+        # The test install's policy names loopback, where the tests' Redis servers listen, so
+        # their failures are reported with the cause (tests/test_tenancy_e2e.py runs one that
+        # names nothing).
+        self.environ = {"REDISQUEUE_ALLOWED_HOSTS": "127.0.0.0/8,::1/128,localhost"}
+        self.environ.update(environ or {})
         self.kubeconfig = kubeconfig
         self.workdir = workdir
         self.namespaces = tuple(namespaces)
@@ -105,6 +113,7 @@ class OperatorProcess:
 
     def start(self, timeout: float = 60.0) -> OperatorProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "KUBE"))}
+        env.update(self.environ)
         env["KUBECONFIG"] = str(self.kubeconfig)
         env["HOSTNAME"] = "redisqueue-operator-test"
         log = self.log_path.open("ab")

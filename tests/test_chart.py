@@ -6,6 +6,7 @@ it into the local control plane, and check what its ServiceAccount may do with a
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import secrets
@@ -310,9 +311,75 @@ def test_default_render_is_the_plain_install_and_nothing_else(control_plane: Con
         "Deployment",
         "Service",
         "ServiceAccount",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+        "ValidatingAdmissionPolicyBinding",
+        "ValidatingAdmissionPolicyBinding",
     ]
     # Release "redisqueue-operator" gives the same names as the plain manifests.
-    assert {d["metadata"]["name"] for d in docs} == {"redisqueue-operator"}
+    assert {d["metadata"]["name"] for d in docs} == {
+        "redisqueue-operator",
+        "redisqueue-operator-author-permissions",
+        "redisqueue-operator-object-shapes",
+        "redisqueue-operator-policy",
+    }
+
+
+def _policy(path: Path) -> dict[str, Doc]:
+    return {d["kind"]: d for d in _load_all(path.read_text())}
+
+
+def test_admission_policies_are_the_plain_ones_for_the_releases_service_account(
+    control_plane: ControlPlane,
+) -> None:
+    docs = render(control_plane, release="acme")
+    rendered = {(d["kind"], d["metadata"]["name"]): d for d in docs if "Admission" in d["kind"]}
+    author = _policy(REPO / "crds" / "redisqueue.dev_admission-policy.yaml")
+    shapes = _policy(REPO / "manifests" / "operator" / "60-operator-admission-policy.yaml")
+    name = "acme-redisqueue-operator"
+    for kind in ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"):
+        got = rendered[(kind, f"{name}-author-permissions")]["spec"]
+        want = author[kind]["spec"]
+        if kind.endswith("Binding"):
+            want = {**want, "policyName": f"{name}-author-permissions"}
+        assert got == want
+    got = rendered[("ValidatingAdmissionPolicy", f"{name}-object-shapes")]["spec"]
+    plain = json.dumps(shapes["ValidatingAdmissionPolicy"]["spec"]).replace(
+        "system:serviceaccount:redisqueue-system:redisqueue-operator",
+        f"system:serviceaccount:redisqueue-system:{name}",
+    )
+    assert got == json.loads(plain)
+
+    # The operator policy: the chart's default lists are the plain file's.
+    got = rendered[("ValidatingAdmissionPolicy", f"{name}-policy")]["spec"]
+    want = _policy(REPO / "manifests" / "operator" / "70-operator-policy.yaml")
+    want_spec = want["ValidatingAdmissionPolicy"]["spec"]
+    lists = {"allowedCIDRs", "allowedSuffixes", "deniedCIDRs", "deniedSuffixes", "allowedImages"}
+    for variable in want_spec["variables"]:
+        if variable["name"] in lists:
+            variable["expression"] = ast.literal_eval(variable["expression"])
+    for variable in got["variables"]:
+        if variable["name"] in lists:
+            variable["expression"] = json.loads(variable["expression"])
+    assert got == want_spec
+    deployment = container(only(docs, "Deployment"))
+    env = {e["name"]: e.get("value") for e in deployment["env"]}
+    denied = [v for v in want_spec["variables"] if v["name"].startswith("denied")]
+    assert sorted(env["REDISQUEUE_DENIED_HOSTS"].split(",")) == sorted(
+        denied[0]["expression"] + denied[1]["expression"]
+    )
+    assert env["REDISQUEUE_ALLOWED_HOSTS"] == "" and env["REDISQUEUE_ALLOWED_IMAGES"] == ""
+
+    off = render(
+        control_plane,
+        "--set",
+        "admissionPolicies.authorPermissions=false,admissionPolicies.operatorObjectShapes=false",
+        "--set",
+        "admissionPolicies.operatorPolicy=false",
+    )
+    assert not [d for d in off if "Admission" in d["kind"]]
 
 
 def test_clusterrole_rules_equal_the_plain_manifest_rules(control_plane: ControlPlane) -> None:
@@ -421,7 +488,15 @@ def test_watch_namespaces_pass_namespace_args_and_bind_rbac_only_there(
     ]
     bindings = [d for d in docs if d["kind"] == "RoleBinding"]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["analytics", "marketplace"]
-    assert {b["roleRef"]["name"] for b in bindings} == {"redisqueue-operator"}
+    assert {(b["roleRef"]["kind"], b["roleRef"]["name"]) for b in bindings} == {
+        ("Role", "redisqueue-operator")
+    }
+    roles = [d for d in docs if d["kind"] == "Role"]
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["analytics", "marketplace"]
+    # No ClusterRole carries the namespaced rules (Secrets, StatefulSets, ...).
+    assert [d["metadata"]["name"] for d in docs if d["kind"] == "ClusterRole"] == [
+        "redisqueue-operator-cluster"
+    ]
     # Only the cluster-scoped reads are granted cluster-wide.
     (cluster_binding,) = [d for d in docs if d["kind"] == "ClusterRoleBinding"]
     assert cluster_binding["roleRef"]["name"] == "redisqueue-operator-cluster"
@@ -616,6 +691,12 @@ def test_install_creates_the_crd_and_a_locked_down_operator_then_uninstall_keeps
         "Deployment",
         "Service",
         "ServiceAccount",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+        "ValidatingAdmissionPolicyBinding",
+        "ValidatingAdmissionPolicyBinding",
     ]
 
     name = release.fullname
@@ -679,7 +760,6 @@ ALLOWED_EVERYWHERE: list[tuple[str, ...]] = [
     ("create", "secrets"),
     ("patch", "secrets"),
     ("delete", "secrets"),
-    ("watch", "secrets"),
     ("create", "services"),
     ("create", "statefulsets.apps"),
     ("patch", "statefulsets.apps"),
@@ -689,6 +769,9 @@ ALLOWED_EVERYWHERE: list[tuple[str, ...]] = [
     ("create", "events.events.k8s.io"),
 ]
 DENIED_EVERYWHERE: list[tuple[str, ...]] = [
+    ("watch", "secrets"),
+    ("update", "secrets"),
+    ("update", "redisqueues.redisqueue.dev"),
     ("create", "redisqueues.redisqueue.dev"),
     ("delete", "redisqueues.redisqueue.dev"),
     ("delete", "statefulsets.apps"),

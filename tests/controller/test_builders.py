@@ -649,3 +649,26 @@ def test_a_real_redis_server_runs_with_the_extra_config(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_long_redisqueue_names_get_distinct_field_managers_within_the_limit() -> None:
+    from redisqueue.controller.builders import inject_field_manager
+
+    first, second = "a" * 200 + "-one", "a" * 200 + "-two"
+    managers = {inject_field_manager(first), inject_field_manager(second)}
+    assert len(managers) == 2
+    assert all(len(m) <= 128 for m in managers)
+    assert inject_field_manager("jobs") == "redisqueue-operator/jobs"
+
+
+def test_long_redisqueue_names_fit_the_source_label() -> None:
+    import re
+
+    from redisqueue.controller.builders import source_label_value
+
+    long_names = ["q" * 64, "q" * 63 + "x", "n-" * 100]
+    values = {source_label_value(n) for n in long_names}
+    assert len(values) == 3
+    label = r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+    assert all(re.fullmatch(label, v) for v in values)
+    assert source_label_value("jobs") == "jobs"

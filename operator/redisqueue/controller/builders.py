@@ -18,6 +18,7 @@ the whole pod in one place; the names and labels they share sit at the top.
 from __future__ import annotations
 
 import base64
+import hashlib
 import secrets
 from collections.abc import Mapping
 from decimal import Decimal
@@ -607,7 +608,7 @@ def build_injected_secret_apply(
     """
     metadata: JSON = {"name": name, "namespace": namespace}
     if source is not None:
-        metadata["labels"] = {LABEL_REDISQUEUE: source}
+        metadata["labels"] = {LABEL_REDISQUEUE: source_label_value(source)}
     if owner is not None:
         metadata["ownerReferences"] = [owner_reference(owner, controller=False)]
     return {
@@ -632,6 +633,27 @@ def build_injected_secret_release(name: str, namespace: str) -> JSON:
     }
 
 
+def _shortened(value: str, limit: int) -> str:
+    """``value`` if it fits in ``limit`` characters, else a prefix and a hash of all of it.
+
+    Two different values never shorten to the same text unless their SHA-256 prefixes (64 bits)
+    collide, so two long RedisQueue names keep apart.
+    """
+    if len(value) <= limit:
+        return value
+    digest = hashlib.sha256(value.encode()).hexdigest()[:16]
+    return f"{value[: limit - 17].rstrip('-.')}-{digest}"
+
+
+def source_label_value(name: str) -> str:
+    """The ``redisqueue.dev/redisqueue`` label value for RedisQueue ``name`` (at most 63 chars)."""
+    return _shortened(name, 63)
+
+
 def inject_field_manager(name: str) -> str:
-    """One field manager per RedisQueue, so two RedisQueues writing one Secret conflict."""
-    return f"{FIELD_MANAGER}/{name}"[:128]
+    """One field manager per RedisQueue, so two RedisQueues writing one Secret conflict.
+
+    Field managers are limited to 128 characters; longer names are hashed, never truncated,
+    so two long names never share a manager.
+    """
+    return _shortened(f"{FIELD_MANAGER}/{name}", 128)

@@ -16,7 +16,9 @@ from .builders import (
     build_injected_secret_apply,
     build_injected_secret_release,
     inject_field_manager,
+    source_label_value,
 )
+from .credentials import refuse_special
 from .errors import SetupError
 from .kube import Kube, KubeError, object_path
 from .logs import about
@@ -39,6 +41,7 @@ async def inject_contract(
         return ConditionValue("True", Reason.NO_TARGETS, "spec.inject names no Secret")
     manager = inject_field_manager(name)
     for secret_name in targets:
+        await _refuse_special_target(kube, namespace, secret_name)
         body = build_injected_secret_apply(secret_name, namespace, contract, source=name)
         try:
             await kube.apply(body, field_manager=manager)
@@ -52,6 +55,17 @@ async def inject_contract(
         Reason.INJECTED,
         "connection contract written to Secret" + plural + ", ".join(targets),
     )
+
+
+async def _refuse_special_target(kube: Kube, namespace: str, secret_name: str) -> None:
+    """Never write into a service-account-token, TLS, docker-config or bootstrap Secret."""
+    try:
+        live = await kube.get(object_path("v1", "Secret", namespace, secret_name))
+    except KubeError as exc:
+        failed = _failure(secret_name, exc)
+        raise SetupError(failed.reason, failed.message) from None
+    if live is not None:
+        refuse_special(live, namespace, secret_name, "spec.inject")
 
 
 def _failure(secret_name: str, exc: KubeError) -> ConditionValue:
@@ -84,7 +98,7 @@ def _conflict_owner(message: str) -> str:
 
 async def release_dropped(kube: Kube, namespace: str, name: str, keep: set[str]) -> None:
     """Remove the contract from Secrets this RedisQueue wrote but no longer names."""
-    selector = f"{LABEL_REDISQUEUE}={name}"
+    selector = f"{LABEL_REDISQUEUE}={source_label_value(name)}"
     try:
         labelled = await kube.list(object_path("v1", "Secret", namespace), label_selector=selector)
     except KubeError as exc:

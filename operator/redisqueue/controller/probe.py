@@ -17,17 +17,18 @@ import asyncio
 import logging
 import ssl
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import redis.asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import AuthenticationError, ConnectionError, RedisError, ResponseError
+from redis.exceptions import AuthenticationError, ConnectionError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from redisqueue.contract import ConnectionContract, tls_options
 
 from . import metrics
+from .bounded import ReplyRejected, limit_replies
 from .logs import about
 from .probe_result import ProbeOutcome, ProbeResult, QueueKey, format_latency
 
@@ -46,6 +47,9 @@ def classify(exc: BaseException, endpoint: str, timeout: float) -> tuple[ProbeOu
             f"redis at {endpoint}: authentication failed (the password or ACL user was "
             "rejected; check the auth Secret)"
         )
+    if isinstance(exc, ReplyRejected):
+        # Its message names the limit or the fault, never the reply's bytes.
+        return "error", f"redis at {endpoint}: reply refused ({exc})"
     if isinstance(exc, TimeoutError | RedisTimeoutError | asyncio.TimeoutError):
         return "timeout", f"redis at {endpoint}: no answer within {timeout:g}s"
     cause = exc.__cause__ or exc.__context__
@@ -55,6 +59,14 @@ def classify(exc: BaseException, endpoint: str, timeout: float) -> tuple[ProbeOu
     if isinstance(exc, ConnectionError | OSError):
         return "unreachable", f"redis at {endpoint}: cannot connect ({_os_detail(exc)})"
     return "error", f"redis at {endpoint}: {type(exc).__name__}"
+
+
+def undetailed_failure(endpoint: str, timeout: float) -> str:
+    """The one failure message of an endpoint the operator's policy does not name."""
+    return (
+        f"redis at {endpoint}: no PONG within {timeout:g}s (cannot connect, no answer, or not "
+        "a Redis; the cause is reported only for hosts in the operator's allowed hosts)"
+    )
 
 
 def _ssl_detail(exc: BaseException) -> str:
@@ -84,6 +96,14 @@ def _os_detail(exc: BaseException) -> str:
     return "connection error"
 
 
+def _info_int(info: object, field: str) -> int:
+    """A numeric INFO field; 0 when INFO is not a mapping or the field is not a number."""
+    value = info.get(field, 0) if isinstance(info, dict) else 0
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0
+    return int(value)
+
+
 class Probe:
     """PINGs one Redis; shares in-flight PINGs between concurrent callers."""
 
@@ -95,8 +115,12 @@ class Probe:
         name: str,
         timeout: float = 2.0,
         queues: Sequence[QueueKey] = (),
+        detailed_errors: bool = True,
     ) -> None:
         self.namespace = namespace
+        # False for endpoints the operator's policy does not name: their failures all read the
+        # same, so status does not tell a closed port from a filtered one (see .policy).
+        self.detailed_errors = detailed_errors
         self.name = name
         self.contract = contract
         self.endpoint = contract.endpoint
@@ -122,8 +146,10 @@ class Probe:
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 1),
             max_connections=MAX_IN_FLIGHT + 2,
+            protocol=2,  # the bounded reader below parses RESP2
             **ssl_kwargs,
         )
+        limit_replies(self._client)  # a tenant's endpoint decides nothing about our memory
         self._up = metrics.UP.labels(namespace, name)
         self._latency = metrics.PING_DURATION.labels(namespace, name)
         self._last_probe = metrics.LAST_PROBE.labels(namespace, name)
@@ -170,9 +196,15 @@ class Probe:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self.timeout):
-                await self._client.ping()
-        except (RedisError, OSError, TimeoutError) as exc:
+                pong = await self._client.ping()
+            if pong is not True:
+                raise ReplyRejected("the answer to PING was not PONG")
+        except Exception as exc:  # any fault is this RedisQueue's status
             reason, message = classify(exc, self.endpoint, self.timeout)
+            if not self.detailed_errors and not (
+                reason == "auth_failed" and self.contract.password
+            ):
+                reason, message = "unreachable", undetailed_failure(self.endpoint, self.timeout)
             result = ProbeResult(False, self.endpoint, reason, error=message)
             await self._reset_connections()
         else:
@@ -186,7 +218,7 @@ class Probe:
         # Drop pooled sockets after a failure so the next PING dials afresh.
         try:
             await self._client.connection_pool.disconnect()
-        except (RedisError, OSError):
+        except Exception:  # noqa: S110 - the pool is rebuilt on the next PING anyway
             pass
 
     def _record(self, result: ProbeResult) -> None:
@@ -238,14 +270,14 @@ class Probe:
                     self.namespace,
                     self.name,
                     metrics.ServerInfo(
-                        connected_clients=int(info.get("connected_clients", 0)),
-                        commands_processed=int(info.get("total_commands_processed", 0)),
-                        used_memory_bytes=int(info.get("used_memory", 0)),
+                        connected_clients=_info_int(info, "connected_clients"),
+                        commands_processed=_info_int(info, "total_commands_processed"),
+                        used_memory_bytes=_info_int(info, "used_memory"),
                     ),
                 )
                 for queue in self.queues:
                     await self._queue_depth(queue)
-        except (RedisError, OSError, TimeoutError) as exc:
+        except Exception as exc:  # a hostile reply must not end the probe loop
             log.debug(
                 "%s/%s: details of redis at %s not collected (%s)",
                 self.namespace,
@@ -279,6 +311,14 @@ class ProbeRegistry:
 
     def __init__(self) -> None:
         self._probes: dict[tuple[str, str], Probe] = {}
+        self._labels: dict[tuple[str, str], dict[str, str]] = {}
+
+    def set_labels(self, namespace: str, name: str, labels: Mapping[str, str]) -> None:
+        """The RedisQueue's labels, for health answers scoped by a label selector."""
+        self._labels[(namespace, name)] = dict(labels)
+
+    def labels_of(self, namespace: str, name: str) -> Mapping[str, str]:
+        return self._labels.get((namespace, name), {})
 
     def add(self, probe: Probe) -> Probe | None:
         """Register ``probe``; returns the probe it replaced (the caller closes it)."""
@@ -288,6 +328,7 @@ class ProbeRegistry:
         return previous
 
     def remove(self, namespace: str, name: str) -> Probe | None:
+        self._labels.pop((namespace, name), None)
         return self._probes.pop((namespace, name), None)
 
     def get(self, namespace: str, name: str) -> Probe | None:

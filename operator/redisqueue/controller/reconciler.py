@@ -16,6 +16,7 @@ change of ``Ready``, not per probe. Nothing written anywhere carries a credentia
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 from collections.abc import Mapping
@@ -30,22 +31,42 @@ from .events import build_ready_event, ready_transition_is_news
 from .inject import inject_contract, release_all
 from .kube import Kube, KubeError, object_path
 from .logs import about
+from .policy import IPAddress, OperatorPolicy, host_address
 from .probe import Probe, ProbeRegistry
 from .probe_result import ProbeResult, QueueKey
 from .provision import delete_data, ensure_provisioned, statefulset_readiness
-from .spec import API_VERSION, KIND, RedisQueueSpec, SpecError, parse_spec, validate_resource_name
+from .spec import (
+    API_VERSION,
+    DEFAULT_IMAGE,
+    KIND,
+    RedisQueueSpec,
+    SpecError,
+    parse_spec,
+    validate_resource_name,
+)
 from .state import ConditionValue, QueueState, QueueStates, Reason
 from .status import compose_status, now_utc, status_needs_write
 
 log = logging.getLogger("redisqueue.operator")
 
+#: How long the policy check waits for a host name to resolve.
+RESOLVE_TIMEOUT_SECONDS = 2.0
+
 
 class Reconciler:
     """The operator's work for all RedisQueues, shared by the kopf handlers."""
 
-    def __init__(self, kube: Kube, probes: ProbeRegistry, *, instance: str | None = None) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        probes: ProbeRegistry,
+        *,
+        instance: str | None = None,
+        policy: OperatorPolicy | None = None,
+    ) -> None:
         self.kube = kube
         self.probes = probes
+        self.policy = policy or OperatorPolicy()
         self.states = QueueStates()
         self.instance = instance or os.environ.get("HOSTNAME", "redisqueue-operator")
 
@@ -63,6 +84,15 @@ class Reconciler:
                 state.setup_problem = ConditionValue("False", Reason.INVALID_SPEC, str(exc))
                 await self._write_status(state, body, None, force=True)
                 raise InvalidSpecError(str(exc)) from None
+            refused = await self._policy_problem(spec)
+            if refused is not None:
+                state.spec = None
+                state.setup_problem = ConditionValue("False", Reason.POLICY_REFUSED, refused)
+                stale = self.probes.remove(state.namespace, state.name)
+                if stale is not None:
+                    await stale.close()
+                await self._write_status(state, body, None, force=True)
+                raise InvalidSpecError(refused)
             state.spec = spec
             try:
                 secrets_read = (
@@ -80,7 +110,27 @@ class Reconciler:
                 await self._write_status(state, body, None, force=True)
                 raise
             await self._ensure_probe(state, spec, contract)
+            self.probes.set_labels(
+                state.namespace, state.name, body["metadata"].get("labels") or {}
+            )
         await self._probe_and_report(state, body, force=True)
+
+    async def _policy_problem(self, spec: RedisQueueSpec) -> str | None:
+        """Why the operator's policy refuses ``spec`` (host or image), or None."""
+        external, provision = spec.redis.external, spec.redis.provision
+        if provision is not None:
+            return self.policy.image_problem(provision.image, DEFAULT_IMAGE)
+        if external is None:
+            return None
+        resolved: list[IPAddress] = []
+        if host_address(external.host) is None:
+            try:
+                async with asyncio.timeout(RESOLVE_TIMEOUT_SECONDS):
+                    infos = await asyncio.get_running_loop().getaddrinfo(external.host, None)
+                resolved = [ipaddress.ip_address(info[4][0]) for info in infos]
+            except (OSError, TimeoutError, ValueError):
+                pass  # unresolvable now: the probe reports it; the name rules still apply
+        return self.policy.host_problem(external.host, resolved)
 
     async def _inject(
         self, state: QueueState, spec: RedisQueueSpec, contract: ConnectionContract
@@ -101,15 +151,23 @@ class Reconciler:
         current = self.probes.get(state.namespace, state.name)
         queues = tuple(QueueKey(q.key, q.type, q.group) for q in spec.queues)
         timeout = spec.health_check.timeout_seconds
+        # The operator built a provisioned Redis itself; an external one is the author's choice.
+        detailed = spec.mode == "provision" or self.policy.trusted(contract.host)
         if (
             current is not None
             and current.contract == contract
             and current.timeout == timeout
             and current.queues == queues
+            and current.detailed_errors == detailed
         ):
             return current
         probe = Probe(
-            contract, namespace=state.namespace, name=state.name, timeout=timeout, queues=queues
+            contract,
+            namespace=state.namespace,
+            name=state.name,
+            timeout=timeout,
+            queues=queues,
+            detailed_errors=detailed,
         )
         if current is not None:
             probe.last = current.last

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import sys
 from collections.abc import Collection
 
 import kopf
@@ -13,6 +15,7 @@ from aiohttp import web
 from . import handlers  # noqa: F401 - registers the kopf handlers
 from .health import create_app
 from .kube import Kube
+from .policy import OperatorPolicy, PolicyError
 from .probe import ProbeRegistry
 from .reconciler import Reconciler
 
@@ -46,7 +49,9 @@ async def serve_operator(
     port: int,
     standalone: bool,
     stop: asyncio.Event | None = None,
+    policy: OperatorPolicy | None = None,
 ) -> None:
+    policy = policy or OperatorPolicy()
     probes = ProbeRegistry()
     kube = await Kube.connect()
     try:
@@ -57,7 +62,13 @@ async def serve_operator(
     log.info(
         "connected to the Kubernetes API at %s (%s)", kube.api.configuration.host, server_version
     )
-    reconciler = Reconciler(kube, probes)
+    reconciler = Reconciler(kube, probes, policy=policy)
+    log.info(
+        "policy: external hosts %s; %d denied host rules; provision images %s",
+        policy.describe_allowed() or "any not denied",
+        len(policy.denied.suffixes) + len(policy.denied.networks),
+        ", ".join(policy.allowed_images) or "any (non-default ones need the author's rights)",
+    )
     ready = asyncio.Event()
     liveness = Liveness(reconciler)
     app = create_app(
@@ -94,8 +105,15 @@ async def serve_operator(
 
 def run_operator(*, namespaces: Collection[str], host: str, port: int, standalone: bool) -> int:
     try:
+        policy = OperatorPolicy.from_env(os.environ)
+    except PolicyError as exc:
+        print(f"redisqueue operator: {exc}", file=sys.stderr)
+        return 2
+    try:
         asyncio.run(
-            serve_operator(namespaces=namespaces, host=host, port=port, standalone=standalone)
+            serve_operator(
+                namespaces=namespaces, host=host, port=port, standalone=standalone, policy=policy
+            )
         )
     except KeyboardInterrupt:
         pass

@@ -17,6 +17,7 @@ field it guards.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from datetime import datetime
@@ -93,7 +94,7 @@ SECRET_KEY_PATTERN: Final = r"^[-._a-zA-Z0-9]+$"  # noqa: S105 - a regex
 #: with no scheme, port, path or credentials.
 HOST_PATTERN: Final = (
     r"^([A-Za-z0-9]([-_A-Za-z0-9]*[A-Za-z0-9])?)(\.[A-Za-z0-9]([-_A-Za-z0-9]*[A-Za-z0-9])?)*\.?$"
-    r"|^[0-9A-Fa-f]*:[0-9A-Fa-f:.]*$"
+    r"|^[0-9A-Fa-f]{0,4}(:[0-9A-Fa-f]{0,4}){2,7}(:?[0-9]{1,3}(\.[0-9]{1,3}){3})?$"
 )
 #: resource.Quantity's own syntax, as Kubernetes publishes it for int-or-string quantities.
 QUANTITY_PATTERN: Final = (
@@ -281,6 +282,13 @@ def _check_storage_size(value: str) -> str:
 def _check_host(value: str) -> str:
     if not re.fullmatch(HOST_PATTERN, value):
         raise ValueError(MSG_HOST)
+    if ":" in value:
+        # The pattern (shared with the CRD's CEL rule) admits the IPv6 alphabet and shape;
+        # the address itself is checked here.
+        try:
+            ipaddress.IPv6Address(value)
+        except ValueError:
+            raise ValueError(MSG_HOST) from None
     return value
 
 
