@@ -5,6 +5,10 @@
 (b) asyncio GET throughput through the instrumented pooled client against bare redis-py
     with the same BlockingConnectionPool size and concurrency, in many short alternating
     slices. Target: ratio >= 0.9.
+(c) the pool under 20x oversubscription (1000 tasks on 50 connections) with short blocking
+    pops in the mix: failures (goal 0), p50/p99 wait for a connection and total time, the
+    client library's fair pool against redis-py's BlockingConnectionPool, same pool size,
+    pool timeout and work, rounds alternating.
 
 Both start their own redis-server on a free loopback port. Run: ``python bench/bench.py``
 (installs nothing; needs redis-server and, for (a), wrk: ``apt-get install redis-server wrk``).
@@ -31,6 +35,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE.parent / "operator"))
 
 import redis.asyncio  # noqa: E402
+from redis.exceptions import ConnectionError as RedisConnectionError  # noqa: E402
 
 from redis_server import RedisServer, free_port  # noqa: E402
 from redisqueue.client import create_async_client  # noqa: E402
@@ -174,6 +179,125 @@ async def bench_client(server: RedisServer, slices: int, total: int, concurrency
     await bare.aclose()
 
 
+class _Waits:
+    """Records each wait for a pooled connection (the fair pool's observer hook)."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+
+    def waited(self, seconds: float) -> None:
+        self.seconds.append(seconds)
+
+    def exhausted(self) -> None:
+        pass
+
+
+class _TimedStockPool(redis.asyncio.BlockingConnectionPool):
+    """redis-py's pool, timed the same way: from asking for a connection to having one."""
+
+    waits: _Waits
+
+    async def get_connection(self, *args: object, **kwargs: object) -> object:
+        started = time.monotonic()
+        try:
+            return await super().get_connection()
+        finally:
+            self.waits.waited(time.monotonic() - started)
+
+
+async def _oversubscribed(
+    client: redis.asyncio.Redis, tasks: int, rounds_per_task: int, pop_seconds: float
+) -> tuple[int, float, int]:
+    """``tasks`` tasks, each a loop of GET, a short BLPOP on an empty list and INCR.
+    Returns (failed tasks, seconds for all, commands completed)."""
+    completed = 0
+
+    async def job(i: int) -> None:
+        nonlocal completed
+        for _ in range(rounds_per_task):
+            await client.get("bench:key")
+            await client.blpop([f"bench:empty:{i % 16}"], timeout=pop_seconds)
+            await client.incr("bench:done")
+            completed += 3
+
+    started = time.perf_counter()
+    results = await asyncio.gather(*(job(i) for i in range(tasks)), return_exceptions=True)
+    elapsed = time.perf_counter() - started
+    failed = sum(isinstance(r, RedisConnectionError) for r in results)
+    others = [
+        r
+        for r in results
+        if isinstance(r, BaseException) and not isinstance(r, RedisConnectionError)
+    ]
+    if others:
+        raise others[0]
+    return failed, elapsed, completed
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+async def bench_pool(
+    server: RedisServer, rounds: int, tasks: int, cap: int, pool_timeout: float
+) -> None:
+    settings = load_settings(
+        {
+            "REDIS_URL": f"redis://{server.endpoint}/0",
+            "REDIS_PASSWORD": server.password or "",
+            "REDIS_POOL_MAX_CONNECTIONS": str(cap),
+            "REDIS_POOL_TIMEOUT_SECONDS": str(pool_timeout),
+        },
+        env_file=None,
+    )
+    ours = create_async_client(settings, name="bench-pool")
+    ours_waits = _Waits()
+    ours.connection_pool.observer = ours_waits  # type: ignore[attr-defined]
+    stock_pool = _TimedStockPool(
+        host=server.host,
+        port=server.port,
+        password=server.password,
+        max_connections=cap,
+        timeout=pool_timeout,
+    )
+    stock_waits = _Waits()
+    stock_pool.waits = stock_waits
+    stock = redis.asyncio.Redis(connection_pool=stock_pool)
+    figures: dict[str, list[tuple[int, float, int]]] = {"ours": [], "stock": []}
+    order = [("ours", ours), ("stock", stock)]
+    for i in range(rounds):
+        for kind, client in order if i % 2 == 0 else order[::-1]:
+            figures[kind].append(await _oversubscribed(client, tasks, 5, 0.02))
+
+    def line(kind: str, waits: _Waits) -> tuple[str, float, float]:
+        failed = sum(f for f, _, _ in figures[kind])
+        total = statistics.median(t for _, t, _ in figures[kind])
+        rate = sum(c for _, _, c in figures[kind]) / sum(t for _, t, _ in figures[kind])
+        p50, p99 = _pct(waits.seconds, 0.5), _pct(waits.seconds, 0.99)
+        return (
+            f"{failed:4d} of {rounds * tasks} tasks failed, connection wait p50 "
+            f"{p50 * 1000:6.1f} ms p99 {p99 * 1000:6.1f} ms, total {total:5.2f} s per round, "
+            f"{rate:,.0f} commands/s completed",
+            total,
+            rate,
+        )
+
+    ours_line, ours_total, ours_rate = line("ours", ours_waits)
+    stock_line, stock_total, stock_rate = line("stock", stock_waits)
+    print(
+        f"(c) pool: {tasks} tasks on {cap} connections, pool timeout {pool_timeout:g} s, each task "
+        f"5 x (GET, BLPOP timeout 20 ms on an empty list, INCR), {rounds} rounds alternating\n"
+        f"    fair pool:            {ours_line}\n"
+        f"    redis-py's pool:      {stock_line}\n"
+        f"    completed commands/s ratio ours/redis-py {ours_rate / stock_rate:.2f}, "
+        f"total time ratio {ours_total / stock_total:.2f} (redis-py's total stops early "
+        "for the tasks that failed)"
+    )
+    await ours.aclose()
+    await stock.aclose()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
@@ -182,13 +306,23 @@ def main() -> int:
     parser.add_argument("--gets", type=int, default=1000, help="GETs per slice for (b)")
     parser.add_argument("--slices", type=int, default=200, help="alternating slices for (b)")
     parser.add_argument("--concurrency", type=int, default=50, help="client tasks")
+    parser.add_argument("--pool-rounds", type=int, default=4, help="alternating rounds for (c)")
+    parser.add_argument("--pool-tasks", type=int, default=1000, help="tasks for (c), 20x the pool")
+    parser.add_argument(
+        "--only", choices=["health", "client", "pool"], action="append", help="run only these"
+    )
     args = parser.parse_args()
+    only = set(args.only or ["health", "client", "pool"])
     with tempfile.TemporaryDirectory() as tmp:
         server = RedisServer(Path(tmp), password="bench-password").start()
         try:
             print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
-            bench_health(server, args.rounds, args.seconds, args.connections)
-            asyncio.run(bench_client(server, args.slices, args.gets, args.concurrency))
+            if "health" in only:
+                bench_health(server, args.rounds, args.seconds, args.connections)
+            if "client" in only:
+                asyncio.run(bench_client(server, args.slices, args.gets, args.concurrency))
+            if "pool" in only:
+                asyncio.run(bench_pool(server, args.pool_rounds, args.pool_tasks, 50, 5.0))
         finally:
             server.stop()
     return 0

@@ -53,6 +53,8 @@ def install_crd_and_rbac(plane: ControlPlane) -> None:
         "ClusterRoleBinding",
         "Role",
         "RoleBinding",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
     }
     selected = [d for d in docs if d.get("kind") in wanted]
     assert any(d["kind"] == "ClusterRole" for d in selected), "manifests lack the ClusterRole"
@@ -93,10 +95,19 @@ class OperatorProcess:
         identity: str = "redisqueue-operator-test",
         extra_args: Sequence[str] = ("--standalone",),
         wait_for: str = "/readyz",
+        operator_args: Sequence[str] = (),
+        environ: dict[str, str] | None = None,
     ) -> None:
+        # The test install's policy names loopback, where the tests' Redis servers listen, so
+        # their failures are reported with the cause (tests/test_tenancy_e2e.py runs one that
+        # names nothing).
+        self.environ = {"REDISQUEUE_ALLOWED_HOSTS": "127.0.0.0/8,::1/128,localhost"}
+        self.environ.update(environ or {})
         self.kubeconfig = kubeconfig
         self.workdir = workdir
         self.namespaces = tuple(namespaces)
+        #: Extra flags after the ``operator`` subcommand (global ones work there too).
+        self.operator_args = tuple(operator_args)
         self.log_level = log_level
         self.identity = identity
         self.extra_args = tuple(extra_args)
@@ -111,6 +122,7 @@ class OperatorProcess:
 
     def start(self, timeout: float = 60.0) -> OperatorProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "KUBE"))}
+        env.update(self.environ)
         env["KUBECONFIG"] = str(self.kubeconfig)
         env["HOSTNAME"] = self.identity
         log = self.log_path.open("ab")
@@ -122,6 +134,7 @@ class OperatorProcess:
                 "--log-level",
                 self.log_level,
                 "operator",
+                *self.operator_args,
                 *(
                     [arg for ns in self.namespaces for arg in ("--namespace", ns)]
                     or ["--all-namespaces"]

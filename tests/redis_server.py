@@ -10,6 +10,7 @@ import contextlib
 import datetime
 import ipaddress
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -133,8 +134,10 @@ class RedisServer:
         password: str | None = None,
         tls: TLSFiles | None = None,
         port: int | None = None,
+        unix_socket: Path | None = None,
     ) -> None:
         self.workdir = workdir
+        self.unix_socket = unix_socket
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.password = password
         self.tls = tls
@@ -174,6 +177,8 @@ class RedisServer:
             ]
         else:
             lines.append(f"port {self.port}")
+        if self.unix_socket:
+            lines += [f'unixsocket "{self.unix_socket}"', "unixsocketperm 700"]
         if self.password:
             lines.append(f'requirepass "{self.password}"')
         return "\n".join(lines) + "\n"
@@ -244,6 +249,15 @@ class RedisServer:
                 time.sleep(0.02)
                 continue
             break
+
+    def freeze(self) -> None:
+        """SIGSTOP: connections stay open but nothing answers, as over a half-open one."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
 
     def restart(self) -> None:
         self.stop()

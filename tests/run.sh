@@ -6,7 +6,8 @@
 #
 # Installs (once): redis-server from Debian packages (root, or tells you the command),
 # a virtualenv in .venv with the project and its dev extras, and the local Kubernetes
-# control plane built from Go modules into .cache/ (15-40 min cold on 2 cores, seconds warm).
+# control plane and the test tools built from Go modules into .cache/ (15-40 min cold on 2
+# cores, seconds warm).
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
@@ -54,6 +55,15 @@ started=$SECONDS
 prometheus_bin="$(tests/tools/prometheus/build.sh)"
 echo "binaries in $prometheus_bin ($((SECONDS - started)) s)"
 export REDISQUEUE_PROMETHEUS_BIN="$prometheus_bin"
+
+step "Go tools (actionlint, terraform-docs)"
+for tool in actionlint terraform-docs; do
+  started=$SECONDS
+  tool_bin="$(tests/tools/$tool/build.sh)"
+  echo "$tool in $tool_bin ($((SECONDS - started)) s)"
+  var="REDISQUEUE_$(echo "$tool" | tr 'a-z-' 'A-Z_')_BIN"
+  export "$var=$tool_bin"
+done
 
 step "ruff (lint and format)"
 .venv/bin/ruff check .

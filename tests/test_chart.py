@@ -6,9 +6,11 @@ it into the local control plane, and check what its ServiceAccount may do with a
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import secrets
+import tarfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -49,7 +51,9 @@ def _manifest(kind: str) -> Doc:
 
 def render(cp: ControlPlane, *args: str, release: str = "redisqueue-operator") -> list[Doc]:
     """``helm template`` the chart into ``redisqueue-system`` and parse the documents."""
-    proc = cp.helm("template", release, str(CHART), "--namespace", "redisqueue-system", *args)
+    proc = cp.helm(
+        "template", release, str(CHART), "--namespace", "redisqueue-system", "--skip-tests", *args
+    )
     return _load_all(proc.stdout)
 
 
@@ -171,10 +175,34 @@ def test_chart_crd_copy_is_the_top_level_crd_byte_for_byte() -> None:
     assert (CHART / "crds" / CRD_FILE).read_bytes() == top, f"refresh the copy: {REFRESH_CRD}"
 
 
-def test_chart_readme_documents_the_crd_refresh_and_upgrade_commands() -> None:
+UPGRADE_CRD = (
+    "helm show crds oci://ghcr.io/redisqueue/charts/redisqueue-operator --version 0.2.0 \\\n"
+    "  | kubectl apply --server-side -f -"
+)
+
+
+def test_crd_refresh_is_documented_for_contributors_and_the_upgrade_for_chart_users() -> None:
+    assert REFRESH_CRD in (REPO / "CONTRIBUTING.md").read_text()
     readme = (CHART / "README.md").read_text()
-    assert REFRESH_CRD in readme
-    assert "kubectl apply --server-side -f crds/" in readme
+    assert UPGRADE_CRD in readme
+    notes = (CHART / "templates" / "NOTES.txt").read_text()
+    assert "| kubectl apply --server-side -f -" in notes
+
+
+#: Folders of the repository that a user of the packaged chart does not have.
+REPO_ONLY = ("manifests/", "charts/", "docs/", "operator/", "terraform/", "tests/", "bench/")
+
+
+def test_chart_readme_notes_and_values_name_no_path_outside_the_chart() -> None:
+    for path in (CHART / "README.md", CHART / "templates" / "NOTES.txt", CHART / "values.yaml"):
+        text = path.read_text()
+        # URLs (the runbooks, the OCI reference) are fine: a chart user can open them.
+        text = re.sub(r"(https?|oci)://\S+", "", text)
+        found = [m.group(0) for m in re.finditer(r"(?<![\w./-])[\w.-]+/[\w./-]*", text)]
+        outside = [f for f in found if f.startswith(REPO_ONLY)]
+        assert outside == [], f"{path.name} names repository paths: {outside}"
+    # The crds/ folder the README speaks of is part of the chart.
+    assert (CHART / "crds" / CRD_FILE).is_file()
 
 
 def test_chart_metadata_pins_versions_and_kubernetes() -> None:
@@ -184,6 +212,33 @@ def test_chart_metadata_pins_versions_and_kubernetes() -> None:
     assert (chart["version"], chart["appVersion"]) == ("0.1.0", "0.1.0")
     assert chart["kubeVersion"] == ">=1.30.0-0"
     assert chart["description"] and {"redis", "operator"} <= set(chart["keywords"])
+
+
+def test_chart_metadata_says_where_it_comes_from_for_artifact_hub() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    home = "https://github.com/redisqueue/redisqueue-operator"
+    assert chart["home"] == home and chart["sources"] == [home]
+    assert chart["maintainers"] and all(m["name"] for m in chart["maintainers"])
+    notes = chart["annotations"]
+    assert notes["artifacthub.io/license"] == "Apache-2.0"
+    assert notes["artifacthub.io/operator"] == "true"
+    (crd,) = yaml.safe_load(notes["artifacthub.io/crds"])
+    top = yaml.safe_load((REPO / "crds" / CRD_FILE).read_text())
+    assert crd["name"] == top["metadata"]["name"] == CRD_NAME
+    assert crd["kind"] == top["spec"]["names"]["kind"]
+    assert crd["version"] in {v["name"] for v in top["spec"]["versions"]}
+    (image,) = yaml.safe_load(notes["artifacthub.io/images"])
+    values = yaml.safe_load((CHART / "values.yaml").read_text())["image"]
+    expected = f"{values['registry']}/{values['repository']}:{chart['appVersion']}"
+    assert image["image"] == expected
+    links = {link["name"]: link["url"] for link in yaml.safe_load(notes["artifacthub.io/links"])}
+    assert links["Runbooks"].endswith("/docs/runbooks")
+    assert (REPO / "docs" / "runbooks").is_dir() and (REPO / "CHANGELOG.md").is_file()
+
+
+def test_helmignore_keeps_editor_and_packaging_leftovers_out() -> None:
+    patterns = (CHART / ".helmignore").read_text().split()
+    assert {".git/", "*.tgz", "__pycache__/", "*.swp"} <= set(patterns)
 
 
 def test_every_value_is_documented_once_with_a_param_line() -> None:
@@ -244,7 +299,7 @@ def test_helm_lint_strict_passes_with_every_optional_object(control_plane: Contr
         "--set",
         "metrics.prometheusRule.enabled=true,metrics.prometheusRule.depthGrowing.enabled=true",
         "--set",
-        "watchNamespaces={a,b}",
+        "watchNamespaces={a,b},grafanaDashboard.enabled=true",
     )
 
 
@@ -259,16 +314,80 @@ def test_default_render_is_the_plain_install_and_nothing_else(control_plane: Con
         "RoleBinding",
         "Service",
         "ServiceAccount",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+        "ValidatingAdmissionPolicyBinding",
+        "ValidatingAdmissionPolicyBinding",
     ]
     # Release "redisqueue-operator" gives the same names as the plain manifests.
     assert {d["metadata"]["name"] for d in docs} == {
         "redisqueue-operator",
         "redisqueue-operator-leader-election",
+        "redisqueue-operator-author-permissions",
+        "redisqueue-operator-object-shapes",
+        "redisqueue-operator-policy",
     }
     assert only(docs, "Role")["rules"] == _manifest("Role")["rules"]
     budget = only(docs, "PodDisruptionBudget")["spec"]
     assert budget["maxUnavailable"] == _manifest("PodDisruptionBudget")["spec"]["maxUnavailable"]
     assert budget["selector"] == only(docs, "Deployment")["spec"]["selector"]
+
+
+def _policy(path: Path) -> dict[str, Doc]:
+    return {d["kind"]: d for d in _load_all(path.read_text())}
+
+
+def test_admission_policies_are_the_plain_ones_for_the_releases_service_account(
+    control_plane: ControlPlane,
+) -> None:
+    docs = render(control_plane, release="acme")
+    rendered = {(d["kind"], d["metadata"]["name"]): d for d in docs if "Admission" in d["kind"]}
+    author = _policy(REPO / "crds" / "redisqueue.dev_admission-policy.yaml")
+    shapes = _policy(REPO / "manifests" / "operator" / "60-operator-admission-policy.yaml")
+    name = "acme-redisqueue-operator"
+    for kind in ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"):
+        got = rendered[(kind, f"{name}-author-permissions")]["spec"]
+        want = author[kind]["spec"]
+        if kind.endswith("Binding"):
+            want = {**want, "policyName": f"{name}-author-permissions"}
+        assert got == want
+    got = rendered[("ValidatingAdmissionPolicy", f"{name}-object-shapes")]["spec"]
+    plain = json.dumps(shapes["ValidatingAdmissionPolicy"]["spec"]).replace(
+        "system:serviceaccount:redisqueue-system:redisqueue-operator",
+        f"system:serviceaccount:redisqueue-system:{name}",
+    )
+    assert got == json.loads(plain)
+
+    # The operator policy: the chart's default lists are the plain file's.
+    got = rendered[("ValidatingAdmissionPolicy", f"{name}-policy")]["spec"]
+    want = _policy(REPO / "manifests" / "operator" / "70-operator-policy.yaml")
+    want_spec = want["ValidatingAdmissionPolicy"]["spec"]
+    lists = {"allowedCIDRs", "allowedSuffixes", "deniedCIDRs", "deniedSuffixes", "allowedImages"}
+    for variable in want_spec["variables"]:
+        if variable["name"] in lists:
+            variable["expression"] = ast.literal_eval(variable["expression"])
+    for variable in got["variables"]:
+        if variable["name"] in lists:
+            variable["expression"] = json.loads(variable["expression"])
+    assert got == want_spec
+    deployment = container(only(docs, "Deployment"))
+    env = {e["name"]: e.get("value") for e in deployment["env"]}
+    denied = [v for v in want_spec["variables"] if v["name"].startswith("denied")]
+    assert sorted(env["REDISQUEUE_DENIED_HOSTS"].split(",")) == sorted(
+        denied[0]["expression"] + denied[1]["expression"]
+    )
+    assert env["REDISQUEUE_ALLOWED_HOSTS"] == "" and env["REDISQUEUE_ALLOWED_IMAGES"] == ""
+
+    off = render(
+        control_plane,
+        "--set",
+        "admissionPolicies.authorPermissions=false,admissionPolicies.operatorObjectShapes=false",
+        "--set",
+        "admissionPolicies.operatorPolicy=false",
+    )
+    assert not [d for d in off if "Admission" in d["kind"]]
 
 
 def test_clusterrole_rules_equal_the_plain_manifest_rules(control_plane: ControlPlane) -> None:
@@ -339,6 +458,7 @@ def test_values_reach_the_deployment(control_plane: ControlPlane, tmp_path: Path
             "pullSecrets": ["regcred"],
         },
         "logLevel": "DEBUG",
+        "logFormat": "json",
         "extraEnv": [{"name": "TZ", "value": "UTC"}],
         "podAnnotations": {"example.com/scrape": "yes"},
         "nodeSelector": {"kubernetes.io/os": "linux"},
@@ -355,6 +475,7 @@ def test_values_reach_the_deployment(control_plane: ControlPlane, tmp_path: Path
     operator = container(deployment)
     assert operator["image"] == "registry.example/team/rq:1.2.3"
     assert {"name": "LOG_LEVEL", "value": "DEBUG"} in operator["env"]
+    assert {"name": "LOG_FORMAT", "value": "json"} in operator["env"]
     assert {"name": "TZ", "value": "UTC"} in operator["env"]
     assert operator["args"][-2:] == ["--port", "9090"]
     assert operator["ports"][0]["containerPort"] == 9090
@@ -396,7 +517,15 @@ def test_watch_namespaces_pass_namespace_args_and_bind_rbac_only_there(
         if d["kind"] == "RoleBinding" and d["roleRef"]["name"] == "redisqueue-operator"
     ]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["analytics", "marketplace"]
-    assert {b["roleRef"]["name"] for b in bindings} == {"redisqueue-operator"}
+    assert {(b["roleRef"]["kind"], b["roleRef"]["name"]) for b in bindings} == {
+        ("Role", "redisqueue-operator")
+    }
+    roles = [d for d in docs if d["kind"] == "Role"]
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["analytics", "marketplace"]
+    # No ClusterRole carries the namespaced rules (Secrets, StatefulSets, ...).
+    assert [d["metadata"]["name"] for d in docs if d["kind"] == "ClusterRole"] == [
+        "redisqueue-operator-cluster"
+    ]
     # Only the cluster-scoped reads are granted cluster-wide.
     (cluster_binding,) = [d for d in docs if d["kind"] == "ClusterRoleBinding"]
     assert cluster_binding["roleRef"]["name"] == "redisqueue-operator-cluster"
@@ -475,6 +604,7 @@ def test_prometheusrule_alerts_on_the_operator_metrics(control_plane: ControlPla
         "redisqueue_ping_duration_seconds_bucket",
         "redisqueue_reconcile_total",
         "redisqueue_queue_depth",
+        "redisqueue_last_probe_timestamp_seconds",
     }
     base = render(
         control_plane,
@@ -489,6 +619,8 @@ def test_prometheusrule_alerts_on_the_operator_metrics(control_plane: ControlPla
         "RedisQueueDown",
         "RedisQueueSlowPing",
         "RedisQueueOperatorReconcileErrors",
+        "RedisQueueProbesStopped",
+        "RedisQueueOperatorAbsent",
     }
     assert alerts["RedisQueueDown"]["expr"] == "redisqueue_up == 0"
     assert alerts["RedisQueueDown"]["for"] == "2m"
@@ -591,6 +723,12 @@ def test_install_creates_the_crd_and_a_locked_down_operator_then_uninstall_keeps
         "RoleBinding",
         "Service",
         "ServiceAccount",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+        "ValidatingAdmissionPolicyBinding",
+        "ValidatingAdmissionPolicyBinding",
     ]
 
     name = release.fullname
@@ -654,7 +792,6 @@ ALLOWED_EVERYWHERE: list[tuple[str, ...]] = [
     ("create", "secrets"),
     ("patch", "secrets"),
     ("delete", "secrets"),
-    ("watch", "secrets"),
     ("create", "services"),
     ("create", "statefulsets.apps"),
     ("patch", "statefulsets.apps"),
@@ -664,6 +801,9 @@ ALLOWED_EVERYWHERE: list[tuple[str, ...]] = [
     ("create", "events.events.k8s.io"),
 ]
 DENIED_EVERYWHERE: list[tuple[str, ...]] = [
+    ("watch", "secrets"),
+    ("update", "secrets"),
+    ("update", "redisqueues.redisqueue.dev"),
     ("create", "redisqueues.redisqueue.dev"),
     ("delete", "redisqueues.redisqueue.dev"),
     ("delete", "statefulsets.apps"),
@@ -860,3 +1000,105 @@ def test_operator_runs_with_only_the_chart_service_account_permissions(
         assert "forbidden" not in operator.logs().lower()
     finally:
         operator.stop()
+
+
+# --------------------------------------------------------------------------- the packaged chart
+
+
+def test_helm_test_pod_checks_readyz_through_the_service_and_can_be_turned_off(
+    control_plane: ControlPlane,
+) -> None:
+    args = ("template", "rel", str(CHART), "--namespace", "ops")
+    docs = _load_all(
+        control_plane.helm(*args, "--show-only", "templates/tests/test-readyz.yaml").stdout
+    )
+    pod = only(docs, "Pod")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    (check,) = pod["spec"]["containers"]
+    assert check["args"] == ["http://rel-redisqueue-operator.ops.svc:8080/readyz"]
+    assert check["image"] == container(only(render(control_plane), "Deployment"))["image"]
+    assert pod["spec"]["restartPolicy"] == "Never"
+    assert pod["spec"]["automountServiceAccountToken"] is False
+    off = control_plane.helm(*args, "--set", "helmTest.enabled=false").stdout
+    assert "test-readyz" not in off
+
+
+def test_packaged_chart_installs_from_its_tgz_and_upgrades_its_crd_from_the_package(
+    control_plane: ControlPlane, namespace: str, tmp_path: Path
+) -> None:
+    cp = control_plane
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    cp.helm("package", str(CHART), "--destination", str(tmp_path))
+    tgz = tmp_path / f"redisqueue-operator-{chart['version']}.tgz"
+    with tarfile.open(tgz) as archive:
+        names = set(archive.getnames())
+    root = "redisqueue-operator/"
+    for wanted in (
+        "Chart.yaml",
+        "values.yaml",
+        "values.schema.json",
+        "README.md",
+        f"crds/{CRD_FILE}",
+        "templates/NOTES.txt",
+        "templates/tests/test-readyz.yaml",
+        "dashboards/redisqueue-operator.json",
+    ):
+        assert root + wanted in names, f"{wanted} is not in the package"
+    assert not [n for n in names if "__pycache__" in n or n.endswith((".swp", ".tgz"))]
+
+    # Installed from the .tgz alone, as a user who never saw this repository does.
+    cp.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
+    release = f"pkg-{secrets.token_hex(3)}"
+    fullname = f"{release}-redisqueue-operator"
+    try:
+        notes = cp.helm(
+            "install", release, str(tgz), "--namespace", namespace, "--wait=false"
+        ).stdout
+        assert f"helm test {release} -n {namespace}" in notes
+        assert "helm show crds redisqueue-operator-VERSION.tgz" in notes
+        cp.kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
+        assert exists(cp, "deployment", fullname, "-n", namespace)
+
+        # The helm test hook is part of the release. No kubelet runs pods here, so prove the
+        # API server admits it under the "restricted" Pod Security Standard (server dry run).
+        hooks = _load_all(cp.helm("get", "hooks", release, "-n", namespace).stdout)
+        pod = only(hooks, "Pod")
+        admitted = cp.kubectl("create", "--dry-run=server", "-f", "-", input=json.dumps(pod))
+        assert "created (server dry run)" in admitted.stdout, admitted.stderr
+        assert "violate" not in admitted.stderr
+
+        # The documented CRD upgrade: the package's CRD, applied server-side.
+        crds = cp.helm("show", "crds", str(tgz)).stdout
+        assert yaml.safe_load(crds) == yaml.safe_load((REPO / "crds" / CRD_FILE).read_text())
+        applied = cp.kubectl("apply", "--server-side", "-f", "-", input=crds)
+        assert f"customresourcedefinition.apiextensions.k8s.io/{CRD_NAME} serverside-applied" in (
+            applied.stdout
+        )
+    finally:
+        cp.helm("uninstall", release, "--namespace", namespace, "--wait", check=False)
+
+
+def test_dashboard_configmap_carries_the_dashboard_for_the_grafana_sidecar(
+    control_plane: ControlPlane,
+) -> None:
+    assert "ConfigMap" not in kinds(render(control_plane)), "the dashboard is opt-in"
+    docs = render(
+        control_plane,
+        "--set",
+        "grafanaDashboard.enabled=true,grafanaDashboard.namespace=monitoring",
+        "--set",
+        "grafanaDashboard.annotations.grafana_folder=Redis",
+    )
+    configmap = only(docs, "ConfigMap")
+    assert configmap["metadata"]["namespace"] == "monitoring"
+    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert configmap["metadata"]["annotations"] == {"grafana_folder": "Redis"}
+    (key,) = configmap["data"]
+    dashboard = json.loads((CHART / "dashboards" / "redisqueue-operator.json").read_text())
+    assert json.loads(configmap["data"][key]) == dashboard
+    # Accepted by the API server as it is (server-side dry run).
+    configmap["metadata"]["namespace"] = "default"
+    admitted = control_plane.kubectl(
+        "create", "--dry-run=server", "-f", "-", input=json.dumps(configmap)
+    )
+    assert "created (server dry run)" in admitted.stdout, admitted.stderr

@@ -246,3 +246,132 @@ async def test_metrics_after_traffic(redis_server: RedisServer) -> None:
     assert sample("redisqueue_client_connections", client="metrics-test", state="idle") >= 1
     assert sample("redisqueue_client_connections_opened_total", client="metrics-test") >= 1
     await client.aclose()
+
+
+def test_redis_py_keyword_arguments_pass_through(redis_server: RedisServer) -> None:
+    client = create_client(
+        settings_for(redis_server),
+        name="kwargs",
+        decode_responses=True,
+        client_name="analysis-worker-7",
+        health_check_interval=3,
+        socket_timeout=2.5,
+    )
+    client.set("greeting", "hello")
+    assert client.get("greeting") == "hello"  # str, not bytes
+    names = {c.get("name") for c in redis_server.client_list()}
+    assert "analysis-worker-7" in names
+    conn = client.connection_pool.get_connection()
+    try:
+        assert (conn.health_check_interval, conn.socket_timeout) == (3, 2.5)
+    finally:
+        client.connection_pool.release(conn)
+    # the contract's pool is still the one in charge
+    assert client.connection_pool.max_connections == 50
+    client.close()
+
+
+@pytest.mark.parametrize(
+    ("kwarg", "variable"),
+    [
+        ("max_connections", "REDIS_POOL_MAX_CONNECTIONS"),
+        ("retry", "REDIS_RETRY_ATTEMPTS"),
+        ("password", "REDIS_PASSWORD"),
+        ("connection_pool", "REDIS_POOL_MAX_CONNECTIONS"),
+    ],
+)
+def test_keyword_arguments_the_contract_owns_are_refused(
+    redis_server: RedisServer, kwarg: str, variable: str
+) -> None:
+    with pytest.raises(TypeError, match=variable):
+        create_client(settings_for(redis_server), **{kwarg: object()})
+
+
+def test_a_misspelt_keyword_argument_fails_at_creation(redis_server: RedisServer) -> None:
+    with pytest.raises(TypeError, match="decode_responsez"):
+        create_async_client(settings_for(redis_server), decode_responsez=True)
+
+
+def test_url_query_parameters_are_honoured(redis_server: RedisServer) -> None:
+    settings = load_settings(
+        {
+            "REDIS_URL": f"redis://{redis_server.endpoint}/3?client_name=from-url"
+            "&health_check_interval=7&socket_timeout=2.5&max_connections=9",
+            "REDIS_PASSWORD": redis_server.password or "",
+        },
+        env_file=None,
+    )
+    assert (settings.db, settings.socket_timeout_seconds, settings.pool_max_connections) == (
+        3,
+        2.5,
+        9,
+    )
+    client = create_client(settings, name="url-query")
+    client.set("k", "v")
+    assert {c.get("name"): c.get("db") for c in redis_server.client_list()}.get("from-url") == "3"
+    assert client.connection_pool.connection_kwargs["health_check_interval"] == 7
+    assert client.connection_pool.max_connections == 9
+    client.close()
+
+
+async def test_unix_socket_url_connects(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    sock = tmp_path / "redis.sock"
+    server = RedisServer(tmp_path / "unix", password="unix-pw", unix_socket=sock).start()
+    try:
+        settings = load_settings(
+            {"REDIS_URL": f"unix://{sock}?db=2", "REDIS_PASSWORD": "unix-pw"}, env_file=None
+        )
+        assert settings.endpoint == f"unix:{sock}"
+        client = create_async_client(settings, name="unix")
+        await client.set("over", "unix")
+        assert await client.get("over") == b"unix"
+        info = await client.client_info()
+        assert int(info["db"]) == 2
+        assert str(sock) in str(info.get("laddr", "")) + str(info.get("addr", "")), info
+        await client.aclose()
+    finally:
+        server.stop()
+
+
+def test_a_rotated_password_file_is_used_without_a_restart(
+    redis_server: RedisServer, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    secret = tmp_path / "secret" / "REDIS_PASSWORD"
+    secret.parent.mkdir()
+    secret.write_text(redis_server.password or "")
+    settings = load_settings(
+        {
+            "REDIS_URL": f"redis://{redis_server.endpoint}/0",
+            "REDIS_PASSWORD_FILE": str(secret),
+            "REDIS_BACKOFF_BASE_SECONDS": "0.1",
+            "REDIS_BACKOFF_CAP_SECONDS": "0.3",
+            "REDIS_RETRY_ATTEMPTS": "30",
+        },
+        env_file=None,
+    )
+    client = create_client(settings, name="rotation")
+    assert client.ping() is True
+    admin = redis.Redis(
+        host=redis_server.host, port=redis_server.port, password=redis_server.password
+    )
+    new_password = "rotated-" + (redis_server.password or "")[-8:]
+    # The server changes first and drops every connection; the Secret's file follows later,
+    # as a kubelet refresh does.
+    admin.config_set("requirepass", new_password)
+    admin.client_kill_filter(_type="normal", skipme=True)
+    timer = threading.Timer(0.8, lambda: secret.write_text(new_password + "\n"))
+    timer.start()
+    try:
+        assert client.incr("after-rotation") == 1  # failed AUTH, re-read the file, succeeded
+    finally:
+        timer.join()
+    assert sample("redisqueue_client_retries_total", client="rotation") >= 1
+    admin.close()
+    client.close()
+
+
+def test_a_missing_password_file_is_a_clear_settings_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from redisqueue.settings import SettingsError
+
+    with pytest.raises(SettingsError, match=r"^REDIS_PASSWORD_FILE: cannot read"):
+        load_settings({"REDIS_PASSWORD_FILE": str(tmp_path / "absent")}, env_file=None)

@@ -626,6 +626,91 @@ def test_kustomize_install_renders_the_crd_and_the_operator(control_plane: Contr
     assert ("ClusterRole", "redisqueue-operator") in kinds
 
 
+# --- placement of a provisioned Redis ------------------------------------------------------------
+
+
+async def test_placement_fields_are_accepted_and_reach_the_statefulset(
+    operator: OperatorProcess, kube: Kube, namespace: str, control_plane: ControlPlane
+) -> None:
+    knobs: dict[str, Any] = {
+        "nodeSelector": {"node-pool": "queues"},
+        "tolerations": [
+            {"key": "dedicated", "operator": "Equal", "value": "redis", "effect": "NoSchedule"}
+        ],
+        "affinity": {
+            "podAntiAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "weight": 50,
+                        "podAffinityTerm": {
+                            "topologyKey": "kubernetes.io/hostname",
+                            "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "redis"}},
+                        },
+                    }
+                ]
+            }
+        },
+        "topologySpreadConstraints": [
+            {
+                "maxSkew": 1,
+                "topologyKey": "kubernetes.io/hostname",
+                "whenUnsatisfiable": "ScheduleAnyway",
+            }
+        ],
+        "priorityClassName": "system-cluster-critical",
+        "imagePullSecrets": [{"name": "registry-cred"}],
+        "podAnnotations": {"backup.example.com/skip": "true"},
+        "podLabels": {"team": "marketplace"},
+        "extraConfig": {"slowlog-log-slower-than": "5000"},
+    }
+    spec = provision_spec()
+    spec["redis"]["provision"].update(knobs)
+    await create_rq(kube, namespace, "placed", spec)
+
+    async def statefulset() -> dict[str, Any] | None:
+        return await kube.get(object_path("apps/v1", "StatefulSet", namespace, "placed-redis"))
+
+    sts = await eventually(statefulset, what="the StatefulSet of a RedisQueue with placement")
+    template = sts["spec"]["template"]
+    pod = template["spec"]
+    for key in ("nodeSelector", "tolerations", "affinity", "priorityClassName", "imagePullSecrets"):
+        assert pod[key] == knobs[key], key
+    (spread,) = pod["topologySpreadConstraints"]
+    assert spread["labelSelector"]["matchLabels"]["app.kubernetes.io/instance"] == "placed"
+    assert template["metadata"]["labels"]["team"] == "marketplace"
+    assert template["metadata"]["labels"]["app.kubernetes.io/instance"] == "placed"
+    assert template["metadata"]["annotations"]["backup.example.com/skip"] == "true"
+    (redis,) = pod["containers"]
+    assert "slowlog-log-slower-than 5000" in redis["command"][-1]
+    # No kubelet runs the pod here: the API server's own validation of the pod it would
+    # create (affinity terms, tolerations, priority class) stands in (server dry run).
+    # The StatefulSet controller would add the "data" claim's volume; an emptyDir stands in.
+    volumes = [*pod["volumes"], {"name": "data", "emptyDir": {}}]
+    dry_run = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "placed-redis-check", "namespace": namespace},
+        "spec": {**pod, "volumes": volumes},
+    }
+    admitted = control_plane.kubectl(
+        "create", "--dry-run=server", "-f", "-", input=json.dumps(dry_run)
+    )
+    assert "created (server dry run)" in admitted.stdout, admitted.stderr
+
+    # A change of placement is an in-place update of the StatefulSet.
+    await kube.merge_patch(
+        rq_path(namespace, "placed"),
+        {"spec": {"redis": {"provision": {"nodeSelector": {"node-pool": "fast"}}}}},
+    )
+
+    async def moved() -> dict[str, Any] | None:
+        current = await statefulset()
+        selector = (current or {}).get("spec", {}).get("template", {}).get("spec", {})
+        return current if selector.get("nodeSelector") == {"node-pool": "fast"} else None
+
+    await eventually(moved, what="the StatefulSet to take the new nodeSelector")
+
+
 # --- many RedisQueues: sharing and clean churn -------------------------------------------------
 
 

@@ -14,6 +14,7 @@ import math
 import re
 import secrets
 import socket
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,8 @@ from redisqueue.settings import RedisSettings, load_settings
 
 CHART = Path(__file__).resolve().parents[1] / "charts" / "redisqueue-operator"
 NAMESPACE = "local"  # what the dev server calls its one queue's namespace
+RUNBOOKS = Path(__file__).resolve().parents[1] / "docs" / "runbooks"
+RUNBOOK_BASE = "https://github.com/redisqueue/redisqueue-operator/blob/main/docs/runbooks/"
 
 
 def settings_for(server: RedisServer, **extra: str) -> RedisSettings:
@@ -310,6 +313,8 @@ def test_chart_alert_rules_pass_promtool_check_rules(chart_rules: Path, promtool
         "RedisQueueDown",
         "RedisQueueSlowPing",
         "RedisQueueOperatorReconcileErrors",
+        "RedisQueueProbesStopped",
+        "RedisQueueOperatorAbsent",
         "RedisQueueDepthGrowing",
     }
     checked = promtool.run("check", "rules", "--lint=all", "--lint-fatal", str(chart_rules))
@@ -329,6 +334,7 @@ def _down_unit_test(
         "exp_labels": {"severity": "critical", "namespace": "shop", "name": "jobs"},
         "exp_annotations": {
             "summary": "Redis of RedisQueue shop/jobs does not answer PING",
+            "runbook_url": RUNBOOK_BASE + "RedisQueueDown.md",
             "description": down_description,
         },
     }
@@ -392,3 +398,177 @@ def test_redisqueue_down_fires_after_its_for_duration_and_not_when_up(
     proc = promtool.run("test", "rules", str(early))
     assert proc.returncode != 0, proc.stdout + proc.stderr
     assert "RedisQueueDown" in proc.stdout + proc.stderr
+
+
+# ------------------------------------------------------------- alerts that cannot go silent
+
+
+def test_every_alert_links_a_runbook_that_exists_in_the_repo(chart_rules: Path) -> None:
+    alerts = _alerts(chart_rules)
+    index = (RUNBOOKS / "README.md").read_text()
+    for name, rule in alerts.items():
+        url = rule["annotations"]["runbook_url"]
+        assert url == f"{RUNBOOK_BASE}{name}.md", url
+        page = RUNBOOKS / f"{name}.md"
+        assert page.is_file(), f"{name}: no runbook at {page}"
+        text = page.read_text()
+        assert text.startswith(f"# {name}\n"), f"{page} does not start with its alert's name"
+        assert "**Meaning.**" in text and "**Resolve.**" in text, f"{page} lacks a section"
+        assert f"({name}.md)" in index, f"docs/runbooks/README.md does not list {name}"
+    pages = {p.stem for p in RUNBOOKS.glob("*.md")} - {"README"}
+    assert pages == set(alerts), "a runbook for an alert the chart does not have"
+
+
+def _alert_unit_test(
+    rules_file: Path,
+    name: str,
+    alertname: str,
+    series: list[tuple[str, str]],
+    expectations: list[tuple[str, list[dict[str, Any]]]],
+) -> str:
+    """One promtool unit test: ``series`` as (selector, values), then, per eval time,
+    exactly the alerts ``alertname`` must have firing (labels and annotations)."""
+    test = {
+        "rule_files": [str(rules_file)],
+        "evaluation_interval": "15s",
+        "tests": [
+            {
+                "name": name,
+                "interval": "15s",
+                "input_series": [{"series": s, "values": v} for s, v in series],
+                "alert_rule_test": [
+                    {"eval_time": at, "alertname": alertname, "exp_alerts": alerts}
+                    for at, alerts in expectations
+                ],
+            }
+        ],
+    }
+    return yaml.safe_dump(test, sort_keys=False)
+
+
+def _promtool_test(promtool: Promtool, path: Path, text: str) -> subprocess.CompletedProcess[str]:
+    path.write_text(text)
+    return promtool.run("test", "rules", str(path))
+
+
+def test_probes_stopped_fires_when_a_queue_is_no_longer_probed_and_not_before(
+    chart_rules: Path, promtool: Promtool, tmp_path: Path
+) -> None:
+    rule = _alerts(chart_rules)["RedisQueueProbesStopped"]
+    expr = " ".join(rule["expr"].split())
+    assert expr == "time() - redisqueue_last_probe_timestamp_seconds > 300", expr
+    assert rule["for"] == "2m"
+    # shop/fresh is probed every 15 s (its timestamp follows the clock); shop/stuck's last
+    # probe completed at t=120s and its timestamp stays there, as the operator keeps
+    # exporting it. Its age passes 300 s at t=7m15s: pending, then firing 2m later.
+    series = [
+        ('redisqueue_last_probe_timestamp_seconds{namespace="shop",name="fresh"}', "0+15x60"),
+        ('redisqueue_last_probe_timestamp_seconds{namespace="shop",name="stuck"}', "0+15x8 120x52"),
+    ]
+    runbook = RUNBOOK_BASE + "RedisQueueProbesStopped.md"
+
+    def firing(age: str) -> list[dict[str, Any]]:
+        return [
+            {
+                "exp_labels": {"severity": "critical", "namespace": "shop", "name": "stuck"},
+                "exp_annotations": {
+                    "summary": f"No PING of RedisQueue shop/stuck for {age}",
+                    "runbook_url": runbook,
+                    "description": rule["annotations"]["description"],
+                },
+            }
+        ]
+
+    passing = _promtool_test(
+        promtool,
+        tmp_path / "probes-stopped.test.yaml",
+        _alert_unit_test(
+            chart_rules,
+            "RedisQueueProbesStopped fires only for the queue whose probes stopped",
+            "RedisQueueProbesStopped",
+            series,
+            [
+                ("2m", []),
+                ("7m", []),
+                ("9m", []),
+                ("10m", firing("8m 0s")),
+                ("14m", firing("12m 0s")),
+            ],
+        ),
+    )
+    assert passing.returncode == 0, passing.stdout + passing.stderr
+
+    # Expecting it while shop/stuck is merely pending must fail: the test is not vacuous.
+    early = _promtool_test(
+        promtool,
+        tmp_path / "probes-stopped-early.test.yaml",
+        _alert_unit_test(
+            chart_rules, "early", "RedisQueueProbesStopped", series, [("9m", firing("7m 0s"))]
+        ),
+    )
+    assert early.returncode != 0, early.stdout + early.stderr
+    assert "RedisQueueProbesStopped" in early.stdout + early.stderr
+
+
+def test_operator_absent_fires_when_its_target_is_down_or_gone_and_not_while_scraped(
+    chart_rules: Path, promtool: Promtool, tmp_path: Path
+) -> None:
+    rule = _alerts(chart_rules)["RedisQueueOperatorAbsent"]
+    expr = rule["expr"]
+    assert expr == 'absent(up{job="redisqueue-operator", namespace="redisqueue-system"} == 1)'
+    assert rule["for"] == "5m"
+    target = 'up{job="redisqueue-operator",namespace="redisqueue-system",instance="a:8080"}'
+    # Another job that is up does not hide the operator's absence.
+    other = 'up{job="prometheus",namespace="monitoring",instance="b:9090"}'
+    firing = [
+        {
+            "exp_labels": {"severity": "critical"},
+            "exp_annotations": {
+                "summary": rule["annotations"]["summary"],
+                "runbook_url": RUNBOOK_BASE + "RedisQueueOperatorAbsent.md",
+                "description": rule["annotations"]["description"],
+            },
+        }
+    ]
+    cases = {
+        # scraped fine for 5m, then every scrape fails (up == 0) from t=5m15s
+        "down": [(target, "1x20 0x40"), (other, "1x60")],
+        # scraped fine for 5m, then the target disappears (stale marker, no more samples)
+        "gone": [(target, "1x20 stale"), (other, "1x60")],
+    }
+    for case, series in cases.items():
+        proc = _promtool_test(
+            promtool,
+            tmp_path / f"operator-absent-{case}.test.yaml",
+            _alert_unit_test(
+                chart_rules,
+                f"RedisQueueOperatorAbsent fires 5m after the operator's target is {case}",
+                "RedisQueueOperatorAbsent",
+                series,
+                [("5m", []), ("10m", []), ("10m30s", firing), ("14m", firing)],
+            ),
+        )
+        assert proc.returncode == 0, f"{case}: {proc.stdout}{proc.stderr}"
+
+    healthy = _promtool_test(
+        promtool,
+        tmp_path / "operator-absent-healthy.test.yaml",
+        _alert_unit_test(
+            chart_rules,
+            "RedisQueueOperatorAbsent stays quiet while the operator is scraped",
+            "RedisQueueOperatorAbsent",
+            [(target, "1x60"), (other, "1x60")],
+            [("1m", []), ("6m", []), ("14m", [])],
+        ),
+    )
+    assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+
+    # Expecting it while only pending must fail: the tests above are not vacuous.
+    early = _promtool_test(
+        promtool,
+        tmp_path / "operator-absent-early.test.yaml",
+        _alert_unit_test(
+            chart_rules, "early", "RedisQueueOperatorAbsent", cases["down"], [("10m", firing)]
+        ),
+    )
+    assert early.returncode != 0, early.stdout + early.stderr

@@ -100,7 +100,7 @@ def test_dotenv_is_read_but_process_environment_wins(tmp_path: Path) -> None:
         ({"REDIS_BACKOFF_BASE_SECONDS": "0"}, "REDIS_BACKOFF_BASE_SECONDS", "above 0 up to 3600"),
         ({"REDIS_POOL_TIMEOUT_SECONDS": "301"}, "REDIS_POOL_TIMEOUT_SECONDS", "up to 300"),
         ({"REDIS_ENV": "staging"}, "REDIS_ENV", "development or production"),
-        ({"REDIS_URL": "http://cache:6379"}, "REDIS_URL", "redis:// or rediss://"),
+        ({"REDIS_URL": "http://cache:6379"}, "REDIS_URL", "redis://, rediss:// or unix://"),
         ({"REDIS_URL": "redis://cache:99999/0"}, "REDIS_URL", "redis://"),
         ({"REDIS_URL": "redis://cache:6379/x"}, "REDIS_URL", "0 to 15"),
         ({"REDIS_URL": "redis:///0"}, "REDIS_URL", "no host"),
@@ -165,3 +165,61 @@ def test_a_malformed_url_never_echoes_a_piece_of_the_password() -> None:
     message = str(caught.value)
     assert message.startswith("REDIS_URL:") and "percent-encoded" in message
     assert leaked not in message and "p@ss" not in message
+
+
+def test_url_query_parameters_map_to_contract_fields_and_redis_py_options() -> None:
+    s = load(
+        {
+            "REDIS_URL": "redis://cache:6379/0?socket_timeout=2&timeout=7&max_connections=12"
+            "&health_check_interval=9&client_name=worker&protocol=3"
+        }
+    )
+    assert (s.socket_timeout_seconds, s.pool_timeout_seconds, s.pool_max_connections) == (
+        2,
+        7,
+        12,
+    )
+    assert s.url_options == {"health_check_interval": 9, "client_name": "worker", "protocol": 3}
+
+
+def test_an_explicit_contract_variable_wins_over_the_url_query() -> None:
+    s = load({"REDIS_URL": "redis://cache/0?max_connections=12", "REDIS_POOL_MAX_CONNECTIONS": "4"})
+    assert s.pool_max_connections == 4
+
+
+def test_unix_url_gives_a_socket_path_and_query_credentials() -> None:
+    s = load({"REDIS_URL": "unix:///run/redis/redis.sock?db=4&password=s%40cret"})
+    assert (s.unix_socket_path, s.db, s.password) == ("/run/redis/redis.sock", 4, "s@cret")
+    assert s.endpoint == "unix:/run/redis/redis.sock"
+    assert "s@cret" not in repr(s)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("redis://cache/0?retry_on_timeout=true", "REDIS_RETRY_ATTEMPTS"),
+        ("redis://cache/0?flavour=mint", "unknown query parameter 'flavour'"),
+        ("redis://cache/0?socket_timeout=soon", "socket_timeout"),
+        ("redis://cache/0?socket_timeout=900", "query parameter socket_timeout: expected"),
+        ("unix://", "socket path"),
+    ],
+)
+def test_bad_url_queries_are_named(url: str, expected: str) -> None:
+    with pytest.raises(SettingsError, match=r"^REDIS_URL") as caught:
+        load({"REDIS_URL": url})
+    assert expected in str(caught.value)
+
+
+def test_a_bad_query_value_never_echoes_the_password() -> None:
+    with pytest.raises(SettingsError) as caught:
+        load({"REDIS_URL": "redis://:hunter2-secret@cache/0?socket_timeout=hunter2-secret"})
+    assert "hunter2" not in str(caught.value)
+
+
+def test_password_file_wins_and_is_read_each_time(tmp_path: Path) -> None:
+    secret = tmp_path / "REDIS_PASSWORD"
+    secret.write_text("first\n")
+    s = load({"REDIS_PASSWORD": "from-env", "REDIS_PASSWORD_FILE": str(secret)})
+    assert s.read_password() == "first"
+    secret.write_text("second")
+    assert s.read_password() == "second"

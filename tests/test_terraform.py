@@ -30,7 +30,8 @@ TERRAFORM = REPO / "terraform"
 MODULE = TERRAFORM / "modules" / "elasticache"
 PRODUCTION = TERRAFORM / "environments" / "production"
 DEVELOPMENT = TERRAFORM / "environments" / "development"
-ROOTS = (MODULE, PRODUCTION, DEVELOPMENT)
+EXAMPLE = MODULE / "examples" / "basic"
+ROOTS = (MODULE, PRODUCTION, DEVELOPMENT, EXAMPLE)
 ENVIRONMENTS = (PRODUCTION, DEVELOPMENT)
 SCRIPT = TERRAFORM / "scripts" / "elasticache_to_k8s.py"
 CHECKOV = TERRAFORM / "scripts" / "checkov.sh"
@@ -484,7 +485,38 @@ def test_tfvars_example_sets_every_required_variable(env: Path) -> None:
 def test_module_readme_lists_every_input_and_output(module: Config) -> None:
     readme = (MODULE / "README.md").read_text(encoding="utf-8")
     for name in [*module.variables, *module.outputs]:
-        assert f"| `{name}` |" in readme, f"modules/elasticache/README.md lacks {name}"
+        assert f"\n| {name} |" in readme, f"modules/elasticache/README.md lacks {name}"
+
+
+def test_module_readme_documents_a_pinned_git_source_that_exists() -> None:
+    readme = (MODULE / "README.md").read_text(encoding="utf-8")
+    example = (EXAMPLE / "main.tf").read_text(encoding="utf-8")
+    pattern = (
+        r"git::https://github\.com/redisqueue/redisqueue-operator\.git"
+        r"//([a-z/]+)\?ref=(v\d+\.\d+\.\d+)"
+    )
+    sources = re.findall(pattern, readme) + re.findall(pattern, example)
+    assert len(sources) == 2, "the README and the example show the git:: source"
+    for path, _ref in sources:
+        assert (REPO / path).resolve() == MODULE, path
+    assert "never a branch" in readme
+
+
+def test_example_is_a_complete_root_module_that_feeds_the_handoff() -> None:
+    for name in ("main.tf", "variables.tf", "outputs.tf", "versions.tf", "README.md"):
+        assert (EXAMPLE / name).is_file(), f"examples/basic/{name} is missing"
+    config = load_config(EXAMPLE)
+    (call,) = config.modules.values()
+    assert call["source"] == "../.."
+    module_inputs = load_config(MODULE).variables
+    required = {n for n, body in module_inputs.items() if "default" not in body}
+    assert required <= set(call) - {"source"}, required - set(call)
+    assert set(call) - {"source"} <= set(module_inputs)
+    script = handoff_module()
+    for name in (*script.REQUIRED_OUTPUTS, script.OUTPUT_ENVIRONMENT):
+        assert name in config.outputs, f"examples/basic lacks output {name}"
+    required_vars = {n for n, body in config.variables.items() if "default" not in body}
+    assert required_vars == set(load_hcl(EXAMPLE / "terraform.tfvars.example"))
 
 
 # --- Code hygiene --------------------------------------------------------------------------

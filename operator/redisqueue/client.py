@@ -1,14 +1,23 @@
-"""The client library apps use: a bounded pool, the contract's backoff, and metrics.
+"""The client library apps use: a fair bounded pool, the contract's backoff, and metrics.
 
 ``create_client()`` (sync) and ``create_async_client()`` (asyncio) return redis-py
 clients configured from the connection contract (see :mod:`redisqueue.settings`):
 
-* a ``BlockingConnectionPool`` capped at ``REDIS_POOL_MAX_CONNECTIONS``: callers wait up
-  to ``REDIS_POOL_TIMEOUT_SECONDS`` for a free connection instead of opening more;
+* a fair pool (:mod:`redisqueue.pool`) capped at ``REDIS_POOL_MAX_CONNECTIONS``: callers
+  wait in arrival order, up to ``REDIS_POOL_TIMEOUT_SECONDS``, for a free connection, then
+  get :class:`~redisqueue.pool.PoolExhaustedError`;
+* replies within ``REDIS_SOCKET_TIMEOUT_SECONDS``, except that blocking commands wait their
+  own block time on top (:mod:`redisqueue.connection`), and idle connections are checked
+  with a PING before reuse;
 * retries with :class:`~redisqueue.backoff.ContractBackoff` (1 s, 2 s, 4 s ... 30 s) for
   connects and commands, ``REDIS_RETRY_ATTEMPTS`` times; authentication errors are not
-  retried (a wrong password does not fix itself by waiting);
+  retried (a wrong password does not fix itself by waiting) unless the password comes from
+  ``REDIS_PASSWORD_FILE``, which is read again at every attempt (a rotated Secret);
 * Prometheus metrics (:mod:`redisqueue.metrics`) and one log line per connection event.
+
+Any redis-py keyword argument (``decode_responses=True``, ``client_name=...``,
+``health_check_interval=...``, ``socket_timeout=...``, ``protocol=3``, ...) passes through
+to the connections; the pool, its cap and the retry policy stay the contract's.
 
 Pipelines and pub/sub use redis-py's own classes and are not counted per command.
 """
@@ -16,15 +25,15 @@ Pipelines and pub/sub use redis-py's own classes and are not counted per command
 from __future__ import annotations
 
 import logging
+import math
+import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any
 
 import redis
 import redis.asyncio
-import redis.asyncio.retry
-import redis.retry
 from redis.exceptions import (
     AuthenticationError,
     AuthorizationError,
@@ -33,17 +42,48 @@ from redis.exceptions import (
     TimeoutError,
 )
 
-from . import metrics
+from . import connection, metrics
 from .backoff import ContractBackoff
+from .connection import BlockingCommandInterrupted, PasswordFileCredentials
 from .contract import tls_options
+from .pool import AsyncFairBlockingConnectionPool, FairBlockingConnectionPool, PoolExhaustedError
+from .retry import NOT_RETRYABLE_WITH_FILE, AsyncContractRetry, ContractRetry, checker
 from .settings import RedisSettings, load_settings
+
+__all__ = [
+    "AsyncRedis",
+    "BlockingCommandInterrupted",
+    "PoolExhaustedError",
+    "Redis",
+    "create_async_client",
+    "create_client",
+]
 
 log = logging.getLogger("redisqueue.client")
 
-T = TypeVar("T")
+#: Idle connections older than this get a PING before they carry a command.
+HEALTH_CHECK_INTERVAL_SECONDS = 30
 
-# Errors that waiting cannot fix: retrying them only delays the real answer.
-_NOT_RETRYABLE = (AuthenticationError, AuthorizationError, ResponseError)
+# Failures that are not a lost connection, whatever their base class says.
+_NOT_LOST = (AuthenticationError, AuthorizationError, ResponseError, PoolExhaustedError)
+
+# redis-py keyword arguments the contract decides: name -> the contract variable to set.
+_CONTRACT_OWNED = {
+    "connection_pool": "the contract's pool (REDIS_POOL_MAX_CONNECTIONS)",
+    "max_connections": "REDIS_POOL_MAX_CONNECTIONS",
+    "timeout": "REDIS_POOL_TIMEOUT_SECONDS",
+    "retry": "REDIS_RETRY_ATTEMPTS and REDIS_BACKOFF_*_SECONDS",
+    "retry_on_timeout": "REDIS_RETRY_ATTEMPTS",
+    "retry_on_error": "REDIS_RETRY_ATTEMPTS",
+    "host": "REDIS_URL or REDIS_HOST",
+    "port": "REDIS_URL or REDIS_PORT",
+    "path": "a unix:// REDIS_URL",
+    "unix_socket_path": "a unix:// REDIS_URL",
+    "db": "REDIS_URL or REDIS_DB",
+    "username": "REDIS_URL or REDIS_USERNAME",
+    "password": "REDIS_PASSWORD or REDIS_PASSWORD_FILE",
+    "connection_class": "REDIS_URL (redis://, rediss:// or unix://)",
+}
 
 
 class _Instrumentation:
@@ -58,6 +98,8 @@ class _Instrumentation:
         self._retries = metrics.CLIENT_RETRIES.labels(name)
         self._connects = metrics.CLIENT_CONNECTS.labels(name)
         self._reconnects = metrics.CLIENT_RECONNECTS.labels(name)
+        self._exhausted = metrics.POOL_EXHAUSTED.labels(name)
+        self._waits = metrics.POOL_WAITS.stats_for(name)
         self._state_lock = threading.Lock()
         self._ever_connected = False
         self._lost_at: float | None = None
@@ -73,8 +115,15 @@ class _Instrumentation:
 
     def failed(self, command: object, started: float, exc: BaseException) -> None:
         self.observe(command, started, ok=False)
-        if isinstance(exc, ConnectionError | TimeoutError) and not isinstance(exc, _NOT_RETRYABLE):
+        if isinstance(exc, ConnectionError | TimeoutError) and not isinstance(exc, _NOT_LOST):
             self.lost(exc)
+
+    # PoolObserver
+    def waited(self, seconds: float) -> None:
+        self._waits.observe(seconds)
+
+    def exhausted(self) -> None:
+        self._exhausted.inc()
 
     def lost(self, exc: BaseException) -> None:
         with self._state_lock:
@@ -109,46 +158,6 @@ class _Instrumentation:
             log.info("redis %s: connected", self.endpoint)
 
 
-def _retryable(error: Exception) -> bool:
-    return not isinstance(error, _NOT_RETRYABLE)
-
-
-def _combine(
-    is_retryable: Callable[[Exception], bool] | None,
-) -> Callable[[Exception], bool]:
-    # Called once per command: no closure unless redis-py passed its own check.
-    if is_retryable is None:
-        return _retryable
-    return lambda error: _retryable(error) and is_retryable(error)
-
-
-class ContractRetry(redis.retry.Retry):
-    """redis-py's Retry that gives up at once on errors waiting cannot fix."""
-
-    def call_with_retry(
-        self,
-        do: Callable[[], T],
-        fail: Callable[..., Any],
-        is_retryable: Callable[[Exception], bool] | None = None,
-        with_failure_count: bool = False,
-    ) -> T:
-        return super().call_with_retry(do, fail, _combine(is_retryable), with_failure_count)
-
-
-class AsyncContractRetry(redis.asyncio.retry.Retry):
-    """The asyncio twin of :class:`ContractRetry`."""
-
-    # A plain method handing back redis-py's coroutine: no extra coroutine per command.
-    def call_with_retry(  # type: ignore[override]
-        self,
-        do: Callable[[], Awaitable[T]],
-        fail: Callable[..., Any],
-        is_retryable: Callable[[Exception], bool] | None = None,
-        with_failure_count: bool = False,
-    ) -> Awaitable[T]:
-        return super().call_with_retry(do, fail, _combine(is_retryable), with_failure_count)
-
-
 class Redis(redis.Redis):
     """A sync redis-py client whose commands are counted and timed."""
 
@@ -181,19 +190,51 @@ class AsyncRedis(redis.asyncio.Redis):
         return result
 
 
-def _common_kwargs(settings: RedisSettings) -> dict[str, Any]:
-    return {
-        "host": settings.host,
-        "port": settings.port,
+def _keepalive_options(socket_timeout: float) -> dict[int, int]:
+    # A blocking command may wait for ever: TCP keepalive is what notices a peer that
+    # vanished without closing (a node lost, a pod's network gone), after about 4x the
+    # socket timeout.
+    seconds = max(1, math.ceil(socket_timeout))
+    options: dict[int, int] = {}
+    for name, value in (("TCP_KEEPIDLE", seconds), ("TCP_KEEPINTVL", seconds), ("TCP_KEEPCNT", 3)):
+        if hasattr(socket, name):
+            options[getattr(socket, name)] = value
+    return options
+
+
+def _connection_kwargs(
+    settings: RedisSettings, redis_kwargs: Mapping[str, Any], retry_auth: bool
+) -> dict[str, Any]:
+    for key in redis_kwargs:
+        if key in _CONTRACT_OWNED:
+            raise TypeError(
+                f"create_client: {key!r} is set by the connection contract; "
+                f"use {_CONTRACT_OWNED[key]}"
+            )
+    socket_timeout = float(redis_kwargs.get("socket_timeout") or settings.socket_timeout_seconds)
+    kwargs: dict[str, Any] = {
         "db": settings.db,
-        "username": settings.username,
-        "password": settings.password,
-        "socket_connect_timeout": settings.pool_timeout_seconds,
-        "socket_keepalive": True,
-        "max_connections": settings.pool_max_connections,
-        "timeout": settings.pool_timeout_seconds,
-        **tls_options(settings.tls, settings.tls_ca_cert, settings.tls_insecure_skip_verify),
+        "socket_timeout": settings.socket_timeout_seconds,
+        "socket_connect_timeout": settings.socket_timeout_seconds,
+        "health_check_interval": HEALTH_CHECK_INTERVAL_SECONDS,
     }
+    if settings.unix_socket_path:
+        kwargs["path"] = settings.unix_socket_path
+    else:
+        kwargs.update(host=settings.host, port=settings.port)
+        kwargs.update(
+            socket_keepalive=True, socket_keepalive_options=_keepalive_options(socket_timeout)
+        )
+        kwargs.update(
+            tls_options(settings.tls, settings.tls_ca_cert, settings.tls_insecure_skip_verify)
+        )
+    if retry_auth:
+        kwargs["credential_provider"] = PasswordFileCredentials(settings)
+    else:
+        kwargs.update(username=settings.username, password=settings.password)
+    kwargs.update(settings.url_options)
+    kwargs.update(redis_kwargs)
+    return kwargs
 
 
 def _backoff(settings: RedisSettings, instr: _Instrumentation) -> ContractBackoff:
@@ -208,25 +249,59 @@ def _pool_reader(pool: object) -> metrics.PoolSnapshot:
     # Both redis-py pools expose these two views of their connections.
     free = len(list(getattr(pool, "_get_free_connections")()))  # noqa: B009
     in_use = len(list(getattr(pool, "_get_in_use_connections")()))  # noqa: B009
-    return metrics.PoolSnapshot(in_use=in_use, idle=free, max=int(getattr(pool, "max_connections")))  # noqa: B009
+    waiting = int(getattr(pool, "waiting")())  # noqa: B009
+    return metrics.PoolSnapshot(
+        in_use=in_use,
+        idle=free,
+        max=int(getattr(pool, "max_connections")),  # noqa: B009
+        waiting=waiting,
+    )
 
 
-def create_client(settings: RedisSettings | None = None, *, name: str = "default") -> Redis:
-    """A sync client for ``settings`` (default: read from the environment and ``.env``)."""
+def _check_kwargs(connection_class: type, kwargs: dict[str, Any]) -> None:
+    # A misspelt keyword should fail here, not at the first command.
+    try:
+        connection_class(**kwargs)
+    except TypeError as exc:
+        raise TypeError(f"create_client: {exc}") from None
+
+
+def create_client(
+    settings: RedisSettings | None = None, *, name: str = "default", **redis_kwargs: Any
+) -> Redis:
+    """A sync client for ``settings`` (default: read from the environment and ``.env``).
+
+    ``redis_kwargs`` are redis-py connection keyword arguments (``decode_responses``,
+    ``client_name``, ``health_check_interval``, ``socket_timeout``, ``protocol``, ...);
+    the pool, its cap and timeout, the endpoint, the credentials and the retry policy come
+    from the contract, and passing one of those raises ``TypeError`` naming the variable.
+    """
     settings = settings or load_settings()
     instr = _Instrumentation(name, settings.endpoint, settings.retry_attempts)
+    from_file = settings.password_file is not None
 
     def on_connect(conn: redis.connection.AbstractConnection) -> None:
         conn.on_connect()
         instr.connected()
 
     retry = ContractRetry(_backoff(settings, instr), settings.retry_attempts)
-    pool = redis.BlockingConnectionPool(
-        connection_class=redis.SSLConnection if settings.tls else redis.Connection,
+    if from_file:
+        retry.check = checker(NOT_RETRYABLE_WITH_FILE)
+    if settings.unix_socket_path:
+        connection_class: type = connection.UnixDomainSocketConnection
+    else:
+        connection_class = connection.SSLConnection if settings.tls else connection.Connection
+    kwargs = _connection_kwargs(settings, redis_kwargs, from_file)
+    _check_kwargs(connection_class, kwargs)
+    pool = FairBlockingConnectionPool(
+        connection_class=connection_class,
         retry=retry,
         redis_connect_func=on_connect,
-        **_common_kwargs(settings),
+        max_connections=settings.pool_max_connections,
+        timeout=settings.pool_timeout_seconds,
+        **kwargs,
     )
+    pool.observer = instr
     client = Redis(connection_pool=pool, retry=retry)
     client._instrumentation = instr
     metrics.POOLS.track(name, pool, _pool_reader)
@@ -234,25 +309,40 @@ def create_client(settings: RedisSettings | None = None, *, name: str = "default
 
 
 def create_async_client(
-    settings: RedisSettings | None = None, *, name: str = "default"
+    settings: RedisSettings | None = None, *, name: str = "default", **redis_kwargs: Any
 ) -> AsyncRedis:
-    """An asyncio client for ``settings`` (default: read from the environment and ``.env``)."""
+    """An asyncio client for ``settings`` (default: read from the environment and ``.env``).
+
+    ``redis_kwargs`` as for :func:`create_client`.
+    """
     settings = settings or load_settings()
     instr = _Instrumentation(name, settings.endpoint, settings.retry_attempts)
+    from_file = settings.password_file is not None
 
     async def on_connect(conn: redis.asyncio.connection.AbstractConnection) -> None:
         await conn.on_connect()
         instr.connected()
 
     retry = AsyncContractRetry(_backoff(settings, instr), settings.retry_attempts)
-    pool = redis.asyncio.BlockingConnectionPool(
-        connection_class=(
-            redis.asyncio.SSLConnection if settings.tls else redis.asyncio.Connection
-        ),
+    if from_file:
+        retry.check = checker(NOT_RETRYABLE_WITH_FILE)
+    if settings.unix_socket_path:
+        connection_class: type = connection.AsyncUnixDomainSocketConnection
+    elif settings.tls:
+        connection_class = connection.AsyncSSLConnection
+    else:
+        connection_class = connection.AsyncConnection
+    kwargs = _connection_kwargs(settings, redis_kwargs, from_file)
+    _check_kwargs(connection_class, kwargs)
+    pool = AsyncFairBlockingConnectionPool(
+        connection_class=connection_class,
         retry=retry,
         redis_connect_func=on_connect,
-        **_common_kwargs(settings),
+        max_connections=settings.pool_max_connections,
+        timeout=settings.pool_timeout_seconds,
+        **kwargs,
     )
+    pool.observer = instr
     client = AsyncRedis(connection_pool=pool, retry=retry)
     client._instrumentation = instr
     metrics.POOLS.track(name, pool, _pool_reader)

@@ -71,7 +71,11 @@ class ContractField(Generic[T]):
 
 
 URL: Final = ContractField(
-    "url", "REDIS_URL", str, "`redis://` or `rediss://` (TLS) URL, password URL-encoded"
+    "url",
+    "REDIS_URL",
+    str,
+    "`redis://`, `rediss://` (TLS) or `unix://` URL, password URL-encoded; redis-py's query "
+    "parameters (`?health_check_interval=30`) are honoured",
 )
 HOST: Final = ContractField("host", "REDIS_HOST", str, "host name or IP address of the Redis")
 PORT: Final = ContractField(
@@ -81,6 +85,14 @@ DB: Final = ContractField("db", "REDIS_DB", int, "database number", 0, "0", mini
 USERNAME: Final = ContractField("username", "REDIS_USERNAME", str, "ACL user (optional)")
 PASSWORD: Final = ContractField(
     "password", "REDIS_PASSWORD", str, "password of the user (or of the default user)", secret=True
+)
+PASSWORD_FILE: Final = ContractField(
+    "password_file",
+    "REDIS_PASSWORD_FILE",
+    str,
+    "path of a file holding the password (a mounted Secret key); read at every connect, "
+    "so a rotated password needs no restart; wins over `REDIS_PASSWORD`. Set by the app, "
+    "never written by the operator",
 )
 TLS: Final = ContractField("tls", "REDIS_TLS", bool, "`true` / `false`", False, "false")
 TLS_CA_CERT: Final = ContractField(
@@ -112,6 +124,19 @@ POOL_TIMEOUT_SECONDS: Final = ContractField(
     "REDIS_POOL_TIMEOUT_SECONDS",
     float,
     "wait for a free connection before failing",
+    5.0,
+    "5",
+    minimum=0,
+    maximum=300,
+    exclusive_minimum=True,
+    unit="seconds",
+)
+SOCKET_TIMEOUT_SECONDS: Final = ContractField(
+    "socket_timeout_seconds",
+    "REDIS_SOCKET_TIMEOUT_SECONDS",
+    float,
+    "longest wait for a reply (and for a connect); blocking commands (BLPOP, BLMOVE, "
+    "XREADGROUP BLOCK, ...) wait their own block time plus this",
     5.0,
     "5",
     minimum=0,
@@ -163,11 +188,13 @@ FIELDS: Final[tuple[ContractField[Any], ...]] = (
     DB,
     USERNAME,
     PASSWORD,
+    PASSWORD_FILE,
     TLS,
     TLS_CA_CERT,
     TLS_INSECURE_SKIP_VERIFY,
     POOL_MAX_CONNECTIONS,
     POOL_TIMEOUT_SECONDS,
+    SOCKET_TIMEOUT_SECONDS,
     BACKOFF_BASE_SECONDS,
     BACKOFF_CAP_SECONDS,
     RETRY_ATTEMPTS,
@@ -183,6 +210,7 @@ DEFAULT_POOL_MAX_CONNECTIONS: Final[dict[str, int]] = {"development": 50, "produ
 DEFAULT_PORT: Final = PORT.default_value()
 DEFAULT_DB: Final = DB.default_value()
 DEFAULT_POOL_TIMEOUT_SECONDS: Final = POOL_TIMEOUT_SECONDS.default_value()
+DEFAULT_SOCKET_TIMEOUT_SECONDS: Final = SOCKET_TIMEOUT_SECONDS.default_value()
 DEFAULT_BACKOFF_BASE_SECONDS: Final = BACKOFF_BASE_SECONDS.default_value()
 DEFAULT_BACKOFF_CAP_SECONDS: Final = BACKOFF_CAP_SECONDS.default_value()
 DEFAULT_RETRY_ATTEMPTS: Final = RETRY_ATTEMPTS.default_value()
@@ -242,11 +270,13 @@ class ConnectionContract:
     db: int = DEFAULT_DB
     username: str | None = None
     password: str | None = None
+    password_file: str | None = None
     tls: bool = False
     tls_ca_cert: str | None = None
     tls_insecure_skip_verify: bool = False
     pool_max_connections: int = DEFAULT_POOL_MAX_CONNECTIONS["development"]
     pool_timeout_seconds: float = DEFAULT_POOL_TIMEOUT_SECONDS
+    socket_timeout_seconds: float = DEFAULT_SOCKET_TIMEOUT_SECONDS
     backoff_base_seconds: float = DEFAULT_BACKOFF_BASE_SECONDS
     backoff_cap_seconds: float = DEFAULT_BACKOFF_CAP_SECONDS
     retry_attempts: int = DEFAULT_RETRY_ATTEMPTS

@@ -25,6 +25,25 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+#: From an immediate hand-out (no wait) to the longest pool timeout the contract allows.
+POOL_WAIT_BUCKETS = (
+    0.0001,
+    0.0005,
+    0.001,
+    0.005,
+    0.01,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+)
+
 #: Sub-millisecond resolution for loopback and in-VPC round trips, up to multi-second stalls.
 LATENCY_BUCKETS = (
     0.0001,
@@ -55,6 +74,12 @@ CLIENT_CONNECTS = Counter(
     "Connections the client's pool opened (a new connection per pool slot and per reconnect).",
     ["client"],
 )
+POOL_EXHAUSTED = Counter(
+    "redisqueue_client_pool_exhausted",
+    "Callers that gave up after waiting REDIS_POOL_TIMEOUT_SECONDS for a connection "
+    "(PoolExhaustedError); not a lost connection.",
+    ["client"],
+)
 CLIENT_RECONNECTS = Counter(
     "redisqueue_client_reconnects",
     "Connections opened after the client had seen its Redis become unreachable.",
@@ -68,6 +93,7 @@ class PoolSnapshot:
     in_use: int
     idle: int
     max: int
+    waiting: int = 0
 
 
 class PoolCollector(Collector):
@@ -98,6 +124,11 @@ class PoolCollector(Collector):
             "The pool's hard cap on open connections (REDIS_POOL_MAX_CONNECTIONS).",
             labels=["client"],
         )
+        waiters = GaugeMetricFamily(
+            "redisqueue_client_pool_waiters",
+            "Callers waiting for a free connection of the client's pool, in arrival order.",
+            labels=["client"],
+        )
         totals: dict[str, list[int]] = {}
         with self._lock:
             sources = list(self._sources.values())
@@ -106,16 +137,19 @@ class PoolCollector(Collector):
             if owner is None:
                 continue
             snap = read(owner)
-            acc = totals.setdefault(name, [0, 0, 0])
+            acc = totals.setdefault(name, [0, 0, 0, 0])
             acc[0] += snap.in_use
             acc[1] += snap.idle
             acc[2] += snap.max
-        for name, (in_use, idle, maximum) in sorted(totals.items()):
+            acc[3] += snap.waiting
+        for name, (in_use, idle, maximum, waiting) in sorted(totals.items()):
             conns.add_metric([name, "in_use"], in_use)
             conns.add_metric([name, "idle"], idle)
             cap.add_metric([name], maximum)
+            waiters.add_metric([name], waiting)
         yield conns
         yield cap
+        yield waiters
 
     def describe(self) -> Iterable[Metric]:
         return list(self.collect())
@@ -198,12 +232,69 @@ class CommandCollector(Collector):
         return list(self.collect())
 
 
+class WaitStats:
+    """One client's waits for a pooled connection, as a histogram kept in plain numbers
+    (every command waits, if only for nothing, so this is on the hot path)."""
+
+    __slots__ = ("_lock", "record")
+
+    # record layout: [sum of seconds, count per bucket ..., count above the last]
+    def __init__(self) -> None:
+        self.record = [0.0] * (len(POOL_WAIT_BUCKETS) + 2)
+        self._lock = threading.Lock()
+
+    def observe(self, seconds: float) -> None:
+        slot = bisect.bisect_left(POOL_WAIT_BUCKETS, seconds) + 1
+        with self._lock:
+            self.record[0] += seconds
+            self.record[slot] += 1
+
+    def snapshot(self) -> list[float]:
+        with self._lock:
+            return list(self.record)
+
+
+class WaitCollector(Collector):
+    """``redisqueue_client_pool_wait_seconds``: how long callers waited for a connection."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stats: dict[str, WaitStats] = {}
+
+    def stats_for(self, client: str) -> WaitStats:
+        with self._lock:
+            return self._stats.setdefault(client, WaitStats())
+
+    def collect(self) -> Iterator[Metric]:
+        waits = HistogramMetricFamily(
+            "redisqueue_client_pool_wait_seconds",
+            "Time a caller waited for a connection from the client's pool (0 when one was free).",
+            labels=["client"],
+        )
+        with self._lock:
+            all_stats = sorted(self._stats.items())
+        for client, stats in all_stats:
+            record = stats.snapshot()
+            cumulative = 0.0
+            buckets = []
+            for bound, count in zip(POOL_WAIT_BUCKETS, record[1:], strict=False):
+                cumulative += count
+                buckets.append((repr(float(bound)), cumulative))
+            buckets.append(("+Inf", sum(record[1:])))
+            waits.add_metric([client], buckets, record[0])
+        yield waits
+
+    def describe(self) -> Iterable[Metric]:
+        return list(self.collect())
+
+
 POOLS = PoolCollector()
 COMMANDS = CommandCollector()
+POOL_WAITS = WaitCollector()
 
 
 def _register(registry: CollectorRegistry) -> None:
-    for collector in (POOLS, COMMANDS):
+    for collector in (POOLS, COMMANDS, POOL_WAITS):
         with contextlib.suppress(ValueError):  # already registered
             registry.register(collector)
 

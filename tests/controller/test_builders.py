@@ -400,6 +400,15 @@ def test_contract_for_a_provisioned_redis() -> None:
     assert env["REDIS_BACKOFF_CAP_SECONDS"] == "30"
     assert env["REDIS_RETRY_ATTEMPTS"] == "10"
     assert env["REDIS_POOL_TIMEOUT_SECONDS"] == "5"
+    assert env["REDIS_SOCKET_TIMEOUT_SECONDS"] == "5"
+    assert "REDIS_PASSWORD_FILE" not in env  # the app's mount path, never the operator's
+
+
+def test_the_spec_socket_timeout_reaches_the_app_secret() -> None:
+    spec = parse_spec({"redis": {"provision": {}}, "pool": {"socketTimeoutSeconds": 2.5}})
+    host, port = endpoint_for(NAME, NAMESPACE, spec)
+    env = build_contract(spec, host, port, "s3cret").to_env()
+    assert env["REDIS_SOCKET_TIMEOUT_SECONDS"] == "2.5"
 
 
 def test_contract_for_elasticache_with_tls_and_an_acl_user() -> None:
@@ -536,3 +545,130 @@ def test_startup_script_refuses_an_empty_password(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "empty password" in result.stderr
+
+
+# --- placement and extra configuration --------------------------------------------------------
+
+PLACEMENT: dict[str, Any] = {
+    "nodeSelector": {"node-pool": "queues"},
+    "tolerations": [
+        {"key": "dedicated", "operator": "Equal", "value": "redis", "effect": "NoSchedule"}
+    ],
+    "affinity": {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a", "b"]}]}
+                ]
+            }
+        }
+    },
+    "topologySpreadConstraints": [
+        {
+            "maxSkew": 1,
+            "topologyKey": "topology.kubernetes.io/zone",
+            "whenUnsatisfiable": "ScheduleAnyway",
+        }
+    ],
+    "priorityClassName": "queue-critical",
+    "imagePullSecrets": [{"name": "registry-cred"}],
+    "podAnnotations": {"backup.example.com/skip": "true"},
+    "podLabels": {"team": "marketplace"},
+    "extraConfig": {"slowlog-log-slower-than": "5000", "save": "900 1 300 10"},
+}
+
+
+def test_placement_fields_reach_the_pod_template() -> None:
+    sts = statefulset(provision(**PLACEMENT), auth_revision="42")
+    template = sts["spec"]["template"]
+    pod = template["spec"]
+    assert pod["nodeSelector"] == PLACEMENT["nodeSelector"]
+    assert pod["tolerations"] == PLACEMENT["tolerations"]
+    assert pod["affinity"] == PLACEMENT["affinity"]
+    assert pod["priorityClassName"] == "queue-critical"
+    assert pod["imagePullSecrets"] == [{"name": "registry-cred"}]
+    # Without a labelSelector, a spread constraint counts this RedisQueue's own Redis pod.
+    (spread,) = pod["topologySpreadConstraints"]
+    assert spread["labelSelector"] == {"matchLabels": selector_labels(NAME)}
+    assert spread["topologyKey"] == "topology.kubernetes.io/zone"
+    # The user's labels and annotations add to the operator's, never replace them.
+    assert template["metadata"]["labels"] == {**labels(NAME), "team": "marketplace"}
+    assert template["metadata"]["annotations"] == {
+        "backup.example.com/skip": "true",
+        "redisqueue.dev/auth-secret-revision": "42",
+    }
+    assert sts["spec"]["selector"]["matchLabels"] == selector_labels(NAME)
+
+
+def test_without_placement_fields_the_pod_template_has_none_of_them() -> None:
+    pod = statefulset()["spec"]["template"]["spec"]
+    for key in ("nodeSelector", "tolerations", "affinity", "topologySpreadConstraints"):
+        assert key not in pod, key
+    assert "priorityClassName" not in pod and "imagePullSecrets" not in pod
+
+
+def test_extra_config_lines_follow_the_operators_own() -> None:
+    config = redis_config(provision(extraConfig=PLACEMENT["extraConfig"])).splitlines()
+    assert config[-2:] == ["save 900 1 300 10", "slowlog-log-slower-than 5000"]
+    assert "maxmemory-policy noeviction" in config[:-2]
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+def test_a_real_redis_server_runs_with_the_extra_config(tmp_path: Path) -> None:
+    port = _free_port()
+    spec = provision(extraConfig={"slowlog-log-slower-than": "5000", "hz": "20"})
+    script = (
+        startup_script(spec)
+        .replace("/run/redis/", f"{tmp_path}/run/")
+        .replace("dir /data", f"dir {tmp_path}/data")
+        .replace("port 6379", f"port {port}")
+    )
+    (tmp_path / "run").mkdir()
+    (tmp_path / "data").mkdir()
+    env = {"PATH": os.environ["PATH"], PASSWORD_ENV: "pw-" + os.urandom(4).hex()}
+    proc = subprocess.Popen(["sh", "-c", script], env=env, stdout=subprocess.DEVNULL)
+    try:
+        cli = ["redis-cli", "-h", "127.0.0.1", "-p", str(port)]
+        deadline = time.monotonic() + 10
+        while True:
+            got = subprocess.run(
+                [*cli, "config", "get", "slowlog-log-slower-than"],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if got.stdout.split() == ["slowlog-log-slower-than", "5000"]:
+                break
+            assert time.monotonic() < deadline, got.stdout + got.stderr
+            time.sleep(0.05)
+        hz = subprocess.run(
+            [*cli, "config", "get", "hz"], env=env, capture_output=True, text=True, check=True
+        )
+        assert hz.stdout.split() == ["hz", "20"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_long_redisqueue_names_get_distinct_field_managers_within_the_limit() -> None:
+    from redisqueue.controller.builders import inject_field_manager
+
+    first, second = "a" * 200 + "-one", "a" * 200 + "-two"
+    managers = {inject_field_manager(first), inject_field_manager(second)}
+    assert len(managers) == 2
+    assert all(len(m) <= 128 for m in managers)
+    assert inject_field_manager("jobs") == "redisqueue-operator/jobs"
+
+
+def test_long_redisqueue_names_fit_the_source_label() -> None:
+    import re
+
+    from redisqueue.controller.builders import source_label_value
+
+    long_names = ["q" * 64, "q" * 63 + "x", "n-" * 100]
+    values = {source_label_value(n) for n in long_names}
+    assert len(values) == 3
+    label = r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+    assert all(re.fullmatch(label, v) for v in values)
+    assert source_label_value("jobs") == "jobs"

@@ -73,6 +73,18 @@ def test_settings_prints_the_contract_without_secrets(tmp_path: Path) -> None:
     assert "REDIS_PASSWORD=***" in result.stdout
 
 
+def test_settings_shows_a_unix_socket_url_and_its_redis_py_options(tmp_path: Path) -> None:
+    result = run_cli(
+        "settings",
+        env={"REDIS_URL": "unix:///run/redis.sock?db=2&client_name=w1&password=top-secret-pw"},
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "REDIS_URL=unix:///run/redis.sock?db=2&client_name=w1\n" in result.stdout
+    assert "REDIS_HOST" not in result.stdout
+    assert "top-secret-pw" not in result.stdout + result.stderr
+
+
 def _get(url: str) -> tuple[int, dict[str, object]]:
     try:
         with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback
@@ -132,6 +144,48 @@ def test_dev_starts_its_own_redis_serves_health_and_stops_it(tmp_path: Path) -> 
         )
 
 
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _dev_answers_with_its_own_redis(cwd: Path, env: dict[str, str]) -> str:
+    """Run `redisqueue dev` in ``cwd``; assert it started Redis and answers 200. Its stderr."""
+    http_port = free_port()
+    proc = subprocess.Popen(
+        [*CLI, "dev", "--port", str(http_port), "--interval", "0.2"],
+        cwd=cwd,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("REDIS_")}, **env},
+    )
+    try:
+        _wait_for(f"http://127.0.0.1:{http_port}/healthz", proc)
+        status, body = _get(f"http://127.0.0.1:{http_port}/api/health/redis")
+        assert status == 200, body
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=20)
+    assert proc.returncode == 0, stderr
+    assert "started redis-server" in stderr
+    return stderr
+
+
+def test_dev_works_with_the_env_example_as_shipped(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text((REPO / ".env.example").read_text())  # cp .env.example .env
+    # REDIS_PORT only moves the default localhost:6379 to a free port for the test.
+    stderr = _dev_answers_with_its_own_redis(tmp_path, {"REDIS_PORT": str(free_port())})
+    assert "change-me-locally" not in stderr
+
+
+def test_dev_starts_redis_on_a_configured_local_endpoint_that_is_down(tmp_path: Path) -> None:
+    port = free_port()
+    (tmp_path / ".env").write_text(
+        f"REDIS_DEV_URL=redis://127.0.0.1:{port}/0\nREDIS_DEV_PASSWORD=local-dev-pw\n"
+    )
+    stderr = _dev_answers_with_its_own_redis(tmp_path, {})
+    assert f"127.0.0.1:{port}" in stderr and "local-dev-pw" not in stderr
+
+
 def test_dev_against_a_configured_redis_reports_outage_without_crashing(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
@@ -166,3 +220,90 @@ def test_dev_against_a_configured_redis_reports_outage_without_crashing(
     assert proc.returncode == 0
     assert redis_server.password not in stderr
     assert "retrying in" in stderr and "recovered after" in stderr
+
+
+# ----------------------------------------------------------------- global flags, no cluster
+
+
+def test_global_flags_work_after_the_subcommand_too(tmp_path: Path) -> None:
+    env = {"REDIS_URL": "redis://127.0.0.1:6390/0", "REDIS_ENV": "development"}
+    before = run_cli("--log-level", "DEBUG", "settings", "--env-file", "/nonexistent", env=env)
+    after = run_cli("settings", "--log-level", "DEBUG", "--env-file", "/nonexistent", env=env)
+    assert before.returncode == after.returncode == 0, before.stderr + after.stderr
+    assert before.stdout == after.stdout
+    bad = run_cli("settings", "--log-format", "xml", env=env)
+    assert bad.returncode == 2
+    assert "--log-format: invalid choice: 'xml' (choose from 'text', 'json')" in bad.stderr
+
+
+def test_log_format_from_the_environment_is_checked_naming_the_variable() -> None:
+    proc = run_cli("settings", env={"LOG_FORMAT": "yaml"})
+    assert proc.returncode == 2
+    assert "LOG_FORMAT must be one of text, json, got 'yaml'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_version_is_a_global_flag() -> None:
+    from redisqueue import __version__
+
+    proc = run_cli("--version")
+    assert (proc.returncode, proc.stdout) == (0, f"redisqueue {__version__}\n")
+
+
+def _operator_without(kubeconfig: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
+    env.update(KUBECONFIG=kubeconfig, HOME=str(tmp_path))
+    return subprocess.run(
+        [*CLI, "operator", "--log-format", "json", "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env=env,
+        check=False,
+    )
+
+
+def test_operator_without_a_kubeconfig_says_so_in_one_line(tmp_path: Path) -> None:
+    missing = str(tmp_path / "no-such-kubeconfig")
+    proc = _operator_without(missing, tmp_path)
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    assert proc.stderr == (
+        "redisqueue operator: no Kubernetes cluster configured: not running in a pod, "
+        f"and no kubeconfig at {missing}\n"
+    )
+
+
+def test_operator_with_an_unreadable_kubeconfig_says_so_in_one_line(tmp_path: Path) -> None:
+    broken = tmp_path / "kubeconfig"
+    broken.write_text("clusters: [\n")
+    proc = _operator_without(str(broken), tmp_path)
+    assert proc.returncode == 1
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith(f"redisqueue operator: the kubeconfig at {broken} is not usable: ")
+
+
+def test_operator_whose_cluster_does_not_answer_says_so_in_one_line(tmp_path: Path) -> None:
+    # A real kubeconfig whose API server address has nothing listening (a closed port).
+    port = free_port()
+    token = "not-a-real-token-" + os.urandom(4).hex()
+    config = tmp_path / "kubeconfig"
+    config.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": f"https://127.0.0.1:{port}"}}],
+                "users": [{"name": "u", "user": {"token": token}}],
+                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "x",
+            }
+        )
+    )
+    proc = _operator_without(str(config), tmp_path)
+    assert proc.returncode == 1
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith(
+        f"redisqueue operator: the Kubernetes API at https://127.0.0.1:{port} does not answer: "
+    )
+    assert token not in proc.stderr

@@ -200,3 +200,75 @@ async def test_liveness_reports_the_callers_verdict(make_client: MakeClient) -> 
     stuck = await make_client(liveness=lambda: (False, "no event processed for 300 s"))
     response = await stuck.get("/healthz")
     assert response.status == 503 and "300 s" in (await response.json())["message"]
+
+
+async def test_nothing_watched_yet_answers_200_with_checked_zero() -> None:
+    client = TestClient(TestServer(create_app(ProbeRegistry())))
+    await client.start_server()
+    try:
+        for _ in range(2):  # the first answer and the cached one alike
+            response = await client.get("/api/health/redis")
+            assert response.status == 200
+            body = await response.json()
+            assert body["status"] == "connected" and body["checked"] == 0
+    finally:
+        await client.close()
+
+
+async def test_a_scoped_answer_covers_and_names_only_its_scope(
+    redis_server: RedisServer,
+    tmp_path,  # type: ignore[no-untyped-def]
+) -> None:
+    other = RedisServer(tmp_path / "other").start()
+    registry = ProbeRegistry()
+    placed = [
+        ("team-a", "jobs", contract_for(redis_server), {"team": "a", "tier": "web"}),
+        ("team-b", "broken", contract_for(other), {"team": "b"}),
+        ("team-b", "fine", contract_for(redis_server), {"team": "b", "tier": "batch"}),
+    ]
+    probes = []
+    for namespace, name, contract, labels in placed:
+        probe = Probe(contract, namespace=namespace, name=name, timeout=1.0)
+        probes.append(probe)
+        registry.add(probe)
+        registry.set_labels(namespace, name, labels)
+    other.stop()
+    client = TestClient(TestServer(create_app(registry)))
+    await client.start_server()
+    try:
+        everyone = await client.get("/api/health/redis")
+        assert everyone.status == 503
+
+        team_a = await client.get("/api/health/redis", params={"namespace": "team-a"})
+        body = await team_a.json()
+        assert team_a.status == 200 and body["checked"] == 1
+
+        team_b = await client.get("/api/health/redis", params={"namespace": "team-b"})
+        text = await team_b.text()
+        body = await team_b.json()
+        assert team_b.status == 503 and body["failed"] == ["team-b/broken"]
+        assert "team-a" not in text and redis_server.endpoint not in text
+
+        cases = {
+            "tier": 2,
+            "tier=batch": 1,
+            "team!=b": 1,
+            "!tier": 1,
+            "team in (a, b),tier notin (web)": 2,
+            "team=c": 0,
+        }
+        for selector, checked in cases.items():
+            response = await client.get("/api/health/redis", params={"labelSelector": selector})
+            assert (await response.json())["checked"] == checked, selector
+        healthy = await client.get(
+            "/api/health/redis", params={"namespace": "team-b", "labelSelector": "tier=batch"}
+        )
+        assert healthy.status == 200
+
+        bad = await client.get("/api/health/redis", params={"labelSelector": "a=(b"})
+        assert bad.status == 400
+        assert "labelSelector" in (await bad.json())["error"]
+    finally:
+        await client.close()
+        for probe in probes:
+            await probe.close()

@@ -331,3 +331,15 @@ def test_spec_model_is_immutable() -> None:
     with pytest.raises(ValueError, match="frozen"):
         spec.environment = "production"  # type: ignore[misc]
     assert isinstance(spec, RedisQueueSpec)
+
+
+@pytest.mark.parametrize("host", [":", "::::::::::", "1:2", ":::", "12345::1", "fe80::1::2"])
+def test_external_host_rejects_colon_shapes_that_are_not_ipv6_addresses(host: str) -> None:
+    assert problems({"redis": {"external": {"host": host}}}) == {
+        "spec.redis.external.host": spec_module.MSG_HOST
+    }
+
+
+@pytest.mark.parametrize("host", ["::", "2001:db8::1", "::ffff:192.0.2.1", "fe80::1:2:3:4"])
+def test_external_host_accepts_ipv6_addresses(host: str) -> None:
+    assert parse_spec({"redis": {"external": {"host": host}}}).redis.external is not None

@@ -79,3 +79,59 @@ of failing the whole install.
 {{- define "redisqueue-operator.monitoringAPIAvailable" -}}
 {{- if .Capabilities.APIVersions.Has "monitoring.coreos.com/v1" -}}true{{- end -}}
 {{- end -}}
+
+{{/*
+The operator's namespaced permissions: the rules of manifests/operator/20-clusterrole.yaml (a
+test compares them). A ClusterRole in the default install, a Role per watched namespace
+otherwise.
+*/}}
+{{- define "redisqueue-operator.rules" -}}
+  # The resource itself: watch it, and patch it for the framework's finalizer and
+  # bookkeeping annotations (the framework patches; it never replaces the object).
+  - apiGroups: [redisqueue.dev]
+    resources: [redisqueues]
+    verbs: [get, list, watch, patch]
+  # Conditions, endpoint, latency and observedGeneration (merge patches).
+  - apiGroups: [redisqueue.dev]
+    resources: [redisqueues/status]
+    verbs: [get, patch]
+  # Owned objects carry ownerReferences with blockOwnerDeletion, which clusters with the
+  # OwnerReferencesPermissionEnforcement admission plugin allow only with this permission.
+  - apiGroups: [redisqueue.dev]
+    resources: [redisqueues/finalizers]
+    verbs: [update]
+  # Secrets: get referenced passwords and CA bundles (and an inject target's type, to refuse
+  # special Secrets), create the generated password Secret, server-side apply the contract
+  # keys into app Secrets (patch; create when missing), list its own injected Secrets by label
+  # to release those that left spec.inject, and delete the generated Secret under
+  # deletionPolicy Delete. No watch and no update: the operator never uses them.
+  - apiGroups: [""]
+    resources: [secrets]
+    verbs: [get, list, create, patch, delete]
+  # provision mode: the Redis Service and StatefulSet, server-side applied (create, patch);
+  # the StatefulSet's readiness is read (get). Deleted by the garbage collector through their
+  # ownerReferences, so no delete verb.
+  - apiGroups: [""]
+    resources: [services]
+    verbs: [create, patch]
+  - apiGroups: [apps]
+    resources: [statefulsets]
+    verbs: [get, create, patch]
+  # The data volume: found by label, grown when storage.size grows, deleted under
+  # deletionPolicy Delete.
+  - apiGroups: [""]
+    resources: [persistentvolumeclaims]
+    verbs: [list, patch, delete]
+  # Events about reconciles and probes, on the RedisQueue.
+  - apiGroups: ["", events.k8s.io]
+    resources: [events]
+    verbs: [create, patch]
+  # The framework watches namespaces and CRDs to notice resources and namespaces that come
+  # and go while it runs.
+  - apiGroups: [""]
+    resources: [namespaces]
+    verbs: [list, watch]
+  - apiGroups: [apiextensions.k8s.io]
+    resources: [customresourcedefinitions]
+    verbs: [list, watch]
+{{- end }}

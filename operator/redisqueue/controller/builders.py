@@ -18,6 +18,7 @@ the whole pod in one place; the names and labels they share sit at the top.
 from __future__ import annotations
 
 import base64
+import hashlib
 import secrets
 from collections.abc import Mapping
 from decimal import Decimal
@@ -305,6 +306,9 @@ def redis_config(spec: RedisQueueSpec) -> str:
         # A queue must never drop jobs to make room: refuse writes instead.
         "maxmemory-policy noeviction",
     ]
+    # The spec refuses the directives above (and other operator-owned ones) as keys, and
+    # any line break in a value, so each entry stays one directive of its own.
+    lines += [f"{key} {value}" for key, value in sorted((provision.extra_config or {}).items())]
     return "\n".join(lines) + "\n"
 
 
@@ -358,6 +362,35 @@ def claim_template_size(statefulset: Mapping[str, Any]) -> str | None:
     return None
 
 
+def placement(name: str, provision: ProvisionedRedis) -> JSON:
+    """The pod spec fields that say where the Redis pod runs and how its image is pulled,
+    only those the spec sets. A spread constraint without a labelSelector counts this
+    RedisQueue's own Redis pod, which is what "spread my Redis" means."""
+    fields: JSON = {}
+    if provision.node_selector:
+        fields["nodeSelector"] = dict(provision.node_selector)
+    if provision.tolerations:
+        fields["tolerations"] = [
+            t.model_dump(by_alias=True, exclude_none=True) for t in provision.tolerations
+        ]
+    if provision.affinity is not None:
+        affinity = provision.affinity.model_dump(by_alias=True, exclude_none=True)
+        if affinity:
+            fields["affinity"] = affinity
+    if provision.topology_spread_constraints:
+        constraints = []
+        for constraint in provision.topology_spread_constraints:
+            dumped = constraint.model_dump(by_alias=True, exclude_none=True)
+            dumped.setdefault("labelSelector", {"matchLabels": selector_labels(name)})
+            constraints.append(dumped)
+        fields["topologySpreadConstraints"] = constraints
+    if provision.priority_class_name is not None:
+        fields["priorityClassName"] = provision.priority_class_name
+    if provision.image_pull_secrets:
+        fields["imagePullSecrets"] = [{"name": s.name} for s in provision.image_pull_secrets]
+    return fields
+
+
 def build_statefulset(
     name: str,
     namespace: str,
@@ -403,9 +436,14 @@ def build_statefulset(
         "name": PASSWORD_ENV,
         "valueFrom": {"secretKeyRef": {"name": password_ref[0], "key": password_ref[1]}},
     }
-    template_metadata: JSON = {"labels": pod_labels}
+    # The spec refuses the operator's own label keys and annotation prefix, so the user's
+    # labels and annotations only ever add to these.
+    template_metadata: JSON = {"labels": {**(provision.pod_labels or {}), **pod_labels}}
+    annotations = dict(provision.pod_annotations or {})
     if auth_revision is not None:
-        template_metadata["annotations"] = {ANNOTATION_AUTH_REVISION: auth_revision}
+        annotations[ANNOTATION_AUTH_REVISION] = auth_revision
+    if annotations:
+        template_metadata["annotations"] = annotations
 
     container: JSON = {
         "name": CONTAINER_NAME,
@@ -474,6 +512,7 @@ def build_statefulset(
                         "seccompProfile": {"type": "RuntimeDefault"},
                     },
                     "containers": [container],
+                    **placement(name, provision),
                     "volumes": [
                         # Memory-backed: the config file holds the password and must not
                         # reach the node's disk.
@@ -533,6 +572,7 @@ def build_contract(
         tls_insecure_skip_verify=tls_enabled and tls is not None and tls.insecure_skip_verify,
         pool_max_connections=resolved_pool_max(spec),
         pool_timeout_seconds=spec.pool.timeout_seconds,
+        socket_timeout_seconds=spec.pool.socket_timeout_seconds,
         backoff_base_seconds=spec.backoff.base_seconds,
         backoff_cap_seconds=spec.backoff.cap_seconds,
         retry_attempts=spec.backoff.attempts,
@@ -568,7 +608,7 @@ def build_injected_secret_apply(
     """
     metadata: JSON = {"name": name, "namespace": namespace}
     if source is not None:
-        metadata["labels"] = {LABEL_REDISQUEUE: source}
+        metadata["labels"] = {LABEL_REDISQUEUE: source_label_value(source)}
     if owner is not None:
         metadata["ownerReferences"] = [owner_reference(owner, controller=False)]
     return {
@@ -593,6 +633,27 @@ def build_injected_secret_release(name: str, namespace: str) -> JSON:
     }
 
 
+def _shortened(value: str, limit: int) -> str:
+    """``value`` if it fits in ``limit`` characters, else a prefix and a hash of all of it.
+
+    Two different values never shorten to the same text unless their SHA-256 prefixes (64 bits)
+    collide, so two long RedisQueue names keep apart.
+    """
+    if len(value) <= limit:
+        return value
+    digest = hashlib.sha256(value.encode()).hexdigest()[:16]
+    return f"{value[: limit - 17].rstrip('-.')}-{digest}"
+
+
+def source_label_value(name: str) -> str:
+    """The ``redisqueue.dev/redisqueue`` label value for RedisQueue ``name`` (at most 63 chars)."""
+    return _shortened(name, 63)
+
+
 def inject_field_manager(name: str) -> str:
-    """One field manager per RedisQueue, so two RedisQueues writing one Secret conflict."""
-    return f"{FIELD_MANAGER}/{name}"[:128]
+    """One field manager per RedisQueue, so two RedisQueues writing one Secret conflict.
+
+    Field managers are limited to 128 characters; longer names are hashed, never truncated,
+    so two long names never share a manager.
+    """
+    return _shortened(f"{FIELD_MANAGER}/{name}", 128)

@@ -7,15 +7,18 @@ operator's dependencies when they run and say which extra to install when they a
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Sequence
+from urllib.parse import urlencode
 
+from redisqueue import __version__
 from redisqueue.contract import redact_url
 from redisqueue.settings import SettingsError, load_settings
 
-LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+from .logs import LOG_FORMATS, configure
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 #: What `dev`, `crd` and `operator` import beyond the client library.
 OPERATOR_EXTRA_MODULES = frozenset({"aiohttp", "kopf", "kubernetes_asyncio", "yaml"})
 
@@ -36,18 +39,42 @@ def _port(value: str) -> int:
     return int(value)
 
 
+def _global_flags(*, after_subcommand: bool) -> argparse.ArgumentParser:
+    """The flags every subcommand takes too, so ``redisqueue operator --log-format json``
+    works like ``redisqueue --log-format json operator``. After the subcommand they default
+    to "not given", so they never undo the same flag given before it."""
+    flags = argparse.ArgumentParser(add_help=False)
+    level_default = argparse.SUPPRESS if after_subcommand else os.environ.get("LOG_LEVEL", "INFO")
+    format_default = argparse.SUPPRESS if after_subcommand else os.environ.get("LOG_FORMAT", "text")
+    flags.add_argument(
+        "--log-level",
+        default=level_default,
+        choices=LOG_LEVELS,
+        help="DEBUG, INFO, WARNING or ERROR (default INFO, or $LOG_LEVEL)",
+    )
+    flags.add_argument(
+        "--log-format",
+        default=format_default,
+        choices=LOG_FORMATS,
+        help="text for people, json for a log pipeline: one object per line with the "
+        "RedisQueue's namespace and name (default text, or $LOG_FORMAT)",
+    )
+    return flags
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="redisqueue", description="Redis job queues you can trust, on Kubernetes."
+        prog="redisqueue",
+        description="Redis job queues you can trust, on Kubernetes.",
+        parents=[_global_flags(after_subcommand=False)],
     )
-    parser.add_argument(
-        "--log-level",
-        default=os.environ.get("LOG_LEVEL", "INFO"),
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-    )
+    parser.add_argument("--version", action="version", version=f"redisqueue {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = [_global_flags(after_subcommand=True)]
 
-    dev = sub.add_parser("dev", help="serve /api/health/redis and /metrics against a local Redis")
+    dev = sub.add_parser(
+        "dev", parents=common, help="serve /api/health/redis and /metrics against a local Redis"
+    )
     dev.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     dev.add_argument(
         "--port",
@@ -71,12 +98,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="never start a local redis-server, even if none answers",
     )
 
-    show = sub.add_parser("settings", help="print the resolved connection settings (no secrets)")
+    show = sub.add_parser(
+        "settings", parents=common, help="print the resolved connection settings (no secrets)"
+    )
     show.add_argument("--env-file", default=".env")
 
-    sub.add_parser("crd", help="print the RedisQueue CustomResourceDefinition")
+    sub.add_parser("crd", parents=common, help="print the RedisQueue CustomResourceDefinition")
 
-    op = sub.add_parser("operator", help="run the operator against the current kubeconfig")
+    op = sub.add_parser(
+        "operator", parents=common, help="run the operator against the current kubeconfig"
+    )
     scope = op.add_mutually_exclusive_group()
     scope.add_argument(
         "--all-namespaces",
@@ -133,6 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
 def _settings_command(env_file: str) -> int:
     settings = load_settings(env_file=env_file)
     env = settings.to_contract().to_env()
+    if settings.unix_socket_path:  # the contract's form has no socket path: show the URL's
+        env.pop("REDIS_HOST", None)
+        env.pop("REDIS_PORT", None)
+        env["REDIS_URL"] = f"unix://{settings.unix_socket_path}?db={settings.db}"
+    if settings.url_options:  # redis-py options from the URL's query (never credentials)
+        joiner = "&" if "?" in env["REDIS_URL"] else "?"
+        env["REDIS_URL"] += joiner + urlencode(settings.url_options)
     for key, raw in env.items():
         shown = raw
         if key == "REDIS_PASSWORD":
@@ -146,8 +184,17 @@ def _settings_command(env_file: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format=LOG_FORMAT, stream=sys.stderr)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.log_level not in LOG_LEVELS:  # from $LOG_LEVEL, which choices= does not check
+        parser.error(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {args.log_level!r}")
+    if args.log_format not in LOG_FORMATS:
+        parser.error(f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, got {args.log_format!r}")
+    configure(args.log_level, args.log_format)
+    if args.command in {"dev", "operator"}:
+        from .metrics import configure_created_series
+
+        configure_created_series()
     try:
         if args.command == "dev":
             from . import devserver
@@ -171,6 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout.write(render_crd_yaml())
             return 0
         if args.command == "operator":
+            from .kube import NoClusterError
             from .runner import Election, run_operator
 
             election = None
@@ -195,13 +243,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                     identity=args.identity,
                     lease_seconds=args.lease_duration,
                 )
-            return run_operator(
-                namespaces=args.namespace,
-                host=args.host,
-                port=args.port,
-                standalone=args.standalone or election is not None,
-                election=election,
-            )
+            try:
+                return run_operator(
+                    namespaces=args.namespace,
+                    host=args.host,
+                    port=args.port,
+                    standalone=args.standalone or election is not None,
+                    election=election,
+                )
+            except NoClusterError as exc:
+                print(f"redisqueue operator: {exc}", file=sys.stderr)
+                return 1
     except SettingsError as exc:
         print(f"redisqueue: invalid setting: {exc}", file=sys.stderr)
         return 2

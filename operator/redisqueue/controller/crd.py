@@ -58,9 +58,12 @@ _KEY_ORDER: Final = (
     "pattern",
     "minItems",
     "maxItems",
+    "maxProperties",
     "anyOf",
     "x-kubernetes-int-or-string",
     "items",
+    "additionalProperties",
+    "x-kubernetes-preserve-unknown-fields",
     "required",
     "properties",
     "x-kubernetes-list-type",
@@ -68,7 +71,7 @@ _KEY_ORDER: Final = (
     "x-kubernetes-validations",
 )
 # JSON Schema keywords that have no place in a CRD schema (or say nothing there).
-_DROPPED: Final = frozenset({"title", "additionalProperties", "examples", "$defs"})
+_DROPPED: Final = frozenset({"title", "examples", "$defs"})
 _VALIDATIONS: Final = "x-kubernetes-validations"
 
 
@@ -108,6 +111,8 @@ def structural_schema(node: Mapping[str, Any], defs: Mapping[str, Any]) -> JSON:
     for key, value in current.items():
         if key in _DROPPED or (key == "default" and value is None):
             continue
+        if key == "additionalProperties" and not isinstance(value, Mapping):
+            continue
         if key == "const":
             out["enum"] = [value]
         elif key in ("exclusiveMinimum", "exclusiveMaximum") and not isinstance(value, bool):
@@ -118,6 +123,10 @@ def structural_schema(node: Mapping[str, Any], defs: Mapping[str, Any]) -> JSON:
         elif key == "properties":
             out[key] = {name: structural_schema(child, defs) for name, child in value.items()}
         elif key == "items":
+            out[key] = structural_schema(value, defs)
+        elif key == "additionalProperties" and isinstance(value, Mapping):
+            # A map (dict[str, X]): its values' schema. ``additionalProperties: false`` next
+            # to ``properties`` is dropped below: Kubernetes prunes unknown fields anyway.
             out[key] = structural_schema(value, defs)
         elif key == _VALIDATIONS:
             out[key] = [_ordered_rule(rule) for rule in value]

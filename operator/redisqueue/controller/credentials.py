@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from redisqueue.contract import ConnectionContract
 
@@ -17,6 +17,30 @@ from .errors import SetupError
 from .kube import Kube, KubeError, object_path
 from .spec import JSON, RedisQueueSpec
 from .state import Reason
+
+#: Secret types that hold a credential of the cluster or of another system. The operator never
+#: reads them for a RedisQueue and never writes into them, whoever asks.
+SPECIAL_SECRET_TYPES: Final = frozenset(
+    {
+        "kubernetes.io/service-account-token",
+        "kubernetes.io/tls",
+        "kubernetes.io/dockercfg",
+        "kubernetes.io/dockerconfigjson",
+        "bootstrap.kubernetes.io/token",
+    }
+)
+
+
+def refuse_special(secret: Mapping[str, Any], namespace: str, name: str, what: str) -> None:
+    """Raise :class:`SetupError` when ``secret`` is of a type the operator never touches."""
+    kind = secret.get("type") or "Opaque"
+    if kind in SPECIAL_SECRET_TYPES:
+        raise SetupError(
+            Reason.SECRET_REFUSED,
+            f"Secret {namespace}/{name} ({what}) is of type {kind}; the operator never reads "
+            "or writes service-account-token, TLS, docker-config or bootstrap-token Secrets: "
+            "use an Opaque Secret",
+        )
 
 
 def decode_secret_value(secret: Mapping[str, Any], key: str) -> str | None:
@@ -45,6 +69,7 @@ async def read_secret(kube: Kube, namespace: str, name: str, what: str) -> JSON:
             f"Secret {namespace}/{name} ({what}) does not exist; create it "
             "in the RedisQueue's namespace",
         )
+    refuse_special(secret, namespace, name, what)
     return secret
 
 
@@ -58,12 +83,17 @@ async def read_secret_key(
 ) -> str:
     """The value under ``key`` of Secret ``name`` (taken from ``already_read`` if there)."""
     secret = already_read.get(name) or await read_secret(kube, namespace, name, what)
-    value = decode_secret_value(secret, key)
-    if value is None:
-        keys = ", ".join(sorted((secret.get("data") or {}).keys())) or "none"
+    if key not in (secret.get("data") or {}):
+        # The Secret's other key names are not listed: they are not the author's to see.
         raise SetupError(
             Reason.SECRET_KEY_NOT_FOUND,
-            f"Secret {namespace}/{name} has no key {key!r} ({what}); its keys are: {keys}",
+            f"Secret {namespace}/{name} has no key {key!r} ({what})",
+        )
+    value = decode_secret_value(secret, key)
+    if value is None:
+        raise SetupError(
+            Reason.SECRET_VALUE_INVALID,
+            f"Secret {namespace}/{name} key {key!r} ({what}) is not valid UTF-8 text",
         )
     return value
 

@@ -1,7 +1,9 @@
 """Dev mode: the health/metrics server against a local Redis, with nothing to set up.
 
 If no endpoint is configured (no ``REDIS_URL`` / ``REDIS_HOST`` or their ``REDIS_DEV_*``
-forms) and nothing answers on localhost:6379, a throwaway ``redis-server`` is started
+forms), or the configured one is on this machine (localhost, 127.0.0.1, ::1, as
+``.env.example``'s development block may say), and nothing answers there, a throwaway
+``redis-server`` is started on that port with the configured password
 (installed from Debian packages first when it is missing and we are root) and stopped again
 on exit. The server's config, password included, is passed on stdin, never in arguments.
 """
@@ -66,8 +68,16 @@ class LocalRedis:
         self.workdir.cleanup()
 
 
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
 def endpoint_configured(environ: Mapping[str, str]) -> bool:
     return any(environ.get(name, "").strip() for name in ENDPOINT_VARIABLES)
+
+
+def endpoint_is_local(settings: RedisSettings) -> bool:
+    """A plain-TCP endpoint on this machine: dev mode may start Redis there itself."""
+    return settings.host in LOOPBACK_HOSTS and not settings.tls and not settings.unix_socket_path
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -224,7 +234,8 @@ def run(
         configured = endpoint_configured(environ) or endpoint_configured(
             {k: v or "" for k, v in from_file.items()}
         )
-        if start_redis and not configured and not port_open("127.0.0.1", settings.port):
+        startable = not configured or endpoint_is_local(settings)
+        if start_redis and startable and not port_open("127.0.0.1", settings.port):
             local = start_local_redis(settings)
         asyncio.run(serve(settings, host=host, port=port, interval=interval, ping_timeout=timeout))
     except DevError as exc:

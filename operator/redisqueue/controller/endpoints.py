@@ -2,10 +2,11 @@
 RedisQueues that point at it.
 
 A thousand RedisQueues on one Redis with the same password need one small pool, not a
-thousand: an :class:`Endpoint` owns the redis-py client (short timeouts, no backoff, at most
-``MAX_IN_FLIGHT + 2`` sockets), coalesces PINGs, and batches the detail reads (``INFO`` and
-queue depths) of every caller that arrives in the same turn of the event loop into one
-pipeline. The per-RedisQueue view (result, metrics, log lines) stays in :mod:`.probe`.
+thousand: an :class:`Endpoint` owns the redis-py client (short timeouts, no backoff, replies
+bounded by :mod:`.bounded`, at most ``MAX_IN_FLIGHT + 2`` sockets), coalesces PINGs, and
+batches the detail reads (``INFO`` and queue depths) of every caller that arrives in the same
+turn of the event loop into one pipeline. The per-RedisQueue view (result, metrics, log
+lines) stays in :mod:`.probe`.
 
 :class:`EndpointPool` hands out endpoints by key and closes one when its last user leaves.
 """
@@ -21,10 +22,11 @@ from typing import Any, Final
 import redis.asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ResponseError
 
 from redisqueue.contract import ConnectionContract, tls_options
 
+from .bounded import ReplyRejected, limit_replies
 from .metrics import ServerInfo
 from .probe_result import QueueKey
 
@@ -77,6 +79,14 @@ class Details:
     queues: dict[QueueKey, QueueReading]
 
 
+def _info_int(info: object, field: str) -> int:
+    """A numeric field of a reply; 0 when it is not a mapping or the field is not a number."""
+    value = info.get(field, 0) if isinstance(info, dict) else 0
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0
+    return int(value)
+
+
 class Endpoint:
     """A shared, bounded probe client for one Redis endpoint and credential."""
 
@@ -100,8 +110,10 @@ class Endpoint:
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 1),
             max_connections=MAX_IN_FLIGHT + 2,
+            protocol=2,  # the bounded reader below parses RESP2
             **ssl_kwargs,
         )
+        limit_replies(self.client)  # a tenant's endpoint decides nothing about our memory
         self._pending: asyncio.Future[PingOutcome] | None = None  # the next PING's waiters
         self._launch_scheduled = False
         self._in_flight = 0
@@ -150,8 +162,10 @@ class Endpoint:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self.timeout):
-                await self.client.ping()
-        except (RedisError, OSError, TimeoutError) as exc:
+                pong = await self.client.ping()
+            if pong is not True:
+                raise ReplyRejected("the answer to PING was not PONG")
+        except Exception as exc:  # any fault is the status of the RedisQueues on this endpoint
             await self._reset_connections()
             return PingOutcome(error=exc)
         return PingOutcome(latency_seconds=time.perf_counter() - started)
@@ -160,7 +174,7 @@ class Endpoint:
         # Drop pooled sockets after a failure so the next PING dials afresh.
         try:
             await self.client.connection_pool.disconnect()
-        except (RedisError, OSError):
+        except Exception:  # noqa: S110 - the pool is rebuilt on the next PING anyway
             pass
 
     # -- batched detail reads -----------------------------------------------------------------
@@ -184,7 +198,7 @@ class Endpoint:
         wanted = list(dict.fromkeys(q for queues, _ in batch for q in queues))
         try:
             info, readings = await self._pipeline(wanted)
-        except (RedisError, OSError, TimeoutError) as exc:
+        except Exception as exc:  # a hostile reply must not end anyone's probe loop
             for _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
@@ -219,9 +233,9 @@ class Endpoint:
             if isinstance(info, BaseException):
                 raise info
             self._info = ServerInfo(
-                connected_clients=int(info.get("connected_clients", 0)),
-                commands_processed=int(info.get("total_commands_processed", 0)),
-                used_memory_bytes=int(info.get("used_memory", 0)),
+                connected_clients=_info_int(info, "connected_clients"),
+                commands_processed=_info_int(info, "total_commands_processed"),
+                used_memory_bytes=_info_int(info, "used_memory"),
             )
             self._info_at = now
         readings: dict[QueueKey, QueueReading] = {}
@@ -240,7 +254,9 @@ class Endpoint:
                     if isinstance(pending_reply, BaseException)
                     else int(pending_reply.get("pending", 0))
                 )
-            readings[queue] = QueueReading(int(depth), pending)
+            if isinstance(depth, bool) or not isinstance(depth, int):
+                continue  # not a count: a hostile or broken reply is reported as nothing
+            readings[queue] = QueueReading(depth, pending)
         return self._info, readings
 
     async def close(self) -> None:

@@ -20,6 +20,7 @@ import aiohttp
 from .credentials import referenced_secrets, resolve_contract
 from .errors import SetupError
 from .kube import Kube, KubeError, object_path
+from .policy import OperatorPolicy
 from .probe import Probe, ProbeRegistry
 from .probe_result import QueueKey
 from .spec import API_VERSION, KIND, RedisQueueSpec, SpecError, parse_spec
@@ -69,8 +70,15 @@ async def follow(
 class Follower:
     """Keeps ``probes`` in step with the RedisQueues in ``namespaces`` (all when empty)."""
 
-    def __init__(self, kube: Kube, probes: ProbeRegistry, namespaces: Collection[str]) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        probes: ProbeRegistry,
+        namespaces: Collection[str],
+        policy: OperatorPolicy | None = None,
+    ) -> None:
         self.kube = kube
+        self.policy = policy or OperatorPolicy()
         self.probes = probes
         self.scopes: list[str | None] = list(namespaces) or [None]
         self.specs: dict[tuple[str, str], RedisQueueSpec] = {}
@@ -123,6 +131,7 @@ class Follower:
         if self.specs.get(key) == spec and self.probes.get(namespace, name) is not None:
             return
         self.specs[key] = spec
+        self.probes.set_labels(namespace, name, meta.get("labels") or {})
         self.secrets.set(namespace, name, referenced_secrets(name, spec))
         await self._ensure_probe(namespace, name, spec, {})
 
@@ -173,6 +182,7 @@ class Follower:
             name=name,
             timeout=timeout,
             queues=queues,
+            detailed_errors=spec.mode == "provision" or self.policy.trusted(contract.host),
             endpoints=self.probes.endpoints,
         )
         if current is not None:

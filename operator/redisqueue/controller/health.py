@@ -4,6 +4,10 @@ Routes:
 
 * ``GET /api/health/redis`` -> 200 ``{"status": "connected", "latency": "2ms"}`` when every
   watched Redis answers a fresh PING, else 503 ``{"status": "disconnected", "error": ...}``;
+  with nothing watched (right after install) 200 with ``"checked": 0``. Scoped with
+  ``?namespace=<ns>`` and/or ``?labelSelector=<selector>`` (``k=v``, ``k!=v``, ``k``, ``!k``,
+  ``k in (a,b)``, ``k notin (a,b)``, comma-separated), the answer covers, and names, only
+  the RedisQueues in that scope, so one tenant's broken Redis does not fail another's check;
 * ``GET /api/health/redis/{namespace}/{name}`` -> the same for one RedisQueue (404 if unknown);
 * ``GET /metrics`` -> Prometheus exposition (OpenMetrics when the scraper asks for it);
 * ``GET /healthz`` -> liveness: 200 while the process is doing its job, 503 otherwise;
@@ -14,7 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -71,6 +76,8 @@ class _RenderedAnswer:
         self.body = b""
 
     def matches(self, results: list[ProbeResult]) -> bool:
+        if not self.status:  # nothing rendered yet (an empty registry matches no results)
+            return False
         return len(results) == len(self.results) and all(
             a is b for a, b in zip(results, self.results, strict=True)
         )
@@ -94,13 +101,105 @@ def _render_all(probes: list[Probe], results: list[ProbeResult]) -> tuple[int, d
     }
 
 
-async def _health_all(request: web.Request) -> web.Response:
+class SelectorError(ValueError):
+    """A label selector this server cannot read; the message says what is accepted."""
+
+
+_SET_RULE = re.compile(r"^\s*([^\s!=(),]+)\s+(in|notin)\s+\(([^()]*)\)\s*$")
+_LABEL_KEY = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+MAX_SELECTOR_LENGTH = 1024
+
+
+def parse_selector(text: str) -> list[Callable[[Mapping[str, str]], bool]]:
+    """Kubernetes label-selector syntax into predicates over a label map."""
+    if len(text) > MAX_SELECTOR_LENGTH:
+        raise SelectorError(f"labelSelector: longer than {MAX_SELECTOR_LENGTH} characters")
+    rules: list[Callable[[Mapping[str, str]], bool]] = []
+    for part in _split_selector(text):
+        rules.append(_parse_requirement(part))
+    return rules
+
+
+def _split_selector(text: str) -> list[str]:
+    parts, depth, current = [], 0, ""
+    for char in text:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    parts.append(current)
+    return [p.strip() for p in parts if p.strip()]
+
+
+def _value(text: str) -> str:
+    value = text.strip()
+    if len(value) > 63 or not _LABEL_VALUE.fullmatch(value):
+        raise SelectorError(f"labelSelector: {value[:64]!r} is not a label value")
+    return value
+
+
+def _key(text: str) -> str:
+    key = text.strip()
+    if not _LABEL_KEY.fullmatch(key):
+        raise SelectorError(
+            "labelSelector: expected key=value, key!=value, key, !key, key in (a,b) or "
+            "key notin (a,b), separated by commas"
+        )
+    return key
+
+
+def _parse_requirement(part: str) -> Callable[[Mapping[str, str]], bool]:
+    if match := _SET_RULE.fullmatch(part):
+        key, op = _key(match.group(1)), match.group(2)
+        values = frozenset(_value(v) for v in match.group(3).split(",") if v.strip())
+        if op == "in":
+            return lambda labels: labels.get(key) in values
+        return lambda labels: labels.get(key) not in values
+    for op in ("!=", "==", "="):
+        if op in part:
+            raw_key, value = part.split(op, 1)
+            key, value = _key(raw_key), _value(value)
+            if op == "!=":
+                return lambda labels: labels.get(key) != value
+            return lambda labels: labels.get(key) == value
+    if part.startswith("!"):
+        key = _key(part[1:])
+        return lambda labels: key not in labels
+    key = _key(part)
+    return lambda labels: key in labels
+
+
+def _in_scope(request: web.Request) -> list[Probe]:
+    """The probes the request's ``namespace`` and ``labelSelector`` parameters cover."""
     registry: ProbeRegistry = request.app[PROBES_KEY]
-    probes = registry.snapshot()
+    namespace = request.query.get("namespace")
+    selector = parse_selector(request.query.get("labelSelector", ""))
+    return [
+        p
+        for p in registry.snapshot()
+        if (namespace is None or p.namespace == namespace)
+        and all(rule(registry.labels_of(p.namespace, p.name)) for rule in selector)
+    ]
+
+
+async def _health_all(request: web.Request) -> web.Response:
+    scoped = bool(request.query.get("namespace") or request.query.get("labelSelector"))
+    try:
+        probes = _in_scope(request)
+    except SelectorError as exc:
+        return web.json_response(
+            {"status": "unknown", "error": str(exc)}, status=400, headers=_NO_CACHE
+        )
     if len(probes) == 1:  # the common case; gather would wrap it in a task
         results = [await probes[0].check()]
     else:
         results = list(await asyncio.gather(*(p.check() for p in probes)))
+    if scoped:  # rendered per request: scopes differ between callers
+        status, body = _render_all(probes, results)
+        return web.json_response(body, status=status, headers=_NO_CACHE)
     cached: _RenderedAnswer = request.app[ANSWER_KEY]
     if not cached.matches(results):
         status, body = _render_all(probes, results)

@@ -16,9 +16,12 @@ from .builders import (
     build_injected_secret_apply,
     build_injected_secret_release,
     inject_field_manager,
+    source_label_value,
 )
+from .credentials import refuse_special
 from .errors import SetupError
 from .kube import Kube, KubeError, object_path
+from .logs import about
 from .spec import RedisQueueSpec
 from .state import ConditionValue, Reason
 
@@ -46,6 +49,7 @@ async def inject_contract(
         return ConditionValue("True", Reason.NO_TARGETS, "spec.inject names no Secret")
     manager = inject_field_manager(name)
     for secret_name in targets:
+        await _refuse_special_target(kube, namespace, secret_name)
         body = build_injected_secret_apply(secret_name, namespace, contract, source=name)
         try:
             await kube.apply(body, field_manager=manager)
@@ -60,6 +64,17 @@ async def inject_contract(
         Reason.INJECTED,
         "connection contract written to Secret" + plural + ", ".join(targets),
     )
+
+
+async def _refuse_special_target(kube: Kube, namespace: str, secret_name: str) -> None:
+    """Never write into a service-account-token, TLS, docker-config or bootstrap Secret."""
+    try:
+        live = await kube.get(object_path("v1", "Secret", namespace, secret_name))
+    except KubeError as exc:
+        failed = _failure(secret_name, exc)
+        raise SetupError(failed.reason, failed.message) from None
+    if live is not None:
+        refuse_special(live, namespace, secret_name, "spec.inject")
 
 
 def _failure(secret_name: str, exc: KubeError) -> ConditionValue:
@@ -92,11 +107,17 @@ def _conflict_owner(message: str) -> str:
 
 async def release_dropped_secrets(kube: Kube, namespace: str, name: str, keep: set[str]) -> None:
     """Remove the contract from Secrets this RedisQueue wrote but no longer names."""
-    selector = f"{LABEL_REDISQUEUE}={name}"
+    selector = f"{LABEL_REDISQUEUE}={source_label_value(name)}"
     try:
         labelled = await kube.list(object_path("v1", "Secret", namespace), label_selector=selector)
     except KubeError as exc:
-        log.warning("%s/%s: could not list injected Secrets: %s", namespace, name, exc.message)
+        log.warning(
+            "%s/%s: could not list injected Secrets: %s",
+            namespace,
+            name,
+            exc.message,
+            extra=about(namespace, name),
+        )
         return
     for secret in labelled:
         secret_name = secret["metadata"]["name"]
@@ -106,6 +127,7 @@ async def release_dropped_secrets(kube: Kube, namespace: str, name: str, keep: s
                 namespace,
                 name,
                 secret_name,
+                extra=about(namespace, name),
             )
             await release(kube, namespace, secret_name, inject_field_manager(name))
 

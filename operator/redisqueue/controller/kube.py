@@ -8,11 +8,16 @@ message (it names fields, never Secret values).
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import json
+import logging
+import os
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Final
 
+import aiohttp
+import yaml
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio import config as k8s_config
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -31,6 +36,8 @@ _PLURALS: Final = {
 }
 
 APPLY: Final = "application/apply-patch+yaml"
+#: How long the operator waits at start for the API server to answer GET /version.
+REACHABLE_TIMEOUT_SECONDS: Final = 15.0
 MERGE: Final = "application/merge-patch+json"
 
 
@@ -56,6 +63,11 @@ class KubeError(Exception):
         return self.status == 403
 
 
+class NoClusterError(Exception):
+    """No cluster to talk to: no in-cluster account and no usable kubeconfig, or the API
+    server does not answer. The message is one line that says which, without credentials."""
+
+
 def object_path(
     api_version: str,
     kind: str,
@@ -73,13 +85,40 @@ def object_path(
     return path
 
 
+def _kubeconfig_files() -> tuple[str, bool]:
+    """$KUBECONFIG (or ~/.kube/config), and whether any file of it exists."""
+    paths = os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+    return paths, any(os.path.isfile(path) for path in paths.split(os.pathsep) if path)
+
+
 async def load_config() -> k8s.Configuration:
-    """In-cluster service account first, then the kubeconfig ($KUBECONFIG or ~/.kube/config)."""
+    """In-cluster service account first, then the kubeconfig ($KUBECONFIG or ~/.kube/config).
+
+    Raises :class:`NoClusterError` when neither is usable.
+    """
     configuration = k8s.Configuration()
     try:
         k8s_config.load_incluster_config(client_configuration=configuration)
+        return configuration
     except k8s_config.ConfigException:
+        pass
+    paths, found = _kubeconfig_files()
+    if not found:
+        raise NoClusterError(
+            f"no Kubernetes cluster configured: not running in a pod, and no kubeconfig at {paths}"
+        )
+    # The loader warns about each missing file of a list; the error below says it once.
+    loader_log = logging.getLogger("kubernetes_asyncio.config.kube_config")
+    level = loader_log.level
+    loader_log.setLevel(logging.ERROR)
+    try:
         await k8s_config.load_kube_config(client_configuration=configuration)
+    except (k8s_config.ConfigException, OSError, ValueError, yaml.YAMLError) as exc:
+        # The loader's text names a missing file or key, never a credential.
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise NoClusterError(f"the kubeconfig at {paths} is not usable: {detail}") from None
+    finally:
+        loader_log.setLevel(level)
     return configuration
 
 
@@ -95,6 +134,25 @@ class Kube:
 
     async def close(self) -> None:
         await self.api.close()
+
+    async def check_reachable(self) -> str:
+        """GET /version; the server's gitVersion, or :class:`NoClusterError` naming the URL."""
+        host = str(self.api.configuration.host)
+        try:
+            async with asyncio.timeout(REACHABLE_TIMEOUT_SECONDS):
+                version = await self.request("GET", "/version")
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise NoClusterError(
+                f"the Kubernetes API at {host} does not answer: {reason}"
+            ) from None
+        except KubeError as exc:
+            if exc.status in {401, 403}:
+                raise NoClusterError(
+                    f"the Kubernetes API at {host} refuses the configured credentials: {exc}"
+                ) from None
+            raise
+        return str(version.get("gitVersion", "?"))
 
     async def request(
         self,

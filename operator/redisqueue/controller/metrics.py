@@ -9,15 +9,41 @@ operator imports this module, never by the client library.
 from __future__ import annotations
 
 import contextlib
+import os
+import platform
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+import prometheus_client
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, Info
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from redisqueue import __version__
 from redisqueue.metrics import LATENCY_BUCKETS
+
+#: Set to "true" to get the ``*_created`` series (counter and histogram creation times)
+#: that prometheus-client adds by default; they double the series count and dashboards do
+#: not use them.
+CREATED_SERIES_ENV = "REDISQUEUE_METRICS_CREATED_SERIES"
+
+BUILD_INFO = Info(
+    "redisqueue_build",
+    "Version of the redisqueue operator and of the Python running it (always 1).",
+)
+BUILD_INFO.info({"version": __version__, "python_version": platform.python_version()})
+
+
+def configure_created_series(environ: Mapping[str, str] = os.environ) -> bool:
+    """Drop the ``*_created`` series unless the environment asks for them; True if kept."""
+    wanted = environ.get(CREATED_SERIES_ENV, "").strip().lower() in {"1", "true", "yes"}
+    if wanted:
+        prometheus_client.enable_created_metrics()  # type: ignore[no-untyped-call]
+    else:
+        prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
+    return wanted
+
 
 # --- operator / probe side ------------------------------------------------------------
 UP = Gauge(

@@ -2,10 +2,10 @@
 
 A :class:`Probe` is one RedisQueue's view: its last result, its metric series and its log
 lines. The connection it PINGs over is a small dedicated pool (never the app's) with short
-timeouts and no backoff, shared by every RedisQueue on the same endpoint and credential
-(:mod:`.endpoints`): a health answer must say the truth now, not after retries. A stale
-pooled connection (Redis restarted) is replaced once, immediately, so a restart that has
-already finished is not reported as an outage.
+timeouts, no backoff and bounded replies, shared by every RedisQueue on the same endpoint
+and credential (:mod:`.endpoints`): a health answer must say the truth now, not after
+retries. A stale pooled connection (Redis restarted) is replaced once, immediately, so a
+restart that has already finished is not reported as an outage.
 
 ``check()`` guarantees that the answer comes from a PING *sent after the call began*:
 callers never get the result of a PING that was already on the wire when they arrived;
@@ -19,15 +19,17 @@ import asyncio
 import logging
 import ssl
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
-from redis.exceptions import AuthenticationError, ConnectionError, RedisError, ResponseError
+from redis.exceptions import AuthenticationError, ConnectionError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from redisqueue.contract import ConnectionContract
 
 from . import metrics
+from .bounded import ReplyRejected
 from .endpoints import EndpointPool, PingOutcome
+from .logs import about
 from .probe_result import ProbeOutcome, ProbeResult, QueueKey, format_latency
 
 log = logging.getLogger("redisqueue.probe")
@@ -42,6 +44,9 @@ def classify(exc: BaseException, endpoint: str, timeout: float) -> tuple[ProbeOu
             f"redis at {endpoint}: authentication failed (the password or ACL user was "
             "rejected; check the auth Secret)"
         )
+    if isinstance(exc, ReplyRejected):
+        # Its message names the limit or the fault, never the reply's bytes.
+        return "error", f"redis at {endpoint}: reply refused ({exc})"
     if isinstance(exc, TimeoutError | RedisTimeoutError | asyncio.TimeoutError):
         return "timeout", f"redis at {endpoint}: no answer within {timeout:g}s"
     cause = exc.__cause__ or exc.__context__
@@ -51,6 +56,14 @@ def classify(exc: BaseException, endpoint: str, timeout: float) -> tuple[ProbeOu
     if isinstance(exc, ConnectionError | OSError):
         return "unreachable", f"redis at {endpoint}: cannot connect ({_os_detail(exc)})"
     return "error", f"redis at {endpoint}: {type(exc).__name__}"
+
+
+def undetailed_failure(endpoint: str, timeout: float) -> str:
+    """The one failure message of an endpoint the operator's policy does not name."""
+    return (
+        f"redis at {endpoint}: no PONG within {timeout:g}s (cannot connect, no answer, or not "
+        "a Redis; the cause is reported only for hosts in the operator's allowed hosts)"
+    )
 
 
 def _ssl_detail(exc: BaseException) -> str:
@@ -93,17 +106,21 @@ class Probe:
         name: str,
         timeout: float = 2.0,
         queues: Sequence[QueueKey] = (),
+        detailed_errors: bool = True,
         endpoints: EndpointPool | None = None,
     ) -> None:
         self.namespace = namespace
+        # False for endpoints the operator's policy does not name: their failures all read the
+        # same, so status does not tell a closed port from a filtered one (see .policy).
+        self.detailed_errors = detailed_errors
         self.name = name
         self.contract = contract
         self.endpoint = contract.endpoint
         self.timeout = timeout
         self.queues = tuple(queues)
         self.last: ProbeResult | None = None
-        self.closed = False
         self._down_since: float | None = None
+        self.closed = False
         self._outcome: PingOutcome | None = None  # the shared PING ``last`` was made from
         self._endpoints = endpoints if endpoints is not None else EndpointPool()
         self._shared = self._endpoints.acquire(contract, timeout)
@@ -125,12 +142,14 @@ class Probe:
         return result
 
     def _result(self, outcome: PingOutcome) -> ProbeResult:
-        if outcome.error is not None:
-            reason, message = classify(outcome.error, self.endpoint, self.timeout)
-            return ProbeResult(False, self.endpoint, reason, error=message, at=outcome.at)
-        return ProbeResult(
-            True, self.endpoint, "ok", latency_seconds=outcome.latency_seconds, at=outcome.at
-        )
+        if outcome.error is None:
+            return ProbeResult(
+                True, self.endpoint, "ok", latency_seconds=outcome.latency_seconds, at=outcome.at
+            )
+        reason, message = classify(outcome.error, self.endpoint, self.timeout)
+        if not self.detailed_errors and not (reason == "auth_failed" and self.contract.password):
+            reason, message = "unreachable", undetailed_failure(self.endpoint, self.timeout)
+        return ProbeResult(False, self.endpoint, reason, error=message, at=outcome.at)
 
     def _record(self, result: ProbeResult) -> None:
         previous, self.last = self.last, result
@@ -146,6 +165,7 @@ class Probe:
                     self.name,
                     self.endpoint,
                     format_latency(result.latency_seconds or 0.0),
+                    extra=about(self.namespace, self.name),
                 )
             elif not previous.ok:
                 down = time.monotonic() - (self._down_since or time.monotonic())
@@ -155,6 +175,7 @@ class Probe:
                     self.name,
                     self.endpoint,
                     down,
+                    extra=about(self.namespace, self.name),
                 )
             self._down_since = None
         elif previous is None or previous.ok or previous.reason != result.reason:
@@ -162,7 +183,12 @@ class Probe:
                 self._down_since = time.monotonic()
             lost = "connection lost: " if previous is not None and previous.ok else ""
             log.warning(
-                "%s/%s: %s%s", self.namespace, self.name, lost, result.error or result.reason
+                "%s/%s: %s%s",
+                self.namespace,
+                self.name,
+                lost,
+                result.error or result.reason,
+                extra=about(self.namespace, self.name),
             )
 
     # -- details for scheduled probes ------------------------------------------------------
@@ -171,8 +197,15 @@ class Probe:
         other RedisQueue asking at the same time); errors leave the last values alone."""
         try:
             details = await self._shared.details(self.queues)
-        except (RedisError, OSError, TimeoutError) as exc:
-            log.debug("redis %s: details not collected (%s)", self.endpoint, type(exc).__name__)
+        except Exception as exc:  # a hostile reply must not end the probe loop
+            log.debug(
+                "%s/%s: details of redis at %s not collected (%s)",
+                self.namespace,
+                self.name,
+                self.endpoint,
+                type(exc).__name__,
+                extra=about(self.namespace, self.name),
+            )
             return
         if self.closed:
             return
@@ -201,7 +234,15 @@ class ProbeRegistry:
 
     def __init__(self) -> None:
         self._probes: dict[tuple[str, str], Probe] = {}
+        self._labels: dict[tuple[str, str], dict[str, str]] = {}
         self.endpoints = EndpointPool()
+
+    def set_labels(self, namespace: str, name: str, labels: Mapping[str, str]) -> None:
+        """The RedisQueue's labels, for health answers scoped by a label selector."""
+        self._labels[(namespace, name)] = dict(labels)
+
+    def labels_of(self, namespace: str, name: str) -> Mapping[str, str]:
+        return self._labels.get((namespace, name), {})
 
     def add(self, probe: Probe) -> Probe | None:
         """Register ``probe``; returns the probe it replaced (the caller closes it)."""
@@ -211,6 +252,7 @@ class ProbeRegistry:
         return previous
 
     def remove(self, namespace: str, name: str) -> Probe | None:
+        self._labels.pop((namespace, name), None)
         return self._probes.pop((namespace, name), None)
 
     def get(self, namespace: str, name: str) -> Probe | None:

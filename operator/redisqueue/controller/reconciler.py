@@ -19,6 +19,7 @@ change of ``Ready``, not per probe. Nothing written anywhere carries a credentia
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 from collections.abc import Mapping
@@ -32,11 +33,14 @@ from .errors import InvalidSpecError, SetupError
 from .events import build_ready_event, ready_transition_is_news
 from .inject import inject_contract, release_all
 from .kube import Kube, KubeError, object_path
+from .logs import about
+from .policy import IPAddress, OperatorPolicy, host_address
 from .probe import Probe, ProbeRegistry
 from .probe_result import ProbeResult, QueueKey
 from .provision import delete_data, ensure_provisioned, statefulset_readiness
 from .spec import (
     API_VERSION,
+    DEFAULT_IMAGE,
     JSON,
     KIND,
     RedisQueueSpec,
@@ -49,13 +53,24 @@ from .status import compose_status, now_utc, status_needs_write
 
 log = logging.getLogger("redisqueue.operator")
 
+#: How long the policy check waits for a host name to resolve.
+RESOLVE_TIMEOUT_SECONDS = 2.0
+
 
 class Reconciler:
     """The operator's work for all RedisQueues, shared by the kopf handlers."""
 
-    def __init__(self, kube: Kube, probes: ProbeRegistry, *, instance: str | None = None) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        probes: ProbeRegistry,
+        *,
+        instance: str | None = None,
+        policy: OperatorPolicy | None = None,
+    ) -> None:
         self.kube = kube
         self.probes = probes
+        self.policy = policy or OperatorPolicy()
         self.states = QueueStates()
         #: Referenced Secrets as last read or watched; only those a RedisQueue reads.
         self.secret_cache: dict[tuple[str, str], JSON] = {}
@@ -79,6 +94,15 @@ class Reconciler:
                 state.setup_problem = ConditionValue("False", Reason.INVALID_SPEC, str(exc))
                 await self._write_status(state, body, None, force=True)
                 raise InvalidSpecError(str(exc)) from None
+            refused = await self._policy_problem(spec)
+            if refused is not None:
+                state.spec = None
+                state.setup_problem = ConditionValue("False", Reason.POLICY_REFUSED, refused)
+                stale = self.probes.remove(state.namespace, state.name)
+                if stale is not None:
+                    await stale.close()
+                await self._write_status(state, body, None, force=True)
+                raise InvalidSpecError(refused)
             state.spec = spec
             # Follow the Secrets this spec reads before reading them: a change from now on
             # reaches secret_changed (which waits for this lock).
@@ -106,7 +130,27 @@ class Reconciler:
                 await self._write_status(state, body, None, force=True)
                 raise
             await self._ensure_probe(state, spec, contract)
+            self.probes.set_labels(
+                state.namespace, state.name, body["metadata"].get("labels") or {}
+            )
         await self._probe_and_report(state, body)
+
+    async def _policy_problem(self, spec: RedisQueueSpec) -> str | None:
+        """Why the operator's policy refuses ``spec`` (host or image), or None."""
+        external, provision = spec.redis.external, spec.redis.provision
+        if provision is not None:
+            return self.policy.image_problem(provision.image, DEFAULT_IMAGE)
+        if external is None:
+            return None
+        resolved: list[IPAddress] = []
+        if host_address(external.host) is None:
+            try:
+                async with asyncio.timeout(RESOLVE_TIMEOUT_SECONDS):
+                    infos = await asyncio.get_running_loop().getaddrinfo(external.host, None)
+                resolved = [ipaddress.ip_address(info[4][0]) for info in infos]
+            except (OSError, TimeoutError, ValueError):
+                pass  # unresolvable now: the probe reports it; the name rules still apply
+        return self.policy.host_problem(external.host, resolved)
 
     async def _inject(
         self,
@@ -137,11 +181,14 @@ class Reconciler:
         current = self.probes.get(state.namespace, state.name)
         queues = tuple(QueueKey(q.key, q.type, q.group) for q in spec.queues)
         timeout = spec.health_check.timeout_seconds
+        # The operator built a provisioned Redis itself; an external one is the author's choice.
+        detailed = spec.mode == "provision" or self.policy.trusted(contract.host)
         if (
             current is not None
             and current.contract == contract
             and current.timeout == timeout
             and current.queues == queues
+            and current.detailed_errors == detailed
         ):
             return current
         probe = Probe(
@@ -150,6 +197,7 @@ class Reconciler:
             name=state.name,
             timeout=timeout,
             queues=queues,
+            detailed_errors=detailed,
             endpoints=self.probes.endpoints,
         )
         if current is not None:
@@ -252,6 +300,7 @@ class Reconciler:
                         "%s/%s: credentials or endpoint changed; re-injecting",
                         state.namespace,
                         state.name,
+                        extra=about(state.namespace, state.name),
                     )
                     await self._inject(state, spec, contract)
                     await self._ensure_probe(state, spec, contract)
@@ -264,6 +313,7 @@ class Reconciler:
                     state.namespace,
                     state.name,
                     exc.message,
+                    extra=about(state.namespace, state.name),
                 )
         if (state.contract, state.setup_problem) != before:
             await self._probe_and_report(state, state.involved)
@@ -305,7 +355,11 @@ class Reconciler:
         except KubeError as exc:
             if not exc.not_found:
                 log.warning(
-                    "%s/%s: could not write status: %s", state.namespace, state.name, exc.message
+                    "%s/%s: could not write status: %s",
+                    state.namespace,
+                    state.name,
+                    exc.message,
+                    extra=about(state.namespace, state.name),
                 )
             return
         before = state.ready
@@ -318,7 +372,11 @@ class Reconciler:
                 await self.kube.create(event)
             except KubeError as exc:
                 log.warning(
-                    "%s/%s: could not post event: %s", state.namespace, state.name, exc.message
+                    "%s/%s: could not post event: %s",
+                    state.namespace,
+                    state.name,
+                    exc.message,
+                    extra=about(state.namespace, state.name),
                 )
 
     # -- delete ----------------------------------------------------------------------------------
@@ -339,4 +397,10 @@ class Reconciler:
         await release_all(self.kube, namespace, name, spec)
         if spec.mode == "provision" and spec.deletion_policy == "Delete":
             await delete_data(self.kube, namespace, name, spec)
-        log.info("%s/%s: cleaned up (deletionPolicy %s)", namespace, name, spec.deletion_policy)
+        log.info(
+            "%s/%s: cleaned up (deletionPolicy %s)",
+            namespace,
+            name,
+            spec.deletion_policy,
+            extra=about(namespace, name),
+        )

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import sys
 from collections.abc import Collection
 
 import kopf
@@ -20,6 +22,7 @@ from .health import create_app
 from .kube import Kube, object_path
 from .leader import LeaderElector
 from .leader import LeaseSettings as Election
+from .policy import OperatorPolicy, PolicyError
 
 __all__ = ["Election", "run_operator", "serve_operator"]
 from .probe import ProbeRegistry
@@ -48,7 +51,7 @@ class Liveness:
         return True, f"processing {len(self.reconciler.states)} RedisQueue(s)"
 
 
-async def serve_operator(
+async def serve_operator(  # noqa: PLR0915 - the operator's life, read top to bottom
     *,
     namespaces: Collection[str],
     host: str,
@@ -56,16 +59,19 @@ async def serve_operator(
     standalone: bool,
     stop: asyncio.Event | None = None,
     election: Election | None = None,
+    policy: OperatorPolicy | None = None,
 ) -> int:
     """Serve health and metrics, and run kopf: at once, or (with ``election``) only while
     this replica holds the Lease; until then it probes from a read-only watch.
 
     Returns the exit status: 1 when leadership was lost (a restart makes it a standby)."""
+    policy = policy or OperatorPolicy()
     probes = ProbeRegistry()
-    kube = await Kube.connect()
-    reconciler = Reconciler(kube, probes)
+    kube = await _connect()
+    reconciler = Reconciler(kube, probes, policy=policy)
+    _log_policy(policy)
     kopf_ready = asyncio.Event()
-    follower = Follower(kube, probes, namespaces) if election is not None else None
+    follower = Follower(kube, probes, namespaces, policy) if election is not None else None
     elector = LeaderElector(kube, election) if election is not None else None
     liveness = Liveness(reconciler)
 
@@ -133,6 +139,29 @@ async def serve_operator(
     return status
 
 
+async def _connect() -> Kube:
+    """The API client, once the API server has answered."""
+    kube = await Kube.connect()
+    try:
+        server_version = await kube.check_reachable()
+    except BaseException:
+        await kube.close()
+        raise
+    log.info(
+        "connected to the Kubernetes API at %s (%s)", kube.api.configuration.host, server_version
+    )
+    return kube
+
+
+def _log_policy(policy: OperatorPolicy) -> None:
+    log.info(
+        "policy: external hosts %s; %d denied host rules; provision images %s",
+        policy.describe_allowed() or "any not denied",
+        len(policy.denied.suffixes) + len(policy.denied.networks),
+        ", ".join(policy.allowed_images) or "any (non-default ones need the author's rights)",
+    )
+
+
 def _follow_referenced_secrets(
     kube: Kube, reconciler: Reconciler, namespaces: Collection[str]
 ) -> list[asyncio.Task[None]]:
@@ -165,6 +194,11 @@ def run_operator(
     standalone: bool,
     election: Election | None = None,
 ) -> int:
+    try:
+        policy = OperatorPolicy.from_env(os.environ)
+    except PolicyError as exc:
+        print(f"redisqueue operator: {exc}", file=sys.stderr)
+        return 2
     status = 0
     try:
         status = asyncio.run(
@@ -174,6 +208,7 @@ def run_operator(
                 port=port,
                 standalone=standalone,
                 election=election,
+                policy=policy,
             )
         )
     except KeyboardInterrupt:

@@ -17,6 +17,7 @@ field it guards.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from datetime import datetime
@@ -46,10 +47,12 @@ from redisqueue.contract import (
     DEFAULT_POOL_TIMEOUT_SECONDS,
     DEFAULT_PORT,
     DEFAULT_RETRY_ATTEMPTS,
+    DEFAULT_SOCKET_TIMEOUT_SECONDS,
     POOL_MAX_CONNECTIONS,
     POOL_TIMEOUT_SECONDS,
     PORT,
     RETRY_ATTEMPTS,
+    SOCKET_TIMEOUT_SECONDS,
     Environment,
 )
 
@@ -91,7 +94,7 @@ SECRET_KEY_PATTERN: Final = r"^[-._a-zA-Z0-9]+$"  # noqa: S105 - a regex
 #: with no scheme, port, path or credentials.
 HOST_PATTERN: Final = (
     r"^([A-Za-z0-9]([-_A-Za-z0-9]*[A-Za-z0-9])?)(\.[A-Za-z0-9]([-_A-Za-z0-9]*[A-Za-z0-9])?)*\.?$"
-    r"|^[0-9A-Fa-f]*:[0-9A-Fa-f:.]*$"
+    r"|^[0-9A-Fa-f]{0,4}(:[0-9A-Fa-f]{0,4}){2,7}(:?[0-9]{1,3}(\.[0-9]{1,3}){3})?$"
 )
 #: resource.Quantity's own syntax, as Kubernetes publishes it for int-or-string quantities.
 QUANTITY_PATTERN: Final = (
@@ -127,6 +130,64 @@ MSG_USERNAME_EXTERNAL_ONLY: Final = (
     "default user)"
 )
 MSG_GROUP_NEEDS_STREAM: Final = "group applies only to queues of type stream"
+#: redis.conf directives the operator writes itself (port, data directory, persistence,
+#: memory, password) or that would let a config line reach outside the pod's Redis.
+OPERATOR_OWNED_DIRECTIVES: Final = (
+    "requirepass",
+    "masterauth",
+    "masteruser",
+    "user",
+    "aclfile",
+    "port",
+    "bind",
+    "unixsocket",
+    "unixsocketperm",
+    "tls-port",
+    "dir",
+    "dbfilename",
+    "appendonly",
+    "appendfilename",
+    "appenddirname",
+    "appendfsync",
+    "maxmemory",
+    "maxmemory-policy",
+    "daemonize",
+    "supervised",
+    "pidfile",
+    "logfile",
+    "include",
+    "rename-command",
+    "loadmodule",
+    "enable-module-command",
+    "enable-debug-command",
+    "replicaof",
+    "slaveof",
+    "protected-mode",
+)
+#: Pod labels the operator sets (its selector and identity); spec labels may not replace them.
+OPERATOR_POD_LABELS: Final = (
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/managed-by",
+    "app.kubernetes.io/part-of",
+    "app.kubernetes.io/component",
+)
+#: Annotation prefix the operator writes on the pod template (the password's revision).
+OPERATOR_ANNOTATION_PREFIX: Final = "redisqueue.dev/"
+CONFIG_DIRECTIVE_PATTERN: Final = r"^[a-z][a-z0-9-]*$"
+MSG_CONFIG_DIRECTIVE: Final = (
+    "extraConfig keys must be redis.conf directive names (lowercase letters, digits and "
+    "'-', starting with a letter)"
+)
+MSG_CONFIG_OWNED: Final = "extraConfig may not set directives the operator owns: " + ", ".join(
+    OPERATOR_OWNED_DIRECTIVES
+)
+MSG_POD_LABELS_OWNED: Final = "podLabels may not set the operator's labels: " + ", ".join(
+    OPERATOR_POD_LABELS
+)
+MSG_POD_ANNOTATIONS_OWNED: Final = (
+    f"podAnnotations may not set annotations under {OPERATOR_ANNOTATION_PREFIX} (the operator's)"
+)
 MSG_PROVISION_NAME: Final = (
     f"a provisioned RedisQueue's metadata.name must be a DNS-1035 label (lowercase letters, "
     f"digits and '-', starting with a letter) of at most {MAX_PROVISION_NAME_LENGTH} "
@@ -221,6 +282,13 @@ def _check_storage_size(value: str) -> str:
 def _check_host(value: str) -> str:
     if not re.fullmatch(HOST_PATTERN, value):
         raise ValueError(MSG_HOST)
+    if ":" in value:
+        # The pattern (shared with the CRD's CEL rule) admits the IPv6 alphabet and shape;
+        # the address itself is checked here.
+        try:
+            ipaddress.IPv6Address(value)
+        except ValueError:
+            raise ValueError(MSG_HOST) from None
     return value
 
 
@@ -420,6 +488,113 @@ class Resources(_Model):
     )
 
 
+#: A Kubernetes object the API server checks when the operator applies the StatefulSet
+#: (affinity terms, label selectors): kept as given, not re-modelled here.
+KubernetesObject = Annotated[
+    dict[str, Any],
+    WithJsonSchema({"type": "object", "x-kubernetes-preserve-unknown-fields": True}),
+]
+
+
+#: A label's value, or a node label's value to match.
+LabelValue = Annotated[str, Field(max_length=63, description="The label's value.")]
+#: An annotation's value.
+AnnotationValue = Annotated[str, Field(max_length=4096, description="The annotation's value.")]
+#: One redis.conf value: a single line, so a value can never start a second directive.
+ConfigValue = Annotated[
+    str,
+    Field(max_length=1024, pattern=r"^[^\r\n]*$", description="The directive's arguments."),
+]
+
+
+def _cel_list(values: tuple[str, ...]) -> str:
+    return "[" + ", ".join(_cel_string(v) for v in values) + "]"
+
+
+def _check_extra_config(value: dict[str, str] | None) -> dict[str, str] | None:
+    for key in value or {}:
+        if not re.fullmatch(CONFIG_DIRECTIVE_PATTERN, key):
+            raise ValueError(f"{MSG_CONFIG_DIRECTIVE}: {key!r}")
+        if key in OPERATOR_OWNED_DIRECTIVES:
+            raise ValueError(f"{MSG_CONFIG_OWNED} (got {key!r})")
+    return value
+
+
+def _check_pod_labels(value: dict[str, str] | None) -> dict[str, str] | None:
+    owned = sorted(set(value or {}) & set(OPERATOR_POD_LABELS))
+    if owned:
+        raise ValueError(f"{MSG_POD_LABELS_OWNED} (got {', '.join(owned)})")
+    return value
+
+
+def _check_pod_annotations(value: dict[str, str] | None) -> dict[str, str] | None:
+    owned = sorted(k for k in value or {} if k.startswith(OPERATOR_ANNOTATION_PREFIX))
+    if owned:
+        raise ValueError(f"{MSG_POD_ANNOTATIONS_OWNED} (got {', '.join(owned)})")
+    return value
+
+
+class Toleration(_Model):
+    """A taint the Redis pod tolerates (core/v1 Toleration)."""
+
+    key: str | None = Field(
+        None, max_length=316, description="Taint key; empty with Exists matches all."
+    )
+    operator: Literal["Exists", "Equal"] | None = Field(
+        None, description="Exists or Equal (default)."
+    )
+    value: str | None = Field(None, max_length=63, description="Taint value, for Equal.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        None, description="Taint effect to match; empty matches all."
+    )
+    toleration_seconds: int | None = Field(
+        None, description="For NoExecute: how long the pod stays bound after the taint appears."
+    )
+
+
+class Affinity(_Model):
+    """Scheduling constraints of the Redis pod (core/v1 Affinity); the terms are checked by
+    the API server when the operator applies the StatefulSet."""
+
+    node_affinity: KubernetesObject | None = Field(None, description="core/v1 NodeAffinity.")
+    pod_affinity: KubernetesObject | None = Field(None, description="core/v1 PodAffinity.")
+    pod_anti_affinity: KubernetesObject | None = Field(None, description="core/v1 PodAntiAffinity.")
+
+
+class TopologySpreadConstraint(_Model):
+    """How to spread the Redis pod over topology domains (core/v1 TopologySpreadConstraint).
+    Without labelSelector, the operator selects this RedisQueue's own Redis pod."""
+
+    max_skew: int = Field(ge=1, description="Largest allowed difference between domains.")
+    topology_key: str = Field(
+        min_length=1, max_length=316, description="Node label that defines a domain."
+    )
+    when_unsatisfiable: Literal["DoNotSchedule", "ScheduleAnyway"] = Field(
+        description="DoNotSchedule or ScheduleAnyway."
+    )
+    label_selector: KubernetesObject | None = Field(
+        None, description="Pods counted per domain (metav1 LabelSelector)."
+    )
+    min_domains: int | None = Field(None, ge=1, description="Minimum number of eligible domains.")
+    match_label_keys: list[Annotated[str, Field(description="A pod label key.")]] | None = Field(
+        None, max_length=16, description="Pod label keys whose values also select the pods counted."
+    )
+    node_affinity_policy: Literal["Honor", "Ignore"] | None = Field(
+        None, description="Whether nodeSelector and node affinity limit the domains."
+    )
+    node_taints_policy: Literal["Honor", "Ignore"] | None = Field(
+        None, description="Whether node taints limit the domains."
+    )
+
+
+class LocalObjectReference(_Model):
+    """A Secret in the RedisQueue's namespace."""
+
+    name: str = Field(
+        min_length=1, max_length=253, pattern=DNS1123_SUBDOMAIN_PATTERN, description="Its name."
+    )
+
+
 class ProvisionedRedis(_Model):
     """A single-instance Redis that the operator runs in the cluster (StatefulSet + Service)."""
 
@@ -452,6 +627,67 @@ class ProvisionedRedis(_Model):
     )
     resources: Resources | None = Field(
         None, description="CPU and memory of the Redis container (defaults on each field)."
+    )
+    node_selector: dict[str, LabelValue] | None = Field(
+        None, max_length=32, description="Node labels the Redis pod must run on."
+    )
+    tolerations: list[Toleration] | None = Field(
+        None, max_length=32, description="Taints the Redis pod tolerates."
+    )
+    affinity: Affinity | None = Field(None, description="Node and pod affinity of the Redis pod.")
+    topology_spread_constraints: list[TopologySpreadConstraint] | None = Field(
+        None, max_length=8, description="How the Redis pod spreads over zones or nodes."
+    )
+    priority_class_name: str | None = Field(
+        None,
+        min_length=1,
+        max_length=253,
+        pattern=DNS1123_SUBDOMAIN_PATTERN,
+        description="PriorityClass of the Redis pod (for example one that outranks batch work).",
+    )
+    image_pull_secrets: list[LocalObjectReference] | None = Field(
+        None,
+        max_length=8,
+        description="Secrets for pulling the Redis image from a private registry.",
+    )
+    pod_annotations: Annotated[
+        dict[str, AnnotationValue] | None, AfterValidator(_check_pod_annotations)
+    ] = Field(
+        None,
+        max_length=64,
+        description="Extra annotations of the Redis pod; not under redisqueue.dev/.",
+        json_schema_extra=_validations(
+            cel(
+                f"self.all(k, !k.startsWith({_cel_string(OPERATOR_ANNOTATION_PREFIX)}))",
+                MSG_POD_ANNOTATIONS_OWNED,
+            )
+        ),
+    )
+    pod_labels: Annotated[dict[str, LabelValue] | None, AfterValidator(_check_pod_labels)] = Field(
+        None,
+        max_length=64,
+        description="Extra labels of the Redis pod; not the operator's app.kubernetes.io/ ones.",
+        json_schema_extra=_validations(
+            cel(f"self.all(k, !(k in {_cel_list(OPERATOR_POD_LABELS)}))", MSG_POD_LABELS_OWNED)
+        ),
+    )
+    extra_config: Annotated[dict[str, ConfigValue] | None, AfterValidator(_check_extra_config)] = (
+        Field(
+            None,
+            max_length=64,
+            description="Extra redis.conf directives, one per key (for example "
+            '{"slowlog-log-slower-than": "10000", "save": "900 1"}). Directives the operator '
+            "owns (port, dir, persistence, maxmemory, passwords, modules, ...) are refused.",
+            json_schema_extra=_validations(
+                cel(
+                    f"self.all(k, k.matches({_cel_string(CONFIG_DIRECTIVE_PATTERN)}))",
+                    MSG_CONFIG_DIRECTIVE,
+                ),
+                cel(
+                    f"self.all(k, !(k in {_cel_list(OPERATOR_OWNED_DIRECTIVES)}))", MSG_CONFIG_OWNED
+                ),
+            ),
+        )
     )
 
 
@@ -528,6 +764,13 @@ class Pool(_Model):
         **POOL_TIMEOUT_SECONDS.bounds(),
         description="How long a caller waits for a free connection before failing "
         "(REDIS_POOL_TIMEOUT_SECONDS).",
+    )
+    socket_timeout_seconds: float = Field(
+        DEFAULT_SOCKET_TIMEOUT_SECONDS,
+        **SOCKET_TIMEOUT_SECONDS.bounds(),
+        description="Longest wait for a reply or a connect, so a half-open connection fails "
+        "fast; blocking commands (BLPOP, BLMOVE, XREADGROUP BLOCK, ...) wait their own block "
+        "time plus this (REDIS_SOCKET_TIMEOUT_SECONDS).",
     )
 
 

@@ -36,6 +36,9 @@ class Reason:
     SECRET_UNREADABLE: Final = "SecretUnreadable"  # noqa: S105 - a reason, not a secret
     SECRET_NOT_FOUND: Final = "SecretNotFound"  # noqa: S105
     SECRET_KEY_NOT_FOUND: Final = "SecretKeyNotFound"  # noqa: S105
+    SECRET_VALUE_INVALID: Final = "SecretValueInvalid"  # noqa: S105
+    SECRET_REFUSED: Final = "SecretRefused"  # noqa: S105
+    POLICY_REFUSED: Final = "PolicyRefused"
     INJECTED: Final = "Injected"
     NO_TARGETS: Final = "NoTargets"
     INJECT_CONFLICT: Final = "InjectConflict"

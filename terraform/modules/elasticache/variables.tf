@@ -220,7 +220,7 @@ variable "auth_token_length" {
 }
 
 variable "auth_secret_name" {
-  description = "Name of the Secrets Manager secret that holds the AUTH token. Defaults to elasticache/<name>/auth-token."
+  description = "Name of the Secrets Manager secret that holds the AUTH token. Defaults to `elasticache/<name>/auth-token`."
   type        = string
   default     = null
 
@@ -279,7 +279,7 @@ variable "maintenance_window" {
 }
 
 variable "final_snapshot_enabled" {
-  description = "Take a final snapshot named <name>-final when the replication group is destroyed."
+  description = "Take a final snapshot named `<name>-final` when the replication group is destroyed."
   type        = bool
   default     = true
 }
@@ -323,7 +323,7 @@ variable "alarm_topic_arn" {
 }
 
 variable "create_alarm_topic" {
-  description = "Create an encrypted SNS topic <name>-alarms for alarm and event notifications (needs a customer managed KMS key: CloudWatch cannot publish to a topic under the AWS managed SNS key)."
+  description = "Create an encrypted SNS topic `<name>-alarms` for alarm and event notifications (needs a customer managed KMS key: CloudWatch cannot publish to a topic under the AWS managed SNS key)."
   type        = bool
   default     = false
 }

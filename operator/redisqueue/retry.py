@@ -1,0 +1,90 @@
+"""Which failures the client retries, as redis-py ``Retry`` classes.
+
+Connection failures and timeouts are retried on the contract's backoff. Errors that waiting
+cannot fix are raised at once: authentication and authorization errors (unless the password
+comes from a file, which is read again at each attempt and may have been rotated), error
+replies, a blocking command whose element may already be gone
+(:class:`~redisqueue.connection.BlockingCommandInterrupted`), and an exhausted pool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import redis.asyncio.retry
+import redis.retry
+from redis.exceptions import AuthenticationError, AuthorizationError, ResponseError
+
+from .connection import BlockingCommandInterrupted
+from .pool import PoolExhaustedError
+
+T = TypeVar("T")
+
+# Errors that waiting cannot fix: retrying them only delays the real answer.
+NOT_RETRYABLE: tuple[type[Exception], ...] = (
+    AuthenticationError,
+    AuthorizationError,
+    ResponseError,
+    BlockingCommandInterrupted,
+    PoolExhaustedError,
+)
+# With a password file, waiting can fix an authentication error: the file is re-read.
+NOT_RETRYABLE_WITH_FILE = tuple(e for e in NOT_RETRYABLE if e is not AuthenticationError)
+
+
+def checker(not_retryable: tuple[type[BaseException], ...]) -> Callable[[Exception], bool]:
+    """A retry check that refuses ``not_retryable`` errors."""
+
+    def retryable(error: Exception) -> bool:
+        return not isinstance(error, not_retryable)
+
+    return retryable
+
+
+_retryable = checker(NOT_RETRYABLE)
+
+
+def _combine(
+    check: Callable[[Exception], bool],
+    is_retryable: Callable[[Exception], bool] | None,
+) -> Callable[[Exception], bool]:
+    # Called once per command: no closure unless redis-py passed its own check.
+    if is_retryable is None:
+        return check
+    return lambda error: check(error) and is_retryable(error)
+
+
+class ContractRetry(redis.retry.Retry):
+    """redis-py's Retry that gives up at once on errors waiting cannot fix."""
+
+    check: Callable[[Exception], bool] = staticmethod(_retryable)
+
+    def call_with_retry(
+        self,
+        do: Callable[[], T],
+        fail: Callable[..., Any],
+        is_retryable: Callable[[Exception], bool] | None = None,
+        with_failure_count: bool = False,
+    ) -> T:
+        return super().call_with_retry(
+            do, fail, _combine(self.check, is_retryable), with_failure_count
+        )
+
+
+class AsyncContractRetry(redis.asyncio.retry.Retry):
+    """The asyncio twin of :class:`ContractRetry`."""
+
+    check: Callable[[Exception], bool] = staticmethod(_retryable)
+
+    # A plain method handing back redis-py's coroutine: no extra coroutine per command.
+    def call_with_retry(  # type: ignore[override]
+        self,
+        do: Callable[[], Awaitable[T]],
+        fail: Callable[..., Any],
+        is_retryable: Callable[[Exception], bool] | None = None,
+        with_failure_count: bool = False,
+    ) -> Awaitable[T]:
+        return super().call_with_retry(
+            do, fail, _combine(self.check, is_retryable), with_failure_count
+        )

@@ -1,0 +1,233 @@
+"""Blocking commands against a real redis-server: their own deadline, empty results, and what
+a lost connection does to each kind."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+import time
+
+import pytest
+import redis
+from prometheus_client import REGISTRY
+
+from redis_server import RedisServer
+from redisqueue.client import BlockingCommandInterrupted, create_async_client, create_client
+from redisqueue.connection import blocking
+from redisqueue.settings import RedisSettings, load_settings
+
+
+def settings_for(server: RedisServer, **extra: str) -> RedisSettings:
+    env = {"REDIS_URL": f"redis://{server.endpoint}/0", "REDIS_PASSWORD": server.password or ""}
+    env.update(extra)
+    return load_settings(env, env_file=None)
+
+
+def sample(name: str, **labels: str) -> float:
+    value = REGISTRY.get_sample_value(name, labels)
+    return 0.0 if value is None else value
+
+
+@pytest.mark.parametrize(
+    ("args", "seconds", "retry_safe"),
+    [
+        (("BLPOP", "a", "b", 7), 7.0, False),
+        (("brpop", "a", 0), 0.0, False),
+        ((b"BZPOPMIN", b"z", b"1.5"), 1.5, False),
+        (("BLMPOP", 3, 2, "a", "b", "LEFT", "COUNT", 2), 3.0, False),
+        (("BZMPOP", 2, 1, "z", "MIN"), 2.0, False),
+        (("BLMOVE", "jobs", "processing", "RIGHT", "LEFT", 30), 30.0, True),
+        (("BRPOPLPUSH", "jobs", "processing", 0), 0.0, True),
+        (("XREAD", "COUNT", 10, "BLOCK", 2500, "STREAMS", "s", "$"), 2.5, True),
+        (("XREADGROUP", "GROUP", "BLOCK", "c", "BLOCK", 100, "STREAMS", "s", ">"), 0.1, True),
+        (("XREADGROUP", "GROUP", "g", "c", "BLOCK", 0, "NOACK", "STREAMS", "s", ">"), 0.0, False),
+        (("WAIT", 1, 500), 0.5, True),
+        (("WAITAOF", 1, 0, 2000), 2.0, True),
+    ],
+)
+def test_blocking_commands_are_recognised_with_their_block_time(
+    args: tuple[object, ...], seconds: float, retry_safe: bool
+) -> None:
+    found = blocking(args)
+    assert found is not None
+    assert (found.seconds, found.retry_safe) == (seconds, retry_safe)
+    expected = math.inf if seconds == 0 else seconds + 5
+    assert found.deadline(5.0) == expected
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("GET", "k"),
+        ("XREAD", "STREAMS", "BLOCK", "0"),
+        ("LPOP", "q"),
+        ("BLPOP",),
+        ("SET", "BLOCK", 1),
+    ],
+)
+def test_other_commands_keep_the_socket_timeout(args: tuple[object, ...]) -> None:
+    assert blocking(args) is None
+
+
+async def test_a_consumer_blocked_longer_than_the_socket_timeout_gets_its_job(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="redisqueue.client")
+    settings = settings_for(redis_server, REDIS_SOCKET_TIMEOUT_SECONDS="0.3")
+    client = create_async_client(settings, name="long-block")
+    producer = create_async_client(settings, name="long-block-producer")
+
+    async def produce() -> None:
+        await asyncio.sleep(1.2)  # four socket timeouts into the consumer's wait
+        await producer.lpush("jobs", "job-1")
+
+    pushing = asyncio.create_task(produce())
+    popped = await client.blmove("jobs", "processing", timeout=5, src="RIGHT", dest="LEFT")
+    await pushing
+    assert popped == b"job-1"
+    assert await client.lrange("processing", 0, -1) == [b"job-1"]
+    stream_reply = await client.xread({"nothing": "$"}, block=900)  # three socket timeouts
+    assert not stream_reply
+    assert sample("redisqueue_client_retries_total", client="long-block") == 0
+    assert "lost" not in caplog.text and "retrying" not in caplog.text
+    await client.aclose()
+    await producer.aclose()
+
+
+def test_an_empty_queue_returns_none_without_retries_or_lost_logs(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="redisqueue.client")
+    client = create_client(
+        settings_for(redis_server, REDIS_SOCKET_TIMEOUT_SECONDS="0.2"), name="empty-pop"
+    )
+    assert client.blpop(["empty"], timeout=0.8) is None
+    assert client.brpoplpush("empty", "processing", timeout=1) is None
+    client.xgroup_create("events", "workers", id="$", mkstream=True)
+    assert not client.xreadgroup("workers", "w1", {"events": ">"}, block=700)
+    assert sample("redisqueue_client_retries_total", client="empty-pop") == 0
+    assert (
+        sample(
+            "redisqueue_client_commands_total", client="empty-pop", command="BLPOP", outcome="ok"
+        )
+        == 1
+    )
+    assert "lost" not in caplog.text and "retrying" not in caplog.text
+    client.close()
+
+
+def test_a_reply_that_never_comes_fails_after_the_socket_timeout(
+    redis_server: RedisServer,
+) -> None:
+    # A stopped (SIGSTOP) server keeps its connections open and answers nothing: what a
+    # half-open connection looks like from the client.
+    settings = settings_for(
+        redis_server, REDIS_SOCKET_TIMEOUT_SECONDS="0.3", REDIS_RETRY_ATTEMPTS="0"
+    )
+    client = create_client(settings, name="half-open")
+    assert client.set("k", "v") is True
+    redis_server.freeze()
+    try:
+        with pytest.raises(redis.TimeoutError):
+            client.get("k")  # without a read timeout this would wait until the thaw
+    finally:
+        redis_server.thaw()
+    client.close()
+
+
+async def test_a_wait_forever_pop_cut_by_a_restart_is_reported_not_retried(
+    redis_server: RedisServer,
+) -> None:
+    settings = settings_for(
+        redis_server,
+        REDIS_BACKOFF_BASE_SECONDS="0.05",
+        REDIS_BACKOFF_CAP_SECONDS="0.2",
+        REDIS_RETRY_ATTEMPTS="50",
+    )
+    client = create_async_client(settings, name="forever-pop")
+    waiting = asyncio.create_task(client.blpop(["jobs"], timeout=0))
+    while not any(c.get("cmd") == "blpop" for c in redis_server.client_list()):  # noqa: ASYNC110
+        await asyncio.sleep(0.02)
+    await asyncio.to_thread(redis_server.restart)
+    with pytest.raises(BlockingCommandInterrupted, match="BLPOP") as caught:
+        await waiting
+    assert isinstance(caught.value, redis.ConnectionError)
+    assert redis_server.password not in str(caught.value)
+    # The app's next pop works on the restarted server.
+    await client.lpush("jobs", "after-restart")
+    assert await client.blpop(["jobs"], timeout=0) == (b"jobs", b"after-restart")
+    await client.aclose()
+
+
+def test_a_wait_forever_blmove_survives_a_restart(redis_server: RedisServer) -> None:
+    settings = settings_for(
+        redis_server,
+        REDIS_BACKOFF_BASE_SECONDS="0.1",
+        REDIS_BACKOFF_CAP_SECONDS="0.3",
+        REDIS_RETRY_ATTEMPTS="50",
+    )
+    client = create_client(settings, name="forever-move")
+    result: list[object] = []
+    worker = threading.Thread(
+        target=lambda: result.append(client.blmove("jobs", "processing", 0, "RIGHT", "LEFT"))
+    )
+    worker.start()
+    while not any(c.get("cmd") == "blmove" for c in redis_server.client_list()):
+        time.sleep(0.02)
+    redis_server.stop()
+    time.sleep(0.5)  # down for a while: the worker's reconnects are refused and backed off
+    redis_server.start()
+    producer = redis.Redis(
+        host=redis_server.host, port=redis_server.port, password=redis_server.password
+    )
+    while not any(c.get("cmd") == "blmove" for c in redis_server.client_list()):
+        time.sleep(0.02)  # the worker is blocked again, on the new server
+    producer.lpush("jobs", "job-after-restart")
+    worker.join(timeout=30)
+    assert result == [b"job-after-restart"]
+    assert producer.lrange("processing", 0, -1) == [b"job-after-restart"]
+    assert sample("redisqueue_client_reconnects_total", client="forever-move") >= 1
+    producer.close()
+    client.close()
+
+
+def test_an_idle_connection_is_checked_with_a_ping_before_reuse(redis_server: RedisServer) -> None:
+    client = create_client(settings_for(redis_server), name="idle-check", health_check_interval=1)
+    admin = redis.Redis(
+        host=redis_server.host, port=redis_server.port, password=redis_server.password
+    )
+
+    def pings() -> int:
+        return int(admin.info("commandstats").get("cmdstat_ping", {}).get("calls", 0))
+
+    client.set("k", "v")
+    client.get("k")  # straight after: no check
+    assert pings() == 0
+    time.sleep(1.2)  # idle past the interval
+    client.get("k")
+    assert pings() == 1
+    default = create_client(settings_for(redis_server), name="idle-default")
+    assert default.connection_pool.connection_kwargs["health_check_interval"] == 30
+    admin.close()
+    client.close()
+    default.close()
+
+
+def test_a_pop_whose_server_stops_answering_fails_after_its_block_time_plus_the_margin(
+    redis_server: RedisServer,
+) -> None:
+    settings = settings_for(
+        redis_server, REDIS_SOCKET_TIMEOUT_SECONDS="0.3", REDIS_RETRY_ATTEMPTS="3"
+    )
+    client = create_client(settings, name="frozen-pop")
+    client.ping()
+    redis_server.freeze()
+    try:
+        with pytest.raises(BlockingCommandInterrupted, match="stopped answering"):
+            client.blpop(["jobs"], timeout=1)
+    finally:
+        redis_server.thaw()
+    assert sample("redisqueue_client_retries_total", client="frozen-pop") == 0
+    client.close()
