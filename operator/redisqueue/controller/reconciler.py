@@ -12,6 +12,9 @@ The kopf handlers (:mod:`.handlers`) call three entry points:
   Secret, so a rotated password is re-injected at once, without polling;
 * :meth:`Reconciler.finalize` on delete: stop probing and remove what it wrote.
 
+Long on purpose: the four entry points share the per-RedisQueue lock and state, and reading
+their steps side by side is the point; every step itself lives in its own module.
+
 Status is the truth about the last PING and the last write; an event is posted on every
 change of ``Ready``, not per probe. Nothing written anywhere carries a credential.
 """
