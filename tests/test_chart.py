@@ -520,8 +520,13 @@ def test_watch_namespaces_pass_namespace_args_and_bind_rbac_only_there(
     assert {(b["roleRef"]["kind"], b["roleRef"]["name"]) for b in bindings} == {
         ("Role", "redisqueue-operator")
     }
-    roles = [d for d in docs if d["kind"] == "Role"]
+    roles = [
+        d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == "redisqueue-operator"
+    ]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["analytics", "marketplace"]
+    # The Lease lives in the release namespace, with a Role of its own.
+    (lease_role,) = [d for d in docs if d["metadata"]["name"].endswith("-leader-election")][:1]
+    assert lease_role["metadata"]["namespace"] == "redisqueue-system"
     # No ClusterRole carries the namespaced rules (Secrets, StatefulSets, ...).
     assert [d["metadata"]["name"] for d in docs if d["kind"] == "ClusterRole"] == [
         "redisqueue-operator-cluster"
@@ -792,6 +797,7 @@ ALLOWED_EVERYWHERE: list[tuple[str, ...]] = [
     ("create", "secrets"),
     ("patch", "secrets"),
     ("delete", "secrets"),
+    ("watch", "secrets"),  # the referenced ones are followed, not polled
     ("create", "services"),
     ("create", "statefulsets.apps"),
     ("patch", "statefulsets.apps"),
@@ -801,7 +807,6 @@ ALLOWED_EVERYWHERE: list[tuple[str, ...]] = [
     ("create", "events.events.k8s.io"),
 ]
 DENIED_EVERYWHERE: list[tuple[str, ...]] = [
-    ("watch", "secrets"),
     ("update", "secrets"),
     ("update", "redisqueues.redisqueue.dev"),
     ("create", "redisqueues.redisqueue.dev"),

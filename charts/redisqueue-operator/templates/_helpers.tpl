@@ -104,10 +104,11 @@ otherwise.
   # special Secrets), create the generated password Secret, server-side apply the contract
   # keys into app Secrets (patch; create when missing), list its own injected Secrets by label
   # to release those that left spec.inject, and delete the generated Secret under
-  # deletionPolicy Delete. No watch and no update: the operator never uses them.
+  # deletionPolicy Delete; watch them, filtered in memory to the ones RedisQueues reference,
+  # so a rotated password is followed without polling. No update: the operator never uses it.
   - apiGroups: [""]
     resources: [secrets]
-    verbs: [get, list, create, patch, delete]
+    verbs: [get, list, watch, create, patch, delete]
   # provision mode: the Redis Service and StatefulSet, server-side applied (create, patch);
   # the StatefulSet's readiness is read (get). Deleted by the garbage collector through their
   # ownerReferences, so no delete verb.
