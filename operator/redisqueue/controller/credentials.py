@@ -83,6 +83,7 @@ async def read_secret_key(
 ) -> str:
     """The value under ``key`` of Secret ``name`` (taken from ``already_read`` if there)."""
     secret = already_read.get(name) or await read_secret(kube, namespace, name, what)
+    refuse_special(secret, namespace, name, what)  # also when it came from a cache or a watch
     if key not in (secret.get("data") or {}):
         # The Secret's other key names are not listed: they are not the author's to see.
         raise SetupError(

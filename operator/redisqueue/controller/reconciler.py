@@ -31,7 +31,7 @@ from typing import Any
 from redisqueue.contract import ConnectionContract
 
 from . import metrics
-from .credentials import referenced_secrets, resolve_contract
+from .credentials import SPECIAL_SECRET_TYPES, referenced_secrets, resolve_contract
 from .errors import InvalidSpecError, SetupError
 from .events import build_ready_event, ready_transition_is_news
 from .inject import inject_contract, release_all
@@ -252,6 +252,8 @@ class Reconciler:
                     secret = None
                 if secret is None:
                     continue  # resolve_contract reads it again and names what went wrong
+                if (secret.get("type") or "Opaque") in SPECIAL_SECRET_TYPES:
+                    continue  # never kept; resolve_contract refuses it by name
                 self.secret_cache.setdefault(key, secret)
             found[secret_name] = secret
         return found
@@ -278,7 +280,7 @@ class Reconciler:
         """Re-resolve the contract of every RedisQueue that reads this Secret (``None``: it
         was deleted); re-inject, swap the probe and report when the contract changed."""
         key = (namespace, secret_name)
-        if secret is None:
+        if secret is None or (secret.get("type") or "Opaque") in SPECIAL_SECRET_TYPES:
             self.secret_cache.pop(key, None)
         else:
             self.secret_cache[key] = dict(secret)
