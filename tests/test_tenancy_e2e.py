@@ -291,6 +291,14 @@ async def test_the_operator_never_reads_or_writes_special_secrets(
         "data": {".dockerconfigjson": base64.b64encode(b'{"auths":{}}').decode()},
     }
     await kube.create(pull)
+    # The token controller deletes a token Secret whose ServiceAccount does not exist yet,
+    # and a fresh namespace gets its "default" ServiceAccount a moment after it is created.
+    for _ in range(300):
+        if await kube.get(f"/api/v1/namespaces/{namespace}/serviceaccounts/default"):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError(f"no default ServiceAccount in {namespace}")
     token = {
         "apiVersion": "v1",
         "kind": "Secret",
