@@ -435,6 +435,8 @@ class Node:
     images: dict[str, Image] = field(init=False, default_factory=dict)
     startup_seconds: float = field(init=False, default=0.0)
     timings: dict[str, float] = field(init=False, default_factory=dict)
+    #: The host as it was before the first start (set by the pytest fixture).
+    host_before: dict[str, Any] = field(init=False, default_factory=dict)
     _state: dict[str, Any] = field(init=False, default_factory=dict)
     _lock_fd: int | None = field(init=False, default=None)
     _procs: dict[str, subprocess.Popen[bytes]] = field(init=False, default_factory=dict)
@@ -512,6 +514,21 @@ class Node:
     @property
     def kubeconfig(self) -> Path:
         return self.plane.kubeconfig
+
+    def kill_container(self, container_id: str) -> None:
+        """SIGKILL a container's process from the host: a real crash, not a graceful stop."""
+        _sh(
+            self._state["ctr"],
+            "-a",
+            self._state["containerd_socket"],
+            "-n",
+            "k8s.io",
+            "tasks",
+            "kill",
+            "-s",
+            "SIGKILL",
+            container_id,
+        )
 
     def logs(self, name: str, lines: int = 60) -> str:
         try:

@@ -1,0 +1,511 @@
+"""The product the way a user runs it, on a real node: images built here, the chart and the
+plain manifests installed, the provisioned Redis running as a pod, apps reaching it through
+CoreDNS and a ClusterIP. Everything runs on the node of ``tests/kube_node.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from kube_node import GUARD_CHAIN, NODE_NAME, SERVICE_CIDR, Node
+
+pytestmark = [pytest.mark.node, pytest.mark.timeout(600)]
+
+REPO = Path(__file__).resolve().parents[1]
+CHART = REPO / "charts" / "redisqueue-operator"
+OPERATOR_NS = "redisqueue-system"
+OPERATOR_SVC = f"http://redisqueue-operator.{OPERATOR_NS}.svc:8080"
+TEST_NET_ADDRESS = "192.0.2.1"  # TEST-NET-1 (RFC 5737): never a real host
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def in_toolbox(
+    node: Node, code: str, stdin: dict[str, Any] | None = None, timeout: float = 120.0
+) -> subprocess.CompletedProcess[str]:
+    """Run Python in the toolbox pod; secrets travel on stdin, never in arguments."""
+    return node.kubectl(
+        "exec",
+        "-i",
+        "-n",
+        "default",
+        "toolbox",
+        "--",
+        "python3",
+        "-c",
+        code,
+        input=json.dumps(stdin or {}),
+        check=False,
+        timeout=timeout,
+    )
+
+
+HTTP_GET = """
+import json, sys, urllib.request, urllib.error
+url = json.load(sys.stdin)["url"]
+try:
+    with urllib.request.urlopen(url, timeout=10) as r:
+        print(json.dumps({"code": r.status, "body": json.loads(r.read())}))
+except urllib.error.HTTPError as e:
+    print(json.dumps({"code": e.code, "body": json.loads(e.read())}))
+"""
+
+
+def http_get(node: Node, url: str) -> tuple[int, dict[str, Any]]:
+    proc = in_toolbox(node, HTTP_GET, {"url": url})
+    assert proc.returncode == 0, proc.stderr
+    answer = json.loads(proc.stdout)
+    return int(answer["code"]), answer["body"]
+
+
+def guard_drops(table: str) -> int:
+    """Packets dropped by the egress guard's DROP rules in ``table``."""
+    out = subprocess.run(
+        ["iptables", "-w", "-t", table, "-L", GUARD_CHAIN, "-v", "-x", "-n"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return sum(
+        int(line.split()[0]) for line in out.splitlines()[2:] if line.split()[2:3] == ["DROP"]
+    )
+
+
+def jsonpath(node: Node, *args: str) -> str:
+    return node.kubectl("get", *args).stdout.strip()
+
+
+def wait_for(what: str, probe: Any, timeout: float = 120.0, interval: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def probe_counts(node: Node, pod: str, namespace: str) -> dict[str, int]:
+    """Successful kubelet probes of a pod's containers, from the kubelet's own metrics."""
+    text = node.kubectl("get", "--raw", f"/api/v1/nodes/{NODE_NAME}/proxy/metrics/probes").stdout
+    counts: dict[str, int] = {}
+    for line in text.splitlines():
+        if (
+            line.startswith("prober_probe_total{")
+            and f'pod="{pod}"' in line
+            and f'namespace="{namespace}"' in line
+            and 'result="successful"' in line
+        ):
+            kind = line.split('probe_type="')[1].split('"')[0]
+            counts[kind] = counts.get(kind, 0) + int(float(line.rsplit(" ", 1)[1]))
+    return counts
+
+
+def operator_pod(node: Node, namespace: str = OPERATOR_NS) -> dict[str, Any]:
+    pods = json.loads(
+        node.kubectl(
+            "get",
+            "pods",
+            "-n",
+            namespace,
+            "-l",
+            "app.kubernetes.io/name=redisqueue-operator",
+            "-o",
+            "json",
+        ).stdout
+    )["items"]
+    assert len(pods) == 1, [p["metadata"]["name"] for p in pods]
+    pod: dict[str, Any] = pods[0]
+    return pod
+
+
+def assert_operator_running_as_installed(node: Node, service_account: str) -> None:
+    pod = operator_pod(node)
+    name = pod["metadata"]["name"]
+    assert pod["spec"]["serviceAccountName"] == service_account
+    assert pod["status"]["phase"] == "Running"
+    status = pod["status"]["containerStatuses"][0]
+    assert status["ready"] is True
+    assert status["image"].endswith(node.images["operator"].ref.split("/", 1)[1])
+    # In-cluster configuration: the ServiceAccount token is mounted and nothing else is given.
+    env = {e["name"] for e in pod["spec"]["containers"][0].get("env", [])}
+    assert "KUBECONFIG" not in env
+    # The kubelet itself ran both probes against /readyz and /healthz and they passed.
+    counts = wait_for(
+        "kubelet liveness and readiness probes of the operator",
+        lambda: (
+            (c := probe_counts(node, name, OPERATOR_NS)).get("Liveness", 0) > 0
+            and c.get("Readiness", 0) > 0
+            and c
+        ),
+        timeout=90,
+    )
+    assert counts["Readiness"] > 0 and counts["Liveness"] > 0
+    assert status["restartCount"] == 0
+
+
+# --------------------------------------------------------------------------- (0) the guard
+
+
+def test_egress_guard_drops_a_pods_connection_to_an_outside_address(
+    node: Node, toolbox: str
+) -> None:
+    code = f"""
+import socket
+for host, port in (("{TEST_NET_ADDRESS}", 80), ("kubernetes.default.svc", 443)):
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+        print(host, "connected")
+    except OSError as exc:
+        print(host, "failed", type(exc).__name__)
+"""
+    before = guard_drops("mangle")
+    proc = in_toolbox(node, code)
+    assert proc.returncode == 0, proc.stderr
+    lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines())
+    assert lines[TEST_NET_ADDRESS].startswith("failed")
+    assert guard_drops("mangle") > before, "the packet was not dropped by the guard"
+    # The same pod reaches the API server through its ClusterIP and CoreDNS: the network
+    # works, only the way out is closed.
+    assert lines["kubernetes.default.svc"] == "connected"
+
+
+def test_egress_guard_drops_host_traffic_to_an_unprogrammed_cluster_address(node: Node) -> None:
+    # 198.19.255.254 is in the Service range but no Service has it: without the guard the
+    # host would route it to its default gateway.
+    before = guard_drops("filter")
+    with pytest.raises(OSError), socket.create_connection(("198.19.255.254", 80), timeout=2):
+        pass
+    assert guard_drops("filter") > before
+
+
+# --------------------------------------------------------------------------- (1) install
+
+
+def test_kubectl_apply_install_runs_the_operator_with_its_service_account(
+    node: Node, toolbox: str
+) -> None:
+    node.kubectl("apply", "-f", str(REPO / "crds"), "-f", str(REPO / "manifests" / "operator"))
+    try:
+        node.kubectl(
+            "-n",
+            OPERATOR_NS,
+            "set",
+            "image",
+            "deploy/redisqueue-operator",
+            f"operator={node.images['operator'].ref}",
+        )
+        node.kubectl(
+            "-n",
+            OPERATOR_NS,
+            "rollout",
+            "status",
+            "deploy/redisqueue-operator",
+            "--timeout=180s",
+            timeout=200,
+        )
+        assert_operator_running_as_installed(node, "redisqueue-operator")
+        code, body = http_get(node, f"{OPERATOR_SVC}/api/health/redis")
+        assert code == 200, body
+        assert body["status"] == "connected"
+    finally:
+        node.kubectl(
+            "delete",
+            "-f",
+            str(REPO / "manifests" / "operator"),
+            "--wait=true",
+            "--timeout=180s",
+            "--ignore-not-found",
+            check=False,
+            timeout=200,
+        )
+
+
+@pytest.fixture(scope="module")
+def helm_operator(node: Node) -> Iterator[str]:
+    """The chart installed as its README says, with the image built here (never pulled)."""
+    image = node.images["operator"].ref  # localhost/redisqueue-operator:<key>
+    registry, rest = image.split("/", 1)
+    repository, tag = rest.rsplit(":", 1)
+    node.helm(
+        "install",
+        "redisqueue-operator",
+        str(CHART),
+        "--namespace",
+        OPERATOR_NS,
+        "--create-namespace",
+        "--set",
+        f"image.registry={registry}",
+        "--set",
+        f"image.repository={repository}",
+        "--set",
+        f"image.tag={tag}",
+        "--set",
+        "image.pullPolicy=Never",
+        "--wait",
+        "--timeout=180s",
+        timeout=240,
+    )
+    try:
+        yield "redisqueue-operator"
+    finally:
+        node.helm(
+            "uninstall", "redisqueue-operator", "--namespace", OPERATOR_NS, "--wait", check=False
+        )
+
+
+def test_helm_install_runs_the_operator_and_serves_health_through_its_service(
+    node: Node, helm_operator: str, toolbox: str
+) -> None:
+    sa = jsonpath(
+        node,
+        "deploy",
+        "-n",
+        OPERATOR_NS,
+        helm_operator,
+        "-o",
+        "jsonpath={.spec.template.spec.serviceAccountName}",
+    )
+    assert sa and jsonpath(node, "sa", "-n", OPERATOR_NS, sa, "-o", "name")
+    assert_operator_running_as_installed(node, sa)
+    code, body = http_get(node, f"{OPERATOR_SVC}/api/health/redis")
+    assert code == 200, body
+    assert body["status"] == "connected"
+
+
+# --------------------------------------------------------------------------- (2) provision
+
+
+def provision_manifest(node: Node) -> str:
+    """manifests/examples/provision.yaml with the Redis image built here instead of Docker Hub's."""
+    doc = yaml.safe_load((REPO / "manifests" / "examples" / "provision.yaml").read_text())
+    doc["spec"]["redis"]["provision"]["image"] = node.images["redis"].ref
+    return yaml.safe_dump(doc)
+
+
+def apply_provision(node: Node, namespace: str) -> float:
+    """Apply the example and return the seconds from apply to Ready=True."""
+    started = time.monotonic()
+    node.kubectl("apply", "-n", namespace, "-f", "-", input=provision_manifest(node))
+    node.kubectl(
+        "wait",
+        "-n",
+        namespace,
+        "--for=condition=Ready",
+        "redisqueue/analysis-jobs",
+        "--timeout=180s",
+        timeout=200,
+    )
+    return time.monotonic() - started
+
+
+def redis_call(
+    node: Node,
+    namespace: str,
+    code: str,
+    extra: dict[str, Any] | None = None,
+    timeout: float = 120.0,
+) -> Any:
+    """Run ``code`` in the toolbox with ``r``, a redis-py client built from the app Secret."""
+    secret = json.loads(
+        node.kubectl("get", "secret", "-n", namespace, "analysis-worker-redis", "-o", "json").stdout
+    )
+    import base64
+
+    env = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    prelude = (
+        "import json, sys, redis\n"
+        "cfg = json.load(sys.stdin)\n"
+        "r = redis.Redis.from_url(cfg['env']['REDIS_URL'], password=cfg['env']['REDIS_PASSWORD'],"
+        " socket_timeout=10, decode_responses=True)\n"
+    )
+    proc = in_toolbox(node, prelude + code, {"env": env, **(extra or {})}, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+@pytest.fixture
+def provisioned(
+    node: Node, helm_operator: str, toolbox: str, node_namespace: str
+) -> Iterator[tuple[str, float]]:
+    seconds = apply_provision(node, node_namespace)
+    yield node_namespace, seconds
+
+
+def test_provision_example_runs_redis_non_root_read_only_on_a_bound_volume(
+    node: Node, provisioned: tuple[str, float], record_property: Any
+) -> None:
+    namespace, seconds = provisioned
+    record_property("apply_to_ready_seconds", round(seconds, 2))
+    print(f"provision.yaml apply -> Ready=True: {seconds:.1f} s")
+    pod = json.loads(
+        node.kubectl("get", "pod", "-n", namespace, "analysis-jobs-redis-0", "-o", "json").stdout
+    )
+    assert pod["status"]["phase"] == "Running"
+    uid = node.kubectl("exec", "-n", namespace, "analysis-jobs-redis-0", "--", "id", "-u")
+    assert uid.stdout.strip() == "999"
+    write = node.kubectl(
+        "exec",
+        "-n",
+        namespace,
+        "analysis-jobs-redis-0",
+        "--",
+        "sh",
+        "-c",
+        "touch /probe",
+        check=False,
+    )
+    assert write.returncode != 0 and "Read-only file system" in write.stderr
+    pvc = json.loads(
+        node.kubectl(
+            "get", "pvc", "-n", namespace, "data-analysis-jobs-redis-0", "-o", "json"
+        ).stdout
+    )
+    assert pvc["status"]["phase"] == "Bound"
+    pv = json.loads(node.kubectl("get", "pv", pvc["spec"]["volumeName"], "-o", "json").stdout)
+    assert "local" in pv["spec"]
+
+
+def test_provisioned_redis_is_probed_through_coredns_and_its_cluster_ip(
+    node: Node, provisioned: tuple[str, float]
+) -> None:
+    namespace, _ = provisioned
+    rq = json.loads(
+        node.kubectl("get", "redisqueue", "-n", namespace, "analysis-jobs", "-o", "json").stdout
+    )
+    ready = next(c for c in rq["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "True"
+    host = f"analysis-jobs-redis.{namespace}.svc"
+    assert host in rq["status"]["endpoint"]
+    cluster_ip = jsonpath(
+        node, "svc", "-n", namespace, "analysis-jobs-redis", "-o", "jsonpath={.spec.clusterIP}"
+    )
+    import ipaddress
+
+    assert ipaddress.ip_address(cluster_ip) in ipaddress.ip_network(SERVICE_CIDR)
+    # The name the operator probes resolves, through the cluster's CoreDNS, to that ClusterIP.
+    proc = in_toolbox(node, f"import socket; print(socket.gethostbyname({host!r}))")
+    assert proc.stdout.strip() == cluster_ip, proc.stderr
+    code, body = http_get(node, f"{OPERATOR_SVC}/api/health/redis/{namespace}/analysis-jobs")
+    assert code == 200, body
+    assert body["status"] == "connected"
+    # And an app holding the injected Secret reaches Redis the same way.
+    assert redis_call(node, namespace, "print(json.dumps(r.ping()))") is True
+
+
+# --------------------------------------------------------------------------- (3) persistence
+
+
+def container_id(node: Node, namespace: str, pod: str) -> str:
+    cid = jsonpath(
+        node,
+        "pod",
+        "-n",
+        namespace,
+        pod,
+        "-o",
+        "jsonpath={.status.containerStatuses[0].containerID}",
+    )
+    return cid.split("://", 1)[1]
+
+
+def test_acknowledged_jobs_survive_a_redis_crash_and_a_pod_delete(
+    node: Node, provisioned: tuple[str, float]
+) -> None:
+    """appendonly yes + appendfsync everysec: Redis write()s the AOF before it replies, so an
+    acknowledged job survives the Redis process dying (SIGKILL, OOM kill, pod delete); only
+    a crash of the machine itself may lose up to about one second of writes (the fsync
+    interval), which a test on this machine cannot produce."""
+    namespace, _ = provisioned
+    pod = "analysis-jobs-redis-0"
+    push = (
+        "n = cfg['n']; p = cfg['prefix']\n"
+        "acked = [r.lpush('phase1:jobs', f'{p}-{i}') for i in range(n)]\n"
+        "print(json.dumps(len(acked)))\n"
+    )
+    assert redis_call(node, namespace, push, {"n": 500, "prefix": "before-crash"}) == 500
+    # A real crash: SIGKILL to redis-server from the host, right after the last reply.
+    restarts = int(
+        jsonpath(
+            node,
+            "pod",
+            "-n",
+            namespace,
+            pod,
+            "-o",
+            "jsonpath={.status.containerStatuses[0].restartCount}",
+        )
+    )
+    node.kill_container(container_id(node, namespace, pod))
+    wait_for(
+        "the Redis container to restart",
+        lambda: (
+            int(
+                jsonpath(
+                    node,
+                    "pod",
+                    "-n",
+                    namespace,
+                    pod,
+                    "-o",
+                    "jsonpath={.status.containerStatuses[0].restartCount}",
+                )
+                or 0
+            )
+            > restarts
+        ),
+    )
+    node.kubectl(
+        "wait",
+        "-n",
+        namespace,
+        "--for=condition=Ready",
+        f"pod/{pod}",
+        "--timeout=120s",
+        timeout=150,
+    )
+    assert redis_call(node, namespace, "print(json.dumps(r.llen('phase1:jobs')))") == 500
+
+    assert redis_call(node, namespace, push, {"n": 300, "prefix": "before-delete"}) == 300
+    uid = jsonpath(node, "pod", "-n", namespace, pod, "-o", "jsonpath={.metadata.uid}")
+    node.kubectl("delete", "pod", "-n", namespace, pod, "--wait=false")
+    wait_for(
+        "a new Redis pod",
+        lambda: (
+            jsonpath(
+                node,
+                "pod",
+                "-n",
+                namespace,
+                pod,
+                "-o",
+                "jsonpath={.metadata.uid}",
+                "--ignore-not-found",
+            )
+            not in ("", uid)
+        ),
+    )
+    node.kubectl(
+        "wait",
+        "-n",
+        namespace,
+        "--for=condition=Ready",
+        f"pod/{pod}",
+        "--timeout=120s",
+        timeout=150,
+    )
+    jobs = redis_call(node, namespace, "print(json.dumps(r.lrange('phase1:jobs', 0, -1)))")
+    assert sorted(jobs) == sorted(
+        [f"before-crash-{i}" for i in range(500)] + [f"before-delete-{i}" for i in range(300)]
+    )
