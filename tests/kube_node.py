@@ -368,7 +368,7 @@ def cleanup(state: dict[str, Any]) -> None:
                 os.killpg(pid, signal.SIGKILL)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-    # 2. kube-proxy's own rule clean-up, then the kubelet's chains and our guard.
+    # 2. kube-proxy's own rule clean-up, then the kubelet's chains.
     if state.get("kube_proxy"):
         subprocess.run(
             [state["kube_proxy"], "--cleanup", "--v=0"],
@@ -378,17 +378,21 @@ def cleanup(state: dict[str, Any]) -> None:
         )
     chains_before = {k: set(v) for k, v in state.get("chains_before", {}).items()}
     _remove_chains(KUBELET_CHAINS, chains_before)
-    remove_egress_guard()
+    # The pods' veths: deleting our end removes the pair at once, instead of whenever the
+    # kernel frees the network namespace after its unmount.
+    veths = _sh("ip", "-o", "link", "show", "master", BRIDGE, check=False).stdout
+    for line in veths.splitlines():
+        _sh("ip", "link", "delete", line.split(":")[1].strip().split("@")[0], check=False)
     # 3. Mounts (kubelet volumes, containerd snapshots, network namespaces), cgroups.
     unmount_under(
         [str(workdir), "/run/containerd", "/var/run/netns", "/run/netns", "/var/lib/kubelet"]
     )
     remove_cgroups()
-    # 4. The bridge and the veths the CNI plugin left, sysctls, stray paths.
+    # 4. The bridge, sysctls, stray paths.
     _sh("ip", "link", "delete", BRIDGE, check=False)
-    for line in _sh("ip", "-o", "link", "show", "master", BRIDGE, check=False).stdout.splitlines():
-        _sh("ip", "link", "delete", line.split(":")[1].strip().split("@")[0], check=False)
     write_sysctls(state.get("sysctls", {}))
+    # The guard goes last, once nothing is left to forward and ip_forward is as it was.
+    remove_egress_guard()
     existed = set(state.get("paths_before", []))
     for path in STRAY_PATHS:
         if path not in existed and os.path.lexists(path):
