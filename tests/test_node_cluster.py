@@ -6,6 +6,7 @@ CoreDNS and a ClusterIP. Everything runs on the node of ``tests/kube_node.py``.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import time
@@ -509,3 +510,126 @@ def test_acknowledged_jobs_survive_a_redis_crash_and_a_pod_delete(
     assert sorted(jobs) == sorted(
         [f"before-crash-{i}" for i in range(500)] + [f"before-delete-{i}" for i in range(300)]
     )
+
+
+# --------------------------------------------------------------------------- (4) an app
+
+WORKER = REPO / "tests" / "node" / "worker.py"
+#: How long a consumer's BLMOVE blocks. The client's socket timeout currently cuts a
+#: blocking command off after 5 s (and retries it as a failure), so pops stay below that.
+BLOCK_SECONDS = 2
+JOBS = 300
+
+
+def worker_manifest(node: Node, name: str, mode: str, replicas: int, env: dict[str, str]) -> str:
+    """A Deployment of tests/node/worker.py on the operator image (Python + the client
+    library): its configuration comes only from ``envFrom`` of the injected Secret."""
+    pod_env = [{"name": k, "value": v} for k, v in env.items()]
+    doc = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "enableServiceLinks": False,
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": 10001},
+                    "containers": [
+                        {
+                            "name": "worker",
+                            "image": node.images["operator"].ref,
+                            "imagePullPolicy": "Never",
+                            "command": ["python3", "/app/worker.py", mode],
+                            "envFrom": [{"secretRef": {"name": "analysis-worker-redis"}}],
+                            "env": pod_env,
+                            "volumeMounts": [{"name": "app", "mountPath": "/app"}],
+                        }
+                    ],
+                    "volumes": [{"name": "app", "configMap": {"name": "worker"}}],
+                },
+            },
+        },
+    }
+    return json.dumps(doc)
+
+
+def test_workers_process_every_job_while_redis_is_killed(
+    node: Node, provisioned: tuple[str, float]
+) -> None:
+    namespace, _ = provisioned
+    node.kubectl("create", "configmap", "worker", "-n", namespace, f"--from-file={WORKER}")
+    node.kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=worker_manifest(
+            node, "consumers", "consume", 3, {"BLOCK_SECONDS": str(BLOCK_SECONDS)}
+        ),
+    )
+    node.kubectl(
+        "rollout", "status", "-n", namespace, "deploy/consumers", "--timeout=120s", timeout=150
+    )
+    node.kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=worker_manifest(
+            node, "producer", "produce", 1, {"JOBS": str(JOBS), "RATE": "20", "RUN": "run1"}
+        ),
+    )
+
+    def done() -> int:
+        try:
+            return int(
+                redis_call(node, namespace, "print(json.dumps(r.scard('phase1:jobs:done')))")
+            )
+        except AssertionError:  # this check's own client, while Redis is down
+            return 0
+
+    wait_for("the first jobs to be processed", lambda: done() >= 50, timeout=120)
+    pod = "analysis-jobs-redis-0"
+    node.kill_container(container_id(node, namespace, pod))  # mid-run: a Redis crash
+    wait_for(f"all {JOBS} jobs processed", lambda: done() >= JOBS, timeout=300, interval=2)
+
+    summary = redis_call(
+        node,
+        namespace,
+        """
+keys = r.keys('phase1:jobs:processing:*')
+print(json.dumps({
+    "done": sorted(r.smembers('phase1:jobs:done')),
+    "processed": r.llen('phase1:jobs:processed'),
+    "queued": r.llen('phase1:jobs'),
+    "in_flight": sum(r.llen(k) for k in keys),
+}))
+""",
+    )
+    assert summary["done"] == sorted(f"run1-{n}" for n in range(JOBS)), "jobs were lost"
+    assert summary["queued"] == 0 and summary["in_flight"] == 0
+    # At-least-once: a duplicate only where Redis died between the work and its ack.
+    assert summary["processed"] - JOBS <= 3, summary["processed"]
+    print(f"{JOBS} jobs, {summary['processed'] - JOBS} processed twice")
+    restarts = jsonpath(
+        node,
+        "pods",
+        "-n",
+        namespace,
+        "-l",
+        "app=consumers",
+        "-o",
+        "jsonpath={.items[*].status.containerStatuses[0].restartCount}",
+    )
+    assert restarts.split() == ["0", "0", "0"], "a consumer crashed instead of riding it out"
+    logs = node.kubectl("logs", "-n", namespace, "-l", "app=consumers", "--tail=-1").stdout
+    # They met the outage (the client's backoff) and came back (its recovery line).
+    assert "retrying in" in logs, logs[-2000:]
+    windows = [float(w) for w in re.findall(r"recovered after ([0-9.]+) s", logs)]
+    assert windows, logs[-2000:]
+    print(f"consumers' failure window after a Redis kill: {max(windows):.1f} s")

@@ -15,6 +15,7 @@ and before the acknowledgement was applied; the ``done`` set makes the result id
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sys
@@ -70,6 +71,8 @@ def consume(client: redis.Redis) -> None:
 
 
 def main() -> int:
+    # The client library logs its retries and recoveries; show them with a timestamp.
+    logging.basicConfig(level=logging.INFO, format="%(created).3f %(name)s %(message)s")
     client = create_client(name="worker")
     mode = sys.argv[1]
     if mode == "produce":
