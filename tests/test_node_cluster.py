@@ -633,3 +633,168 @@ print(json.dumps({
     windows = [float(w) for w in re.findall(r"recovered after ([0-9.]+) s", logs)]
     assert windows, logs[-2000:]
     print(f"consumers' failure window after a Redis kill: {max(windows):.1f} s")
+
+
+# --------------------------------------------------------------------------- (6) outage
+
+
+def rendered_alert_expr(node: Node, alert: str) -> str:
+    """The expression of one of the chart's alerts, as helm renders it."""
+    proc = node.helm(
+        "template",
+        "redisqueue-operator",
+        str(CHART),
+        "--namespace",
+        OPERATOR_NS,
+        "--api-versions",
+        "monitoring.coreos.com/v1",
+        "--set",
+        "metrics.prometheusRule.enabled=true",
+        "--show-only",
+        "templates/prometheusrule.yaml",
+    )
+    (rule,) = [d for d in yaml.safe_load_all(proc.stdout) if d]
+    rules = [r for g in rule["spec"]["groups"] for r in g["rules"] if r.get("alert") == alert]
+    return str(rules[0]["expr"])
+
+
+def ready_status(node: Node, namespace: str) -> str:
+    return jsonpath(
+        node,
+        "redisqueue",
+        "-n",
+        namespace,
+        "analysis-jobs",
+        "-o",
+        "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
+    )
+
+
+def warning_events(node: Node, namespace: str) -> list[dict[str, Any]]:
+    events = json.loads(
+        node.kubectl(
+            "get",
+            "events",
+            "-n",
+            namespace,
+            "--field-selector",
+            "involvedObject.kind=RedisQueue,type=Warning",
+            "-o",
+            "json",
+        ).stdout
+    )["items"]
+    return list(events)
+
+
+def test_outage_is_told_by_status_event_health_and_the_alert_expression(
+    node: Node, provisioned: tuple[str, float], prometheus_server: Any
+) -> None:
+    namespace, _ = provisioned
+    cluster_ip = jsonpath(
+        node, "svc", "-n", OPERATOR_NS, "redisqueue-operator", "-o", "jsonpath={.spec.clusterIP}"
+    )
+    # A real Prometheus on the host scrapes the operator through its Service's ClusterIP.
+    prom = prometheus_server([f"{cluster_ip}:8080"])
+    selector = f'{{namespace="{namespace}",name="analysis-jobs"}}'
+    expr = rendered_alert_expr(node, "RedisQueueDown")
+    prom.wait_for(f"redisqueue_up{selector} == 1", timeout=60)
+    assert prom.query(f"({expr}) and on(namespace, name) redisqueue_up{selector}") == []
+    warnings_before = len(warning_events(node, namespace))
+
+    node.kubectl("scale", "statefulset", "-n", namespace, "analysis-jobs-redis", "--replicas=0")
+    wait_for("Ready=False", lambda: ready_status(node, namespace) == "False", timeout=120)
+    code, body = http_get(node, f"{OPERATOR_SVC}/api/health/redis/{namespace}/analysis-jobs")
+    assert code == 503 and body["status"] == "disconnected", body
+    code, _ = http_get(node, f"{OPERATOR_SVC}/api/health/redis")
+    assert code == 503
+    prom.wait_for(f"({expr}) and on(namespace, name) redisqueue_up{selector}", timeout=90)
+    # Repeated failed probes are one story: a single Warning event, not one per PING.
+    time.sleep(25)
+    new = warning_events(node, namespace)[warnings_before:]
+    assert len(new) == 1, [(e["reason"], e["message"], e.get("count")) for e in new]
+
+    node.kubectl("scale", "statefulset", "-n", namespace, "analysis-jobs-redis", "--replicas=1")
+    wait_for("Ready=True again", lambda: ready_status(node, namespace) == "True", timeout=180)
+    code, body = http_get(node, f"{OPERATOR_SVC}/api/health/redis/{namespace}/analysis-jobs")
+    assert code == 200, body
+    prom.wait_for(f"redisqueue_up{selector} == 1", timeout=60)
+
+
+# --------------------------------------------------------------------------- (7) deletion
+
+
+def set_deletion_policy(node: Node, namespace: str, policy: str) -> None:
+    node.kubectl(
+        "patch",
+        "redisqueue",
+        "-n",
+        namespace,
+        "analysis-jobs",
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"deletionPolicy": policy}}),
+    )
+
+
+def test_retain_keeps_volume_and_jobs_and_delete_removes_them(
+    node: Node, provisioned: tuple[str, float]
+) -> None:
+    namespace, _ = provisioned
+    pvc = "data-analysis-jobs-redis-0"
+    redis_call(node, namespace, "print(json.dumps(r.rpush('phase1:jobs', 'kept-1', 'kept-2')))")
+    # Retain (the example's policy): the RedisQueue goes, the volume and its jobs stay.
+    node.kubectl(
+        "delete", "redisqueue", "-n", namespace, "analysis-jobs", "--timeout=120s", timeout=150
+    )
+    wait_for(
+        "the StatefulSet to be garbage-collected",
+        lambda: (
+            jsonpath(node, "statefulset", "-n", namespace, "--ignore-not-found", "-o", "name") == ""
+        ),
+        timeout=120,
+    )
+    assert jsonpath(node, "pvc", "-n", namespace, pvc, "-o", "jsonpath={.status.phase}") == "Bound"
+    # Re-created, it finds the old jobs on the old volume.
+    apply_provision(node, namespace)
+    jobs = redis_call(node, namespace, "print(json.dumps(r.lrange('phase1:jobs', 0, -1)))")
+    assert jobs == ["kept-1", "kept-2"]
+
+    # Delete: the controller-manager's garbage collector removes the volume claim.
+    set_deletion_policy(node, namespace, "Delete")
+    wait_for(
+        "the PVC to be owned for deletion",
+        lambda: (
+            jsonpath(
+                node,
+                "pvc",
+                "-n",
+                namespace,
+                pvc,
+                "-o",
+                "jsonpath={.metadata.ownerReferences[*].kind}",
+            )
+            != ""
+        ),
+        timeout=120,
+    )
+    node.kubectl(
+        "delete", "redisqueue", "-n", namespace, "analysis-jobs", "--timeout=120s", timeout=150
+    )
+    wait_for(
+        "the PVC to be garbage-collected",
+        lambda: jsonpath(node, "pvc", "-n", namespace, "--ignore-not-found", "-o", "name") == "",
+        timeout=180,
+    )
+    assert (
+        jsonpath(
+            node,
+            "secret",
+            "-n",
+            namespace,
+            "analysis-jobs-redis-auth",
+            "--ignore-not-found",
+            "-o",
+            "name",
+        )
+        == ""
+    )
