@@ -408,6 +408,10 @@ def test_provisioned_redis_is_probed_through_coredns_and_its_cluster_ip(
 # --------------------------------------------------------------------------- (3) persistence
 
 
+#: Writes older than this survive a crash of Redis under appendfsync everysec (see below).
+LOSS_WINDOW = 5.0
+
+
 def container_id(node: Node, namespace: str, pod: str) -> str:
     cid = jsonpath(
         node,
@@ -424,10 +428,16 @@ def container_id(node: Node, namespace: str, pod: str) -> str:
 def test_acknowledged_jobs_survive_a_redis_crash_and_a_pod_delete(
     node: Node, provisioned: tuple[str, float]
 ) -> None:
-    """appendonly yes + appendfsync everysec: Redis write()s the AOF before it replies, so an
-    acknowledged job survives the Redis process dying (SIGKILL, OOM kill, pod delete); only
-    a crash of the machine itself may lose up to about one second of writes (the fsync
-    interval), which a test on this machine cannot produce."""
+    """What ``appendonly yes`` + ``appendfsync everysec`` promises, and nothing more.
+
+    Redis appends each write to the AOF buffer and write()s it to the file before replying,
+    except while the previous second's background fsync is still running: then it may hold
+    the buffer for up to 2 s while already replying. So a crash of Redis (SIGKILL, OOM kill)
+    or of the machine loses at most the writes of the last few seconds before it (the 2 s are
+    counted in whole seconds, so up to about 3; plus the last fsync interval for a machine
+    crash); a pod delete (SIGTERM) loses nothing, since Redis flushes and fsyncs the AOF on
+    shutdown. The test checks exactly that: jobs older than ``LOSS_WINDOW`` survive a SIGKILL,
+    and every acknowledged job survives a pod delete."""
     namespace, _ = provisioned
     pod = "analysis-jobs-redis-0"
     push = (
@@ -436,7 +446,8 @@ def test_acknowledged_jobs_survive_a_redis_crash_and_a_pod_delete(
         "print(json.dumps(len(acked)))\n"
     )
     assert redis_call(node, namespace, push, {"n": 500, "prefix": "before-crash"}) == 500
-    # A real crash: SIGKILL to redis-server from the host, right after the last reply.
+    time.sleep(LOSS_WINDOW)  # past the window in which everysec may hold writes in memory
+    # A real crash: SIGKILL to redis-server from the host.
     restarts = int(
         jsonpath(
             node,
@@ -595,8 +606,10 @@ def test_workers_process_every_job_while_redis_is_killed(
 
     wait_for("the first jobs to be processed", lambda: done() >= 50, timeout=120)
     pod = "analysis-jobs-redis-0"
+    killed_at = time.time()
     node.kill_container(container_id(node, namespace, pod))  # mid-run: a Redis crash
     wait_for(f"all {JOBS} jobs processed", lambda: done() >= JOBS, timeout=300, interval=2)
+    recovered_by = time.time()
 
     summary = redis_call(
         node,
@@ -605,7 +618,8 @@ def test_workers_process_every_job_while_redis_is_killed(
 keys = r.keys('phase1:jobs:processing:*')
 print(json.dumps({
     "done": sorted(r.smembers('phase1:jobs:done')),
-    "processed": r.llen('phase1:jobs:processed'),
+    "attempts": sorted(m.split()[0] for m in r.smembers('phase1:jobs:attempts')),
+    "raw_attempts": sorted(r.smembers('phase1:jobs:attempts')),
     "queued": r.llen('phase1:jobs'),
     "in_flight": sum(r.llen(k) for k in keys),
 }))
@@ -613,9 +627,16 @@ print(json.dumps({
     )
     assert summary["done"] == sorted(f"run1-{n}" for n in range(JOBS)), "jobs were lost"
     assert summary["queued"] == 0 and summary["in_flight"] == 0
-    # At-least-once: a duplicate only where Redis died between the work and its ack.
-    assert summary["processed"] - JOBS <= 3, summary["processed"]
-    print(f"{JOBS} jobs, {summary['processed'] - JOBS} processed twice")
+    # At-least-once, so some jobs may have been processed twice; never one acknowledged
+    # long before the crash.
+    twice = sorted({job for job in summary["attempts"] if summary["attempts"].count(job) > 1})
+    # Each member is "<job> <consumer> <time> <id>". A job is processed again only when its
+    # acknowledgement was in flight or among the writes a crash may lose (LOSS_WINDOW, see
+    # the persistence test), or when the producer's retried push queued it twice.
+    for job in twice:
+        first = min(float(m.split()[2]) for m in summary["raw_attempts"] if m.split()[0] == job)
+        assert killed_at - LOSS_WINDOW <= first <= recovered_by, (job, first, killed_at)
+    print(f"{JOBS} jobs, {len(twice)} processed more than once")
     restarts = jsonpath(
         node,
         "pods",

@@ -20,6 +20,7 @@ import os
 import socket
 import sys
 import time
+import uuid
 
 import redis
 
@@ -27,7 +28,9 @@ from redisqueue.client import create_client
 
 QUEUE = os.environ.get("QUEUE_KEY", "phase1:jobs")
 DONE = f"{QUEUE}:done"
-PROCESSED = f"{QUEUE}:processed"  # one entry per processing, duplicates included
+#: One member per processing attempt ("<job> <consumer> <time> <attempt id>"), so a
+#: retried command never counts twice and a job processed twice shows as two members.
+ATTEMPTS = f"{QUEUE}:attempts"
 BLOCK_SECONDS = float(os.environ.get("BLOCK_SECONDS", "30"))
 WORK_SECONDS = float(os.environ.get("WORK_SECONDS", "0.02"))
 
@@ -58,11 +61,11 @@ def consume(client: redis.Redis) -> None:
             job = client.blmove(QUEUE, processing, BLOCK_SECONDS, "RIGHT", "LEFT")
             if job is None:
                 continue
+            client.sadd(ATTEMPTS, f"{job.decode()} {me} {time.time():.3f} {uuid.uuid4().hex}")
             time.sleep(WORK_SECONDS)  # the work
             pipe = client.pipeline(transaction=True)
             pipe.lrem(processing, 1, job)
             pipe.sadd(DONE, job)
-            pipe.rpush(PROCESSED, job)
             pipe.execute()
         except redis.RedisError as exc:
             # The client already retried with the contract's backoff; keep going.
