@@ -40,7 +40,7 @@ suite="$(awk '/^Suites:/ { print $2; exit }' /etc/apt/sources.list.d/*.sources 2
 [ -n "$suite" ] || suite="$(awk '$1 == "deb" { print $3; exit }' /etc/apt/sources.list 2>/dev/null || true)"
 [ -n "$suite" ] || { log "cannot tell the Debian suite from the apt sources"; exit 1; }
 sources_hash="$(cat "${sources[@]}" | sha256sum | cut -c1-12)"
-script_hash="$(sha256sum "$here/images.sh" | cut -c1-12)"
+script_hash="$(sha256sum < "$here/images.sh" | cut -c1-12)"
 
 # skopeo and buildah keep a blob-info cache in /var/lib/containers/cache: remove it
 # afterwards unless it was there before.
@@ -77,7 +77,7 @@ debian_rootfs() {
 }
 
 # --- pause
-pause_key="$( (sha256sum "$pause_binary"; echo "$script_hash") | sha256sum | cut -c1-12)"
+pause_key="$( (sha256sum < "$pause_binary"; echo "$script_hash") | sha256sum | cut -c1-12)"
 pause_ref="localhost/redisqueue-test/pause:$pause_key"
 pause_tar="$cache/pause-$pause_key.tar"
 if [ ! -s "$pause_tar" ]; then
