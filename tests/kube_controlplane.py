@@ -174,7 +174,11 @@ class _Pki:
     sa_pub: Path
 
 
-def _generate_pki(directory: Path) -> _Pki:
+def _generate_pki(
+    directory: Path,
+    service_cidr: str = SERVICE_CLUSTER_IP_RANGE,
+    serving_ips: Sequence[str] = ("127.0.0.1",),
+) -> _Pki:
     """A CA, the API server's serving cert, two client certs and the SA signing key."""
     directory.mkdir(parents=True, exist_ok=True)
     now = dt.datetime.now(dt.UTC)
@@ -254,8 +258,8 @@ def _generate_pki(directory: Path) -> _Pki:
         x509.DNSName("kubernetes.default"),
         x509.DNSName("kubernetes.default.svc"),
         x509.DNSName("kubernetes.default.svc.cluster.local"),
-        x509.IPAddress(ipaddress.IPv4Address("127.0.0.1")),
-        x509.IPAddress(next(ipaddress.IPv4Network(SERVICE_CLUSTER_IP_RANGE).hosts())),
+        *(x509.IPAddress(ipaddress.IPv4Address(ip)) for ip in serving_ips),
+        x509.IPAddress(next(ipaddress.IPv4Network(service_cidr).hosts())),
     ]
     serving, serving_key = issue(
         name("kube-apiserver"), ExtendedKeyUsageOID.SERVER_AUTH, serving_sans
@@ -323,6 +327,61 @@ def _kubeconfig(server: str, ca: Path, cert: Path, key: Path, user: str) -> str:
         "preferences": {},
     }
     return json.dumps(config, indent=2) + "\n"  # JSON is valid YAML
+
+
+def issue_certificate(
+    ca_cert: Path,
+    ca_key: Path,
+    out: Path,
+    common_name: str,
+    *,
+    organization: str | None = None,
+    server: bool = False,
+    dns_names: Sequence[str] = (),
+    ips: Sequence[str] = (),
+) -> tuple[Path, Path]:
+    """Issue a certificate signed by the control plane's CA; writes ``out``.crt/.key."""
+    ca = x509.load_pem_x509_certificate(ca_cert.read_bytes())
+    signer = serialization.load_pem_private_key(ca_key.read_bytes(), password=None)
+    assert isinstance(signer, ec.EllipticCurvePrivateKey)
+    key = ec.generate_private_key(ec.SECP256R1())
+    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
+    if organization:
+        attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
+    now = dt.datetime.now(dt.UTC)
+    usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name(attrs))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=7))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+    )
+    sans: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
+    sans += [x509.IPAddress(ipaddress.IPv4Address(ip)) for ip in ips]
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), False)
+    cert = builder.sign(signer, hashes.SHA256())
+    crt, key_path = out.with_suffix(".crt"), out.with_suffix(".key")
+    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key_path.chmod(0o600)
+    return crt, key_path
+
+
+def kubeconfig_for(server: str, ca: Path, cert: Path, key: Path, user: str) -> str:
+    """A self-contained kubeconfig for ``user`` (public name of the helper below)."""
+    return _kubeconfig(server, ca, cert, key, user)
 
 
 # --------------------------------------------------------------------------- processes
@@ -429,6 +488,13 @@ class ControlPlane:
     keep_workdir: bool = False
     startup_timeout: float = 90.0
     extra_apiserver_args: Sequence[str] = ()
+    #: Where the API server listens and what it advertises (a node's pods must reach it).
+    address: str = "127.0.0.1"
+    service_cluster_ip_range: str = SERVICE_CLUSTER_IP_RANGE
+    authorization_modes: Sequence[str] = ("RBAC",)
+    extra_controller_manager_args: Sequence[str] = ()
+    #: Called with the fresh PKI before the API server starts (to issue more certificates).
+    on_pki: Callable[[_Pki], object] | None = None
 
     server: str = field(init=False, default="")
     kubeconfig: Path = field(init=False, default=Path())
@@ -489,6 +555,12 @@ class ControlPlane:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    @property
+    def pki(self) -> _Pki:
+        """The certificates and keys of this control plane (after ``start()``)."""
+        assert self._pki is not None, "control plane not started"
+        return self._pki
 
     @property
     def pids(self) -> dict[str, int]:
@@ -611,7 +683,12 @@ class ControlPlane:
     def _start_processes(self) -> None:
         assert self.workdir is not None
         deadline = time.monotonic() + self.startup_timeout
-        pki = self._pki = _generate_pki(self.workdir / "pki")
+        serving_ips = sorted({"127.0.0.1", self.address})
+        pki = self._pki = _generate_pki(
+            self.workdir / "pki", self.service_cluster_ip_range, serving_ips
+        )
+        if self.on_pki is not None:
+            self.on_pki(pki)
 
         etcd_client, etcd_peer = free_port(), free_port()
         etcd = self._spawn(
@@ -636,23 +713,23 @@ class ControlPlane:
         del etcd
 
         port = free_port()
-        self.server = f"https://127.0.0.1:{port}"
+        self.server = f"https://{self.address}:{port}"
         self._spawn(
             "kube-apiserver",
             [
                 f"--etcd-servers=http://127.0.0.1:{etcd_client}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={self.address}",
+                f"--advertise-address={self.address}",
                 f"--secure-port={port}",
                 f"--tls-cert-file={pki.serving_cert}",
                 f"--tls-private-key-file={pki.serving_key}",
                 f"--client-ca-file={pki.ca_cert}",
-                "--authorization-mode=RBAC",
+                f"--authorization-mode={','.join(self.authorization_modes)}",
                 f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
                 f"--api-audiences={SERVICE_ACCOUNT_ISSUER}",
                 f"--service-account-key-file={pki.sa_pub}",
                 f"--service-account-signing-key-file={pki.sa_key}",
-                f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
+                f"--service-cluster-ip-range={self.service_cluster_ip_range}",
                 "--allow-privileged=true",
                 f"--cert-dir={self.workdir / 'apiserver-certs'}",
                 "--v=0",
@@ -696,6 +773,7 @@ class ControlPlane:
                 f"--cluster-name=redisqueue-test-{port}",
                 "--concurrent-gc-syncs=5",
                 "--v=0",
+                *self.extra_controller_manager_args,
             ],
         )
         if "serviceaccount-controller" in self.controllers:

@@ -5,9 +5,11 @@
 #   ./tests/run.sh -k health  # extra arguments go to pytest
 #
 # Installs (once): redis-server from Debian packages (root, or tells you the command),
-# a virtualenv in .venv with the project and its dev extras, and the local Kubernetes
+# a virtualenv in .venv with the project and its dev extras, the local Kubernetes
 # control plane and the test tools built from Go modules into .cache/ (15-40 min cold on 2
-# cores, seconds warm).
+# cores, seconds warm), and, as root, the test node: containerd, runc, the CNI plugins and
+# the image tools from Debian packages, kubelet/scheduler/kube-proxy/CoreDNS from Go
+# modules, and the images it runs (tests/node/README.md).
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
@@ -64,6 +66,27 @@ for tool in actionlint terraform-docs; do
   var="REDISQUEUE_$(echo "$tool" | tr 'a-z-' 'A-Z_')_BIN"
   export "$var=$tool_bin"
 done
+
+step "Test node (kubelet, scheduler, kube-proxy, CoreDNS, containerd, images built here)"
+# Needs root: containerd, iptables (the egress guard), mounts. Without it the tests marked
+# `node` are skipped and say why.
+if [ "$(id -u)" = 0 ]; then
+  node_packages=(containerd runc containernetworking-plugins iptables mmdebstrap umoci skopeo buildah gcc libc6-dev)
+  missing=()
+  for pkg in "${node_packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  started=$SECONDS
+  node_bin="$(tests/node/build.sh)"
+  tests/node/images.sh "$node_bin/pause" >/dev/null
+  echo "node binaries in $node_bin, images in .cache/images ($((SECONDS - started)) s)"
+else
+  echo "not root: the tests marked 'node' will be skipped"
+fi
 
 step "ruff (lint and format)"
 .venv/bin/ruff check .

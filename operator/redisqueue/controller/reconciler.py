@@ -307,6 +307,10 @@ class Reconciler:
                         state.name,
                         extra=about(state.namespace, state.name),
                     )
+                    if spec.mode == "provision":
+                        # Redis reads its password only at start: re-apply the StatefulSet so
+                        # the new Secret revision in its pod template rolls the pod.
+                        await ensure_provisioned(self.kube, state.involved, spec)
                     await self._inject(state, spec, contract)
                     await self._ensure_probe(state, spec, contract)
                 state.setup_problem = None

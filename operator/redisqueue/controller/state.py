@@ -18,7 +18,7 @@ from typing import Any, Final, Literal
 
 from redisqueue.contract import ConnectionContract
 
-from .spec import CONDITION_READY, JSON, RedisQueueSpec
+from .spec import API_VERSION, CONDITION_READY, JSON, KIND, RedisQueueSpec
 
 ConditionStatus = Literal["True", "False", "Unknown"]
 
@@ -183,7 +183,9 @@ class QueueStates:
                 if age is not None:
                     state.written_at = now - age
             state.involved = {
-                "metadata": {"namespace": state.namespace, "name": state.name, "uid": state.uid}
+                "apiVersion": API_VERSION,
+                "kind": KIND,
+                "metadata": {"namespace": state.namespace, "name": state.name, "uid": state.uid},
             }
             self._states[key] = state
         return state
