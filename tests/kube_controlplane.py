@@ -73,7 +73,9 @@ DEFAULT_CONTROLLERS = (
     "clusterrole-aggregation-controller",
     "service-cidr-controller",
 )
-SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
+#: Service addresses stay in 198.18.0.0/15, the test cluster's range: this plane has no
+#: kube-proxy and routes nothing, but no test address is ever in a private range.
+SERVICE_CLUSTER_IP_RANGE = "198.19.255.0/24"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 WORKDIR_PREFIX = "redisqueue-k8s-"
 OWNER_FILE = "owner.pid"
