@@ -63,7 +63,15 @@ except urllib.error.HTTPError as e:
 
 
 def http_get(node: Node, url: str) -> tuple[int, dict[str, Any]]:
-    proc = in_toolbox(node, HTTP_GET, {"url": url})
+    # A DNS timeout (EAI_AGAIN) while CoreDNS catches up with a Service created moments ago
+    # is retried for a bounded time; any other failure, or a lasting one, fails the test.
+    deadline = time.monotonic() + 30
+    while True:
+        proc = in_toolbox(node, HTTP_GET, {"url": url})
+        transient = "Temporary failure in name resolution" in proc.stderr
+        if proc.returncode == 0 or not transient or time.monotonic() > deadline:
+            break
+        time.sleep(1)
     assert proc.returncode == 0, proc.stderr
     answer = json.loads(proc.stdout)
     return int(answer["code"]), answer["body"]
@@ -126,8 +134,11 @@ def operator_pods(node: Node, namespace: str = OPERATOR_NS) -> list[dict[str, An
             "json",
         ).stdout
     )["items"]
-    assert pods, f"no operator pod in {namespace}"
-    return list(pods)
+    # Pods of the replaced ReplicaSet (the manifests' registry image, never pulled here) may
+    # still be terminating after the rollout; they are not the install.
+    live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+    assert live, f"no operator pod in {namespace}"
+    return live
 
 
 def assert_operator_running_as_installed(node: Node, service_account: str) -> None:
