@@ -299,9 +299,7 @@ def test_helm_install_runs_the_operator_and_serves_health_through_its_service(
     assert code == 200, body
     assert body["status"] == "connected"
     # The chart's own `helm test` hook: a pod on the operator image asks /readyz.
-    tested = node.helm(
-        "test", helm_operator, "-n", OPERATOR_NS, "--timeout", "120s", timeout=150
-    )
+    tested = node.helm("test", helm_operator, "-n", OPERATOR_NS, "--timeout", "120s", timeout=150)
     assert "Phase:          Succeeded" in tested.stdout or "Phase: Succeeded" in tested.stdout, (
         tested.stdout
     )
