@@ -587,10 +587,8 @@ def worker_manifest(node: Node, name: str, mode: str, replicas: int, env: dict[s
     return json.dumps(doc)
 
 
-def test_workers_process_every_job_while_redis_is_killed(
-    node: Node, provisioned: tuple[str, float]
-) -> None:
-    namespace, _ = provisioned
+def start_consumers(node: Node, namespace: str, replicas: int) -> None:
+    """The worker script as a ConfigMap and a Deployment of ``replicas`` consumers, rolled out."""
     node.kubectl("create", "configmap", "worker", "-n", namespace, f"--from-file={WORKER}")
     node.kubectl(
         "apply",
@@ -599,12 +597,19 @@ def test_workers_process_every_job_while_redis_is_killed(
         "-f",
         "-",
         input=worker_manifest(
-            node, "consumers", "consume", 3, {"BLOCK_SECONDS": str(BLOCK_SECONDS)}
+            node, "consumers", "consume", replicas, {"BLOCK_SECONDS": str(BLOCK_SECONDS)}
         ),
     )
     node.kubectl(
         "rollout", "status", "-n", namespace, "deploy/consumers", "--timeout=120s", timeout=150
     )
+
+
+def test_workers_process_every_job_while_redis_is_killed(
+    node: Node, provisioned: tuple[str, float]
+) -> None:
+    namespace, _ = provisioned
+    start_consumers(node, namespace, 3)
     node.kubectl(
         "apply",
         "-n",
@@ -893,20 +898,7 @@ def test_rotation_rolls_redis_reinjects_and_restarted_workers_reconnect(
     host = f"analysis-jobs-redis.{namespace}.svc"
     old = app_secret_password(node, namespace)
     new = "rotated-" + pysecrets.token_hex(12)
-    node.kubectl("create", "configmap", "worker", "-n", namespace, f"--from-file={WORKER}")
-    node.kubectl(
-        "apply",
-        "-n",
-        namespace,
-        "-f",
-        "-",
-        input=worker_manifest(
-            node, "consumers", "consume", 2, {"BLOCK_SECONDS": str(BLOCK_SECONDS)}
-        ),
-    )
-    node.kubectl(
-        "rollout", "status", "-n", namespace, "deploy/consumers", "--timeout=120s", timeout=150
-    )
+    start_consumers(node, namespace, 2)
     redis_uid = jsonpath(
         node, "pod", "-n", namespace, "analysis-jobs-redis-0", "-o", "jsonpath={.metadata.uid}"
     )
