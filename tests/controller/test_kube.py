@@ -79,7 +79,7 @@ async def test_objects_round_trip_and_a_large_one_arrives_whole_on_a_watch(
         assert (await kube.check_reachable()).startswith("v1.")
         collection = object_path("v1", "ConfigMap", namespace)
         _, version = await kube.list_with_version(collection)
-        # Larger than aiohttp's line buffer (128 KiB): a watch event is one line.
+        # A watch event is one line; this one is larger than aiohttp's default read buffer.
         big = "x" * (300 * 1024)
         cm = {
             "apiVersion": "v1",

@@ -5,6 +5,10 @@ credentials kopf logs in with (:func:`login`, also kopf's login handler), so not
 the event loop and no Kubernetes client library is loaded. Objects travel as plain dicts,
 the shape the pure builders produce. Errors become :class:`KubeError`, whose text holds the
 API server's message (it names fields, never Secret values).
+
+Long on purpose: finding the cluster, the credentials (and their rotation), the connection
+pool and the calls are the one place the operator meets the API server; what a caller may
+see of a failure (never a credential) is decided here for all of them.
 """
 
 from __future__ import annotations
@@ -381,18 +385,8 @@ class Kube:
         try:
             if not 200 <= response.status <= 299:
                 raise _status_error(response.status, str(response.reason), await response.read())
-            # One JSON object a line. Lines are split here rather than with readline(), whose
-            # buffer limit a large object (a big Secret) would exceed.
-            pending = bytearray()
-            async for chunk in response.content.iter_any():
-                pending += chunk
-                while (end := pending.find(b"\n")) >= 0:
-                    line = bytes(pending[:end])
-                    del pending[: end + 1]
-                    if line.strip():
-                        yield _event(line)
-            if pending.strip():
-                yield _event(bytes(pending))
+            while line := await response.content.readline():  # one JSON object a line
+                yield _event(line)
         finally:
             response.release()
 
