@@ -27,7 +27,6 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE.parent / "operator"))
 
-
 from kube_controlplane import ControlPlane  # noqa: E402
 from operator_harness import (  # noqa: E402
     OPERATOR_NAMESPACE,
