@@ -27,8 +27,6 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE.parent / "operator"))
 
-from kubernetes_asyncio import client, config  # noqa: E402
-
 from kube_controlplane import ControlPlane  # noqa: E402
 from operator_harness import (  # noqa: E402
     OPERATOR_NAMESPACE,
@@ -122,12 +120,7 @@ async def failover(
 
 async def run(args: argparse.Namespace, plane: ControlPlane, workdir: Path) -> list[str]:
     server = RedisServer(workdir / "redis", password="bench-password-0123").start()
-    configuration = client.Configuration()
-    await config.load_kube_config(
-        config_file=str(plane.kubeconfig), client_configuration=configuration
-    )
-    api = client.ApiClient(configuration)
-    kube = Kube(api)
+    kube = Kube.from_kubeconfig(plane.kubeconfig)
     kubeconfig = service_account_kubeconfig(plane, workdir)
     replicas = {
         name: replica(kubeconfig, workdir, name, args.lease_seconds)
@@ -183,7 +176,7 @@ async def run(args: argparse.Namespace, plane: ControlPlane, workdir: Path) -> l
         for process in replicas.values():
             process.stop()
         server.stop()
-        await api.close()
+        await kube.close()
     return lines
 
 

@@ -20,8 +20,6 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE.parent / "operator"))
 
-from kubernetes_asyncio import client, config  # noqa: E402
-
 from kube_controlplane import ControlPlane  # noqa: E402
 from operator_harness import (  # noqa: E402
     OperatorProcess,
@@ -46,12 +44,7 @@ def rss_mib(pid: int) -> float:
 async def measure(
     plane: ControlPlane, operator: OperatorProcess, server: RedisServer, runs: int
 ) -> list[float]:
-    configuration = client.Configuration()
-    await config.load_kube_config(
-        config_file=str(plane.kubeconfig), client_configuration=configuration
-    )
-    api = client.ApiClient(configuration)
-    kube = Kube(api)
+    kube = Kube.from_kubeconfig(plane.kubeconfig)
     plane.kubectl("create", "namespace", "bench")
     await apply_secret(kube, "bench", "redis-auth", {"password": server.password or ""})
     timings = []
@@ -80,7 +73,7 @@ async def measure(
                 break
             await asyncio.sleep(0.02)
         timings.append(time.perf_counter() - started)
-    await api.close()
+    await kube.close()
     return timings
 
 

@@ -232,7 +232,7 @@ async def run(  # noqa: PLR0915 - one scenario, read top to bottom
         config_file=str(plane.kubeconfig), client_configuration=configuration
     )
     api = client.ApiClient(configuration)
-    kube = Kube(api)
+    kube = Kube.from_kubeconfig(plane.kubeconfig)
     operator = OperatorProcess(
         service_account_kubeconfig(plane, workdir), workdir, log_level="INFO"
     )
@@ -361,6 +361,7 @@ async def run(  # noqa: PLR0915 - one scenario, read top to bottom
         operator.stop()
         server.stop()
         await api.close()
+        await kube.close()
     return figures
 
 

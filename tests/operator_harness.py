@@ -22,7 +22,6 @@ from typing import Any, TypeVar
 
 import pytest
 import yaml
-from kubernetes_asyncio import client
 
 from kube_controlplane import ControlPlane
 from redis_server import free_port
@@ -237,9 +236,13 @@ def operator(
 
 
 @pytest.fixture
-async def kube(kube_api: client.ApiClient) -> AsyncIterator[Kube]:
+async def kube(kubeconfig: Path) -> AsyncIterator[Kube]:
     """The project's own API access layer, as the admin."""
-    yield Kube(kube_api)
+    kube = Kube.from_kubeconfig(kubeconfig)
+    try:
+        yield kube
+    finally:
+        await kube.close()
 
 
 def rq_path(namespace: str, name: str | None = None) -> str:

@@ -24,7 +24,6 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes_asyncio import client, config
 
 from hostile_redis import HostileRedis
 from kube_controlplane import ControlPlane
@@ -96,16 +95,11 @@ async def user_kube(
         },
     ]
     plane.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump_all(objects))
-    configuration = client.Configuration()
-    await config.load_kube_config(
-        config_file=str(_user_kubeconfig(plane, namespace, user, directory)),
-        client_configuration=configuration,
-    )
-    api = client.ApiClient(configuration)
+    kube = Kube.from_kubeconfig(_user_kubeconfig(plane, namespace, user, directory))
     try:
-        yield Kube(api)
+        yield kube
     finally:
-        await api.close()
+        await kube.close()
 
 
 async def refused(kube: Kube, namespace: str, name: str, spec: dict[str, Any]) -> str:

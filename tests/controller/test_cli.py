@@ -307,3 +307,66 @@ def test_operator_whose_cluster_does_not_answer_says_so_in_one_line(tmp_path: Pa
         f"redisqueue operator: the Kubernetes API at https://127.0.0.1:{port} does not answer: "
     )
     assert token not in proc.stderr
+
+
+# Runs `python -m redisqueue.controller operator` (runpy, as -m does) with no cluster: the
+# entry point imports the runner (kopf, the handlers) before it looks for one, then exits 1.
+# At exit it reports what got loaded and its peak RSS. PRELOAD imports modules first.
+_ENTRY_POINT_REPORT = """
+import atexit, json, os, runpy, sys
+for name in os.environ.get("PRELOAD", "").split():
+    __import__(name)
+
+def peak_rss_kib():
+    # VmHWM, not ru_maxrss: the latter keeps the forking parent's (pytest's) peak.
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+
+def report():
+    loaded = sys.modules.get("kubernetes_asyncio") is not None
+    print(json.dumps({"kopf": "kopf" in sys.modules, "kubernetes_asyncio": loaded,
+                      "peak_rss_kib": peak_rss_kib()}),
+          file=sys.stderr)
+
+atexit.register(report)
+sys.argv = ["redisqueue", "operator", "--port", os.environ["PORT"]]
+runpy.run_module("redisqueue.controller", run_name="__main__", alter_sys=True)
+"""
+
+
+def _entry_point(tmp_path: Path, preload: str) -> dict[str, object]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
+    env.update(
+        KUBECONFIG=str(tmp_path / "none"),
+        HOME=str(tmp_path),
+        PRELOAD=preload,
+        PORT=str(free_port()),
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", _ENTRY_POINT_REPORT],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "no Kubernetes cluster configured" in proc.stderr
+    report: dict[str, object] = json.loads(proc.stderr.splitlines()[-1])
+    return report
+
+
+def test_the_operator_entry_point_leaves_kubernetes_asyncio_unloaded(tmp_path: Path) -> None:
+    # kubernetes_asyncio is installed here (the tests use it), and kopf would import it.
+    operator = _entry_point(tmp_path, preload="")
+    assert operator["kopf"] is True
+    assert operator["kubernetes_asyncio"] is False
+    # The same entry point when kubernetes_asyncio is loaded first: what kopf would cost.
+    with_client = _entry_point(tmp_path, preload="kubernetes_asyncio.client")
+    assert with_client["kopf"] is True and with_client["kubernetes_asyncio"] is True
+    saved_mib = (int(str(with_client["peak_rss_kib"])) - int(str(operator["peak_rss_kib"]))) / 1024
+    print(
+        f"operator entry point: {operator['peak_rss_kib']} KiB peak RSS (VmHWM), "
+        f"{with_client['peak_rss_kib']} KiB with kubernetes_asyncio ({saved_mib:.0f} MiB more)"
+    )
+    assert saved_mib > 20, (operator, with_client)

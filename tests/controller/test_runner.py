@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from kubernetes_asyncio import client
+import kopf
 
 from redisqueue.controller.kube import Kube
 from redisqueue.controller.probe import ProbeRegistry
@@ -15,7 +15,7 @@ from redisqueue.controller.spec import parse_spec
 
 def _reconciler() -> Reconciler:
     # An API client that is never called: liveness reads only in-memory state.
-    return Reconciler(Kube(client.ApiClient(client.Configuration())), ProbeRegistry())
+    return Reconciler(Kube(kopf.ConnectionInfo(server="https://127.0.0.1:1")), ProbeRegistry())
 
 
 def _watch(reconciler: Reconciler, probed_ago: float) -> None:

@@ -1,26 +1,31 @@
 """Kubernetes API access for the operator: async, plain dicts, one place.
 
-Everything goes through kubernetes_asyncio's ApiClient (the same credentials kopf logs in
-with), so nothing blocks the event loop. Objects travel as plain dicts, the shape the pure
-builders produce. Errors become :class:`KubeError`, whose text holds the API server's
-message (it names fields, never Secret values).
+One aiohttp session with a bounded connection pool talks to the API server, with the
+credentials kopf logs in with (:func:`login`, also kopf's login handler), so nothing blocks
+the event loop and no Kubernetes client library is loaded. Objects travel as plain dicts,
+the shape the pure builders produce. Errors become :class:`KubeError`, whose text holds the
+API server's message (it names fields, never Secret values).
+
+Long on purpose: finding the cluster, the credentials (and their rotation), the connection
+pool and the calls are the one place the operator meets the API server; what a caller may
+see of a failure (never a credential) is decided here for all of them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
+import dataclasses
 import json
-import logging
 import os
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any, Final
 
 import aiohttp
+import kopf
 import yaml
-from kubernetes_asyncio import client as k8s
-from kubernetes_asyncio import config as k8s_config
-from kubernetes_asyncio.client.exceptions import ApiException
 
 from .spec import JSON, PLURAL
 
@@ -39,6 +44,13 @@ APPLY: Final = "application/apply-patch+yaml"
 #: How long the operator waits at start for the API server to answer GET /version.
 REACHABLE_TIMEOUT_SECONDS: Final = 15.0
 MERGE: Final = "application/merge-patch+json"
+#: Connections kept to the API server: a burst over a thousand RedisQueues queues behind
+#: these instead of opening a socket (and a TLS handshake) per call.
+POOL_SIZE: Final = 64
+#: Where a pod's ServiceAccount token is mounted (kopf's in-cluster login reads it too).
+SERVICE_ACCOUNT_TOKEN: Final = "/var/run/secrets/kubernetes.io/serviceaccount/token"  # noqa: S105
+#: A mounted (bound) token is rotated by the kubelet; it is read again after this long.
+TOKEN_MAX_AGE_SECONDS: Final = 60.0
 
 
 class KubeError(Exception):
@@ -85,74 +97,214 @@ def object_path(
     return path
 
 
-def _kubeconfig_files() -> tuple[str, bool]:
-    """$KUBECONFIG (or ~/.kube/config), and whether any file of it exists."""
+def _kubeconfig_files() -> tuple[str, list[str]]:
+    """$KUBECONFIG (or ~/.kube/config), and those of its files that exist."""
     paths = os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
-    return paths, any(os.path.isfile(path) for path in paths.split(os.pathsep) if path)
+    found = [p for p in paths.split(os.pathsep) if p and os.path.isfile(os.path.expanduser(p))]
+    return paths, found
 
 
-async def load_config() -> k8s.Configuration:
-    """In-cluster service account first, then the kubeconfig ($KUBECONFIG or ~/.kube/config).
-
-    Raises :class:`NoClusterError` when neither is usable.
-    """
-    configuration = k8s.Configuration()
+@contextlib.contextmanager
+def _kubeconfig_env(paths: str) -> Iterator[None]:
+    """$KUBECONFIG set to ``paths`` for the duration (kopf's login reads only the variable).
+    Synchronous, so no other task of the event loop sees the change."""
+    saved = os.environ.get("KUBECONFIG")
+    os.environ["KUBECONFIG"] = paths
     try:
-        k8s_config.load_incluster_config(client_configuration=configuration)
-        return configuration
-    except k8s_config.ConfigException:
-        pass
+        yield
+    finally:
+        if saved is None:
+            del os.environ["KUBECONFIG"]
+        else:
+            os.environ["KUBECONFIG"] = saved
+
+
+def _in_cluster_server(info: kopf.ConnectionInfo) -> kopf.ConnectionInfo:
+    """The API server's ClusterIP from the environment the kubelet sets, as client-go does,
+    so reaching it does not depend on cluster DNS (kopf's login names kubernetes.default.svc)."""
+    host = os.environ.get("KUBERNETES_SERVICE_HOST", "")
+    port = os.environ.get("KUBERNETES_SERVICE_PORT", "")
+    if not host or not port:
+        return info
+    host = f"[{host}]" if ":" in host else host
+    return dataclasses.replace(info, server=f"https://{host}:{port}")
+
+
+def _usable_kubeconfig(settings: kopf.OperatorSettings) -> kopf.ConnectionInfo:
     paths, found = _kubeconfig_files()
     if not found:
         raise NoClusterError(
             f"no Kubernetes cluster configured: not running in a pod, and no kubeconfig at {paths}"
         )
-    # The loader warns about each missing file of a list; the error below says it once.
-    loader_log = logging.getLogger("kubernetes_asyncio.config.kube_config")
-    level = loader_log.level
-    loader_log.setLevel(logging.ERROR)
+    # Like kubectl, files of the list that do not exist are skipped.
     try:
-        await k8s_config.load_kube_config(client_configuration=configuration)
-    except (k8s_config.ConfigException, OSError, ValueError, yaml.YAMLError) as exc:
-        # The loader's text names a missing file or key, never a credential.
+        with _kubeconfig_env(os.pathsep.join(found)):
+            info = kopf.login_with_kubeconfig(settings=settings)
+    except yaml.YAMLError as exc:
+        # Never the YAML error's text: it quotes the offending line, which may hold a token.
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        detail = f"it is not valid YAML{where}"
+    except KeyError as exc:
+        detail = f"its current context refers to a missing entry {exc}"
+    except (kopf.LoginError, OSError, ValueError, TypeError, AttributeError) as exc:
+        # These name a file, a key or a type, never a credential.
         detail = " ".join(str(exc).split()) or type(exc).__name__
-        raise NoClusterError(f"the kubeconfig at {paths} is not usable: {detail}") from None
-    finally:
-        loader_log.setLevel(level)
-    return configuration
+    else:
+        if info is not None and info.server:
+            return info
+        detail = "its current context's cluster has no server"
+    raise NoClusterError(f"the kubeconfig at {paths} is not usable: {detail}")
+
+
+def _login(settings: kopf.OperatorSettings | None = None) -> tuple[kopf.ConnectionInfo, bool]:
+    """The connection, and whether it is the pod's ServiceAccount (its token rotates)."""
+    settings = settings or kopf.OperatorSettings()
+    info = kopf.login_with_service_account(settings=settings)
+    if info is not None:
+        return _in_cluster_server(info), True
+    return _usable_kubeconfig(settings), False
+
+
+async def login(**kwargs: Any) -> kopf.ConnectionInfo:
+    """In-cluster ServiceAccount first, then the kubeconfig ($KUBECONFIG or ~/.kube/config),
+    with kopf's own login functions. The operator registers it as kopf's login handler too,
+    so kopf and :class:`Kube` reach the same server with the same credentials.
+
+    Raises :class:`NoClusterError` when neither is usable. A coroutine, so kopf runs it in
+    the event loop rather than in a thread (it sets $KUBECONFIG for a moment).
+    """
+    settings = kwargs.get("settings")
+    return _login(settings if isinstance(settings, kopf.OperatorSettings) else None)[0]
 
 
 class Kube:
-    """Thin async access to the API server with plain-dict bodies."""
+    """Thin async access to the API server with plain-dict bodies: one aiohttp session,
+    opened on first use, with a pool of :data:`POOL_SIZE` connections."""
 
-    def __init__(self, api: k8s.ApiClient) -> None:
-        self.api = api
+    def __init__(
+        self,
+        info: kopf.ConnectionInfo,
+        *,
+        token_file: str | None = None,
+        pool_size: int = POOL_SIZE,
+    ) -> None:
+        self.info = info
+        self._base = info.server.rstrip("/")
+        self._token_file = token_file
+        self._pool_size = pool_size
+        self._ssl = info.as_ssl_context() if self._base.startswith("https:") else None
+        self._auth = info.as_http_headers()
+        self._token_read_at = time.monotonic()
+        self._session: aiohttp.ClientSession | None = None
 
     @classmethod
     async def connect(cls) -> Kube:
-        return cls(k8s.ApiClient(await load_config()))
+        """The operator's client: the pod's ServiceAccount, else the kubeconfig."""
+        info, in_cluster = _login()
+        return cls._checked(info, token_file=SERVICE_ACCOUNT_TOKEN if in_cluster else None)
+
+    @classmethod
+    def from_kubeconfig(cls, path: str | os.PathLike[str]) -> Kube:
+        """A client for the current context of the kubeconfig at ``path``."""
+        with _kubeconfig_env(os.fspath(path)):
+            info = _usable_kubeconfig(kopf.OperatorSettings())
+        return cls._checked(info)
+
+    @classmethod
+    def _checked(cls, info: kopf.ConnectionInfo, *, token_file: str | None = None) -> Kube:
+        try:
+            return cls(info, token_file=token_file)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError; base64 a ValueError
+            # The text names the failing file or step (e.g. "PEM lib"), never key material.
+            detail = " ".join(str(exc).split()) or type(exc).__name__
+            source = "the ServiceAccount" if token_file else "the kubeconfig"
+            raise NoClusterError(
+                f"{source}'s TLS settings for {info.server} are not usable: {detail}"
+            ) from None
+
+    @property
+    def host(self) -> str:
+        """The API server's URL."""
+        return self.info.server
 
     async def close(self) -> None:
-        await self.api.close()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     async def check_reachable(self) -> str:
         """GET /version; the server's gitVersion, or :class:`NoClusterError` naming the URL."""
-        host = str(self.api.configuration.host)
         try:
             async with asyncio.timeout(REACHABLE_TIMEOUT_SECONDS):
                 version = await self.request("GET", "/version")
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             reason = " ".join(str(exc).split()) or type(exc).__name__
             raise NoClusterError(
-                f"the Kubernetes API at {host} does not answer: {reason}"
+                f"the Kubernetes API at {self.host} does not answer: {reason}"
             ) from None
         except KubeError as exc:
             if exc.status in {401, 403}:
                 raise NoClusterError(
-                    f"the Kubernetes API at {host} refuses the configured credentials: {exc}"
+                    f"the Kubernetes API at {self.host} refuses the configured credentials: {exc}"
                 ) from None
             raise
         return str(version.get("gitVersion", "?"))
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._pool_size, ssl=self._ssl or True),
+                headers={"User-Agent": "redisqueue-operator"},
+                trust_env=self.info.trust_env,
+            )
+        return self._session
+
+    def _reread_token(self, *, force: bool) -> bool:
+        """Read the mounted token again if it is old (or ``force``); True if it changed."""
+        if self._token_file is None:
+            return False
+        if not force and time.monotonic() - self._token_read_at < TOKEN_MAX_AGE_SECONDS:
+            return False
+        self._token_read_at = time.monotonic()
+        try:
+            with open(self._token_file, encoding="utf-8") as file:
+                token = file.read().strip()
+        except OSError:
+            return False  # keep the last token; the API server's answer will tell
+        auth = dataclasses.replace(self.info, token=token or None).as_http_headers()
+        changed = auth != self._auth
+        self._auth = auth
+        return changed
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | builtins.list[tuple[str, str]] | None = None,
+        body: object | None = None,
+        headers: Mapping[str, str],
+        read_timeout: aiohttp.ClientTimeout | None = None,
+    ) -> aiohttp.ClientResponse:
+        """The response (not yet read) to one call; a 401 with a rotated token is retried."""
+        data = None if body is None else json.dumps(body).encode()
+        self._reread_token(force=False)
+        for attempt in (1, 2):
+            response = await self._client().request(
+                method,
+                self._base + path,
+                params=query,
+                data=data,
+                headers={**headers, **self._auth},
+                proxy=self.info.proxy_url,
+                timeout=read_timeout or aiohttp.ClientTimeout(total=300),
+            )
+            if response.status == 401 and attempt == 1 and self._reread_token(force=True):
+                response.release()
+                continue
+            return response
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def request(
         self,
@@ -164,26 +316,13 @@ class Kube:
         content_type: str = "application/json",
     ) -> JSON:
         headers = {"Accept": "application/json", "Content-Type": content_type}
+        response = await self._send(method, path, query=query, body=body, headers=headers)
         try:
-            response = await self.api.call_api(
-                path,
-                method,
-                path_params={},
-                query_params=list((query or {}).items()),
-                header_params=headers,
-                body=body,
-                auth_settings=["BearerToken"],
-                _return_http_data_only=True,
-                _preload_content=False,
-            )
             raw = await response.read()
-            status = int(response.status)
-            reason = str(response.reason or "")
+        finally:
             response.release()
-        except ApiException as exc:
-            raise _error(exc) from None
-        if not 200 <= status <= 299:  # without preloading, the client does not check
-            raise _status_error(status, reason, raw)
+        if not 200 <= response.status <= 299:
+            raise _status_error(response.status, str(response.reason or ""), raw)
         return json.loads(raw) if raw else {}
 
     async def get(self, path: str) -> JSON | None:
@@ -195,7 +334,7 @@ class Kube:
                 return None
             raise
 
-    async def list(self, path: str, *, label_selector: str | None = None) -> list[JSON]:
+    async def list(self, path: str, *, label_selector: str | None = None) -> builtins.list[JSON]:
         query = {"labelSelector": label_selector} if label_selector else None
         return list((await self.request("GET", path, query=query)).get("items", []))
 
@@ -208,6 +347,7 @@ class Kube:
         query = {"fieldManager": field_manager}
         if force:
             query["force"] = "true"
+        # JSON is YAML: the apply body goes as JSON.
         return await self.request("PATCH", path, body=dict(obj), query=query, content_type=APPLY)
 
     async def create(self, obj: Mapping[str, Any]) -> JSON:
@@ -235,33 +375,18 @@ class Kube:
             ("allowWatchBookmarks", "true"),
             ("timeoutSeconds", str(timeout_seconds)),
         ]
+        response = await self._send(
+            "GET",
+            path,
+            query=query,
+            headers={"Accept": "application/json"},
+            read_timeout=aiohttp.ClientTimeout(total=timeout_seconds + 30),
+        )
         try:
-            response = await self.api.call_api(
-                path,
-                "GET",
-                path_params={},
-                query_params=query,
-                header_params={"Accept": "application/json"},
-                auth_settings=["BearerToken"],
-                _return_http_data_only=True,
-                _preload_content=False,
-                _request_timeout=timeout_seconds + 30,
-            )
-        except ApiException as exc:
-            raise _error(exc) from None
-        try:
-            if not 200 <= int(response.status) <= 299:
-                raise _status_error(
-                    int(response.status), str(response.reason), await response.read()
-                )
-            while line := await response.content.readline():
-                event = json.loads(line)
-                kind, obj = str(event.get("type")), event.get("object") or {}
-                if kind == "ERROR":
-                    raise KubeError(
-                        int(obj.get("code") or 0), str(obj.get("reason")), str(obj.get("message"))
-                    )
-                yield kind, obj
+            if not 200 <= response.status <= 299:
+                raise _status_error(response.status, str(response.reason), await response.read())
+            while line := await response.content.readline():  # one JSON object a line
+                yield _event(line)
         finally:
             response.release()
 
@@ -279,6 +404,14 @@ class Kube:
         return True
 
 
+def _event(line: bytes) -> tuple[str, JSON]:
+    event = json.loads(line)
+    kind, obj = str(event.get("type")), event.get("object") or {}
+    if kind == "ERROR":
+        raise KubeError(int(obj.get("code") or 0), str(obj.get("reason")), str(obj.get("message")))
+    return kind, obj
+
+
 def _status_error(status: int, reason: str, raw: bytes) -> KubeError:
     message = reason or "error"
     try:
@@ -288,15 +421,3 @@ def _status_error(status: int, reason: str, raw: bytes) -> KubeError:
     except (ValueError, TypeError, AttributeError):
         pass
     return KubeError(status, reason, message)
-
-
-def _error(exc: ApiException) -> KubeError:
-    message = exc.reason or "error"
-    reason = exc.reason or ""
-    try:
-        status = json.loads(exc.body or "{}")
-        message = status.get("message", message)
-        reason = status.get("reason", reason)
-    except (ValueError, TypeError):
-        pass
-    return KubeError(int(exc.status or 0), str(reason), str(message))

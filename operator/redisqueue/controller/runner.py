@@ -19,7 +19,7 @@ from aiohttp import web
 from . import handlers  # noqa: F401 - registers the kopf handlers
 from .follower import Follower, follow
 from .health import create_app
-from .kube import Kube, object_path
+from .kube import Kube, login, object_path
 from .leader import LeaderElector
 from .leader import LeaseSettings as Election
 from .policy import OperatorPolicy, PolicyError
@@ -29,6 +29,9 @@ from .probe import ProbeRegistry
 from .reconciler import Reconciler
 
 log = logging.getLogger("redisqueue.operator")
+
+# kopf logs in exactly as the operator's own client does (ClusterIP from the environment).
+kopf.on.login()(login)
 
 #: A daemon that has not ticked for this long past its interval means processing stopped.
 STALL_GRACE_SECONDS = 60.0
@@ -147,9 +150,7 @@ async def _connect() -> Kube:
     except BaseException:
         await kube.close()
         raise
-    log.info(
-        "connected to the Kubernetes API at %s (%s)", kube.api.configuration.host, server_version
-    )
+    log.info("connected to the Kubernetes API at %s (%s)", kube.host, server_version)
     return kube
 
 

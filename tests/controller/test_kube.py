@@ -1,0 +1,128 @@
+"""The operator's API client (aiohttp on kopf's login) against the real API server."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from kube_controlplane import ControlPlane
+from redisqueue.controller.kube import Kube, KubeError, NoClusterError, object_path
+
+SELF_REVIEW = "/apis/authentication.k8s.io/v1/selfsubjectreviews"
+
+
+async def _whoami(kube: Kube) -> str:
+    review = await kube.request(
+        "POST",
+        SELF_REVIEW,
+        body={"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
+    )
+    return str(review["status"]["userInfo"]["username"])
+
+
+async def test_a_rotated_service_account_token_is_read_again_after_a_401(
+    control_plane: ControlPlane, namespace: str, tmp_path: Path
+) -> None:
+    # In a pod the kubelet rewrites the mounted token before it expires; the client must
+    # pick up the new one instead of failing with the token it read at start.
+    control_plane.kubectl("create", "serviceaccount", "rotating", "-n", namespace)
+    token = control_plane.kubectl("create", "token", "rotating", "-n", namespace).stdout.strip()
+    admin = Kube.from_kubeconfig(control_plane.kubeconfig)
+    token_file = tmp_path / "token"
+    token_file.write_text("a-token-that-was-rotated-away\n")
+    info = dataclasses.replace(
+        admin.info,
+        certificate_data=None,
+        private_key_data=None,
+        token="a-token-that-was-rotated-away",
+    )
+    kube = Kube(info, token_file=str(token_file))
+    try:
+        with pytest.raises(NoClusterError, match="refuses the configured credentials") as caught:
+            await kube.check_reachable()
+        assert "a-token-that-was-rotated-away" not in str(caught.value)
+
+        token_file.write_text(token + "\n")  # the kubelet's rotation
+        assert await _whoami(kube) == f"system:serviceaccount:{namespace}:rotating"
+    finally:
+        await kube.close()
+        await admin.close()
+
+
+async def test_an_unchanged_token_file_is_not_a_retry(
+    control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    admin = Kube.from_kubeconfig(control_plane.kubeconfig)
+    token_file = tmp_path / "token"
+    token_file.write_text("not-a-valid-token\n")
+    info = dataclasses.replace(
+        admin.info, certificate_data=None, private_key_data=None, token="not-a-valid-token"
+    )
+    kube = Kube(info, token_file=str(token_file))
+    try:
+        with pytest.raises(KubeError) as caught:
+            await _whoami(kube)
+        assert caught.value.status == 401
+    finally:
+        await kube.close()
+        await admin.close()
+
+
+async def test_objects_round_trip_and_a_large_one_arrives_whole_on_a_watch(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    kube = Kube.from_kubeconfig(control_plane.kubeconfig)
+    try:
+        assert kube.host == control_plane.server
+        assert (await kube.check_reachable()).startswith("v1.")
+        collection = object_path("v1", "ConfigMap", namespace)
+        _, version = await kube.list_with_version(collection)
+        # A watch event is one line; this one is larger than aiohttp's default read buffer.
+        big = "x" * (300 * 1024)
+        cm = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "big", "namespace": namespace},
+            "data": {"blob": big},
+        }
+        await kube.apply(cm, field_manager="test")
+        events = kube.watch(collection, version, timeout_seconds=30)
+        async for kind, obj in events:
+            if obj["metadata"]["name"] == "big":
+                assert kind == "ADDED"
+                assert obj["data"]["blob"] == big
+                break
+        await events.aclose()
+
+        path = object_path("v1", "ConfigMap", namespace, "big")
+        await kube.merge_patch(path, {"data": {"blob": "small"}})
+        assert (await kube.get(path) or {})["data"] == {"blob": "small"}
+        assert await kube.delete(path)
+        assert not await kube.delete(path)
+        assert await kube.get(path) is None
+        with pytest.raises(KubeError) as caught:
+            await kube.create({**cm, "metadata": {"name": "Not Valid", "namespace": namespace}})
+        assert caught.value.status == 422 and "Not Valid" in caught.value.message
+    finally:
+        await kube.close()
+
+
+def test_a_kubeconfig_whose_broken_line_holds_a_token_is_refused_without_it(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "kubeconfig"
+    config.write_text("users:\n- name: u\n  user: {token: secret-token-123\ncontexts: [\n")
+    with pytest.raises(NoClusterError) as caught:
+        Kube.from_kubeconfig(config)
+    message = str(caught.value)
+    assert message.startswith(f"the kubeconfig at {config} is not usable: it is not valid YAML")
+    assert "secret-token-123" not in message
+
+
+def test_a_kubeconfig_naming_a_missing_context_is_refused(tmp_path: Path) -> None:
+    config = tmp_path / "kubeconfig"
+    config.write_text("current-context: elsewhere\ncontexts: []\nclusters: []\nusers: []\n")
+    with pytest.raises(NoClusterError, match="refers to a missing entry 'elsewhere'"):
+        Kube.from_kubeconfig(config)
