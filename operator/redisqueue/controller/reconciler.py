@@ -273,13 +273,22 @@ class Reconciler:
         since = loop_time - state.pinged_at
         if since < state.interval / 2:
             return state.interval - since
-        if state.spec.mode == "provision":
+        if state.spec.mode == "provision" and not self._healthy(state):
+            # The StatefulSet is read only while something is wrong: a Redis that answered
+            # its last PING, in a StatefulSet last seen ready, costs no API request per tick.
             async with state.lock:
                 state.provisioned = await statefulset_readiness(
                     self.kube, state.namespace, state.name
                 )
         await self._probe_and_report(state, state.involved)
         return state.interval
+
+    def _healthy(self, state: QueueState) -> bool:
+        """Whether the last PING was answered and the Redis was last seen provisioned."""
+        probe = self.probes.get(state.namespace, state.name)
+        last = probe.last if probe is not None else None
+        ready = state.provisioned is not None and state.provisioned.status == "True"
+        return ready and last is not None and last.ok
 
     async def _referenced_secrets(self, state: QueueState, spec: RedisQueueSpec) -> dict[str, JSON]:
         """The Secrets ``spec`` reads, from the watch-fed cache, reading (and caching) the
