@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import signal
 import statistics
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -61,14 +63,58 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def api_requests(plane: ControlPlane) -> float:
-    """Requests the API server has answered so far, WATCH (long-running) excluded."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU seconds of the API server, etcd and (once started) the operator over a phase."""
+
+    def __init__(self, plane: ControlPlane) -> None:
+        self.pids = {
+            name: pid for name, pid in plane.pids.items() if name in ("kube-apiserver", "etcd")
+        }
+        self.start_values: dict[str, float] = {}
+        self.started = 0.0
+
+    def start(self, operator_pid: int | None = None) -> None:
+        if operator_pid is not None:
+            self.pids["operator"] = operator_pid
+        self.start_values = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        self.started = time.perf_counter()
+
+    def stop(self) -> dict[str, float]:
+        used = {name: cpu_seconds(pid) - self.start_values[name] for name, pid in self.pids.items()}
+        used["wall"] = time.perf_counter() - self.started
+        return used
+
+
+def request_counts(plane: ControlPlane) -> Counter[str]:
+    """Requests the API server has answered so far, by "VERB resource[/subresource]"; WATCH
+    (long-running) excluded."""
     text = plane.kubectl("get", "--raw", "/metrics").stdout
-    total = 0.0
+    counts: Counter[str] = Counter()
     for line in text.splitlines():
         if line.startswith("apiserver_request_total{") and 'verb="WATCH"' not in line:
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}", 1)[0]))
+            what = labels.get("resource", "") + (
+                f"/{labels['subresource']}" if labels.get("subresource") else ""
+            )
+            counts[f"{labels.get('verb', '?')} {what}"] += int(float(line.rsplit(" ", 1)[1]))
+    return counts
+
+
+def api_requests(plane: ControlPlane) -> float:
+    """Requests the API server has answered so far, WATCH (long-running) excluded."""
+    return float(sum(request_counts(plane).values()))
+
+
+def per_object(before: Counter[str], after: Counter[str], count: int) -> dict[str, float]:
+    """Requests per object between two readings, largest first (the readings excluded)."""
+    diff = after - before
+    return {k: v / count for k, v in diff.most_common() if v >= count / 10}
 
 
 def idle_rate(plane: ControlPlane, seconds: float) -> float:
@@ -129,6 +175,102 @@ async def create_all(
     started = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(count)))
     return time.perf_counter() - started, created
+
+
+def floor_status(generation: int, endpoint: str, now: str) -> dict[str, Any]:
+    """A Ready status of the shape and size the operator writes."""
+    conditions = [
+        (kind, reason, message)
+        for kind, reason, message in (
+            ("Ready", "Ready", f"Redis at {endpoint} answered PING"),
+            ("Reachable", "PingSucceeded", f"PING answered in 0.4 ms at {endpoint}"),
+            ("Injected", "Injected", "connection contract injected into 1 Secret(s)"),
+        )
+    ]
+    return {
+        "phase": "Ready",
+        "mode": "external",
+        "endpoint": endpoint,
+        "latencyMs": 0.4,
+        "lastProbeTime": now,
+        "observedGeneration": generation,
+        "conditions": [
+            {
+                "type": kind,
+                "status": "True",
+                "reason": reason,
+                "message": message,
+                "lastTransitionTime": now,
+                "observedGeneration": generation,
+            }
+            for kind, reason, message in conditions
+        ],
+    }
+
+
+async def write_floor(
+    kube: Kube, namespace: str, count: int, server: RedisServer, concurrency: int
+) -> float:
+    """The writes any controller must make for ``count`` RedisQueues, made by a plain client
+    with nothing else in between: create, a finalizer (to remove injected keys on delete),
+    the app Secret, status, and the Event for the first Ready. Seconds for all of them."""
+    gate = asyncio.Semaphore(concurrency)
+    endpoint = f"{server.host}:{server.port}"
+
+    async def one(i: int) -> None:
+        async with gate:
+            name = f"q{i}"
+            created = await kube.create(rq_body(namespace, name, server, f"app-{i}"))
+            path = rq_path(namespace) + f"/{name}"
+            await kube.merge_patch(path, {"metadata": {"finalizers": ["redisqueue.dev/finalizer"]}})
+            await kube.apply(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "metadata": {"name": f"app-{i}", "namespace": namespace},
+                    "stringData": {"REDIS_URL": f"redis://{endpoint}/0", "REDIS_POOL_SIZE": "50"},
+                },
+                field_manager="floor",
+            )
+            now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            status = floor_status(int(created["metadata"]["generation"]), endpoint, now)
+            await kube.merge_patch(path + "/status", {"status": status})
+            await kube.create(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Event",
+                    "metadata": {"generateName": f"{name}.", "namespace": namespace},
+                    "involvedObject": {
+                        "apiVersion": API,
+                        "kind": "RedisQueue",
+                        "name": name,
+                        "namespace": namespace,
+                        "uid": created["metadata"]["uid"],
+                    },
+                    "reason": "Ready",
+                    "message": f"Ready (Redis at {endpoint} answered PING)",
+                    "type": "Normal",
+                    "firstTimestamp": now,
+                    "lastTimestamp": now,
+                    "count": 1,
+                }
+            )
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(count)))
+    return time.perf_counter() - started
+
+
+async def delete_all(plane: ControlPlane, kube: Kube, namespace: str) -> None:
+    """Delete every RedisQueue in ``namespace`` (dropping finalizers no one will remove)."""
+    for obj in await kube.list(rq_path(namespace)):
+        if obj["metadata"].get("finalizers"):
+            path = rq_path(namespace) + "/" + obj["metadata"]["name"]
+            await kube.merge_patch(path, {"metadata": {"finalizers": None}})
+    # kubectl's --wait watches the objects one after another (minutes for a thousand).
+    plane.kubectl("delete", PLURAL, "--all", "-n", namespace, "--wait=false", timeout=600)
+    while await kube.list(rq_path(namespace)):  # noqa: ASYNC110 - polling the API server
+        await asyncio.sleep(0.5)
 
 
 class Watcher:
@@ -242,11 +384,28 @@ async def run(  # noqa: PLR0915 - one scenario, read top to bottom
         await apply_secret(kube, "bench", "redis-auth", {"password": server.password or ""})
         await apply_secret(kube, "raw", "redis-auth", {"password": server.password or ""})
 
-        # 1. Baseline: the control plane alone, and raw creates of the same objects.
+        # 1. Baselines: the control plane alone; raw creates of the same objects; and the
+        # writes any controller must make for them (the floor), by a plain client.
         figures["idle_baseline_rps"] = idle_rate(plane, args.idle_seconds)
+        meter = CpuMeter(plane)
+        meter.start()
         raw_seconds, _ = await create_all(kube, "raw", n, server, args.concurrency)
         figures["raw_seconds"] = raw_seconds
-        plane.kubectl("delete", PLURAL, "--all", "-n", "raw", "--wait=true", timeout=600)
+        figures["raw_cpu"] = meter.stop()
+        await delete_all(plane, kube, "raw")
+        plane.kubectl("create", "namespace", "floor")
+        await apply_secret(kube, "floor", "redis-auth", {"password": server.password or ""})
+        # The same watchers as during the operator's run, so the watch fan-out is the same.
+        floor_watcher = Watcher(api, "floor")
+        floor_watcher.start()
+        await asyncio.sleep(1)
+        requests_before = request_counts(plane)
+        meter.start()
+        figures["floor_seconds"] = await write_floor(kube, "floor", n, server, args.concurrency)
+        figures["floor_cpu"] = meter.stop()
+        figures["floor_requests"] = per_object(requests_before, request_counts(plane), n)
+        await floor_watcher.stop()
+        await delete_all(plane, kube, "floor")
 
         # 2. The same creates with the operator running.
         operator.start()
@@ -274,6 +433,8 @@ async def run(  # noqa: PLR0915 - one scenario, read top to bottom
         watcher = Watcher(api, "bench")
         watcher.start()
         await asyncio.sleep(1)
+        requests_before = request_counts(plane)
+        meter.start(operator.proc.pid)  # type: ignore[union-attr]
         started = time.perf_counter()
         _, created = await create_all(kube, "bench", n, server, args.concurrency)
         await wait_until(
@@ -281,6 +442,8 @@ async def run(  # noqa: PLR0915 - one scenario, read top to bottom
             limit=args.timeout,
             what=f"{n} RedisQueues Ready",
         )
+        figures["operator_cpu"] = meter.stop()
+        figures["operator_requests"] = per_object(requests_before, request_counts(plane), n)
         finished = max(watcher.done_at(name) or 0.0 for name in created)
         figures["ready_seconds"] = finished - started
         latencies = [(watcher.done_at(name) or 0.0) - at for name, at in created.items()]
@@ -372,7 +535,35 @@ def report(f: dict[str, Any]) -> None:
         f"all Ready + injected: {f['ready_seconds']:.1f} s; raw creates of the same objects: "
         f"{f['raw_seconds']:.1f} s; ratio raw/operator {f['raw_seconds'] / f['ready_seconds']:.2f}x"
     )
+    print(
+        f"floor (the same objects' necessary writes by a plain client: create, finalizer, "
+        f"app Secret, status, Event): {f['floor_seconds']:.1f} s; ratio floor/operator "
+        f"{f['floor_seconds'] / f['ready_seconds']:.2f}x"
+    )
     print(f"create-to-Ready: p50 {f['p50']:.2f} s, p95 {f['p95']:.2f} s")
+    for label, key in (("floor", "floor_requests"), ("operator", "operator_requests")):
+        requests = f[key]
+        listed = ", ".join(f"{what} {v:.2f}" for what, v in requests.items())
+        print(
+            f"API requests per RedisQueue during {label}: {sum(requests.values()):.2f} ({listed})"
+        )
+    cores = os.cpu_count() or 1
+    for label, key in (
+        ("raw creates", "raw_cpu"),
+        ("floor", "floor_cpu"),
+        ("operator", "operator_cpu"),
+    ):
+        used = f[key]
+        parts = ", ".join(
+            f"{name} {used[name]:.1f} s"
+            for name in ("kube-apiserver", "etcd", "operator")
+            if name in used
+        )
+        busy = sum(v for k, v in used.items() if k != "wall") / (used["wall"] * cores)
+        print(
+            f"CPU during {label} ({used['wall']:.1f} s wall, {cores} cores): {parts}; "
+            f"these processes kept {busy:.0%} of the cores busy"
+        )
     print(
         f"operator RSS: {f['rss_empty_mib']:.0f} MiB empty, {f['rss_mib']:.0f} MiB with {n}, "
         f"{f['rss_after_restart_mib']:.0f} MiB after restart, "

@@ -609,6 +609,22 @@ class ControlPlane:
             raise CommandError(proc.returncode, cmd, proc.stdout, proc.stderr)
         return proc
 
+    def wait_established(self, crd: str, timeout: float = 60.0) -> None:
+        """Wait until the CustomResourceDefinition ``crd`` is Established.
+
+        Not ``kubectl wait --for=condition=Established``: right after the create, before the
+        API server has written any condition, that fails with an accessor error at once.
+        """
+        deadline = time.monotonic() + timeout
+        path = '{.status.conditions[?(@.type=="Established")].status}'
+        while True:
+            answer = self.kubectl("get", f"crd/{crd}", "-o", f"jsonpath={path}", check=False)
+            if answer.returncode == 0 and answer.stdout.strip() == "True":
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"crd/{crd} not Established after {timeout} s: {answer.stderr}")
+            time.sleep(0.2)
+
     def kubectl(
         self,
         *args: str,

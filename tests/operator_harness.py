@@ -37,9 +37,7 @@ T = TypeVar("T")
 def install_crd_and_rbac(plane: ControlPlane) -> None:
     """kubectl apply the CRD and the operator's namespace, ServiceAccount and RBAC."""
     plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-    plane.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s", "crd/redisqueues.redisqueue.dev"
-    )
+    plane.wait_established("redisqueues.redisqueue.dev")
     docs: list[dict[str, Any]] = []
     for path in sorted((REPO / "manifests" / "operator").glob("*.yaml")):
         if path.name == "kustomization.yaml":

@@ -710,7 +710,7 @@ def test_install_creates_the_crd_and_a_locked_down_operator_then_uninstall_keeps
     notes = release.install(
         "--set", "metrics.serviceMonitor.enabled=true,metrics.prometheusRule.enabled=true"
     )
-    cp.kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
+    cp.wait_established(CRD_NAME)
 
     # NOTES tell the user what to do next, and why no ServiceMonitor was made.
     assert "kubectl get rq" in notes
@@ -1061,7 +1061,7 @@ def test_packaged_chart_installs_from_its_tgz_and_upgrades_its_crd_from_the_pack
         ).stdout
         assert f"helm test {release} -n {namespace}" in notes
         assert "helm show crds redisqueue-operator-VERSION.tgz" in notes
-        cp.kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
+        cp.wait_established(CRD_NAME)
         assert exists(cp, "deployment", fullname, "-n", namespace)
 
         # The helm test hook is part of the release. No kubelet runs pods here, so prove the

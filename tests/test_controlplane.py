@@ -153,7 +153,7 @@ def test_crd_schema_and_cel_validation(control_plane: ControlPlane, namespace: s
     crd = f"widgets.{group}"
     control_plane.kubectl("apply", "-f", "-", input=json.dumps(widget_crd(group)))
     try:
-        control_plane.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
+        control_plane.wait_established(crd)
 
         ok = widget(group, "ok", namespace, size="small", minReplicas=1, maxReplicas=3)
         control_plane.kubectl("apply", "--server-side", "-f", "-", input=ok)

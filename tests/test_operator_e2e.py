@@ -288,6 +288,45 @@ async def test_a_secret_dropped_from_spec_inject_loses_the_contract(
     await eventually(moved, timeout=30, what="contract moved from old-app to new-app")
 
 
+async def test_the_operator_writes_no_bookkeeping_and_catches_up_on_changes_made_while_down(
+    operator: OperatorProcess,
+    kube: Kube,
+    namespace: str,
+    redis_server: RedisServer,
+) -> None:
+    """The last handled spec lives in the operator's memory, not in annotations: a new
+    RedisQueue gets its finalizer and status and nothing else, and a restarted operator
+    (with nothing remembered) still sees what changed while it was away."""
+    await apply_secret(kube, namespace, "redis-auth", {"password": redis_server.password or ""})
+    await create_rq(
+        kube, namespace, "kept", external_spec(redis_server, inject=[{"secretName": "first-app"}])
+    )
+    rq = await wait_for_ready(kube, namespace, "kept")
+    meta = rq["metadata"]
+    assert meta.get("finalizers") == ["redisqueue.dev/finalizer"]
+    assert not [k for k in meta.get("annotations") or {} if k.startswith("redisqueue.dev/")]
+    assert "REDIS_URL" in (await read_secret(kube, namespace, "first-app") or {})
+
+    operator.stop()
+    await kube.merge_patch(
+        rq_path(namespace, "kept"), {"spec": {"inject": [{"secretName": "second-app"}]}}
+    )
+    operator.start()
+
+    async def moved() -> dict[str, Any] | None:
+        first = await read_secret(kube, namespace, "first-app")
+        second = await read_secret(kube, namespace, "second-app")
+        rq = await kube.get(rq_path(namespace, "kept"))
+        if first is None and second is not None and "REDIS_URL" in second and rq:
+            return rq if rq["status"].get("observedGeneration") == 2 else None
+        return None
+
+    rq = await eventually(moved, timeout=60, what="contract moved to second-app after restart")
+    assert condition(rq, "Ready")["status"] == "True"
+    annotations = rq["metadata"].get("annotations") or {}
+    assert not [k for k in annotations if k.startswith("redisqueue.dev/")], annotations
+
+
 async def test_a_secret_created_by_the_operator_is_removed_with_the_redisqueue(
     operator: OperatorProcess,
     kube: Kube,

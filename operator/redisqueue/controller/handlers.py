@@ -5,8 +5,8 @@ Importing this module registers the handlers with kopf's default registry.
 
 from __future__ import annotations
 
-import logging
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import kopf
@@ -25,6 +25,62 @@ ANNOTATION_PREFIX = "redisqueue.dev"
 RETRY_CAP_SECONDS = 60.0
 
 
+class UnmarkedProgressStorage(kopf.AnnotationsProgressStorage):
+    """kopf's progress annotations (written only while a reconcile is retried), without the
+    ``redisqueue.dev/kopf-managed`` marker.
+
+    kopf adds the marker on every handler run, even one that succeeds at once and leaves no
+    progress behind: one more write of every new RedisQueue. The marker tells other
+    kopf-based operators to leave these annotations out of their diff bases; RedisQueues are
+    handled by this operator alone, and its own diff base leaves them out by prefix
+    (:class:`MemoryDiffBase`).
+    """
+
+    def _store_marker(self, prefix: str, patch: kopf.Patch, body: kopf.Body) -> None:
+        return None
+
+
+class MemoryDiffBase(kopf.DiffBaseStorage):
+    """The last handled essence of each RedisQueue, kept in this process, not on the object.
+
+    kopf's annotation storage writes the whole spec back into an annotation after every
+    handled change: one more write of each RedisQueue (full schema and CEL validation, etcd,
+    a watch event to every client) for something only this process reads. Kept here, it is
+    gone on restart or failover, so kopf then sees every RedisQueue as new and the reconcile
+    runs once for each, as a resume would: it converges and writes status only on change.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._essences: dict[str, kopf.BodyEssence] = {}
+
+    def build(
+        self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None
+    ) -> kopf.BodyEssence:
+        essence = super().build(body=body, extra_fields=extra_fields)
+        # The operator's own annotations (kopf's progress while retrying, and the diff base
+        # older versions stored) are bookkeeping, not a change by the author.
+        annotations = essence.get("metadata", {}).get("annotations") or {}
+        for key in [k for k in annotations if k.startswith(f"{ANNOTATION_PREFIX}/")]:
+            del annotations[key]
+        self.remove_empty_stanzas(essence)
+        return essence
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return self._essences.get(str(body.metadata.uid))
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        uid = str(body.metadata.uid)
+        if body.metadata.deletion_timestamp:
+            # kopf stores once more after the deletion handler; nothing follows it.
+            self._essences.pop(uid, None)
+        else:
+            self._essences[uid] = essence
+
+    def __len__(self) -> int:
+        return len(self._essences)
+
+
 def _reconciler(memo: Any) -> Reconciler:
     reconciler: Reconciler = memo.reconciler
     return reconciler
@@ -38,12 +94,8 @@ def retry_delay(retry: int) -> float:
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.finalizer = FINALIZER
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
-        prefix=ANNOTATION_PREFIX
-    )
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
-    )
+    settings.persistence.progress_storage = UnmarkedProgressStorage(prefix=ANNOTATION_PREFIX)
+    settings.persistence.diffbase_storage = MemoryDiffBase()
     # Events are posted by the Reconciler on Ready transitions only, not per handler run.
     settings.posting.enabled = False
     settings.watching.server_timeout = 300
@@ -60,7 +112,10 @@ async def reconcile(body: kopf.Body, memo: kopf.Memo, retry: int, reason: str, *
     started = time.perf_counter()
     outcome = "success"
     try:
-        await _reconciler(memo).reconcile(body, created=reason == kopf.Reason.CREATE)
+        # Without a stored diff base every object is "created" after a restart or failover;
+        # only one that never had a status is new (the reconcile skips some searches then).
+        created = reason == kopf.Reason.CREATE and not body.get("status")
+        await _reconciler(memo).reconcile(body, created=created)
     except InvalidSpecError as exc:
         outcome = "error"
         raise kopf.PermanentError(str(exc)) from None
@@ -81,24 +136,3 @@ async def finalize(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> No
         await _reconciler(memo).finalize(body)
     except KubeError as exc:
         raise kopf.TemporaryError(f"API error: {exc.message}", delay=retry_delay(retry)) from None
-
-
-# A stopping daemon is first asked to leave (it does, at its next await on ``stopped``);
-# cancelling it at once would interrupt a PING or a status write for nothing.
-@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_backoff=5.0, cancellation_timeout=10.0)
-async def probe(
-    stopped: kopf.DaemonStopped,
-    body: kopf.Body,
-    memo: Any,
-    logger: logging.Logger | logging.LoggerAdapter[Any],
-    **_: Any,
-) -> None:
-    """PING this RedisQueue's Redis every healthCheck.intervalSeconds until it goes away."""
-    reconciler = _reconciler(memo)
-    while not stopped:
-        try:
-            interval = await reconciler.probe_once(body)
-        except KubeError as exc:
-            logger.warning("probe tick failed: %s", exc.message)
-            interval = 10.0
-        await stopped.wait(interval)

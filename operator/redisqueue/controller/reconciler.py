@@ -4,9 +4,9 @@ The kopf handlers (:mod:`.handlers`) call three entry points:
 
 * :meth:`Reconciler.reconcile` on create, update and resume: parse the spec, provision
   (provision mode), resolve the contract, inject it, swap in a probe, PING and report;
-* :meth:`Reconciler.probe_once` from the per-resource daemon, every
-  ``healthCheck.intervalSeconds``: PING, and write status when something changed (no
-  API request unless the status must change);
+* :meth:`Reconciler.run_probe_schedule`, one loop that calls :meth:`Reconciler.probe_once`
+  for each RedisQueue every ``healthCheck.intervalSeconds``: PING, and write status when
+  something changed (no API request unless the status must change);
 * :meth:`Reconciler.secret_changed` from the Secret watch, for Secrets a RedisQueue reads
   (filtered by :meth:`Reconciler.reads_secret`): re-resolve the contract from the new
   Secret, so a rotated password is re-injected at once, without polling;
@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import math
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -58,6 +59,8 @@ log = logging.getLogger("redisqueue.operator")
 
 #: How long the policy check waits for a host name to resolve.
 RESOLVE_TIMEOUT_SECONDS = 2.0
+#: How long a stopping probe schedule lets the probes under way finish.
+STOP_GRACE_SECONDS = 10.0
 
 
 class Reconciler:
@@ -210,18 +213,58 @@ class Reconciler:
             await replaced.close()
         return probe
 
-    # -- the daemon's scheduled probe ----------------------------------------------------------
-    async def probe_once(self, body: Mapping[str, Any]) -> float:
+    # -- the probe schedule --------------------------------------------------------------------
+    async def run_probe_schedule(self, tick: float = 1.0) -> None:
+        """Probe every RedisQueue every ``healthCheck.intervalSeconds``, until cancelled.
+
+        One loop for all of them, each on its own phase (from its first reconcile): a
+        thousand RedisQueues cost a thousand timestamps, not a thousand sleeping tasks. A
+        probe that is slow to answer delays only its own RedisQueue.
+        """
+        loop = asyncio.get_running_loop()
+        running: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                now = loop.time()
+                for state in self.states:
+                    if state.next_probe_at <= now:
+                        state.next_probe_at = math.inf  # in flight: not scheduled twice
+                        task = asyncio.create_task(self._scheduled_probe(state))
+                        running.add(task)
+                        task.add_done_callback(running.discard)
+                await asyncio.sleep(tick)
+        finally:
+            # Let PINGs and status writes under way finish briefly rather than cut them off.
+            if running:
+                await asyncio.wait(list(running), timeout=STOP_GRACE_SECONDS)
+            for task in list(running):
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+
+    async def _scheduled_probe(self, state: QueueState) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            delay = await self.probe_once(state)
+        except KubeError as exc:
+            log.warning(
+                "%s/%s: probe tick failed: %s",
+                state.namespace,
+                state.name,
+                exc.message,
+                extra=about(state.namespace, state.name),
+            )
+            delay = DEFAULT_INTERVAL_SECONDS
+        state.next_probe_at = loop.time() + delay
+
+    async def probe_once(self, state: QueueState) -> float:
         """One scheduled probe. Returns seconds until the next one.
 
         Sends no API request unless the status must change: Secrets are followed by the
         watch (:meth:`secret_changed`), not re-read here. A PING sent moments ago (by the
         reconcile that just ran, or a rotation) counts as this tick's.
         """
-        meta = body["metadata"]
-        state = self.states.get(meta["namespace"], meta["name"], meta.get("uid"))
-        if state is None:  # not set up yet: the reconcile PINGs and reports itself
-            return DEFAULT_INTERVAL_SECONDS
+        if self.states.get(state.namespace, state.name, state.uid) is not state:
+            return DEFAULT_INTERVAL_SECONDS  # deleted meanwhile
         if state.spec is None or state.contract is None or state.lock.locked():
             # invalid, or a reconcile is under way (it reports when done): skip this tick
             return state.interval
@@ -230,13 +273,22 @@ class Reconciler:
         since = loop_time - state.pinged_at
         if since < state.interval / 2:
             return state.interval - since
-        if state.spec.mode == "provision":
+        if state.spec.mode == "provision" and not self._healthy(state):
+            # The StatefulSet is read only while something is wrong: a Redis that answered
+            # its last PING, in a StatefulSet last seen ready, costs no API request per tick.
             async with state.lock:
                 state.provisioned = await statefulset_readiness(
                     self.kube, state.namespace, state.name
                 )
-        await self._probe_and_report(state, body)
+        await self._probe_and_report(state, state.involved)
         return state.interval
+
+    def _healthy(self, state: QueueState) -> bool:
+        """Whether the last PING was answered and the Redis was last seen provisioned."""
+        probe = self.probes.get(state.namespace, state.name)
+        last = probe.last if probe is not None else None
+        ready = state.provisioned is not None and state.provisioned.status == "True"
+        return ready and last is not None and last.ok
 
     async def _referenced_secrets(self, state: QueueState, spec: RedisQueueSpec) -> dict[str, JSON]:
         """The Secrets ``spec`` reads, from the watch-fed cache, reading (and caching) the

@@ -33,7 +33,7 @@ log = logging.getLogger("redisqueue.operator")
 # kopf logs in exactly as the operator's own client does (ClusterIP from the environment).
 kopf.on.login()(login)
 
-#: A daemon that has not ticked for this long past its interval means processing stopped.
+#: A probe this late past its interval means the probe schedule stopped.
 STALL_GRACE_SECONDS = 60.0
 
 
@@ -43,11 +43,14 @@ class Liveness:
     def __init__(self, reconciler: Reconciler) -> None:
         self.reconciler = reconciler
         self.operator_task: asyncio.Task[None] | None = None
+        self.schedule_task: asyncio.Task[None] | None = None
 
     def __call__(self) -> tuple[bool, str]:
         task = self.operator_task
         if task is not None and task.done():
             return False, "the operator's event processing has stopped"
+        if self.schedule_task is not None and self.schedule_task.done():
+            return False, "the probe schedule has stopped"
         overdue = self.reconciler.overdue_probe(STALL_GRACE_SECONDS)
         if overdue is not None:
             return False, overdue
@@ -114,7 +117,10 @@ async def serve_operator(  # noqa: PLR0915 - the operator's life, read top to bo
                 stop_flag=kopf_stop,
             )
         )
+        schedule = asyncio.create_task(reconciler.run_probe_schedule(), name="probe schedule")
+        background.append(schedule)
         liveness.operator_task = operator
+        liveness.schedule_task = schedule
         waits = [w for w in (stop, elector.lost if elector else None) if w is not None]
         watcher = asyncio.create_task(_first(*waits)) if waits else None
         await asyncio.wait(
@@ -124,6 +130,8 @@ async def serve_operator(  # noqa: PLR0915 - the operator's life, read top to bo
             log.error("leadership lost: stopping the writers and exiting to start as a standby")
             status = 1
         kopf_stop.set()
+        schedule.cancel()
+        await asyncio.gather(schedule, return_exceptions=True)
         await operator
         if watcher is not None:
             watcher.cancel()

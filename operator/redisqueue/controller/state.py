@@ -83,6 +83,7 @@ class QueueState:
     status: JSON = field(default_factory=dict)  # as last written
     written_at: float = 0.0  # loop time of the last status write
     probed_at: float = 0.0  # time.monotonic() of the last scheduled probe
+    next_probe_at: float = 0.0  # loop time the probe schedule runs the next one
     pinged_at: float = 0.0  # loop time of the last PING by any path (reconcile, tick, rotation)
     #: Who the object is, for events: only the identity, not the body (whose managedFields
     #: alone would cost kilobytes per RedisQueue to keep).
