@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -57,6 +57,13 @@ class MemoryDiffBase(kopf.DiffBaseStorage):
     def build(
         self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None
     ) -> kopf.BodyEssence:
+        # kopf deep-copies the whole body and then drops metadata and status; managedFields
+        # alone are kilobytes per event. Hand it only what the essence keeps.
+        if not extra_fields:  # (fields picked from anywhere would need the whole body)
+            meta = body.get("metadata") or {}
+            slim = {k: v for k, v in body.items() if k not in ("metadata", "status")}
+            slim["metadata"] = {k: meta[k] for k in ("labels", "annotations") if k in meta}
+            body = cast(kopf.Body, slim)
         essence = super().build(body=body, extra_fields=extra_fields)
         # The operator's own annotations (kopf's progress while retrying, and the diff base
         # older versions stored) are bookkeeping, not a change by the author.
