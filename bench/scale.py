@@ -56,9 +56,10 @@ GROUP, VERSION, PLURAL = "redisqueue.dev", "v1alpha1", "redisqueues"
 API = f"{GROUP}/{VERSION}"
 
 
-def rss_mib(pid: int) -> float:
+def rss_mib(pid: int, field: str = "VmRSS") -> float:
+    """Resident memory now (or, with ``field="VmHWM"``, its peak so far)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -458,6 +459,7 @@ async def run(  # noqa: PLR0915 - one scenario, read top to bottom
         await asyncio.sleep(5)
         figures["idle_rps"] = idle_rate(plane, args.idle_seconds) - figures["idle_baseline_rps"]
         figures["rss_mib"] = rss_mib(operator.proc.pid)  # type: ignore[union-attr]
+        figures["rss_peak_mib"] = rss_mib(operator.proc.pid, "VmHWM")  # type: ignore[union-attr]
         figures["redis_connections"] = operator_connections(server)
         events_before = await count_events(kube, "bench")
 
@@ -565,7 +567,8 @@ def report(f: dict[str, Any]) -> None:
             f"these processes kept {busy:.0%} of the cores busy"
         )
     print(
-        f"operator RSS: {f['rss_empty_mib']:.0f} MiB empty, {f['rss_mib']:.0f} MiB with {n}, "
+        f"operator RSS: {f['rss_empty_mib']:.0f} MiB empty, {f['rss_mib']:.0f} MiB with {n} "
+        f"(peak {f['rss_peak_mib']:.0f} MiB while creating them), "
         f"{f['rss_after_restart_mib']:.0f} MiB after restart, "
         f"{f['rss_after_delete_mib']:.0f} MiB after deleting all"
     )
