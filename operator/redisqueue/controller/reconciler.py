@@ -1,12 +1,13 @@
 """What the operator does for one RedisQueue, as a list of steps; each step lives elsewhere.
 
-The kopf handlers (:mod:`.handlers`) call three entry points:
+The kopf handlers (:mod:`.handlers`), the probe schedule and the Secret watch call these:
 
 * :meth:`Reconciler.reconcile` on create, update and resume: parse the spec, provision
-  (provision mode), resolve the contract, inject it, swap in a probe, PING and report;
-* :meth:`Reconciler.run_probe_schedule`, one loop that calls :meth:`Reconciler.probe_once`
-  for each RedisQueue every ``healthCheck.intervalSeconds``: PING, and write status when
-  something changed (no API request unless the status must change);
+  (provision mode), resolve the contract (the Secrets it reads come through
+  :mod:`.secretcache`), inject it, swap in a probe, PING and report;
+* :meth:`Reconciler.probe_once` from the probe schedule (:mod:`.schedule`), for each
+  RedisQueue every ``healthCheck.intervalSeconds``: PING, and write status when something
+  changed (no API request unless the status must change);
 * :meth:`Reconciler.secret_changed` from the Secret watch, for Secrets a RedisQueue reads
   (filtered by :meth:`Reconciler.reads_secret`): re-resolve the contract from the new
   Secret, so a rotated password is re-injected at once, without polling;
@@ -24,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import math
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -32,7 +32,7 @@ from typing import Any
 from redisqueue.contract import ConnectionContract
 
 from . import metrics
-from .credentials import SPECIAL_SECRET_TYPES, referenced_secrets, resolve_contract
+from .credentials import referenced_secrets, resolve_contract
 from .errors import InvalidSpecError, SetupError
 from .events import build_ready_event, ready_transition_is_news
 from .inject import inject_contract, release_all
@@ -42,10 +42,11 @@ from .policy import IPAddress, OperatorPolicy, host_address
 from .probe import Probe, ProbeRegistry
 from .probe_result import ProbeResult, QueueKey
 from .provision import delete_data, ensure_provisioned, statefulset_readiness
+from .schedule import run_schedule
+from .secretcache import SecretCache
 from .spec import (
     API_VERSION,
     DEFAULT_IMAGE,
-    JSON,
     KIND,
     RedisQueueSpec,
     SpecError,
@@ -59,8 +60,6 @@ log = logging.getLogger("redisqueue.operator")
 
 #: How long the policy check waits for a host name to resolve.
 RESOLVE_TIMEOUT_SECONDS = 2.0
-#: How long a stopping probe schedule lets the probes under way finish.
-STOP_GRACE_SECONDS = 10.0
 
 
 class Reconciler:
@@ -79,7 +78,7 @@ class Reconciler:
         self.policy = policy or OperatorPolicy()
         self.states = QueueStates()
         #: Referenced Secrets as last read or watched; only those a RedisQueue reads.
-        self.secret_cache: dict[tuple[str, str], JSON] = {}
+        self.secret_cache = SecretCache(kube, self.states.secrets)
         self.instance = instance or os.environ.get("HOSTNAME", "redisqueue-operator")
 
     # -- create / update / resume ----------------------------------------------------------
@@ -115,7 +114,7 @@ class Reconciler:
             self.states.secrets.set(
                 state.namespace, state.name, referenced_secrets(state.name, spec)
             )
-            self._prune_secret_cache()
+            self.secret_cache.prune()
             try:
                 secrets_read = (
                     await ensure_provisioned(self.kube, body, spec)
@@ -127,7 +126,12 @@ class Reconciler:
                     state.namespace,
                     state.name,
                     spec,
-                    {**await self._referenced_secrets(state, spec), **secrets_read},
+                    {
+                        **await self.secret_cache.read(
+                            state.namespace, referenced_secrets(state.name, spec)
+                        ),
+                        **secrets_read,
+                    },
                 )
                 await self._inject(state, spec, contract, release_dropped=not created)
                 state.setup_problem = None
@@ -214,47 +218,9 @@ class Reconciler:
         return probe
 
     # -- the probe schedule --------------------------------------------------------------------
-    async def run_probe_schedule(self, tick: float = 1.0) -> None:
-        """Probe every RedisQueue every ``healthCheck.intervalSeconds``, until cancelled.
-
-        One loop for all of them, each on its own phase (from its first reconcile): a
-        thousand RedisQueues cost a thousand timestamps, not a thousand sleeping tasks. A
-        probe that is slow to answer delays only its own RedisQueue.
-        """
-        loop = asyncio.get_running_loop()
-        running: set[asyncio.Task[None]] = set()
-        try:
-            while True:
-                now = loop.time()
-                for state in self.states:
-                    if state.next_probe_at <= now:
-                        state.next_probe_at = math.inf  # in flight: not scheduled twice
-                        task = asyncio.create_task(self._scheduled_probe(state))
-                        running.add(task)
-                        task.add_done_callback(running.discard)
-                await asyncio.sleep(tick)
-        finally:
-            # Let PINGs and status writes under way finish briefly rather than cut them off.
-            if running:
-                await asyncio.wait(list(running), timeout=STOP_GRACE_SECONDS)
-            for task in list(running):
-                task.cancel()
-            await asyncio.gather(*running, return_exceptions=True)
-
-    async def _scheduled_probe(self, state: QueueState) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            delay = await self.probe_once(state)
-        except KubeError as exc:
-            log.warning(
-                "%s/%s: probe tick failed: %s",
-                state.namespace,
-                state.name,
-                exc.message,
-                extra=about(state.namespace, state.name),
-            )
-            delay = DEFAULT_INTERVAL_SECONDS
-        state.next_probe_at = loop.time() + delay
+    async def run_probe_schedule(self) -> None:
+        """Probe every RedisQueue every ``healthCheck.intervalSeconds`` (see :mod:`.schedule`)."""
+        await run_schedule(self.states, self.probe_once)
 
     async def probe_once(self, state: QueueState) -> float:
         """One scheduled probe. Returns seconds until the next one.
@@ -290,30 +256,6 @@ class Reconciler:
         ready = state.provisioned is not None and state.provisioned.status == "True"
         return ready and last is not None and last.ok
 
-    async def _referenced_secrets(self, state: QueueState, spec: RedisQueueSpec) -> dict[str, JSON]:
-        """The Secrets ``spec`` reads, from the watch-fed cache, reading (and caching) the
-        ones not seen yet: a thousand RedisQueues sharing one auth Secret read it once."""
-        found: dict[str, JSON] = {}
-        for secret_name in referenced_secrets(state.name, spec):
-            key = (state.namespace, secret_name)
-            secret = self.secret_cache.get(key)
-            if secret is None:
-                try:
-                    secret = await self.kube.get(object_path("v1", "Secret", *key))
-                except KubeError:
-                    secret = None
-                if secret is None:
-                    continue  # resolve_contract reads it again and names what went wrong
-                if (secret.get("type") or "Opaque") in SPECIAL_SECRET_TYPES:
-                    continue  # never kept; resolve_contract refuses it by name
-                self.secret_cache.setdefault(key, secret)
-            found[secret_name] = secret
-        return found
-
-    def _prune_secret_cache(self) -> None:
-        for key in [k for k in self.secret_cache if k not in self.states.secrets]:
-            del self.secret_cache[key]
-
     # -- the Secret watch -------------------------------------------------------------------------
     def reads_secret(self, namespace: str, name: str) -> bool:
         """Whether some RedisQueue reads Secret ``namespace/name`` (the watch's filter)."""
@@ -331,11 +273,7 @@ class Reconciler:
     ) -> None:
         """Re-resolve the contract of every RedisQueue that reads this Secret (``None``: it
         was deleted); re-inject, swap the probe and report when the contract changed."""
-        key = (namespace, secret_name)
-        if secret is None or (secret.get("type") or "Opaque") in SPECIAL_SECRET_TYPES:
-            self.secret_cache.pop(key, None)
-        else:
-            self.secret_cache[key] = dict(secret)
+        self.secret_cache.update(namespace, secret_name, secret)
         already_read = {} if secret is None else {secret_name: dict(secret)}
         for name in self.states.secrets.readers(namespace, secret_name):
             state = self.states.get(namespace, name)
@@ -446,7 +384,7 @@ class Reconciler:
         meta = body["metadata"]
         namespace, name = meta["namespace"], meta["name"]
         self.states.forget(namespace, name)
-        self._prune_secret_cache()
+        self.secret_cache.prune()
         probe = self.probes.remove(namespace, name)
         if probe is not None:
             await probe.close()
