@@ -3,8 +3,9 @@
 Starts the local control plane (tests/controlplane), a redis-server and the operator with
 the install path's ServiceAccount, then, in one run:
 
-1. the baseline: the API server's own idle request rate, and the time to create N
-   RedisQueues with no operator running (raw API-server creates of the same objects);
+1. the baselines: the API server's own idle request rate; the time to create N
+   RedisQueues with no operator running (raw API-server creates of the same objects); and
+   the floor, the writes any controller must make for them, by a plain client;
 2. N RedisQueues created with the operator running (external mode, one Redis, each
    injecting into its own app Secret): time until all are Ready with the Secret injected,
    as a ratio of the raw creates, and p50/p95 create-to-Ready;
@@ -13,7 +14,9 @@ the install path's ServiceAccount, then, in one run:
 4. restart with N existing: time until every RedisQueue is probed again, and whether any
    Event was posted twice;
 5. churn: delete all N and look for leftovers (contract keys, labels, finalizers, metric
-   series, Redis connections) and for errors in the operator's log.
+   series, Redis connections) and for errors in the operator's log;
+6. ``--cycles`` more rounds of creating and deleting all N: resident memory after each, so
+   that memory kept per RedisQueue shows as reused rather than accumulated.
 
 Run: ``python bench/scale.py --count 100`` (and ``--count 1000``).
 """
@@ -274,6 +277,25 @@ async def delete_all(plane: ControlPlane, kube: Kube, namespace: str) -> None:
         await asyncio.sleep(0.5)
 
 
+async def wait_all_ready(kube: Kube, namespace: str, count: int, limit: float) -> None:
+    """Poll until ``count`` RedisQueues in ``namespace`` show Ready=True."""
+    started = time.perf_counter()
+    while True:
+        ready = sum(
+            1
+            for rq in await kube.list(rq_path(namespace))
+            if any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in (rq.get("status") or {}).get("conditions") or []
+            )
+        )
+        if ready == count:
+            return
+        if time.perf_counter() - started > limit:
+            raise RuntimeError(f"{ready} of {count} RedisQueues Ready after {limit} s")
+        await asyncio.sleep(1)
+
+
 class Watcher:
     """Records when each RedisQueue first shows Ready=True and its app Secret REDIS_URL."""
 
@@ -515,6 +537,23 @@ async def run(  # noqa: PLR0915 - one scenario, read top to bottom
         )
         figures["left_redis_connections"] = operator_connections(server)
         figures["rss_after_delete_mib"] = rss_mib(operator.proc.pid)  # type: ignore[union-attr]
+
+        # 6. More churn: memory per RedisQueue is reused, not accumulated.
+        figures["rss_cycles_mib"] = []
+        for _ in range(args.cycles):
+            await create_all(kube, "bench", n, server, args.concurrency)
+            await wait_all_ready(kube, "bench", n, args.timeout)
+            with_n = rss_mib(operator.proc.pid)  # type: ignore[union-attr]
+            await delete_all(plane, kube, "bench")
+            await asyncio.sleep(3)
+            figures["rss_cycles_mib"].append(
+                (with_n, rss_mib(operator.proc.pid))  # type: ignore[union-attr]
+            )
+        figures["left_after_cycles"] = sum(
+            1
+            for s in await kube.list(object_path("v1", "Secret", "bench"))
+            if "REDIS_URL" in (s.get("data") or {})
+        ) + len(metric_series(operator, "redisqueue_up", "bench"))
         log = operator.logs()
         figures["escalate_lines"] = log.count("Will escalate")
         figures["error_lines"] = sum(
@@ -572,6 +611,14 @@ def report(f: dict[str, Any]) -> None:
         f"{f['rss_after_restart_mib']:.0f} MiB after restart, "
         f"{f['rss_after_delete_mib']:.0f} MiB after deleting all"
     )
+    cycles = "; ".join(
+        f"{a:.0f} MiB with {n}, {b:.0f} after delete" for a, b in f["rss_cycles_mib"]
+    )
+    if cycles:
+        print(
+            f"operator RSS over {len(f['rss_cycles_mib'])} more create+delete cycles: {cycles}; "
+            f"contract Secrets and series left: {f['left_after_cycles']}"
+        )
     print(
         f"idle API requests/s caused by the operator: {f['idle_rps']:.2f} "
         f"(control plane alone: {f['idle_baseline_rps']:.2f})"
@@ -601,6 +648,9 @@ def main() -> int:
     parser.add_argument("--idle-seconds", type=float, default=20.0)
     parser.add_argument("--interval-wait", type=float, default=12.0, help="after restart")
     parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument(
+        "--cycles", type=int, default=2, help="more create+delete cycles at the end (memory)"
+    )
     parser.add_argument("--profile", help="py-spy the operator while creating (raw stacks)")
     parser.add_argument("--keep-log", help="write the operator's log here")
     args = parser.parse_args()
