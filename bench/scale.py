@@ -390,7 +390,7 @@ async def run(  # noqa: PLR0915 - one scenario, read top to bottom
     args: argparse.Namespace, plane: ControlPlane, workdir: Path
 ) -> dict[str, Any]:
     n = args.count
-    figures: dict[str, Any] = {"count": n}
+    figures: dict[str, Any] = {"count": n, "interval_wait": args.interval_wait}
     server = RedisServer(workdir / "redis", password="bench-password-0123").start()
     configuration = client.Configuration()
     await config.load_kube_config(
@@ -487,6 +487,7 @@ async def run(  # noqa: PLR0915 - one scenario, read top to bottom
 
         # 4. Restart with N existing.
         operator.stop()
+        requests_before = request_counts(plane)
         restarted = time.time()
         started = time.perf_counter()
         operator.start()
@@ -500,6 +501,7 @@ async def run(  # noqa: PLR0915 - one scenario, read top to bottom
         )
         figures["restart_seconds"] = time.perf_counter() - started
         await asyncio.sleep(args.interval_wait)
+        figures["restart_requests"] = per_object(requests_before, request_counts(plane), n)
         events_after = await count_events(kube, "bench")
         figures["events_before"], figures["events_after"] = events_before, events_after
         figures["rss_after_restart_mib"] = rss_mib(operator.proc.pid)  # type: ignore[union-attr]
@@ -625,6 +627,12 @@ def report(f: dict[str, Any]) -> None:
     )
     print(f"Redis connections of the operator (one endpoint): {f['redis_connections']}")
     eb, ea = f["events_before"], f["events_after"]
+    listed = ", ".join(f"{what} {v:.2f}" for what, v in f["restart_requests"].items())
+    print(
+        f"API requests per RedisQueue from the restart until {f['interval_wait']:.0f} s after "
+        f"all were probed again: "
+        f"{sum(f['restart_requests'].values()):.2f} ({listed or 'none above 0.1'})"
+    )
     print(
         f"restart with {n} existing: all probed again in {f['restart_seconds']:.1f} s; "
         f"events {eb[0]} before, {ea[0]} after ({ea[0] - eb[0]} new)"

@@ -8,8 +8,10 @@ conflict instead of overwriting each other.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
-from redisqueue.contract import ConnectionContract
+from redisqueue.contract import CONTRACT_KEYS, ConnectionContract
 
 from .builders import (
     LABEL_REDISQUEUE,
@@ -22,7 +24,7 @@ from .credentials import refuse_special
 from .errors import SetupError
 from .kube import Kube, KubeError, object_path
 from .logs import about
-from .spec import RedisQueueSpec
+from .spec import JSON, RedisQueueSpec
 from .state import ConditionValue, Reason
 
 log = logging.getLogger("redisqueue.operator")
@@ -49,8 +51,10 @@ async def inject_contract(
         return ConditionValue("True", Reason.NO_TARGETS, "spec.inject names no Secret")
     manager = inject_field_manager(name)
     for secret_name in targets:
-        await _refuse_special_target(kube, namespace, secret_name)
+        live = await _refuse_special_target(kube, namespace, secret_name)
         body = build_injected_secret_apply(secret_name, namespace, contract, source=name)
+        if already_applied(live, body, manager):
+            continue  # e.g. after a restart: nothing to write
         try:
             await kube.apply(body, field_manager=manager)
         except KubeError as exc:
@@ -66,8 +70,10 @@ async def inject_contract(
     )
 
 
-async def _refuse_special_target(kube: Kube, namespace: str, secret_name: str) -> None:
-    """Never write into a service-account-token, TLS, docker-config or bootstrap Secret."""
+async def _refuse_special_target(kube: Kube, namespace: str, secret_name: str) -> JSON | None:
+    """Never write into a service-account-token, TLS, docker-config or bootstrap Secret.
+
+    Returns the Secret as it is (None if there is none yet)."""
     try:
         live = await kube.get(object_path("v1", "Secret", namespace, secret_name))
     except KubeError as exc:
@@ -75,6 +81,43 @@ async def _refuse_special_target(kube: Kube, namespace: str, secret_name: str) -
         raise SetupError(failed.reason, failed.message) from None
     if live is not None:
         refuse_special(live, namespace, secret_name, "spec.inject")
+    return live
+
+
+def already_applied(live: Mapping[str, Any] | None, body: Mapping[str, Any], manager: str) -> bool:
+    """Whether applying ``body`` as ``manager`` would change nothing in ``live``.
+
+    True only when every key and label of ``body`` has the same value in ``live`` and is
+    owned by ``manager`` through an earlier apply, and ``live`` holds no contract key that
+    ``body`` no longer lists (the apply would remove one ``manager`` owns). When in doubt,
+    False: the apply itself is always right, this only spares a request.
+    """
+    if live is None or body["metadata"].get("ownerReferences"):
+        return False
+    data, wanted = live.get("data") or {}, body.get("data") or {}
+    if any(data.get(key) != value for key, value in wanted.items()):
+        return False
+    if any(key in data and key not in wanted for key in CONTRACT_KEYS):
+        return False
+    labels = live["metadata"].get("labels") or {}
+    wanted_labels = body["metadata"].get("labels") or {}
+    if any(labels.get(key) != value for key, value in wanted_labels.items()):
+        return False
+    owned = next(
+        (
+            entry.get("fieldsV1") or {}
+            for entry in live["metadata"].get("managedFields") or []
+            if entry.get("manager") == manager and entry.get("operation") == "Apply"
+        ),
+        None,
+    )
+    if owned is None:
+        return False
+    owned_data = owned.get("f:data") or {}
+    owned_labels = (owned.get("f:metadata") or {}).get("f:labels") or {}
+    return all(f"f:{key}" in owned_data for key in wanted) and all(
+        f"f:{key}" in owned_labels for key in wanted_labels
+    )
 
 
 def _failure(secret_name: str, exc: KubeError) -> ConditionValue:

@@ -8,6 +8,7 @@ index of references (:class:`SecretReferences`) still names. Special Secret type
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -28,6 +29,7 @@ class SecretCache:
         self.kube = kube
         self.references = references
         self._secrets: dict[tuple[str, str], JSON] = {}
+        self._pending: dict[tuple[str, str], asyncio.Future[JSON | None]] = {}
 
     async def read(self, namespace: str, names: Iterable[str]) -> dict[str, JSON]:
         """The Secrets ``names`` of ``namespace`` that exist, from the cache, reading (and
@@ -38,15 +40,29 @@ class SecretCache:
             key = (namespace, name)
             secret = self._secrets.get(key)
             if secret is None:
-                try:
-                    secret = await self.kube.get(object_path("v1", "Secret", *key))
-                except KubeError:
-                    secret = None
-                if secret is None or _special(secret):
-                    continue
-                self._secrets.setdefault(key, secret)
-            found[name] = secret
+                secret = await self._read_once(key)
+            if secret is not None:
+                found[name] = secret
         return found
+
+    async def _read_once(self, key: tuple[str, str]) -> JSON | None:
+        """GET one Secret; concurrent callers share one request (after a restart, a thousand
+        RedisQueues sharing a password Secret all miss the cache at once)."""
+        pending = self._pending.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self._get(key))
+            self._pending[key] = pending
+            pending.add_done_callback(lambda _: self._pending.pop(key, None))
+        return await asyncio.shield(pending)
+
+    async def _get(self, key: tuple[str, str]) -> JSON | None:
+        try:
+            secret = await self.kube.get(object_path("v1", "Secret", *key))
+        except KubeError:
+            return None
+        if secret is None or _special(secret):
+            return None
+        return self._secrets.setdefault(key, secret)
 
     def update(self, namespace: str, name: str, secret: Mapping[str, Any] | None) -> None:
         """A watched change: keep the new Secret, or drop it (deleted, or now special)."""
