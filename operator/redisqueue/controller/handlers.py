@@ -74,7 +74,12 @@ class MemoryDiffBase(kopf.DiffBaseStorage):
         return essence
 
     def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
-        return self._essences.get(str(body.metadata.uid))
+        uid = str(body.metadata.uid)
+        if body.metadata.deletion_timestamp:
+            # Deletion is decided before any diff: the essence is needed no more. kopf does
+            # not store one after a delete handler that changed nothing, so drop it here.
+            return self._essences.pop(uid, None)
+        return self._essences.get(uid)
 
     def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
         uid = str(body.metadata.uid)
