@@ -183,14 +183,11 @@ async def create_all(
 
 def floor_status(generation: int, endpoint: str, now: str) -> dict[str, Any]:
     """A Ready status of the shape and size the operator writes."""
-    conditions = [
-        (kind, reason, message)
-        for kind, reason, message in (
-            ("Ready", "Ready", f"Redis at {endpoint} answered PING"),
-            ("Reachable", "PingSucceeded", f"PING answered in 0.4 ms at {endpoint}"),
-            ("Injected", "Injected", "connection contract injected into 1 Secret(s)"),
-        )
-    ]
+    conditions = (
+        ("Ready", "Ready", f"Redis at {endpoint} answered PING"),
+        ("Reachable", "PingSucceeded", f"PING answered in 0.4 ms at {endpoint}"),
+        ("Injected", "Injected", "connection contract injected into 1 Secret(s)"),
+    )
     return {
         "phase": "Ready",
         "mode": "external",
