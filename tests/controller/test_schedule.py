@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 
+import pytest
+
 from redisqueue.controller.kube import KubeError
 from redisqueue.controller.schedule import run_schedule
 from redisqueue.controller.state import DEFAULT_INTERVAL_SECONDS, QueueState, QueueStates
@@ -77,6 +79,24 @@ async def test_an_api_error_puts_the_next_probe_a_default_interval_away() -> Non
         await task
     remaining = state.next_probe_at - loop.time()
     assert DEFAULT_INTERVAL_SECONDS - 1 < remaining <= DEFAULT_INTERVAL_SECONDS
+
+
+async def test_an_unexpected_error_is_logged_and_the_probe_stays_scheduled(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    states = states_named("q")
+
+    async def probe_once(state: QueueState) -> float:
+        raise RuntimeError("a bug")
+
+    task = asyncio.create_task(run_schedule(states, probe_once, tick=0.01))
+    state = states.get("ns", "q")
+    assert state is not None
+    await until(lambda: 0 < state.next_probe_at < float("inf"))
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert "ns/q: probe tick failed" in caplog.text
 
 
 async def test_stopping_lets_a_probe_under_way_finish_within_the_grace() -> None:

@@ -67,4 +67,12 @@ async def _scheduled(state: QueueState, probe_once: ProbeOnce) -> None:
             extra=about(state.namespace, state.name),
         )
         delay = DEFAULT_INTERVAL_SECONDS
+    except Exception:  # a bug must not stop this RedisQueue's probes for good
+        log.exception(
+            "%s/%s: probe tick failed",
+            state.namespace,
+            state.name,
+            extra=about(state.namespace, state.name),
+        )
+        delay = DEFAULT_INTERVAL_SECONDS
     state.next_probe_at = loop.time() + delay
