@@ -19,6 +19,12 @@ async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
             await asyncio.sleep(0.01)
 
 
+async def stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def states_named(*names: str) -> QueueStates:
     states = QueueStates()
     for name in names:
@@ -36,9 +42,7 @@ async def test_each_redisqueue_is_probed_on_its_own_interval() -> None:
 
     task = asyncio.create_task(run_schedule(states, probe_once, tick=0.01))
     await until(lambda: calls.count("fast") >= 4)
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await stop(task)
     assert calls.count("slow") == 1
 
 
@@ -58,45 +62,33 @@ async def test_a_slow_probe_is_not_started_again_and_does_not_hold_up_the_others
     assert started.count("stuck") == 1
     release.set()
     await until(lambda: started.count("stuck") >= 2)  # rescheduled once it returned
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await stop(task)
 
 
-async def test_an_api_error_puts_the_next_probe_a_default_interval_away() -> None:
+@pytest.mark.parametrize(
+    ("error", "logged"),
+    [
+        (KubeError(500, "InternalError", "etcd is away"), "probe tick failed: etcd is away"),
+        (RuntimeError("a bug"), "probe tick failed\nTraceback"),
+    ],
+)
+async def test_a_failed_probe_is_logged_and_runs_again_a_default_interval_later(
+    error: Exception, logged: str, caplog: pytest.LogCaptureFixture
+) -> None:
     states = states_named("q")
 
     async def probe_once(state: QueueState) -> float:
-        raise KubeError(500, "InternalError", "etcd is away")
+        raise error
 
     loop = asyncio.get_running_loop()
     task = asyncio.create_task(run_schedule(states, probe_once, tick=0.01))
     state = states.get("ns", "q")
     assert state is not None
     await until(lambda: 0 < state.next_probe_at < float("inf"))
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await stop(task)
     remaining = state.next_probe_at - loop.time()
     assert DEFAULT_INTERVAL_SECONDS - 1 < remaining <= DEFAULT_INTERVAL_SECONDS
-
-
-async def test_an_unexpected_error_is_logged_and_the_probe_stays_scheduled(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    states = states_named("q")
-
-    async def probe_once(state: QueueState) -> float:
-        raise RuntimeError("a bug")
-
-    task = asyncio.create_task(run_schedule(states, probe_once, tick=0.01))
-    state = states.get("ns", "q")
-    assert state is not None
-    await until(lambda: 0 < state.next_probe_at < float("inf"))
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    assert "ns/q: probe tick failed" in caplog.text
+    assert f"ns/q: {logged}" in caplog.text
 
 
 async def test_stopping_lets_a_probe_under_way_finish_within_the_grace() -> None:
@@ -110,7 +102,5 @@ async def test_stopping_lets_a_probe_under_way_finish_within_the_grace() -> None
 
     task = asyncio.create_task(run_schedule(states, probe_once, tick=0.01, stop_grace=5.0))
     await until(lambda: states.get("ns", "q").next_probe_at == float("inf"))  # type: ignore[union-attr]
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await stop(task)
     assert finished.is_set()
