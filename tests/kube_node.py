@@ -439,8 +439,11 @@ class Node:
     images: dict[str, Image] = field(init=False, default_factory=dict)
     startup_seconds: float = field(init=False, default=0.0)
     timings: dict[str, float] = field(init=False, default_factory=dict)
-    #: The host as it was before the first start (set by the pytest fixture).
+    #: The host as the first start found it, and as the latest start found it: taken once
+    #: this node holds the lock and has cleaned up after any node whose owner was killed,
+    #: so neither a concurrent run nor a killed run's leftovers are part of it.
     host_before: dict[str, Any] = field(init=False, default_factory=dict)
+    host_at_start: dict[str, Any] = field(init=False, default_factory=dict)
     _state: dict[str, Any] = field(init=False, default_factory=dict)
     _lock_fd: int | None = field(init=False, default=None)
     _procs: dict[str, subprocess.Popen[bytes]] = field(init=False, default_factory=dict)
@@ -457,6 +460,9 @@ class Node:
         self._lock()
         try:
             recover_stale()
+            self.host_at_start = host_snapshot()
+            if not self.host_before:
+                self.host_before = self.host_at_start
             self.workdir = Path(tempfile.mkdtemp(prefix="redisqueue-node-"))
             self._state = {
                 "owner": os.getpid(),

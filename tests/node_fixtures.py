@@ -5,8 +5,8 @@ Fixtures
 ``node`` (session)
     A started :class:`kube_node.Node`: ``kubectl(...)``, ``helm(...)``, ``kubeconfig``,
     ``images`` (name -> locally built image: ``pause``, ``redis``, ``python``,
-    ``operator``), ``host_before`` (the host snapshot taken before it started),
-    ``startup_seconds`` and ``timings``.
+    ``operator``), ``host_before`` (the host as the first start found it, once any killed
+    run's node was cleaned up), ``startup_seconds`` and ``timings``.
 ``node_namespace`` (function)
     A fresh namespace on the node; deleted afterwards without waiting.
 ``toolbox`` (session)
@@ -27,7 +27,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from kube_node import Node, NodeError, ensure_node_artifacts, host_snapshot
+from kube_node import Node, NodeError, ensure_node_artifacts
 
 NODE_FIXTURES = frozenset({"node", "node_namespace", "toolbox"})
 _BUILD_ERROR = pytest.StashKey[str]()
@@ -67,9 +67,7 @@ def node(pytestconfig: pytest.Config) -> Iterator[Node]:
     build_error = pytestconfig.stash.get(_BUILD_ERROR, None)
     if build_error is not None:
         raise NodeError(build_error)
-    before = host_snapshot()
     started = Node()
-    started.host_before = before
     started.start()
     try:
         yield started

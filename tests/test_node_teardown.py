@@ -34,30 +34,37 @@ def differences(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]
     return diff
 
 
+def _up() -> dict[str, str]:
+    """Start a node from a process that exits at once, as a killed run leaves one."""
+    up = subprocess.run(
+        [sys.executable, str(KUBE_NODE), "up"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert up.returncode == 0, up.stderr
+    assert STATE_FILE.exists()
+    env = dict(os.environ)
+    for line in up.stdout.splitlines():
+        if line.startswith("export KUBECONFIG="):
+            env["KUBECONFIG"] = line.split("=", 1)[1]
+    return env
+
+
 def test_stop_and_a_killed_runs_cleanup_leave_the_host_as_it_was(node: Node) -> None:
     before = node.host_before
-    assert before, "the fixture records the host before the first start"
-    # While it runs, the node has changed the host (so the comparison below can fail).
+    assert before, "the first start records the host"
+    # While it runs, the node has changed the host (so the comparisons below can fail).
     running = host_snapshot()
     assert differences(before, running)
     node.stop()
+    restarted = False
     try:
         assert differences(before, host_snapshot()) == {}
 
-        # A node whose owner is gone: `up` starts one and exits, as a killed run would.
-        up = subprocess.run(
-            [sys.executable, str(KUBE_NODE), "up"],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-        assert up.returncode == 0, up.stderr
-        assert STATE_FILE.exists()
-        env = dict(os.environ)
-        for line in up.stdout.splitlines():
-            if line.startswith("export KUBECONFIG="):
-                env["KUBECONFIG"] = line.split("=", 1)[1]
+        # A node whose owner is gone, with a pod running, taken down from its state file.
+        env = _up()
         kubectl = str(node.plane.bin_dir / "kubectl")
         image = node.images["redis"].ref
         subprocess.run(
@@ -95,5 +102,14 @@ def test_stop_and_a_killed_runs_cleanup_leave_the_host_as_it_was(node: Node) -> 
         assert down.returncode == 0, down.stderr
         assert not STATE_FILE.exists()
         assert differences(before, host_snapshot()) == {}
-    finally:
+
+        # A killed run's node still up when the next run starts: the start cleans it up
+        # before it records the host, so that record is the clean host, not the leftovers.
+        _up()
+        assert differences(before, host_snapshot())
         node.start()
+        restarted = True
+        assert differences(before, node.host_at_start) == {}
+    finally:
+        if not restarted:
+            node.start()
