@@ -419,7 +419,10 @@ def _alive(pid: int) -> bool:
 
 STARTER = textwrap.dedent(
     """
-    import json, sys, time
+    import json, signal, sys, time
+    # Ctrl-C as in a terminal, even when this run was started in the background (a
+    # non-interactive shell starts background jobs with SIGINT ignored).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     sys.path.insert(0, {tests!r})
     from kube_controlplane import ControlPlane
     from pathlib import Path
