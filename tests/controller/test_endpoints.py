@@ -12,7 +12,7 @@ from redis_server import RedisServer
 from redisqueue.contract import ConnectionContract
 from redisqueue.controller.endpoints import MAX_IN_FLIGHT, EndpointPool
 from redisqueue.controller.probe import Probe
-from redisqueue.controller.probe_result import QueueKey
+from redisqueue.controller.probe_result import ProbeResult, QueueKey
 
 
 def clients(server: RedisServer) -> list[dict[str, Any]]:
@@ -127,3 +127,56 @@ async def test_a_closed_probe_records_nothing_even_if_its_ping_finishes_later(
     labels = {"namespace": "late", "name": "leaving", "outcome": "ok"}
     assert REGISTRY.get_sample_value("redisqueue_probes_total", labels) is None
     await keeper.close()
+
+
+async def test_a_slow_redis_never_runs_the_probes_out_of_their_own_connections(
+    redis_server: RedisServer,
+) -> None:
+    """After a restart, reconciles arrive one per turn of the event loop, each with a PING and
+    a detail read. While Redis is slow to answer (here: paused for real with CLIENT PAUSE),
+    the detail reads must wait for the one in flight instead of each taking a connection:
+    a probe that finds its own small pool used up would report a healthy Redis as
+    unreachable."""
+    admin = redis.Redis(
+        host=redis_server.host, port=redis_server.port, password=redis_server.password
+    )
+    pool = EndpointPool()
+    contract = ConnectionContract(
+        host=redis_server.host, port=redis_server.port, password=redis_server.password
+    )
+    probes = [
+        Probe(
+            contract,
+            namespace="slow",
+            name=f"q{i}",
+            timeout=2,
+            queues=[QueueKey(f"slow:{i}", "list")],
+            endpoints=pool,
+        )
+        for i in range(20)
+    ]
+    for i in range(20):
+        admin.rpush(f"slow:{i}", *range(i + 1))
+    assert (await probes[0].check()).ok  # a connection is open before Redis slows down
+    admin.client_pause(300, all=True)
+    reads: list[asyncio.Future[None]] = []
+    for probe in probes:  # one RedisQueue per turn of the event loop
+        reads.append(asyncio.ensure_future(probe.collect_details()))
+        await asyncio.sleep(0)
+    checks: list[asyncio.Future[ProbeResult]] = []
+    for probe in probes:
+        checks.append(asyncio.ensure_future(probe.check()))
+        await asyncio.sleep(0)
+    await asyncio.gather(*reads)
+    results = await asyncio.gather(*checks)
+    assert [r.reason for r in results if not r.ok] == []
+    for i in range(20):
+        depth = REGISTRY.get_sample_value(
+            "redisqueue_queue_depth",
+            {"namespace": "slow", "name": f"q{i}", "key": f"slow:{i}", "type": "list"},
+        )
+        assert depth == i + 1, f"q{i}'s depth was not read"
+    assert len(clients(redis_server)) <= MAX_IN_FLIGHT + 2
+    for probe in probes:
+        await probe.close()
+    admin.close()

@@ -4,9 +4,11 @@ RedisQueues that point at it.
 A thousand RedisQueues on one Redis with the same password need one small pool, not a
 thousand: an :class:`Endpoint` owns the redis-py client (short timeouts, no backoff, replies
 bounded by :mod:`.bounded`, at most ``MAX_IN_FLIGHT + 2`` sockets), coalesces PINGs, and
-batches the detail reads (``INFO`` and queue depths) of every caller that arrives in the same
-turn of the event loop into one pipeline. The per-RedisQueue view (result, metrics, log
-lines) stays in :mod:`.probe`.
+batches the detail reads (``INFO`` and queue depths) into one pipeline at a time: callers
+that arrive while one is out share the next. At most ``MAX_IN_FLIGHT`` PINGs and one
+pipeline use the pool at once, so however slow Redis is to answer, a PING never finds the
+pool used up (which would report a healthy Redis as unreachable). The per-RedisQueue view
+(result, metrics, log lines) stays in :mod:`.probe`.
 
 :class:`EndpointPool` hands out endpoints by key and closes one when its last user leaves.
 """
@@ -117,7 +119,9 @@ class Endpoint:
         self._pending: asyncio.Future[PingOutcome] | None = None  # the next PING's waiters
         self._launch_scheduled = False
         self._in_flight = 0
+        # Detail reads waiting for the next pipeline, and the one pipeline under way.
         self._batch: list[tuple[tuple[QueueKey, ...], asyncio.Future[Details]]] = []
+        self._details_task: asyncio.Task[None] | None = None
         self._info: ServerInfo | None = None
         self._info_at = -INFO_MAX_AGE_SECONDS
 
@@ -179,18 +183,29 @@ class Endpoint:
 
     # -- batched detail reads -----------------------------------------------------------------
     async def details(self, queues: Sequence[QueueKey]) -> Details:
-        """INFO and the depths of ``queues``, read in one pipeline with every other caller of
-        this turn of the event loop. Raises the Redis error when the pipeline fails."""
+        """INFO and the depths of ``queues``, read in one pipeline with every other caller that
+        arrives before it is sent; while one pipeline is out, later callers wait for the next.
+        Raises the Redis error when the pipeline fails."""
         future: asyncio.Future[Details] = asyncio.get_running_loop().create_future()
-        if not self._batch:
+        if not self._batch and self._details_task is None:
             asyncio.get_running_loop().call_soon(self._launch_details)
         self._batch.append((tuple(queues), future))
         return await asyncio.shield(future)
 
     def _launch_details(self) -> None:
         batch, self._batch = self._batch, []
-        task = asyncio.create_task(self._read_details(batch), name=f"details {self.endpoint}")
-        task.add_done_callback(lambda _: None)
+        if not batch:
+            return
+        self._details_task = asyncio.create_task(
+            self._read_details(batch), name=f"details {self.endpoint}"
+        )
+
+        def next_batch(_: asyncio.Task[None]) -> None:
+            self._details_task = None
+            if self._batch:  # callers that came while this pipeline was out
+                self._launch_details()
+
+        self._details_task.add_done_callback(next_batch)
 
     async def _read_details(
         self, batch: list[tuple[tuple[QueueKey, ...], asyncio.Future[Details]]]
