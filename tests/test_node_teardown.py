@@ -34,19 +34,25 @@ def differences(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]
     return diff
 
 
-def _up() -> dict[str, str]:
-    """Start a node from a process that exits at once, as a killed run leaves one."""
-    up = subprocess.run(
-        [sys.executable, str(KUBE_NODE), "up"],
+def _kube_node(command: str, timeout: float) -> str:
+    """``kube_node.py up|down`` in a process of its own; its stdout."""
+    done = subprocess.run(
+        [sys.executable, str(KUBE_NODE), command],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=timeout,
         check=False,
     )
-    assert up.returncode == 0, up.stderr
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def _up() -> dict[str, str]:
+    """Start a node from a process that exits at once, as a killed run leaves one."""
+    out = _kube_node("up", timeout=600)
     assert STATE_FILE.exists()
     env = dict(os.environ)
-    for line in up.stdout.splitlines():
+    for line in out.splitlines():
         if line.startswith("export KUBECONFIG="):
             env["KUBECONFIG"] = line.split("=", 1)[1]
     return env
@@ -92,14 +98,7 @@ def test_stop_and_a_killed_runs_cleanup_leave_the_host_as_it_was(node: Node) -> 
             check=False,
         )
         assert wait.returncode == 0, wait.stderr
-        down = subprocess.run(
-            [sys.executable, str(KUBE_NODE), "down"],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert down.returncode == 0, down.stderr
+        _kube_node("down", timeout=300)
         assert not STATE_FILE.exists()
         assert differences(before, host_snapshot()) == {}
 

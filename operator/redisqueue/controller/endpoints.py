@@ -194,8 +194,6 @@ class Endpoint:
 
     def _launch_details(self) -> None:
         batch, self._batch = self._batch, []
-        if not batch:
-            return
         self._details_task = asyncio.create_task(
             self._read_details(batch), name=f"details {self.endpoint}"
         )
