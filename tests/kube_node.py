@@ -439,9 +439,9 @@ class Node:
     images: dict[str, Image] = field(init=False, default_factory=dict)
     startup_seconds: float = field(init=False, default=0.0)
     timings: dict[str, float] = field(init=False, default_factory=dict)
-    #: The host as the first start found it, and as the latest start found it: taken once
-    #: this node holds the lock and has cleaned up after any node whose owner was killed,
-    #: so neither a concurrent run nor a killed run's leftovers are part of it.
+    #: Host snapshots, taken once this node holds the lock and has cleaned up after any node
+    #: whose owner was killed, so neither another run's node nor a killed run's leftovers are
+    #: part of them: as the first start found the host, and as the latest start found it.
     host_before: dict[str, Any] = field(init=False, default_factory=dict)
     host_at_start: dict[str, Any] = field(init=False, default_factory=dict)
     _state: dict[str, Any] = field(init=False, default_factory=dict)
