@@ -250,6 +250,13 @@ class RedisServer:
                 continue
             break
 
+    def kill(self) -> None:
+        """SIGKILL, as an OOM kill or a crash: no shutdown, connections cut at once."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+        self.process = None
+
     def freeze(self) -> None:
         """SIGSTOP: connections stay open but nothing answers, as over a half-open one."""
         assert self.process is not None

@@ -184,6 +184,23 @@ def test_wrong_password_fails_fast_without_retries(redis_server: RedisServer) ->
     client.close()
 
 
+async def test_wrong_password_fails_fast_without_retries_on_the_async_client(
+    redis_server: RedisServer,
+) -> None:
+    settings = load_settings(
+        {"REDIS_URL": f"redis://{redis_server.endpoint}/0", "REDIS_PASSWORD": "wrong-password-456"},
+        env_file=None,
+    )
+    client = create_async_client(settings, name="wrong-pw-async")
+    started = time.monotonic()
+    with pytest.raises(AuthenticationError) as caught:
+        await asyncio.wait_for(client.ping(), timeout=20)
+    assert time.monotonic() - started < 0.9  # a 1 s backoff would have shown
+    assert "wrong-password-456" not in str(caught.value)
+    assert sample("redisqueue_client_retries_total", client="wrong-pw-async") == 0
+    await client.aclose()
+
+
 async def test_tls_client_verifies_the_server_certificate(
     tls_redis_server: RedisServer, tls_files: TLSFiles
 ) -> None:

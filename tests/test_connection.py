@@ -8,6 +8,7 @@ import logging
 import math
 import threading
 import time
+import warnings
 
 import pytest
 import redis
@@ -158,6 +159,40 @@ async def test_a_wait_forever_pop_cut_by_a_restart_is_reported_not_retried(
     # The app's next pop works on the restarted server.
     await client.lpush("jobs", "after-restart")
     assert await client.blpop(["jobs"], timeout=0) == (b"jobs", b"after-restart")
+    await client.aclose()
+
+
+async def test_async_pops_cut_by_a_kill_are_reported_and_never_take_later_jobs(
+    redis_server: RedisServer,
+) -> None:
+    # Whatever redis-py version is installed, the async client must keep this policy: no
+    # warning at creation, and the pops are not sent again to the restarted server.
+    settings = settings_for(
+        redis_server,
+        REDIS_BACKOFF_BASE_SECONDS="0.05",
+        REDIS_BACKOFF_CAP_SECONDS="0.2",
+        REDIS_RETRY_ATTEMPTS="50",
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        client = create_async_client(settings, name="killed-pops")
+    consumers = [asyncio.create_task(client.blpop(["jobs"], timeout=0)) for _ in range(3)]
+    while (  # noqa: ASYNC110
+        sum(c.get("cmd") == "blpop" for c in await asyncio.to_thread(redis_server.client_list)) < 3
+    ):
+        await asyncio.sleep(0.02)
+    await asyncio.to_thread(redis_server.kill)  # kill -9
+    await asyncio.to_thread(redis_server.start)
+    producer = redis.Redis(
+        host=redis_server.host, port=redis_server.port, password=redis_server.password
+    )
+    producer.rpush("jobs", "job-1", "job-2", "job-3")  # jobs that arrive after the crash
+    results = await asyncio.wait_for(asyncio.gather(*consumers, return_exceptions=True), timeout=10)
+    assert all(isinstance(r, BlockingCommandInterrupted) for r in results), results
+    assert not any(c.get("cmd") == "blpop" for c in redis_server.client_list())  # none re-blocked
+    assert producer.lrange("jobs", 0, -1) == [b"job-1", b"job-2", b"job-3"]  # none taken
+    assert sample("redisqueue_client_retries_total", client="killed-pops") == 0
+    producer.close()
     await client.aclose()
 
 

@@ -73,18 +73,22 @@ class ContractRetry(redis.retry.Retry):
 
 
 class AsyncContractRetry(redis.asyncio.retry.Retry):
-    """The asyncio twin of :class:`ContractRetry`."""
+    """The asyncio twin of :class:`ContractRetry`.
+
+    ``call_with_retry`` must stay a coroutine function: redis-py 8.2 replaces any retry of an
+    asyncio client whose ``call_with_retry`` is not one by its stock ``Retry`` (with a
+    warning), which would drop this policy's rules.
+    """
 
     check: Callable[[Exception], bool] = staticmethod(_retryable)
 
-    # A plain method handing back redis-py's coroutine: no extra coroutine per command.
-    def call_with_retry(  # type: ignore[override]
+    async def call_with_retry(
         self,
         do: Callable[[], Awaitable[T]],
         fail: Callable[..., Any],
         is_retryable: Callable[[Exception], bool] | None = None,
         with_failure_count: bool = False,
-    ) -> Awaitable[T]:
-        return super().call_with_retry(
+    ) -> T:
+        return await super().call_with_retry(
             do, fail, _combine(self.check, is_retryable), with_failure_count
         )
