@@ -248,3 +248,56 @@ async def test_a_cancelled_waiter_leaves_the_queue(redis_server: RedisServer) ->
     assert await client.ping() is True
     assert sample("redisqueue_client_pool_exhausted_total", client="cancelled-waiter") == 0
     await client.aclose()
+
+
+def _ours(server: RedisServer, name: str) -> int:
+    return sum(c.get("name") == name for c in server.client_list())
+
+
+def _wait_for_count(server: RedisServer, name: str, expected: int, seconds: float = 3.0) -> int:
+    # The server drops a closed connection from CLIENT LIST once it has read the close.
+    deadline = time.monotonic() + seconds
+    count = _ours(server, name)
+    while count != expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+        count = _ours(server, name)
+    return count
+
+
+@pytest.mark.parametrize("way", ["close", "with"])
+def test_closing_a_sync_client_closes_every_connection_of_its_pool(
+    redis_server: RedisServer, way: str
+) -> None:
+    name = f"owned-sync-{way}"
+    client = create_client(settings_for(redis_server), name=name, client_name=name)
+    threads = [
+        threading.Thread(target=lambda i=i: client.blpop([f"nothing:{i}"], timeout=0.5))
+        for i in range(3)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert _ours(redis_server, name) == 3  # three idle connections in the pool
+    if way == "close":
+        client.close()
+    else:
+        with client:
+            client.ping()
+    assert _wait_for_count(redis_server, name, 0) == 0
+
+
+@pytest.mark.parametrize("way", ["aclose", "async with"])
+async def test_closing_an_async_client_closes_every_connection_of_its_pool(
+    redis_server: RedisServer, way: str
+) -> None:
+    name = f"owned-async-{way.replace(' ', '-')}"
+    client = create_async_client(settings_for(redis_server), name=name, client_name=name)
+    await asyncio.gather(*(client.blpop([f"nothing:{i}"], timeout=0.5) for i in range(3)))
+    assert await asyncio.to_thread(_ours, redis_server, name) == 3
+    if way == "aclose":
+        await client.aclose()
+    else:
+        async with client:
+            await client.ping()
+    assert await asyncio.to_thread(_wait_for_count, redis_server, name, 0) == 0

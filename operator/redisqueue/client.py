@@ -30,7 +30,7 @@ import socket
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import redis
 import redis.asyncio
@@ -302,7 +302,8 @@ def create_client(
         **kwargs,
     )
     pool.observer = instr
-    client = Redis(connection_pool=pool, retry=retry)
+    # The client owns its pool: close() and `with` release every connection of it.
+    client = cast(Redis, Redis.from_pool(pool))
     client._instrumentation = instr
     metrics.POOLS.track(name, pool, _pool_reader)
     return client
@@ -343,7 +344,8 @@ def create_async_client(
         **kwargs,
     )
     pool.observer = instr
-    client = AsyncRedis(connection_pool=pool, retry=retry)
+    # The client owns its pool: aclose() and `async with` release every connection of it.
+    client = cast(AsyncRedis, AsyncRedis.from_pool(pool))
     client._instrumentation = instr
     metrics.POOLS.track(name, pool, _pool_reader)
     return client
