@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -129,7 +132,9 @@ async def test_commands_during_a_restart_succeed_once_redis_is_back(
     client = create_async_client(settings, name="restart-test")
     await client.set("k", "v")
     retries_before = sample("redisqueue_client_retries_total", client="restart-test")
-    redis_server.stop()
+    # Stopped while the app's loop runs (as in production), so the client sees its idle
+    # connection closed before it writes the next command, which then waits for the restart.
+    await asyncio.to_thread(redis_server.stop)
     restarter = asyncio.get_running_loop().run_in_executor(
         None, lambda: (time.sleep(1.0), redis_server.start())
     )
@@ -392,3 +397,21 @@ def test_a_missing_password_file_is_a_clear_settings_error(tmp_path) -> None:  #
 
     with pytest.raises(SettingsError, match=r"^REDIS_PASSWORD_FILE: cannot read"):
         load_settings({"REDIS_PASSWORD_FILE": str(tmp_path / "absent")}, env_file=None)
+
+
+def test_the_documented_idempotent_enqueue_pushes_a_job_once(redis_server: RedisServer) -> None:
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "client.md").read_text()
+    section = doc.split("**Enqueue so that a repeat does no harm.**", 1)[1]
+    recipe = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert recipe is not None
+    client = create_client(settings_for(redis_server), name="enqueue-once")
+    namespace: dict[str, Any] = {"redis": client}
+    exec(recipe.group(1), namespace)  # noqa: S102 - the documented recipe, run as written
+    job_id = namespace["job_id"]
+    # The repeat a producer sends after CommandMayHaveRun: nothing is pushed twice.
+    again = client.eval(
+        namespace["ENQUEUE_ONCE"], 2, f"phase1:seen:{job_id}", "phase1:jobs", job_id, 86400
+    )
+    assert again == 0
+    assert client.lrange("phase1:jobs", 0, -1) == [job_id.encode()]
+    client.close()

@@ -4,18 +4,26 @@ a lost connection does to each kind."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import threading
 import time
 import warnings
+from collections.abc import Callable, Iterator
 
 import pytest
 import redis
 from prometheus_client import REGISTRY
 
 from redis_server import RedisServer
-from redisqueue.client import BlockingCommandInterrupted, create_async_client, create_client
+from redisqueue.client import (
+    BlockingCommandInterrupted,
+    CommandMayHaveRun,
+    create_async_client,
+    create_client,
+    reply_timeout,
+)
 from redisqueue.connection import blocking
 from redisqueue.settings import RedisSettings, load_settings
 
@@ -266,3 +274,162 @@ def test_a_pop_whose_server_stops_answering_fails_after_its_block_time_plus_the_
         redis_server.thaw()
     assert sample("redisqueue_client_retries_total", client="frozen-pop") == 0
     client.close()
+
+
+# --- A lost reply: what is sent again and what is not ------------------------------------
+
+# Busy-waits ARGV[1] milliseconds, then pushes one element: a script slower than the deadline.
+SLOW_PUSH = """
+local start = redis.call('TIME')
+local t0 = start[1] * 1000000 + start[2]
+while true do
+  local now = redis.call('TIME')
+  if now[1] * 1000000 + now[2] - t0 >= tonumber(ARGV[1]) * 1000 then break end
+end
+return redis.call('RPUSH', KEYS[1], 'done')
+"""
+
+
+def stall_settings(server: RedisServer) -> RedisSettings:
+    # Without the rule, these retries would have sent the command again within the stall.
+    return settings_for(
+        server,
+        REDIS_SOCKET_TIMEOUT_SECONDS="0.5",
+        REDIS_BACKOFF_BASE_SECONDS="0.05",
+        REDIS_BACKOFF_CAP_SECONDS="0.2",
+        REDIS_RETRY_ATTEMPTS="40",
+    )
+
+
+def admin_for(server: RedisServer) -> redis.Redis:
+    return redis.Redis(host=server.host, port=server.port, password=server.password)
+
+
+def settled(admin: redis.Redis, read: Callable[[], object], seconds: float = 10.0) -> object:
+    """``read()`` once the server answers again (after a thaw, or a script that ends)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return read()
+        except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def stalled(server: RedisServer, seconds: float) -> Iterator[None]:
+    """SIGSTOP the server for ``seconds`` (as a fork or a disk stall does), in the background."""
+    server.freeze()
+    timer = threading.Timer(seconds, server.thaw)
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        server.thaw()
+
+
+def test_a_push_whose_reply_is_late_runs_once_and_says_it_may_have_run(
+    redis_server: RedisServer,
+) -> None:
+    client = create_client(stall_settings(redis_server), name="late-push")
+    client.ping()
+    with stalled(redis_server, 2.0), pytest.raises(CommandMayHaveRun) as caught:
+        client.rpush("jobs", "job-1")
+    admin = admin_for(redis_server)
+    assert settled(admin, lambda: admin.lrange("jobs", 0, -1)) == [b"job-1"]  # exactly one
+    message = str(caught.value)
+    assert "RPUSH" in message and "may have run" in message and "reply_timeout" in message
+    assert "job-1" not in message and redis_server.password not in message
+    assert caught.value.command == "RPUSH"
+    assert isinstance(caught.value, redis.ConnectionError)
+    assert sample("redisqueue_client_retries_total", client="late-push") == 0
+    admin.close()
+    client.close()
+
+
+async def test_an_async_push_whose_reply_is_late_runs_once(redis_server: RedisServer) -> None:
+    client = create_async_client(stall_settings(redis_server), name="late-push-async")
+    await client.ping()
+    with stalled(redis_server, 2.0):
+        with pytest.raises(CommandMayHaveRun, match="RPUSH"):
+            await client.rpush("jobs", "job-1")
+        await asyncio.sleep(0)
+    admin = admin_for(redis_server)
+    assert settled(admin, lambda: admin.lrange("jobs", 0, -1)) == [b"job-1"]
+    admin.close()
+    await client.aclose()
+
+
+def test_a_read_during_a_stall_is_sent_again_and_succeeds(redis_server: RedisServer) -> None:
+    client = create_client(stall_settings(redis_server), name="stalled-get")
+    client.set("k", "v")
+    with stalled(redis_server, 1.5):
+        assert client.get("k") == b"v"
+    assert sample("redisqueue_client_retries_total", client="stalled-get") >= 1
+    client.close()
+
+
+def test_a_transaction_whose_reply_is_late_is_not_sent_again(redis_server: RedisServer) -> None:
+    client = create_client(stall_settings(redis_server), name="late-multi")
+    client.set("k", "v")
+    with stalled(redis_server, 2.0), pytest.raises(CommandMayHaveRun, match="MULTI/EXEC"):
+        client.pipeline(transaction=True).rpush("jobs", "job-1").incr("count").execute()
+    admin = admin_for(redis_server)
+    assert settled(admin, lambda: admin.lrange("jobs", 0, -1)) == [b"job-1"]
+    assert admin.get("count") == b"1"
+    # A pipeline of reads only is sent again, and succeeds.
+    with stalled(redis_server, 1.5):
+        assert client.pipeline().get("k").llen("jobs").execute() == [b"v", 1]
+    admin.close()
+    client.close()
+
+
+def test_a_script_longer_than_the_read_timeout_runs_once_and_says_so(
+    redis_server: RedisServer,
+) -> None:
+    client = create_client(stall_settings(redis_server), name="slow-script")
+    client.ping()
+    with pytest.raises(CommandMayHaveRun, match="EVAL") as caught:
+        client.eval(SLOW_PUSH, 1, "results", 1200)  # 1.2 s against a 0.5 s deadline
+    assert "reply_timeout" in str(caught.value)
+    admin = admin_for(redis_server)
+    time.sleep(1.0)  # the script ends on the server
+    assert settled(admin, lambda: admin.lrange("results", 0, -1)) == [b"done"]  # ran once
+    admin.close()
+    client.close()
+
+
+async def test_reply_timeout_lets_a_script_longer_than_the_socket_timeout_succeed_once(
+    redis_server: RedisServer,
+) -> None:
+    # The contract's defaults (5 s socket timeout) and a 5.5 s script.
+    client = create_async_client(settings_for(redis_server), name="long-script")
+    with reply_timeout(10):
+        assert await client.eval(SLOW_PUSH, 1, "results", 5500) == 1
+    assert await client.lrange("results", 0, -1) == [b"done"]
+    assert sample("redisqueue_client_retries_total", client="long-script") == 0
+    await client.aclose()
+
+
+@pytest.mark.parametrize("seconds", [0, -1, math.inf, math.nan, "5", True])
+def test_reply_timeout_refuses_what_is_not_a_positive_number(seconds: object) -> None:
+    with (
+        pytest.raises(ValueError, match="reply_timeout: seconds must be"),
+        reply_timeout(seconds),  # type: ignore[arg-type]
+    ):
+        pass
+
+
+async def test_an_async_read_past_its_reply_timeout_is_sent_again_never_answered_with_none(
+    redis_server: RedisServer,
+) -> None:
+    # redis-py's own per-read timeout of the asyncio client answers None when it expires and
+    # keeps the connection; reply_timeout must fail the read like the socket timeout does.
+    client = create_async_client(stall_settings(redis_server), name="stalled-get-async")
+    await client.set("k", "v")
+    with stalled(redis_server, 1.5), reply_timeout(0.3):
+        assert await client.get("k") == b"v"
+    assert sample("redisqueue_client_retries_total", client="stalled-get-async") >= 1
+    await client.aclose()

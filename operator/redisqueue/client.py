@@ -10,7 +10,10 @@ clients configured from the connection contract (see :mod:`redisqueue.settings`)
   own block time on top (:mod:`redisqueue.connection`), and idle connections are checked
   with a PING before reuse;
 * retries with :class:`~redisqueue.backoff.ContractBackoff` (1 s, 2 s, 4 s ... 30 s) for
-  connects and commands, ``REDIS_RETRY_ATTEMPTS`` times; authentication errors are not
+  connects and commands, ``REDIS_RETRY_ATTEMPTS`` times, but never of a command that may
+  have run: after a lost reply only reads and other commands safe to repeat are sent again
+  (:mod:`redisqueue.commands`), the others raise :class:`CommandMayHaveRun`, and
+  :func:`reply_timeout` gives longer commands their time; authentication errors are not
   retried (a wrong password does not fix itself by waiting) unless the password comes from
   ``REDIS_PASSWORD_FILE``, which is read again at every attempt (a rotated Secret);
 * Prometheus metrics (:mod:`redisqueue.metrics`) and one log line per connection event.
@@ -44,7 +47,12 @@ from redis.exceptions import (
 
 from . import connection, metrics
 from .backoff import ContractBackoff
-from .connection import BlockingCommandInterrupted, PasswordFileCredentials
+from .connection import (
+    BlockingCommandInterrupted,
+    CommandMayHaveRun,
+    PasswordFileCredentials,
+    reply_timeout,
+)
 from .contract import tls_options
 from .pool import AsyncFairBlockingConnectionPool, FairBlockingConnectionPool, PoolExhaustedError
 from .retry import NOT_RETRYABLE_WITH_FILE, AsyncContractRetry, ContractRetry, checker
@@ -53,10 +61,12 @@ from .settings import RedisSettings, load_settings
 __all__ = [
     "AsyncRedis",
     "BlockingCommandInterrupted",
+    "CommandMayHaveRun",
     "PoolExhaustedError",
     "Redis",
     "create_async_client",
     "create_client",
+    "reply_timeout",
 ]
 
 log = logging.getLogger("redisqueue.client")

@@ -3,8 +3,12 @@
 Connection failures and timeouts are retried on the contract's backoff. Errors that waiting
 cannot fix are raised at once: authentication and authorization errors (unless the password
 comes from a file, which is read again at each attempt and may have been rotated), error
-replies, a blocking command whose element may already be gone
-(:class:`~redisqueue.connection.BlockingCommandInterrupted`), and an exhausted pool.
+replies, a command whose reply was lost and that may have run
+(:class:`~redisqueue.connection.CommandMayHaveRun`; a blocking pop whose element may already
+be gone is its :class:`~redisqueue.connection.BlockingCommandInterrupted`), and an exhausted
+pool. Which commands may be sent again is decided where they are read
+(:mod:`redisqueue.connection`, :mod:`redisqueue.commands`): a timeout or a lost connection
+that reaches this policy is one where repeating is safe.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import redis.asyncio.retry
 import redis.retry
 from redis.exceptions import AuthenticationError, AuthorizationError, ResponseError
 
-from .connection import BlockingCommandInterrupted
+from .connection import CommandMayHaveRun
 from .pool import PoolExhaustedError
 
 T = TypeVar("T")
@@ -26,7 +30,7 @@ NOT_RETRYABLE: tuple[type[Exception], ...] = (
     AuthenticationError,
     AuthorizationError,
     ResponseError,
-    BlockingCommandInterrupted,
+    CommandMayHaveRun,
     PoolExhaustedError,
 )
 # With a password file, waiting can fix an authentication error: the file is re-read.
