@@ -22,8 +22,9 @@ REPO = Path(__file__).resolve().parents[1]
 DOC = (REPO / "docs" / "client.md").read_text()
 
 
-def recipes() -> list[str]:
-    section = DOC.split("## Exposing the client's metrics", 1)[1]
+def recipes(heading: str = "## Exposing the client's metrics") -> list[str]:
+    """The Python blocks of one section of docs/client.md."""
+    section = DOC.split(heading + "\n", 1)[1].split("\n## ", 1)[0]
     return re.findall(r"```python\n(.*?)```", section, re.DOTALL)
 
 

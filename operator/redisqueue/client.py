@@ -135,6 +135,11 @@ class _Instrumentation:
     def exhausted(self) -> None:
         self._exhausted.inc()
 
+    def changed(self) -> None:
+        # Read at scrape time by a collector, except in multiprocess mode.
+        if metrics.MULTIPROCESS:
+            metrics.POOLS.refresh(self.name)
+
     def lost(self, exc: BaseException) -> None:
         with self._state_lock:
             if self._lost_at is not None:

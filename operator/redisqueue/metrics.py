@@ -5,18 +5,27 @@ and command counts are read at scrape time by collectors, so the command path on
 for a few additions. Only these families appear in an app's ``/metrics``: the operator's
 own families live in :mod:`redisqueue.controller.metrics` and are registered only when
 the operator imports them.
+
+Under prometheus-client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR`` set, as for
+gunicorn), collectors see only the process that is scraped, so the same families are
+prometheus-client's own metrics instead, which it writes to that directory for
+``MultiProcessCollector``: counters and histograms as they are, and the pool gauges with
+``multiprocess_mode="livesum"`` (the sum over the processes alive), set whenever a pool
+hands out or takes back a connection.
 """
 
 from __future__ import annotations
 
 import bisect
 import contextlib
+import os
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any, Protocol
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -63,6 +72,20 @@ LATENCY_BUCKETS = (
     5.0,
 )
 
+#: prometheus-client's multiprocess mode, decided as it decides it: by these variables, read
+#: when it is imported.
+MULTIPROCESS = any(
+    name in os.environ for name in ("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir")
+)
+
+# --- help texts: one per family, whichever way it is exposed -----------------------------
+_CONNECTIONS_HELP = "Connections of the client's pool, by state (in_use or idle)."
+_MAX_HELP = "The pool's hard cap on open connections (REDIS_POOL_MAX_CONNECTIONS)."
+_WAITERS_HELP = "Callers waiting for a free connection of the client's pool, in arrival order."
+_COMMANDS_HELP = "Redis commands sent by the client library, by command and outcome (ok or error)."
+_DURATION_HELP = "Time from sending a command to its reply, retries included."
+_WAIT_HELP = "Time a caller waited for a connection from the client's pool (0 when one was free)."
+
 # --- client / pool side -------------------------------------------------------------
 CLIENT_RETRIES = Counter(
     "redisqueue_client_retries",
@@ -101,6 +124,7 @@ class PoolCollector(Collector):
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._refresh_lock = threading.Lock()
         self._sources: dict[int, tuple[str, weakref.ref[object], Callable[[object], PoolSnapshot]]]
         self._sources = {}
 
@@ -108,33 +132,21 @@ class PoolCollector(Collector):
         key = id(owner)
         with self._lock:
             self._sources[key] = (name, weakref.ref(owner, lambda _r: self._forget(key)), read)
+        self.refresh(name)
 
     def _forget(self, key: int) -> None:
         with self._lock:
-            self._sources.pop(key, None)
+            source = self._sources.pop(key, None)
+        if source is not None:
+            self.refresh(source[0])
 
-    def collect(self) -> Iterator[Metric]:
-        conns = GaugeMetricFamily(
-            "redisqueue_client_connections",
-            "Connections of the client's pool, by state (in_use or idle).",
-            labels=["client", "state"],
-        )
-        cap = GaugeMetricFamily(
-            "redisqueue_client_connections_max",
-            "The pool's hard cap on open connections (REDIS_POOL_MAX_CONNECTIONS).",
-            labels=["client"],
-        )
-        waiters = GaugeMetricFamily(
-            "redisqueue_client_pool_waiters",
-            "Callers waiting for a free connection of the client's pool, in arrival order.",
-            labels=["client"],
-        )
+    def _totals(self, only: str | None = None) -> dict[str, list[int]]:
         totals: dict[str, list[int]] = {}
         with self._lock:
             sources = list(self._sources.values())
         for name, ref, read in sources:
             owner = ref()
-            if owner is None:
+            if owner is None or (only is not None and name != only):
                 continue
             snap = read(owner)
             acc = totals.setdefault(name, [0, 0, 0, 0])
@@ -142,7 +154,29 @@ class PoolCollector(Collector):
             acc[1] += snap.idle
             acc[2] += snap.max
             acc[3] += snap.waiting
-        for name, (in_use, idle, maximum, waiting) in sorted(totals.items()):
+        return totals
+
+    def refresh(self, name: str) -> None:
+        """In multiprocess mode, write this process's pool state of client ``name``."""
+        if _POOL_GAUGES is None:
+            return
+        with self._refresh_lock:
+            in_use, idle, maximum, waiting = self._totals(name).get(name, [0, 0, 0, 0])
+            connections, cap, waiters = _POOL_GAUGES
+            connections.labels(name, "in_use").set(in_use)
+            connections.labels(name, "idle").set(idle)
+            cap.labels(name).set(maximum)
+            waiters.labels(name).set(waiting)
+
+    def collect(self) -> Iterator[Metric]:
+        conns = GaugeMetricFamily(
+            "redisqueue_client_connections", _CONNECTIONS_HELP, labels=["client", "state"]
+        )
+        cap = GaugeMetricFamily("redisqueue_client_connections_max", _MAX_HELP, labels=["client"])
+        waiters = GaugeMetricFamily(
+            "redisqueue_client_pool_waiters", _WAITERS_HELP, labels=["client"]
+        )
+        for name, (in_use, idle, maximum, waiting) in sorted(self._totals().items()):
             conns.add_metric([name, "in_use"], in_use)
             conns.add_metric([name, "idle"], idle)
             cap.add_metric([name], maximum)
@@ -194,20 +228,20 @@ class CommandCollector(Collector):
         self._lock = threading.Lock()
         self._stats: dict[str, CommandStats] = {}
 
-    def stats_for(self, client: str) -> CommandStats:
+    def stats_for(self, client: str) -> CommandObserver:
         """The (shared) stats of every client created with this name."""
+        if _COMMAND_FAMILIES is not None:
+            return _MultiprocessCommands(client, *_COMMAND_FAMILIES)
         with self._lock:
             return self._stats.setdefault(client, CommandStats(client))
 
     def collect(self) -> Iterator[Metric]:
         commands = CounterMetricFamily(
-            "redisqueue_client_commands",
-            "Redis commands sent by the client library, by command and outcome (ok or error).",
-            labels=["client", "command", "outcome"],
+            "redisqueue_client_commands", _COMMANDS_HELP, labels=["client", "command", "outcome"]
         )
         duration = HistogramMetricFamily(
             "redisqueue_client_command_duration_seconds",
-            "Time from sending a command to its reply, retries included.",
+            _DURATION_HELP,
             labels=["client", "command"],
         )
         with self._lock:
@@ -261,15 +295,15 @@ class WaitCollector(Collector):
         self._lock = threading.Lock()
         self._stats: dict[str, WaitStats] = {}
 
-    def stats_for(self, client: str) -> WaitStats:
+    def stats_for(self, client: str) -> WaitObserver:
+        if _WAIT_FAMILY is not None:
+            return _WAIT_FAMILY.labels(client)
         with self._lock:
             return self._stats.setdefault(client, WaitStats())
 
     def collect(self) -> Iterator[Metric]:
         waits = HistogramMetricFamily(
-            "redisqueue_client_pool_wait_seconds",
-            "Time a caller waited for a connection from the client's pool (0 when one was free).",
-            labels=["client"],
+            "redisqueue_client_pool_wait_seconds", _WAIT_HELP, labels=["client"]
         )
         with self._lock:
             all_stats = sorted(self._stats.items())
@@ -288,6 +322,76 @@ class WaitCollector(Collector):
         return list(self.collect())
 
 
+class CommandObserver(Protocol):
+    """Where a client records each command: its name, seconds and outcome."""
+
+    def observe(self, command: str, seconds: float, ok: bool) -> None: ...
+
+
+class WaitObserver(Protocol):
+    """Where a client records each wait for a pooled connection."""
+
+    def observe(self, amount: float) -> None: ...
+
+
+class _MultiprocessCommands:
+    """One client's commands, recorded in prometheus-client's own (multiprocess) metrics."""
+
+    __slots__ = ("_children", "_client", "_counter", "_histogram")
+
+    def __init__(self, client: str, counter: Counter, histogram: Histogram) -> None:
+        self._client = client
+        self._counter = counter
+        self._histogram = histogram
+        self._children: dict[tuple[str, bool], tuple[Any, Any]] = {}
+
+    def observe(self, command: str, seconds: float, ok: bool) -> None:
+        children = self._children.get((command, ok))
+        if children is None:
+            outcome = "ok" if ok else "error"
+            children = (
+                self._counter.labels(self._client, command, outcome),
+                self._histogram.labels(self._client, command),
+            )
+            self._children[(command, ok)] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+
+_POOL_GAUGES: tuple[Gauge, Gauge, Gauge] | None = None
+_COMMAND_FAMILIES: tuple[Counter, Histogram] | None = None
+_WAIT_FAMILY: Histogram | None = None
+if MULTIPROCESS:
+    _POOL_GAUGES = (
+        Gauge(
+            "redisqueue_client_connections",
+            _CONNECTIONS_HELP,
+            ["client", "state"],
+            multiprocess_mode="livesum",
+        ),
+        Gauge(
+            "redisqueue_client_connections_max",
+            _MAX_HELP,
+            ["client"],
+            multiprocess_mode="livesum",
+        ),
+        Gauge(
+            "redisqueue_client_pool_waiters", _WAITERS_HELP, ["client"], multiprocess_mode="livesum"
+        ),
+    )
+    _COMMAND_FAMILIES = (
+        Counter("redisqueue_client_commands", _COMMANDS_HELP, ["client", "command", "outcome"]),
+        Histogram(
+            "redisqueue_client_command_duration_seconds",
+            _DURATION_HELP,
+            ["client", "command"],
+            buckets=LATENCY_BUCKETS,
+        ),
+    )
+    _WAIT_FAMILY = Histogram(
+        "redisqueue_client_pool_wait_seconds", _WAIT_HELP, ["client"], buckets=POOL_WAIT_BUCKETS
+    )
+
 POOLS = PoolCollector()
 COMMANDS = CommandCollector()
 POOL_WAITS = WaitCollector()
@@ -299,4 +403,7 @@ def _register(registry: CollectorRegistry) -> None:
             registry.register(collector)
 
 
-_register(REGISTRY)
+if not MULTIPROCESS:
+    # In multiprocess mode the families above are prometheus-client's own metrics, which
+    # MultiProcessCollector reads from PROMETHEUS_MULTIPROC_DIR.
+    _register(REGISTRY)

@@ -43,11 +43,14 @@ class PoolExhaustedError(ConnectionError):
 
 
 class PoolObserver(Protocol):
-    """What a pool reports: each wait for a connection, and each caller that gave up."""
+    """What a pool reports: each wait for a connection, each caller that gave up, and each
+    change of its connections (handed out, taken back)."""
 
     def waited(self, seconds: float) -> None: ...
 
     def exhausted(self) -> None: ...
+
+    def changed(self) -> None: ...
 
 
 class _Quiet:
@@ -55,6 +58,9 @@ class _Quiet:
         pass
 
     def exhausted(self) -> None:
+        pass
+
+    def changed(self) -> None:
         pass
 
 
@@ -141,6 +147,7 @@ class FairBlockingConnectionPool(redis.BlockingConnectionPool):
         except BaseException:
             self.release(connection)
             raise
+        self.observer.changed()
         return connection
 
     def release(self, connection: Any) -> None:
@@ -157,8 +164,9 @@ class FairBlockingConnectionPool(redis.BlockingConnectionPool):
                 waiter.item = item
                 waiter.served = True
                 waiter.event.set()
-                return
-            self.pool.put_nowait(item)
+            else:
+                self.pool.put_nowait(item)
+        self.observer.changed()
 
     def _free_slot(self) -> None:
         # A slot handed to a caller that left: pass it on like a released connection.
@@ -196,6 +204,7 @@ class AsyncFairBlockingConnectionPool(redis.asyncio.BlockingConnectionPool):
         except BaseException:
             await self.release(connection)
             raise
+        self.observer.changed()
         return connection
 
     async def _wait_turn(self) -> Any:
@@ -245,6 +254,7 @@ class AsyncFairBlockingConnectionPool(redis.asyncio.BlockingConnectionPool):
         if connection.should_reconnect():
             await connection.disconnect()
         self._hand_over(connection)
+        self.observer.changed()
         # As redis-py's pool does: listeners (re-authentication with streaming credential
         # providers) hear about every released connection.
         dispatcher = self._event_dispatcher
