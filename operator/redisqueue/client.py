@@ -1,5 +1,8 @@
 """The client library apps use: a fair bounded pool, the contract's backoff, and metrics.
 
+Long on purpose: the sync and the asyncio client are built side by side from the same parts,
+so that any difference between the two shows.
+
 ``create_client()`` (sync) and ``create_async_client()`` (asyncio) return redis-py
 clients configured from the connection contract (see :mod:`redisqueue.settings`):
 

@@ -1,4 +1,7 @@
-"""Connections that give every blocking command the read deadline Redis defines for it.
+"""Connections that give every command its read deadline and decide what a lost reply allows.
+
+Long on purpose: the read deadline and the rule on what may be sent again are one decision
+per read, taken by the same mixins for the sync and the asyncio connection classes.
 
 A plain command's reply must come within ``REDIS_SOCKET_TIMEOUT_SECONDS``, so a half-open
 connection fails fast. A blocking command (the B*POP family, BLMOVE, BRPOPLPUSH, BLMPOP,

@@ -1,5 +1,8 @@
 """The client library's Prometheus families, prefixed ``redisqueue_client_``, base units.
 
+Long on purpose: each family is defined for the scrape-time collectors and, next to it, as
+prometheus-client's own metric for multiprocess mode, so the two cannot drift apart.
+
 Every family carries a ``client`` label (the name an app gives its client). Pool gauges
 and command counts are read at scrape time by collectors, so the command path only pays
 for a few additions. Only these families appear in an app's ``/metrics``: the operator's
