@@ -46,15 +46,14 @@ SERVER_SCRIPT = textwrap.dedent(
     import sys
     from aiohttp import web
     from redisqueue.contract import ConnectionContract
-    from redisqueue.controller.health import create_app
-    from redisqueue.controller.probe import Probe, ProbeRegistry
+    from redisqueue.controller.serving.health import ProbeList, create_app
+    from redisqueue.controller.probing.probe import Probe
 
     redis_port, http_port = int(sys.argv[1]), int(sys.argv[2])
     password = sys.stdin.readline().strip()
-    registry = ProbeRegistry()
-    registry.add(Probe(ConnectionContract(host="127.0.0.1", port=redis_port, password=password),
-                       namespace="bench", name="q"))
-    app = create_app(registry)
+    probe = Probe(ConnectionContract(host="127.0.0.1", port=redis_port, password=password),
+                  namespace="bench", name="q")
+    app = create_app(ProbeList(probe))
 
     async def trivial(request):
         return web.json_response({"status": "ok"})

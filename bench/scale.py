@@ -53,7 +53,7 @@ from operator_harness import (  # noqa: E402
     service_account_kubeconfig,
 )
 from redis_server import RedisServer  # noqa: E402
-from redisqueue.controller.kube import Kube, object_path  # noqa: E402
+from redisqueue.controller.api.kube import Kube, object_path  # noqa: E402
 
 GROUP, VERSION, PLURAL = "redisqueue.dev", "v1alpha1", "redisqueues"
 API = f"{GROUP}/{VERSION}"

@@ -27,7 +27,7 @@ from kube_controlplane import ControlPlane, kill_process_group
 from operator_harness import OperatorProcess, apply_secret, create_rq, rq_path, wait_for_ready
 from prometheus_fixtures import PrometheusServer, StartPrometheus, value
 from redis_server import RedisServer, free_port
-from redisqueue.controller.kube import Kube
+from redisqueue.controller.api.kube import Kube
 
 pytestmark = pytest.mark.k8s
 

@@ -32,7 +32,7 @@ from operator_harness import (
     wait_for_ready,
 )
 from redis_server import RedisServer
-from redisqueue.controller.kube import Kube, object_path
+from redisqueue.controller.api.kube import Kube, object_path
 
 LEASE_SECONDS = 6
 LEASE = object_path("coordination.k8s.io/v1", "Lease", OPERATOR_NAMESPACE, "redisqueue-operator")

@@ -31,10 +31,10 @@ from kube_controlplane import ControlPlane
 from prometheus_fixtures import PrometheusServer, Promtool, StartPrometheus, value
 from redis_server import RedisServer
 from redisqueue.client import create_async_client
-from redisqueue.controller import metrics
-from redisqueue.controller.health import create_app
-from redisqueue.controller.probe import Probe, ProbeRegistry
-from redisqueue.controller.probe_result import QueueKey
+from redisqueue.controller.probing.probe import Probe
+from redisqueue.controller.probing.result import QueueKey
+from redisqueue.controller.serving.health import ProbeList, create_app
+from redisqueue.controller.telemetry import metrics
 from redisqueue.settings import RedisSettings, load_settings
 
 CHART = Path(__file__).resolve().parents[1] / "charts" / "redisqueue-operator"
@@ -93,11 +93,8 @@ async def health_site() -> AsyncIterator[StartSite]:
     sessions: list[aiohttp.ClientSession] = []
 
     async def start(*probe_list: Probe) -> HealthSite:
-        registry = ProbeRegistry()
-        for probe in probe_list:
-            registry.add(probe)
-            probes.append(probe)
-        runner = web.AppRunner(create_app(registry), access_log=None)
+        probes.extend(probe_list)
+        runner = web.AppRunner(create_app(ProbeList(*probe_list)), access_log=None)
         await runner.setup()
         runners.append(runner)
         site = web.TCPSite(runner, "127.0.0.1", 0)

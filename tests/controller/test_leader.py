@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from redisqueue.controller.leader import LeaseSettings, micro_time
+from redisqueue.controller.api.lease import LeaseSettings, micro_time
 
 
 def test_a_lease_shorter_than_two_retries_is_refused_naming_both() -> None:
