@@ -11,7 +11,7 @@ import pytest
 from harness.fake_kube import FakeKube
 from harness.fast_tier import NAMESPACE, MakeQueue, secret
 from redis_server import RedisServer
-from redisqueue.controller.api.kube import WRITE_GATE
+from redisqueue.controller.api.gate import WRITE_GATE
 from redisqueue.controller.readside.side import ReadSide
 from redisqueue.controller.reconciler import Reconciler
 from redisqueue.controller.resource.identity import API_VERSION, KIND

@@ -8,13 +8,8 @@ from pathlib import Path
 import pytest
 
 from kube_controlplane import ControlPlane
-from redisqueue.controller.api.kube import (
-    EventTooLarge,
-    Kube,
-    KubeError,
-    NoClusterError,
-    object_path,
-)
+from redisqueue.controller.api.kube import EventTooLarge, Kube, KubeError, object_path
+from redisqueue.controller.api.login import NoClusterError
 
 SELF_REVIEW = "/apis/authentication.k8s.io/v1/selfsubjectreviews"
 

@@ -23,7 +23,8 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from redisqueue.controller.api.kube import WRITE_GATE, KubeError, WriteFenced
+from redisqueue.controller.api.gate import WRITE_GATE, WriteFenced
+from redisqueue.controller.api.kube import KubeError
 
 JSON = dict[str, Any]
 

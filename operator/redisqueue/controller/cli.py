@@ -230,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "operator":
             keep_kubernetes_client_out()
-            from .api.kube import NoClusterError
+            from .api.login import NoClusterError
             from .runner import Election, run_operator
 
             election = None

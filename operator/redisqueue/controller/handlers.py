@@ -12,8 +12,9 @@ import kopf
 
 from redisqueue.backoff import exponential_delay
 
+from .api.gate import WriteFenced
 from .api.kopfstorage import MemoryDiffBase, UnmarkedProgressStorage
-from .api.kube import KubeError, WriteFenced
+from .api.kube import KubeError
 from .reconciler import Reconciler
 from .resource.errors import InvalidSpecError, SetupError
 from .resource.identity import DOMAIN, FINALIZER, GROUP, PLURAL, VERSION

@@ -24,9 +24,11 @@ import kopf
 from aiohttp import web
 
 from . import handlers  # noqa: F401 - registers the kopf handlers
-from .api.kube import WRITE_GATE, Kube, KubeError, identify, login, object_path
+from .api.gate import WRITE_GATE
+from .api.kube import Kube, KubeError, object_path
 from .api.lease import LeaderElector
 from .api.lease import LeaseSettings as Election
+from .api.login import identify, login
 from .readside.side import ReadSide
 from .reconciler import Reconciler
 from .resource.policy import OperatorPolicy, PolicyError

@@ -15,19 +15,26 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import contextlib
 import dataclasses
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Final
 
 import aiohttp
 import kopf
-import yaml
 
-from ..resource.identity import JSON, MANAGED_BY, PLURAL
+from ..resource.identity import JSON, PLURAL
+from .gate import WRITE_GATE, WRITES, WriteFenced
+from .login import (
+    SERVICE_ACCOUNT_TOKEN,
+    NoClusterError,
+    connection_info,
+    kubeconfig_env,
+    usable_kubeconfig,
+    user_agent,
+)
 
 _PLURALS: Final = {
     "Secret": "secrets",
@@ -48,10 +55,6 @@ MERGE: Final = "application/merge-patch+json"
 #: Connections kept to the API server: a burst over a thousand RedisQueues queues behind
 #: these instead of opening a socket (and a TLS handshake) per call.
 POOL_SIZE: Final = 64
-#: The same for kopf's requests (its watches, finalizers and progress patches).
-KOPF_POOL_SIZE: Final = 32
-#: Where a pod's ServiceAccount token is mounted (kopf's in-cluster login reads it too).
-SERVICE_ACCOUNT_TOKEN: Final = "/var/run/secrets/kubernetes.io/serviceaccount/token"  # noqa: S105
 #: A mounted (bound) token is rotated by the kubelet; it is read again after this long.
 TOKEN_MAX_AGE_SECONDS: Final = 60.0
 #: The longest any single request may take.
@@ -65,8 +68,6 @@ METADATA_LIST: Final = "application/json;as=PartialObjectMetadataList;g=meta.k8s
 METADATA_ONE: Final = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 #: The largest watch event read (an etcd object is at most 1.5 MiB; JSON adds escapes).
 MAX_EVENT_BYTES: Final = 8 * 1024 * 1024
-#: Methods that change something: refused while the write fence is closed.
-WRITES: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 class KubeError(Exception):
@@ -91,71 +92,6 @@ class KubeError(Exception):
         return self.status == 403
 
 
-class WriteFenced(Exception):
-    """A write refused in this process before it was sent: this replica may no longer write
-    (it is not, or no longer surely, the leader)."""
-
-
-class WriteGate:
-    """Asked before every write this process sends, by :class:`Kube` and by kopf's session.
-
-    Open unless the leader election says otherwise (:meth:`fence`): a replica that can no
-    longer be sure it leads refuses its own writes before they leave the process, so two
-    replicas never both write.
-    """
-
-    def __init__(self) -> None:
-        self._may_write: Callable[[], bool] | None = None
-        self._deadline: Callable[[], float] | None = None
-
-    def fence(
-        self, may_write: Callable[[], bool] | None, deadline: Callable[[], float] | None = None
-    ) -> None:
-        """Let writes through only while ``may_write()`` is True (None: always), each over
-        by ``deadline()`` (event-loop time) at the latest."""
-        self._may_write = may_write
-        self._deadline = deadline
-
-    def check(self, method: str, what: object) -> None:
-        """Raise :class:`WriteFenced` if the write may not be sent."""
-        if self._may_write is not None and not self._may_write():
-            raise WriteFenced(f"{method} {what}: this replica may not write now")
-
-    def seconds_left(self) -> float | None:
-        """How long a write sent now may take, or None when there is no deadline."""
-        if self._deadline is None:
-            return None
-        return self._deadline() - asyncio.get_running_loop().time()
-
-    async def on_request_start(
-        self,
-        session: aiohttp.ClientSession,
-        context: object,
-        params: aiohttp.TraceRequestStartParams,
-    ) -> None:
-        """aiohttp's hook for kopf's session: the same check for kopf's writes."""
-        if params.method in WRITES:
-            self.check(params.method, params.url.path)
-
-
-#: The one gate of this process.
-WRITE_GATE: Final = WriteGate()
-
-_user_agent = MANAGED_BY
-
-
-def identify(identity: str) -> None:
-    """Name this replica in the User-Agent of every request it sends from now on (its own
-    client's and kopf's), so the API server's audit log tells the replicas apart."""
-    global _user_agent  # noqa: PLW0603 - one process, one identity
-    _user_agent = f"{MANAGED_BY}/{identity}" if identity else MANAGED_BY
-
-
-class NoClusterError(Exception):
-    """No cluster to talk to: no in-cluster account and no usable kubeconfig, or the API
-    server does not answer. The message is one line that says which, without credentials."""
-
-
 def object_path(
     api_version: str,
     kind: str,
@@ -171,107 +107,6 @@ def object_path(
     if subresource:
         path += f"/{subresource}"
     return path
-
-
-def _kubeconfig_files() -> tuple[str, list[str]]:
-    """$KUBECONFIG (or ~/.kube/config), and those of its files that exist."""
-    paths = os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
-    found = [p for p in paths.split(os.pathsep) if p and os.path.isfile(os.path.expanduser(p))]
-    return paths, found
-
-
-@contextlib.contextmanager
-def _kubeconfig_env(paths: str) -> Iterator[None]:
-    """$KUBECONFIG set to ``paths`` for the duration (kopf's login reads only the variable).
-    Synchronous, so no other task of the event loop sees the change."""
-    saved = os.environ.get("KUBECONFIG")
-    os.environ["KUBECONFIG"] = paths
-    try:
-        yield
-    finally:
-        if saved is None:
-            del os.environ["KUBECONFIG"]
-        else:
-            os.environ["KUBECONFIG"] = saved
-
-
-def _in_cluster_server(info: kopf.ConnectionInfo) -> kopf.ConnectionInfo:
-    """The API server's ClusterIP from the environment the kubelet sets, as client-go does,
-    so reaching it does not depend on cluster DNS (kopf's login names kubernetes.default.svc)."""
-    host = os.environ.get("KUBERNETES_SERVICE_HOST", "")
-    port = os.environ.get("KUBERNETES_SERVICE_PORT", "")
-    if not host or not port:
-        return info
-    host = f"[{host}]" if ":" in host else host
-    return dataclasses.replace(info, server=f"https://{host}:{port}")
-
-
-def _usable_kubeconfig(settings: kopf.OperatorSettings) -> kopf.ConnectionInfo:
-    paths, found = _kubeconfig_files()
-    if not found:
-        raise NoClusterError(
-            f"no Kubernetes cluster configured: not running in a pod, and no kubeconfig at {paths}"
-        )
-    # Like kubectl, files of the list that do not exist are skipped.
-    try:
-        with _kubeconfig_env(os.pathsep.join(found)):
-            info = kopf.login_with_kubeconfig(settings=settings)
-    except yaml.YAMLError as exc:
-        # Never the YAML error's text: it quotes the offending line, which may hold a token.
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        detail = f"it is not valid YAML{where}"
-    except KeyError as exc:
-        detail = f"its current context refers to a missing entry {exc}"
-    except (kopf.LoginError, OSError, ValueError, TypeError, AttributeError) as exc:
-        # These name a file, a key or a type, never a credential.
-        detail = " ".join(str(exc).split()) or type(exc).__name__
-    else:
-        if info is not None and info.server:
-            return info
-        detail = "its current context's cluster has no server"
-    raise NoClusterError(f"the kubeconfig at {paths} is not usable: {detail}")
-
-
-def _login(settings: kopf.OperatorSettings | None = None) -> tuple[kopf.ConnectionInfo, bool]:
-    """The connection, and whether it is the pod's ServiceAccount (its token rotates)."""
-    settings = settings or kopf.OperatorSettings()
-    info = kopf.login_with_service_account(settings=settings)
-    if info is not None:
-        return _in_cluster_server(info), True
-    return _usable_kubeconfig(settings), False
-
-
-async def login(**kwargs: Any) -> kopf.AiohttpSession:
-    """kopf's login handler: in-cluster ServiceAccount first, then the kubeconfig
-    ($KUBECONFIG or ~/.kube/config), with kopf's own login functions, so kopf and
-    :class:`Kube` reach the same server with the same credentials.
-
-    The session comes with a bounded pool of :data:`KOPF_POOL_SIZE` connections. kopf's own
-    has no bound: under a burst of a thousand RedisQueues it opened hundreds of TLS
-    connections (a handshake each, on both ends, and some 200 KiB of buffers each), and
-    kept opening new ones over repeated bursts.
-
-    Raises :class:`NoClusterError` when neither is usable. A coroutine, so kopf runs it in
-    the event loop rather than in a thread (it sets $KUBECONFIG for a moment).
-    """
-    settings = kwargs.get("settings")
-    info = _login(settings if isinstance(settings, kopf.OperatorSettings) else None)[0]
-    fence = aiohttp.TraceConfig()
-    fence.on_request_start.append(WRITE_GATE.on_request_start)
-    session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=KOPF_POOL_SIZE, ssl=info.as_ssl_context()),
-        trace_configs=[fence],
-        headers={**info.as_http_headers(), "User-Agent": f"{_user_agent} (kopf)"},
-        auth=info.as_aiohttp_basic_auth() if info.username else None,
-        trust_env=info.trust_env,
-    )
-    return kopf.AiohttpSession(
-        server=info.server,
-        default_namespace=info.default_namespace,
-        expiration=info.expiration,
-        aiohttp_session=session,
-    )
 
 
 class Kube:
@@ -297,14 +132,14 @@ class Kube:
     @classmethod
     async def connect(cls) -> Kube:
         """The operator's client: the pod's ServiceAccount, else the kubeconfig."""
-        info, in_cluster = _login()
+        info, in_cluster = connection_info()
         return cls._checked(info, token_file=SERVICE_ACCOUNT_TOKEN if in_cluster else None)
 
     @classmethod
     def from_kubeconfig(cls, path: str | os.PathLike[str]) -> Kube:
         """A client for the current context of the kubeconfig at ``path``."""
-        with _kubeconfig_env(os.fspath(path)):
-            info = _usable_kubeconfig(kopf.OperatorSettings())
+        with kubeconfig_env(os.fspath(path)):
+            info = usable_kubeconfig(kopf.OperatorSettings())
         return cls._checked(info)
 
     @classmethod
@@ -351,7 +186,7 @@ class Kube:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._pool_size, ssl=self._ssl or True),
-                headers={"User-Agent": _user_agent},
+                headers={"User-Agent": user_agent()},
                 trust_env=self.info.trust_env,
             )
         return self._session

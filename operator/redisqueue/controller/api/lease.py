@@ -34,7 +34,8 @@ from typing import Any, Final
 
 from ..resource.identity import MANAGED_BY
 from ..telemetry import metrics
-from .kube import WRITE_GATE, Kube, KubeError, WriteFenced, object_path
+from .gate import WRITE_GATE, WriteFenced
+from .kube import Kube, KubeError, object_path
 
 log = logging.getLogger("redisqueue.leader")
 
@@ -49,10 +50,13 @@ class LeaseSettings:
     name: str
     identity: str
     lease_seconds: float = 15.0
-    renew_deadline_seconds: float = 10.0
+    #: Default: two thirds of the Lease duration (client-go's 10 s of 15 s).
+    renew_deadline_seconds: float = 0.0
     retry_seconds: float = 2.0
 
     def __post_init__(self) -> None:
+        if not self.renew_deadline_seconds:
+            object.__setattr__(self, "renew_deadline_seconds", self.lease_seconds * 2 / 3)
         if self.retry_seconds * 2 > self.lease_seconds:
             raise ValueError(
                 f"lease duration ({self.lease_seconds:g} s) must be at least twice the "

@@ -14,7 +14,8 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final
 
-from .kube import EventTooLarge, Kube, KubeError, WriteFenced
+from .gate import WriteFenced
+from .kube import EventTooLarge, Kube, KubeError
 
 log = logging.getLogger("redisqueue.watch")
 

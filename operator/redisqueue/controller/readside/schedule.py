@@ -12,7 +12,8 @@ import logging
 import math
 from collections.abc import Awaitable, Callable
 
-from ..api.kube import KubeError, WriteFenced
+from ..api.gate import WriteFenced
+from ..api.kube import KubeError
 from ..resource.spec import DEFAULT_HEALTH_INTERVAL_SECONDS
 from ..telemetry.logs import about
 from .registry import QueueState, Registry

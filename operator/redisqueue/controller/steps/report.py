@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 
-from ..api.kube import Kube, KubeError, WriteFenced, object_path
+from ..api.gate import WriteFenced
+from ..api.kube import Kube, KubeError, object_path
 from ..objects.events import build_ready_event, ready_transition_is_news
 from ..probing.result import ProbeResult, reachable_condition
 from ..readside.registry import QueueState
