@@ -108,7 +108,10 @@ class Endpoint:
             db=contract.db,
             username=contract.username,
             password=contract.password,
-            socket_timeout=timeout,
+            # Every call below runs under asyncio.timeout(self.timeout), which cancels it and
+            # drops the connection; a read timeout of redis-py's own on top would wrap each
+            # read in one more task and cost a PING about half its CPU again.
+            socket_timeout=None,
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 1),
             max_connections=MAX_IN_FLIGHT + 2,
@@ -116,7 +119,7 @@ class Endpoint:
             **ssl_kwargs,
         )
         limit_replies(self.client)  # a tenant's endpoint decides nothing about our memory
-        self._pending: asyncio.Future[PingOutcome] | None = None  # the next PING's waiters
+        self._waiters: list[asyncio.Future[PingOutcome]] | None = None  # the next PING's
         self._launch_scheduled = False
         self._in_flight = 0
         # Detail reads waiting for the next pipeline, and the one pipeline under way.
@@ -133,31 +136,37 @@ class Endpoint:
         of the event loop. At most ``MAX_IN_FLIGHT`` PINGs are outstanding; beyond that the
         shared PING is sent as soon as one of them returns.
         """
-        if self._pending is None:
-            self._pending = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[PingOutcome] = loop.create_future()
+        if self._waiters is None:
+            self._waiters = []
             if self._in_flight < MAX_IN_FLIGHT and not self._launch_scheduled:
                 self._launch_scheduled = True
-                asyncio.get_running_loop().call_soon(self._launch)
-        return await asyncio.shield(self._pending)
+                loop.call_soon(self._launch)
+        # Each caller waits on a future of its own: one that gives up (a cancelled health
+        # request) takes nothing from the others, without a shield per caller.
+        self._waiters.append(waiter)
+        return await waiter
 
     def _launch(self) -> None:
         self._launch_scheduled = False
-        waiting, self._pending = self._pending, None
-        if waiting is None or waiting.done():
+        waiters, self._waiters = self._waiters, None
+        if not waiters:
             return
         self._in_flight += 1
         task = asyncio.create_task(self._ping(), name=f"ping {self.endpoint}")
 
         def deliver(done: asyncio.Task[PingOutcome]) -> None:
             self._in_flight -= 1
-            if not waiting.done():
-                if done.cancelled():
-                    waiting.cancel()
-                elif (exc := done.exception()) is not None:
-                    waiting.set_exception(exc)
+            outcome = None if done.cancelled() else done.result()
+            for waiter in waiters:
+                if waiter.done():
+                    continue
+                if outcome is None:
+                    waiter.cancel()
                 else:
-                    waiting.set_result(done.result())
-            if self._pending is not None and not self._launch_scheduled:
+                    waiter.set_result(outcome)
+            if self._waiters is not None and not self._launch_scheduled:
                 self._launch()
 
         task.add_done_callback(deliver)

@@ -123,7 +123,8 @@ class Probe:
         self.closed = False
         self._outcome: PingOutcome | None = None  # the shared PING ``last`` was made from
         self._endpoints = endpoints if endpoints is not None else EndpointPool()
-        self._shared = self._endpoints.acquire(contract, timeout)
+        #: The endpoint this probe PINGs through, shared with every RedisQueue on it.
+        self.shared = self._endpoints.acquire(contract, timeout)
         self._up = metrics.UP.labels(namespace, name)
         self._latency = metrics.PING_DURATION.labels(namespace, name)
         self._last_probe = metrics.LAST_PROBE.labels(namespace, name)
@@ -132,7 +133,11 @@ class Probe:
     async def check(self) -> ProbeResult:
         """A result from a PING sent after this call began (shared with concurrent calls,
         and with every RedisQueue on the same endpoint; see :meth:`Endpoint.ping`)."""
-        outcome = await self._shared.ping()
+        return self.take(await self.shared.ping())
+
+    def take(self, outcome: PingOutcome) -> ProbeResult:
+        """This RedisQueue's result of a PING its endpoint answered (recorded once per PING;
+        callers that already awaited the endpoint's PING pass its outcome here)."""
         if outcome is self._outcome and self.last is not None:
             return self.last  # another caller of this probe already turned it into a result
         result = self._result(outcome)
@@ -196,7 +201,7 @@ class Probe:
         """INFO and queue depths into metrics (read in one pipeline per endpoint with every
         other RedisQueue asking at the same time); errors leave the last values alone."""
         try:
-            details = await self._shared.details(self.queues)
+            details = await self.shared.details(self.queues)
         except Exception as exc:  # a hostile reply must not end the probe loop
             log.debug(
                 "%s/%s: details of redis at %s not collected (%s)",
@@ -225,4 +230,4 @@ class Probe:
         if self.closed:
             return
         self.closed = True
-        await self._endpoints.release(self._shared)
+        await self._endpoints.release(self.shared)
