@@ -679,8 +679,8 @@ class ControlPlane:
         return self.workdir / "audit.log"
 
     def _audit_policy(self) -> Path:
-        # Writes by ServiceAccounts (the operator's among them), at Metadata level: who,
-        # what, when, with which User-Agent; never a request body (Secrets pass by).
+        # Requests by ServiceAccounts (the operator's among them), at Metadata level: who,
+        # what, when, with which User-Agent; never a body (Secrets pass by).
         assert self.workdir is not None
         policy = self.workdir / "audit-policy.yaml"
         policy.write_text(
@@ -690,20 +690,27 @@ class ControlPlane:
             "rules:\n"
             "  - level: Metadata\n"
             "    userGroups: [system:serviceaccounts]\n"
-            "    verbs: [create, update, patch, delete]\n"
             "  - level: None\n"
         )
         return policy
 
-    def audited_writes(self, user_agent_prefix: str) -> list[dict[str, Any]]:
-        """Audit events of writes whose User-Agent starts with ``user_agent_prefix``, in the
-        order the API server completed them."""
+    def audited(self, user_agent_prefix: str) -> list[dict[str, Any]]:
+        """Audit events of ServiceAccounts' requests whose User-Agent starts with
+        ``user_agent_prefix``, in the order the API server completed them."""
         events = []
         for line in self.audit_log.read_text().splitlines():
             event = json.loads(line)
             if str(event.get("userAgent", "")).startswith(user_agent_prefix):
                 events.append(event)
         return events
+
+    def audited_writes(self, user_agent_prefix: str) -> list[dict[str, Any]]:
+        """The writes among :meth:`audited`."""
+        return [
+            e
+            for e in self.audited(user_agent_prefix)
+            if e.get("verb") in {"create", "update", "patch", "delete"}
+        ]
 
     def _spawn(self, name: str, args: list[str]) -> _Child:
         assert self.workdir is not None and self.bin_dir is not None
