@@ -46,7 +46,8 @@ def external(**fields: Any) -> RedisQueueSpec:
 
 
 def statefulset(spec: RedisQueueSpec | None = None, **kwargs: Any) -> dict[str, Any]:
-    return build_statefulset(NAMES, spec or provision(), **kwargs)
+    spec = spec or provision()
+    return build_statefulset(NAMES.with_spec(spec), spec, **kwargs)
 
 
 def container(sts: dict[str, Any]) -> dict[str, Any]:

@@ -45,7 +45,7 @@ async def ensure_provisioned(
         secret = await _ensure_generated_password(kube, names, spec)
         secrets.remember(secret)
         auth_revision = str(secret["metadata"].get("resourceVersion", ""))
-    elif (ref := names.password_ref(spec)) is not None:
+    elif (ref := names.password) is not None:
         secret = await secrets.get(names.namespace, ref.name, "password")
         auth_revision = str(secret["metadata"].get("resourceVersion", ""))
     await _apply(kube, build_service(names, spec))
