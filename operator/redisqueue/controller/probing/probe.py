@@ -125,9 +125,6 @@ class Probe:
         self._endpoints = endpoints if endpoints is not None else EndpointPool()
         #: The endpoint this probe PINGs through, shared with every RedisQueue on it.
         self.shared = self._endpoints.acquire(contract, timeout)
-        self._up = metrics.UP.labels(namespace, name)
-        self._latency = metrics.PING_DURATION.labels(namespace, name)
-        self._last_probe = metrics.LAST_PROBE.labels(namespace, name)
 
     # -- the coalesced check ------------------------------------------------------------
     async def check(self) -> ProbeResult:
@@ -158,11 +155,9 @@ class Probe:
 
     def _record(self, result: ProbeResult) -> None:
         previous, self.last = self.last, result
-        self._up.set(1 if result.ok else 0)
-        self._last_probe.set(result.at)
-        metrics.PROBES.labels(self.namespace, self.name, result.reason).inc()
+        latency = (result.latency_seconds or 0.0) if result.ok else None
+        metrics.SERIES.probed(self.namespace, self.name, result.reason, result.at, latency)
         if result.ok:
-            self._latency.observe(result.latency_seconds or 0.0)
             if previous is None:
                 log.info(
                     "%s/%s: redis at %s connected (%s)",
@@ -215,14 +210,12 @@ class Probe:
         if self.closed:
             return
         if details.info is not None:
-            metrics.SERVER_INFO.update(self.namespace, self.name, details.info)
+            metrics.SERIES.server(self.namespace, self.name, details.info)
         for queue, reading in details.queues.items():
-            metrics.QUEUE_DEPTH.labels(self.namespace, self.name, queue.key, queue.type).set(
-                reading.depth
-            )
+            metrics.SERIES.depth(self.namespace, self.name, queue.key, queue.type, reading.depth)
             if queue.group and reading.pending is not None:
-                metrics.QUEUE_PENDING.labels(self.namespace, self.name, queue.key, queue.group).set(
-                    reading.pending
+                metrics.SERIES.pending(
+                    self.namespace, self.name, queue.key, queue.group, reading.pending
                 )
 
     async def close(self) -> None:
