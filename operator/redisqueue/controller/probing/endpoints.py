@@ -32,8 +32,10 @@ from ..telemetry.metrics import ServerInfo
 from .bounded import ReplyRejected, limit_replies
 from .result import QueueKey
 
-#: PINGs outstanding at once per endpoint; later callers share the one sent after them.
-MAX_IN_FLIGHT: Final = 2
+#: PINGs outstanding at once per endpoint; later callers share the one sent after them. One:
+#: a busy health endpoint's requests then share PINGs in larger groups (a PING costs about
+#: as much CPU as a dozen health answers), and a slow Redis is asked once, not twice.
+MAX_IN_FLIGHT: Final = 1
 #: INFO is read at most this often per endpoint; callers in between reuse the last answer.
 INFO_MAX_AGE_SECONDS: Final = 1.0
 

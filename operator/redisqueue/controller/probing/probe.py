@@ -10,7 +10,7 @@ restart that has already finished is not reported as an outage.
 ``check()`` guarantees that the answer comes from a PING *sent after the call began*:
 callers never get the result of a PING that was already on the wire when they arrived;
 callers that arrive together share the next one. A burst of health requests therefore
-costs one PING per endpoint per turn of the event loop, at most two at a time.
+costs one PING per endpoint per turn of the event loop, one at a time.
 """
 
 from __future__ import annotations
