@@ -31,7 +31,7 @@ from operator_harness import (  # noqa: E402
     service_account_kubeconfig,
 )
 from redis_server import RedisServer  # noqa: E402
-from redisqueue.controller.kube import Kube  # noqa: E402
+from redisqueue.controller.api.kube import Kube  # noqa: E402
 
 
 def rss_mib(pid: int) -> float:

@@ -20,7 +20,7 @@ import asyncio, resource, sys
 sys.path.insert(0, {tests!r})
 import redis.asyncio
 from hostile_redis import HostileRedis
-from redisqueue.controller.bounded import limit_replies
+from redisqueue.controller.probing.bounded import limit_replies
 
 async def main() -> None:
     async with HostileRedis("huge_bulk_ping") as fake:

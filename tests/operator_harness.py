@@ -25,7 +25,7 @@ import yaml
 
 from kube_controlplane import ControlPlane
 from redis_server import free_port
-from redisqueue.controller.kube import Kube, object_path
+from redisqueue.controller.api.kube import Kube, object_path
 
 REPO = Path(__file__).resolve().parent.parent
 OPERATOR_NAMESPACE = "redisqueue-system"

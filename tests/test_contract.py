@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from redisqueue import contract
-from redisqueue.controller.spec import parse_spec
+from redisqueue.controller.resource.spec import parse_spec
 from redisqueue.settings import RedisSettings, SettingsError, load_settings
 
 README = Path(__file__).resolve().parents[1] / "README.md"

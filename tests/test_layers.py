@@ -48,11 +48,11 @@ def test_a_library_module_importing_the_operator_breaks_the_contract(tmp_path: P
 def test_an_upward_import_in_the_operator_breaks_the_layers(tmp_path: Path) -> None:
     shutil.copytree(REPO / "operator" / "redisqueue", tmp_path / "src" / "redisqueue")
     shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
-    status = tmp_path / "src" / "redisqueue" / "controller" / "status.py"
-    status.write_text(status.read_text() + "\nfrom . import reconciler\n")
+    status = tmp_path / "src" / "redisqueue" / "controller" / "resource" / "status.py"
+    status.write_text(status.read_text() + "\nfrom .. import reconciler\n")
     result = _lint_imports(tmp_path, tmp_path / "src")
     assert result.returncode != 0
-    assert "The operator's layers, from the entry points down to the pure core BROKEN" in (
+    assert "The operator's layers, from the entry points down to the resource BROKEN" in (
         result.stdout
     )
 

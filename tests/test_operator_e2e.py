@@ -32,7 +32,7 @@ from operator_harness import (
 )
 from redis_server import RedisServer, TLSFiles
 from redisqueue.client import create_client
-from redisqueue.controller.kube import Kube, KubeError, object_path
+from redisqueue.controller.api.kube import Kube, KubeError, object_path
 from redisqueue.settings import load_settings
 
 pytestmark = pytest.mark.k8s

@@ -33,7 +33,7 @@ from operator_harness import (
 )
 from redis_server import RedisServer
 from redisqueue import __version__
-from redisqueue.controller.kube import Kube
+from redisqueue.controller.api.kube import Kube
 
 pytestmark = pytest.mark.k8s
 
@@ -143,7 +143,7 @@ def test_metrics_carry_build_info_and_no_created_series(json_operator: OperatorP
 
 CREATED_PROBE = """
 from prometheus_client import generate_latest
-from redisqueue.controller import metrics
+from redisqueue.controller.telemetry import metrics
 kept = metrics.configure_created_series()
 metrics.RECONCILES.labels("success").inc()
 print(kept)

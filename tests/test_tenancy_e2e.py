@@ -39,7 +39,7 @@ from operator_harness import (
     wait_for_ready,
 )
 from redis_server import RedisServer
-from redisqueue.controller.kube import Kube, KubeError, object_path
+from redisqueue.controller.api.kube import Kube, KubeError, object_path
 
 pytestmark = pytest.mark.k8s
 

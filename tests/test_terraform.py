@@ -700,7 +700,7 @@ def test_handoff_renders_the_secret_then_the_redisqueue(token_file: Path) -> Non
             "namespace": "marketplace",
             "labels": {
                 "app.kubernetes.io/part-of": "redisqueue",
-                "redisqueue.dev/queue": "analysis-jobs",
+                "redisqueue.dev/redisqueue": "analysis-jobs",
             },
             "annotations": {"redisqueue.dev/source-secret-arn": SECRET_ARN},
         },
@@ -725,7 +725,7 @@ def test_handoff_renders_the_secret_then_the_redisqueue(token_file: Path) -> Non
 
 
 def test_handoff_redisqueue_is_a_valid_spec_for_the_operator(token_file: Path) -> None:
-    spec_module = pytest.importorskip("redisqueue.controller.spec")
+    spec_module = pytest.importorskip("redisqueue.controller.resource.spec")
     run = handoff(
         *BASE_ARGS,
         "--inject",

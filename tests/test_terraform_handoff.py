@@ -19,7 +19,7 @@ from kube_controlplane import ControlPlane
 from operator_harness import OperatorProcess, apply_secret, condition, read_secret, wait_for_ready
 from redis_server import RedisServer, TLSFiles
 from redisqueue.client import create_client
-from redisqueue.controller.kube import Kube
+from redisqueue.controller.api.kube import Kube
 from redisqueue.settings import load_settings
 
 pytestmark = pytest.mark.k8s

@@ -16,8 +16,8 @@ from prometheus_client import REGISTRY
 from hostile_redis import HUGE, HostileRedis
 from redis_server import RedisServer
 from redisqueue.contract import ConnectionContract
-from redisqueue.controller.bounded import MAX_REPLY_BYTES
-from redisqueue.controller.probe import Probe
+from redisqueue.controller.probing.bounded import MAX_REPLY_BYTES
+from redisqueue.controller.probing.probe import Probe
 
 #: What may leave the fake before the probe hangs up: the reply cap plus socket buffers.
 SENT_BOUND = 16 * 1024 * 1024

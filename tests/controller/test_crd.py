@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 import yaml
 
-from redisqueue.controller.crd import build_crd, render_crd_yaml, structural_schema
-from redisqueue.controller.spec import RedisQueueSpec
+from redisqueue.controller.resource.crd import build_crd, render_crd_yaml, structural_schema
+from redisqueue.controller.resource.spec import RedisQueueSpec
 
 REPO = Path(__file__).parents[2]
 CHECKED_IN = REPO / "crds" / "redisqueue.dev_redisqueues.yaml"
-REGENERATE = "python -m redisqueue.controller.crd > crds/redisqueue.dev_redisqueues.yaml"
+REGENERATE = "python -m redisqueue.controller.resource.crd > crds/redisqueue.dev_redisqueues.yaml"
 
 
 def _version() -> dict[str, Any]:
@@ -50,7 +50,7 @@ def test_checked_in_crd_matches_the_models() -> None:
 def test_module_entry_point_prints_the_crd() -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO / "operator")}
     result = subprocess.run(
-        [sys.executable, "-m", "redisqueue.controller.crd"],
+        [sys.executable, "-m", "redisqueue.controller.resource.crd"],
         capture_output=True,
         text=True,
         check=True,
@@ -248,10 +248,14 @@ def test_status_has_a_full_schema_and_its_subresource() -> None:
 
 def test_printer_columns() -> None:
     columns = {c["name"]: c for c in _version()["additionalPrinterColumns"]}
-    assert list(columns) == ["Mode", "Endpoint", "Ready", "Phase", "Latency-ms", "Age"]
+    assert list(columns) == ["Mode", "Endpoint", "Ready", "Phase", "Since", "Latency-ms", "Age"]
     assert columns["Mode"]["jsonPath"] == ".status.mode"
     assert columns["Ready"]["jsonPath"] == '.status.conditions[?(@.type=="Ready")].status'
-    assert columns["Latency-ms"]["type"] == "number"
+    # How long Ready has been what it is; the latency is that of the last change, so it is
+    # shown only with -o wide.
+    assert columns["Since"]["type"] == "date"
+    assert columns["Since"]["jsonPath"].endswith(".lastTransitionTime")
+    assert columns["Latency-ms"]["type"] == "number" and columns["Latency-ms"]["priority"] == 1
     assert columns["Age"] == {
         "name": "Age",
         "type": "date",

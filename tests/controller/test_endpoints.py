@@ -10,9 +10,9 @@ from prometheus_client import REGISTRY
 
 from redis_server import RedisServer
 from redisqueue.contract import ConnectionContract
-from redisqueue.controller.endpoints import MAX_IN_FLIGHT, EndpointPool
-from redisqueue.controller.probe import Probe
-from redisqueue.controller.probe_result import ProbeResult, QueueKey
+from redisqueue.controller.probing.endpoints import MAX_IN_FLIGHT, EndpointPool
+from redisqueue.controller.probing.probe import Probe
+from redisqueue.controller.probing.result import ProbeResult, QueueKey
 
 
 def clients(server: RedisServer) -> list[dict[str, Any]]:

@@ -14,8 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from redis_server import RedisServer, TLSFiles
 from redisqueue.contract import ConnectionContract
-from redisqueue.controller.health import create_app
-from redisqueue.controller.probe import Probe, ProbeRegistry
+from redisqueue.controller.probing.probe import Probe
+from redisqueue.controller.serving.health import ProbeList, create_app
 
 MakeClient = Callable[..., Awaitable[TestClient]]
 
@@ -28,11 +28,9 @@ async def make_client() -> AsyncIterator[MakeClient]:
     async def make(
         *contracts: tuple[str, ConnectionContract], timeout: float = 1.0, liveness=None
     ) -> TestClient:  # type: ignore[no-untyped-def]
-        registry = ProbeRegistry()
-        for name, contract in contracts:
-            probe = Probe(contract, namespace="test", name=name, timeout=timeout)
-            probes.append(probe)
-            registry.add(probe)
+        made = [Probe(c, namespace="test", name=n, timeout=timeout) for n, c in contracts]
+        probes.extend(made)
+        registry = ProbeList(*made)
         kwargs = {"liveness": liveness} if liveness else {}
         client = TestClient(TestServer(create_app(registry, **kwargs)))
         await client.start_server()
@@ -203,7 +201,7 @@ async def test_liveness_reports_the_callers_verdict(make_client: MakeClient) -> 
 
 
 async def test_nothing_watched_yet_answers_200_with_checked_zero() -> None:
-    client = TestClient(TestServer(create_app(ProbeRegistry())))
+    client = TestClient(TestServer(create_app(ProbeList())))
     await client.start_server()
     try:
         for _ in range(2):  # the first answer and the cached one alike
@@ -220,18 +218,13 @@ async def test_a_scoped_answer_covers_and_names_only_its_scope(
     tmp_path,  # type: ignore[no-untyped-def]
 ) -> None:
     other = RedisServer(tmp_path / "other").start()
-    registry = ProbeRegistry()
     placed = [
         ("team-a", "jobs", contract_for(redis_server), {"team": "a", "tier": "web"}),
         ("team-b", "broken", contract_for(other), {"team": "b"}),
         ("team-b", "fine", contract_for(redis_server), {"team": "b", "tier": "batch"}),
     ]
-    probes = []
-    for namespace, name, contract, labels in placed:
-        probe = Probe(contract, namespace=namespace, name=name, timeout=1.0)
-        probes.append(probe)
-        registry.add(probe)
-        registry.set_labels(namespace, name, labels)
+    probes = [Probe(c, namespace=ns, name=n, timeout=1.0) for ns, n, c, _ in placed]
+    registry = ProbeList(*probes, labels={(ns, n): labels for ns, n, _, labels in placed})
     other.stop()
     client = TestClient(TestServer(create_app(registry)))
     await client.start_server()

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from kube_controlplane import ControlPlane
 from redisqueue.contract import ConnectionContract
-from redisqueue.controller.builders import build_injected_secret_apply, inject_field_manager
-from redisqueue.controller.inject import already_applied
-from redisqueue.controller.kube import Kube, object_path
+from redisqueue.controller.api.kube import Kube, object_path
+from redisqueue.controller.objects.appsecret import build_injected_secret_apply
+from redisqueue.controller.resource.names import QueueNames, inject_field_manager
+from redisqueue.controller.steps.inject import already_applied
 
 
 async def test_an_unchanged_contract_is_not_applied_again_and_any_difference_is(
@@ -16,7 +17,9 @@ async def test_an_unchanged_contract_is_not_applied_again_and_any_difference_is(
     manager = inject_field_manager("queue")
     path = object_path("v1", "Secret", namespace, "app")
     contract = ConnectionContract(host="redis.example", password="pw-1", username="worker")
-    body = build_injected_secret_apply("app", namespace, contract, source="queue")
+    body = build_injected_secret_apply(
+        "app", namespace, contract, source=QueueNames(namespace, "queue")
+    )
     try:
         assert not already_applied(None, body, manager)  # no Secret yet
         await kube.apply(body, field_manager=manager)
@@ -24,7 +27,9 @@ async def test_an_unchanged_contract_is_not_applied_again_and_any_difference_is(
         assert already_applied(live, body, manager)
 
         rotated = ConnectionContract(host="redis.example", password="pw-2", username="worker")
-        changed = build_injected_secret_apply("app", namespace, rotated, source="queue")
+        changed = build_injected_secret_apply(
+            "app", namespace, rotated, source=QueueNames(namespace, "queue")
+        )
         assert not already_applied(live, changed, manager)
 
         # A key that left the contract (the username) is still there: the apply removes it.
@@ -32,7 +37,7 @@ async def test_an_unchanged_contract_is_not_applied_again_and_any_difference_is(
             "app",
             namespace,
             ConnectionContract(host="redis.example", password="pw-1"),
-            source="queue",
+            source=QueueNames(namespace, "queue"),
         )
         assert not already_applied(live, fewer, manager)
         await kube.apply(fewer, field_manager=manager)

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from kube_controlplane import ControlPlane
-from redisqueue.controller.kube import Kube, KubeError, NoClusterError, object_path
+from redisqueue.controller.api.kube import EventTooLarge, Kube, KubeError, object_path
+from redisqueue.controller.api.login import NoClusterError
 
 SELF_REVIEW = "/apis/authentication.k8s.io/v1/selfsubjectreviews"
 
@@ -78,7 +79,7 @@ async def test_objects_round_trip_and_a_large_one_arrives_whole_on_a_watch(
         assert kube.host == control_plane.server
         assert (await kube.check_reachable()).startswith("v1.")
         collection = object_path("v1", "ConfigMap", namespace)
-        _, version = await kube.list_with_version(collection)
+        version = [v async for _, v in kube.list_pages(collection)][-1]
         # A watch event is one line; this one is larger than aiohttp's default read buffer.
         big = "x" * (300 * 1024)
         cm = {
@@ -126,3 +127,65 @@ def test_a_kubeconfig_naming_a_missing_context_is_refused(tmp_path: Path) -> Non
     config.write_text("current-context: elsewhere\ncontexts: []\nclusters: []\nusers: []\n")
     with pytest.raises(NoClusterError, match="refers to a missing entry 'elsewhere'"):
         Kube.from_kubeconfig(config)
+
+
+async def test_lists_come_in_pages_and_secrets_as_metadata_only(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    kube = Kube.from_kubeconfig(control_plane.kubeconfig)
+    collection = object_path("v1", "Secret", namespace)
+    try:
+        for i in range(5):
+            await kube.create(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "metadata": {"name": f"s{i}", "namespace": namespace},
+                    "stringData": {"password": f"value-{i}"},
+                }
+            )
+        pages = [
+            page async for page, _ in kube.list_pages(collection, page_size=2, metadata_only=True)
+        ]
+        assert [len(p) for p in pages] == [2, 2, 1]
+        names = [item["metadata"]["name"] for page in pages for item in page]
+        assert names == [f"s{i}" for i in range(5)]
+        assert all("data" not in item for page in pages for item in page)
+        assert all(item["kind"] == "PartialObjectMetadata" for page in pages for item in page)
+
+        version = [v async for _, v in kube.list_pages(collection, metadata_only=True)][-1]
+        events = kube.watch(collection, version, timeout_seconds=30, metadata_only=True)
+        await kube.merge_patch(
+            object_path("v1", "Secret", namespace, "s3"), {"stringData": {"password": "new"}}
+        )
+        async for kind, obj in events:
+            assert (kind, obj["metadata"]["name"]) == ("MODIFIED", "s3")
+            assert "data" not in obj and "stringData" not in obj
+            break
+        await events.aclose()
+    finally:
+        await kube.close()
+
+
+async def test_an_event_larger_than_the_reader_takes_ends_the_watch_with_a_clear_error(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    kube = Kube.from_kubeconfig(control_plane.kubeconfig)
+    collection = object_path("v1", "ConfigMap", namespace)
+    try:
+        version = [v async for _, v in kube.list_pages(collection)][-1]
+        await kube.create(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "big", "namespace": namespace},
+                "data": {"blob": "x" * 200_000},
+            }
+        )
+        with pytest.raises(EventTooLarge, match="larger than 100000 bytes"):
+            async for _ in kube.watch(
+                collection, version, timeout_seconds=30, max_event_bytes=100_000
+            ):
+                pass
+    finally:
+        await kube.close()

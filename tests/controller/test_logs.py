@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from redisqueue.controller.logs import JsonFormatter, TextFormatter, about, configure
+from redisqueue.controller.telemetry.logs import JsonFormatter, TextFormatter, about, configure
 
 
 def _record(msg: str, *args: object, **extra: object) -> logging.LogRecord:

@@ -9,13 +9,13 @@ import pytest
 
 from redis_server import free_port
 from redisqueue.contract import ConnectionContract
-from redisqueue.controller.policy import (
+from redisqueue.controller.probing.probe import Probe
+from redisqueue.controller.resource.policy import (
     ENV_ALLOWED_HOSTS,
     ENV_DENIED_HOSTS,
     OperatorPolicy,
     PolicyError,
 )
-from redisqueue.controller.probe import Probe
 
 DEFAULT = OperatorPolicy()
 

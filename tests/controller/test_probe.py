@@ -7,8 +7,8 @@ from prometheus_client import REGISTRY
 
 from redis_server import RedisServer
 from redisqueue.contract import ConnectionContract
-from redisqueue.controller.probe import Probe
-from redisqueue.controller.probe_result import QueueKey
+from redisqueue.controller.probing.probe import Probe
+from redisqueue.controller.probing.result import QueueKey
 
 
 def value(metric: str, **labels: str) -> float | None:

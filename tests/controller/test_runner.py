@@ -6,21 +6,23 @@ import asyncio
 
 import kopf
 
-from redisqueue.controller.kube import Kube
-from redisqueue.controller.probe import ProbeRegistry
-from redisqueue.controller.reconciler import Reconciler
+from redisqueue.controller.api.kube import Kube
+from redisqueue.controller.readside.side import ReadSide
+from redisqueue.controller.resource.identity import QueueRef
+from redisqueue.controller.resource.names import QueueNames
+from redisqueue.controller.resource.spec import parse_spec
 from redisqueue.controller.runner import STALL_GRACE_SECONDS, Liveness
-from redisqueue.controller.spec import parse_spec
 
 
-def _reconciler() -> Reconciler:
+def _reconciler() -> ReadSide:
     # An API client that is never called: liveness reads only in-memory state.
-    return Reconciler(Kube(kopf.ConnectionInfo(server="https://127.0.0.1:1")), ProbeRegistry())
+    return ReadSide(Kube(kopf.ConnectionInfo(server="https://127.0.0.1:1")))
 
 
-def _watch(reconciler: Reconciler, probed_ago: float) -> None:
-    body = {"metadata": {"namespace": "shop", "name": "orders", "uid": "uid-1"}}
-    state = reconciler.states.for_body(body)
+def _watch(side: ReadSide, probed_ago: float) -> None:
+    side.registry.add(QueueNames("shop", "orders", "uid-1"))
+    state = side.registry.get(QueueRef("shop", "orders"))
+    assert state is not None
     state.spec = parse_spec(
         {
             "redis": {"external": {"host": "cache"}},

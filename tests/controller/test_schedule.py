@@ -8,9 +8,12 @@ from collections.abc import Callable
 
 import pytest
 
-from redisqueue.controller.kube import KubeError
-from redisqueue.controller.schedule import run_schedule
-from redisqueue.controller.state import DEFAULT_INTERVAL_SECONDS, QueueState, QueueStates
+from redisqueue.controller.api.kube import KubeError
+from redisqueue.controller.readside.registry import QueueState, Registry
+from redisqueue.controller.readside.schedule import run_schedule
+from redisqueue.controller.resource.identity import QueueRef
+from redisqueue.controller.resource.names import QueueNames
+from redisqueue.controller.resource.spec import DEFAULT_HEALTH_INTERVAL_SECONDS
 
 
 async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -25,10 +28,10 @@ async def stop(task: asyncio.Task[None]) -> None:
         await task
 
 
-def states_named(*names: str) -> QueueStates:
-    states = QueueStates()
+def states_named(*names: str) -> Registry:
+    states = Registry()
     for name in names:
-        states.for_body({"metadata": {"namespace": "ns", "name": name, "uid": name}})
+        states.add(QueueNames("ns", name, name))
     return states
 
 
@@ -82,12 +85,12 @@ async def test_a_failed_probe_is_logged_and_runs_again_a_default_interval_later(
 
     loop = asyncio.get_running_loop()
     task = asyncio.create_task(run_schedule(states, probe_once, tick=0.01))
-    state = states.get("ns", "q")
+    state = states.get(QueueRef("ns", "q"))
     assert state is not None
     await until(lambda: 0 < state.next_probe_at < float("inf"))
     await stop(task)
     remaining = state.next_probe_at - loop.time()
-    assert DEFAULT_INTERVAL_SECONDS - 1 < remaining <= DEFAULT_INTERVAL_SECONDS
+    assert DEFAULT_HEALTH_INTERVAL_SECONDS - 1 < remaining <= DEFAULT_HEALTH_INTERVAL_SECONDS
     assert f"ns/q: {logged}" in caplog.text
 
 
@@ -101,6 +104,6 @@ async def test_stopping_lets_a_probe_under_way_finish_within_the_grace() -> None
         return 10.0
 
     task = asyncio.create_task(run_schedule(states, probe_once, tick=0.01, stop_grace=5.0))
-    await until(lambda: states.get("ns", "q").next_probe_at == float("inf"))  # type: ignore[union-attr]
+    await until(lambda: states.get(QueueRef("ns", "q")).next_probe_at == float("inf"))  # type: ignore[union-attr]
     await stop(task)
     assert finished.is_set()

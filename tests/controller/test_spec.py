@@ -9,12 +9,11 @@ from typing import Any
 import pytest
 import yaml
 
-from redisqueue.controller import spec as spec_module
-from redisqueue.controller.spec import (
+from redisqueue.controller.resource import spec as spec_module
+from redisqueue.controller.resource.quantities import parse_quantity
+from redisqueue.controller.resource.spec import (
     RedisQueueSpec,
-    RedisQueueStatus,
     SpecError,
-    parse_quantity,
     parse_spec,
     resolved_pool_max,
     validate_resource_name,
@@ -300,30 +299,6 @@ def test_examples_are_valid_redisqueues() -> None:
         validate_resource_name(example["metadata"]["name"], spec)
         modes.add(spec.mode)
     assert modes == {"provision", "external"}
-
-
-def test_status_model_reads_what_the_operator_writes() -> None:
-    status = RedisQueueStatus.model_validate(
-        {
-            "phase": "Ready",
-            "mode": "external",
-            "endpoint": "redis.example.com:6379",
-            "latencyMs": 1.7,
-            "lastProbeTime": "2025-01-01T00:00:00Z",
-            "observedGeneration": 3,
-            "conditions": [
-                {
-                    "type": "Ready",
-                    "status": "True",
-                    "reason": "Reachable",
-                    "message": "PING answered in 1.7 ms",
-                    "lastTransitionTime": "2025-01-01T00:00:00Z",
-                    "observedGeneration": 3,
-                }
-            ],
-        }
-    )
-    assert status.conditions[0].type == spec_module.CONDITION_READY
 
 
 def test_spec_model_is_immutable() -> None:

@@ -1,4 +1,4 @@
-"""Status composition: pure functions of the state and the last PING (no API client)."""
+"""Status composition: pure functions of what the operator found and the last PING."""
 
 from __future__ import annotations
 
@@ -7,11 +7,19 @@ import datetime
 import pytest
 
 from redisqueue.contract import ConnectionContract
-from redisqueue.controller.builders import inject_field_manager
-from redisqueue.controller.probe_result import ProbeResult, format_latency
-from redisqueue.controller.spec import parse_spec
-from redisqueue.controller.state import ConditionValue, QueueState
-from redisqueue.controller.status import STATUS_REFRESH_SECONDS, compose_status, status_needs_write
+from redisqueue.controller.probing.result import ProbeResult, format_latency
+from redisqueue.controller.readside.registry import QueueState
+from redisqueue.controller.resource.names import QueueNames
+from redisqueue.controller.resource.spec import parse_spec
+from redisqueue.controller.resource.status import (
+    CONDITION_READY,
+    ConditionValue,
+    RedisQueueStatus,
+    compose_status,
+    status_needs_write,
+    unchecked_status,
+)
+from redisqueue.controller.steps.report import findings
 
 SECRET = "s3cret-never-shown"
 
@@ -20,7 +28,7 @@ NOW = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
 
 
 def _state(mode: str = "external") -> QueueState:
-    state = QueueState("shop", "orders", "uid-1")
+    state = QueueState(QueueNames("shop", "orders", "uid-1"))
     redis = {"external": {"host": "cache.internal"}} if mode == "external" else {"provision": {}}
     state.spec = parse_spec({"redis": redis})
     state.generation = 3
@@ -29,13 +37,18 @@ def _state(mode: str = "external") -> QueueState:
     return state
 
 
+def compose(state: QueueState, result: ProbeResult | None) -> dict[str, object]:
+    """The status as the merge patch writes it."""
+    return compose_status(state.status, findings(state, result), NOW).to_patch()
+
+
 def _conditions(status: dict[str, object]) -> dict[str, dict[str, object]]:
     return {c["type"]: c for c in status["conditions"]}  # type: ignore[attr-defined,index]
 
 
 def test_ready_when_reachable_and_injected() -> None:
     ok = ProbeResult(True, "cache.internal:6379", "ok", latency_seconds=0.0012)
-    status = compose_status(_state(), ok, NOW)
+    status = compose(_state(), ok)
     conditions = _conditions(status)
     assert status["phase"] == "Ready" and status["mode"] == "external"
     assert status["endpoint"] == "cache.internal:6379" and status["latencyMs"] == 1.2
@@ -52,16 +65,17 @@ def test_ready_when_reachable_and_injected() -> None:
 def test_unreachable_keeps_the_transition_time_of_unchanged_conditions() -> None:
     state = _state()
     up = ProbeResult(True, "cache.internal:6379", "ok", latency_seconds=0.001)
-    state.status = compose_status(state, up, NOW)
-    for condition in state.status["conditions"]:
+    written = compose(state, up)
+    for condition in written["conditions"]:  # type: ignore[attr-defined]
         condition["lastTransitionTime"] = "2020-01-01T00:00:00Z"
+    state.status = RedisQueueStatus.read(written)
     down = ProbeResult(
         False,
         "cache.internal:6379",
         "unreachable",
         error="redis at cache.internal:6379: cannot connect (connection refused)",
     )
-    status = compose_status(state, down, NOW)
+    status = compose(state, down)
     conditions = _conditions(status)
     assert status["phase"] == "Unreachable" and status["latencyMs"] is None
     assert conditions["Ready"]["reason"] == "Unreachable"
@@ -81,7 +95,7 @@ def test_unreachable_keeps_the_transition_time_of_unchanged_conditions() -> None
 def test_setup_problems_decide_ready_and_phase(reason: str, phase: str) -> None:
     state = _state()
     state.setup_problem = ConditionValue("False", reason, f"{reason}: what to do")
-    status = compose_status(state, None, NOW)
+    status = compose(state, None)
     ready = _conditions(status)["Ready"]
     assert (ready["status"], ready["reason"], status["phase"]) == ("False", reason, phase)
     assert _conditions(status)["Reachable"]["status"] == "Unknown"
@@ -91,31 +105,37 @@ def test_provision_waits_for_the_statefulset_before_anything_else() -> None:
     state = _state("provision")
     state.provisioned = ConditionValue("False", "Provisioning", "waiting for the Redis pod")
     ok = ProbeResult(True, "orders-redis.shop.svc:6379", "ok", latency_seconds=0.001)
-    status = compose_status(state, ok, NOW)
+    status = compose(state, ok)
     assert status["phase"] == "Provisioning"
     assert _conditions(status)["Ready"]["reason"] == "Provisioning"
 
 
-def test_field_managers_are_per_redisqueue_and_bounded() -> None:
-    assert inject_field_manager("a") != inject_field_manager("b")
-    assert len(inject_field_manager("x" * 300)) == 128
-
-
-def test_status_is_rewritten_on_change_or_once_a_minute_not_per_probe() -> None:
+def test_status_is_rewritten_on_change_never_because_time_passed() -> None:
     state = _state()
-    first = compose_status(
-        state, ProbeResult(True, "cache.internal:6379", "ok", latency_seconds=0.001), NOW
-    )
-    faster = compose_status(
-        state, ProbeResult(True, "cache.internal:6379", "ok", latency_seconds=0.0002), NOW
-    )
-    down = compose_status(
-        state, ProbeResult(False, "cache.internal:6379", "timeout", error="no answer"), NOW
-    )
-    assert not status_needs_write(first, faster, seconds_since_write=10)
-    assert status_needs_write(first, faster, seconds_since_write=STATUS_REFRESH_SECONDS)
-    assert status_needs_write(first, down, seconds_since_write=1)
-    assert STATUS_REFRESH_SECONDS == 60
+
+    def status(result: ProbeResult, at: datetime.datetime) -> RedisQueueStatus:
+        return compose_status(state.status, findings(state, result), at)
+
+    first = status(ProbeResult(True, "cache.internal:6379", "ok", latency_seconds=0.001), NOW)
+    later = NOW + datetime.timedelta(days=1)
+    faster = status(ProbeResult(True, "cache.internal:6379", "ok", latency_seconds=0.0002), later)
+    down = status(ProbeResult(False, "cache.internal:6379", "timeout", error="no answer"), later)
+    assert not status_needs_write(first, faster)
+    assert status_needs_write(first, down)
+
+
+def test_an_unchecked_status_says_so_and_keeps_what_was_injected() -> None:
+    state = _state()
+    ok = ProbeResult(True, "cache.internal:6379", "ok", latency_seconds=0.001)
+    state.status = compose_status(state.status, findings(state, ok), NOW)
+    marked = unchecked_status(state.status, NOW + datetime.timedelta(minutes=5)).to_patch()
+    conditions = _conditions(marked)
+    assert marked["phase"] == "Unknown"
+    assert conditions["Ready"]["status"] == conditions["Reachable"]["status"] == "Unknown"
+    assert conditions["Ready"]["reason"] == "OperatorStopped"
+    assert "no replica took over" in str(conditions["Ready"]["message"])
+    assert conditions["Injected"]["status"] == "True"
+    assert status_needs_write(state.status, RedisQueueStatus.read(marked))
 
 
 @pytest.mark.parametrize(
@@ -125,3 +145,27 @@ def test_latency_reads_in_whole_ms_from_one_ms_and_one_decimal_below(
     seconds: float, shown: str
 ) -> None:
     assert format_latency(seconds) == shown
+
+
+def test_status_model_reads_what_the_operator_writes() -> None:
+    status = RedisQueueStatus.model_validate(
+        {
+            "phase": "Ready",
+            "mode": "external",
+            "endpoint": "redis.example.com:6379",
+            "latencyMs": 1.7,
+            "lastProbeTime": "2025-01-01T00:00:00Z",
+            "observedGeneration": 3,
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "Reachable",
+                    "message": "PING answered in 1.7 ms",
+                    "lastTransitionTime": "2025-01-01T00:00:00Z",
+                    "observedGeneration": 3,
+                }
+            ],
+        }
+    )
+    assert status.conditions[0].type == CONDITION_READY

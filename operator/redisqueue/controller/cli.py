@@ -16,7 +16,8 @@ from redisqueue import __version__
 from redisqueue.contract import redact_url
 from redisqueue.settings import SettingsError, load_settings
 
-from .logs import LOG_FORMATS, configure
+from .resource.spec import DEFAULT_HEALTH_INTERVAL_SECONDS, DEFAULT_HEALTH_TIMEOUT_SECONDS
+from .telemetry.logs import LOG_FORMATS, configure
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 #: What `dev`, `crd` and `operator` import beyond the client library.
@@ -96,11 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument(
         "--interval",
         type=_positive,
-        default=10.0,
-        help="seconds between background probes (default 10)",
+        default=DEFAULT_HEALTH_INTERVAL_SECONDS,
+        help=f"seconds between background probes (default {DEFAULT_HEALTH_INTERVAL_SECONDS:g})",
     )
     dev.add_argument(
-        "--timeout", type=_positive, default=2.0, help="PING timeout in seconds (default 2)"
+        "--timeout",
+        type=_positive,
+        default=DEFAULT_HEALTH_TIMEOUT_SECONDS,
+        help=f"PING timeout in seconds (default {DEFAULT_HEALTH_TIMEOUT_SECONDS:g})",
     )
     dev.add_argument("--env-file", default=".env", help="dotenv file to read (default .env)")
     dev.add_argument(
@@ -203,12 +207,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, got {args.log_format!r}")
     configure(args.log_level, args.log_format)
     if args.command in {"dev", "operator"}:
-        from .metrics import configure_created_series
+        from .telemetry.metrics import configure_created_series
 
         configure_created_series()
     try:
         if args.command == "dev":
-            from . import devserver
+            from .serving import devserver
 
             settings = load_settings(env_file=args.env_file)
             return devserver.run(
@@ -224,13 +228,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "settings":
             return _settings_command(args.env_file)
         if args.command == "crd":
-            from .crd import render_crd_yaml
+            from .resource.crd import render_crd_yaml
 
             sys.stdout.write(render_crd_yaml())
             return 0
         if args.command == "operator":
             keep_kubernetes_client_out()
-            from .kube import NoClusterError
+            from .api.login import NoClusterError
             from .runner import Election, run_operator
 
             election = None

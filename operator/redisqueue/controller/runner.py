@@ -1,7 +1,13 @@
-"""``redisqueue operator``: kopf plus the health/metrics server in one event loop.
+"""``redisqueue operator``: the read side, the health/metrics server and kopf in one loop.
 
-With leader election, every replica serves health and metrics and probes every RedisQueue;
-only the replica holding the Lease runs kopf, the only thing that writes.
+Every replica runs the read side (:mod:`.readside`): it follows, checks and probes every
+RedisQueue and serves health and metrics. With leader election, only the replica holding the
+Lease runs kopf and the reconciler, the only things that write; the others follow
+RedisQueues with a read-only watch until they take over.
+
+A writer that stops for good (no other replica is there to take over: the install was
+removed or scaled to zero) marks every RedisQueue's status as no longer checked, so
+``kubectl get rq`` does not go on showing a Ready nobody vouches for.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import sys
 from collections.abc import Collection
 
@@ -17,16 +24,18 @@ import kopf
 from aiohttp import web
 
 from . import handlers  # noqa: F401 - registers the kopf handlers
-from .follower import Follower, follow
-from .health import create_app
-from .kube import Kube, login, object_path
-from .leader import LeaderElector
-from .leader import LeaseSettings as Election
-from .policy import OperatorPolicy, PolicyError
+from .api.gate import WRITE_GATE
+from .api.kube import Kube, KubeError, object_path
+from .api.lease import LeaderElector
+from .api.lease import LeaseSettings as Election
+from .api.login import identify, login
+from .readside.side import ReadSide
+from .reconciler import Reconciler
+from .resource.policy import OperatorPolicy, PolicyError
+from .serving.health import create_app
+from .telemetry import metrics
 
 __all__ = ["Election", "run_operator", "serve_operator"]
-from .probe import ProbeRegistry
-from .reconciler import Reconciler
 
 log = logging.getLogger("redisqueue.operator")
 
@@ -35,13 +44,16 @@ kopf.on.login()(login)
 
 #: A probe this late past its interval means the probe schedule stopped.
 STALL_GRACE_SECONDS = 60.0
+#: Labels that select this install's operator pods (the chart and manifests set it): a
+#: stopping leader asks whether one of them is there to take over.
+PEERS_ENV = "REDISQUEUE_PEER_SELECTOR"
 
 
 class Liveness:
     """Liveness that fails when the operator stops doing its job, not only when it dies."""
 
-    def __init__(self, reconciler: Reconciler) -> None:
-        self.reconciler = reconciler
+    def __init__(self, side: ReadSide) -> None:
+        self.side = side
         self.operator_task: asyncio.Task[None] | None = None
         self.schedule_task: asyncio.Task[None] | None = None
 
@@ -51,10 +63,10 @@ class Liveness:
             return False, "the operator's event processing has stopped"
         if self.schedule_task is not None and self.schedule_task.done():
             return False, "the probe schedule has stopped"
-        overdue = self.reconciler.overdue_probe(STALL_GRACE_SECONDS)
+        overdue = self.side.overdue_probe(STALL_GRACE_SECONDS)
         if overdue is not None:
             return False, overdue
-        return True, f"processing {len(self.reconciler.states)} RedisQueue(s)"
+        return True, f"processing {len(self.side.registry)} RedisQueue(s)"
 
 
 async def serve_operator(  # noqa: PLR0915 - the operator's life, read top to bottom
@@ -67,45 +79,57 @@ async def serve_operator(  # noqa: PLR0915 - the operator's life, read top to bo
     election: Election | None = None,
     policy: OperatorPolicy | None = None,
 ) -> int:
-    """Serve health and metrics, and run kopf: at once, or (with ``election``) only while
-    this replica holds the Lease; until then it probes from a read-only watch.
+    """Serve health and metrics and run the read side; run kopf at once, or (with
+    ``election``) only while this replica holds the Lease.
 
     Returns the exit status: 1 when leadership was lost (a restart makes it a standby)."""
     policy = policy or OperatorPolicy()
-    probes = ProbeRegistry()
+    stop = stop or _stop_on_signals()
+    identify(election.identity if election is not None else os.environ.get("HOSTNAME", ""))
     kube = await _connect()
-    reconciler = Reconciler(kube, probes, policy=policy)
+    side = ReadSide(kube, policy=policy, namespaces=namespaces)
+    instance = election.identity if election is not None else None
+    reconciler = Reconciler(kube, side, instance=instance)
     _log_policy(policy)
     kopf_ready = asyncio.Event()
-    follower = Follower(kube, probes, namespaces, policy) if election is not None else None
     elector = LeaderElector(kube, election) if election is not None else None
-    liveness = Liveness(reconciler)
+    if elector is not None:
+        WRITE_GATE.fence(elector.may_write, elector.write_deadline)
+    else:
+        metrics.LEADER.set(1)
+    liveness = Liveness(side)
 
     def readiness() -> tuple[bool, str]:
         if kopf_ready.is_set():
             return True, "leading" if elector is not None else "watching"
-        if follower is not None and follower.synced.is_set():
+        if elector is not None and side.synced.is_set():
             return True, "standing by, probing every RedisQueue"
         return False, "starting"
 
-    app = create_app(probes, liveness=liveness, readiness=readiness)
+    app = create_app(side, liveness=liveness, readiness=readiness)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     log.info(
         "health and metrics on http://%s:%d (/api/health/redis, /metrics, /healthz)", host, port
     )
-    background: list[asyncio.Task[None]] = []
+    background = [
+        asyncio.create_task(side.follow_secrets(), name="secrets"),
+        asyncio.create_task(side.run_schedule(), name="probe schedule"),
+    ]
+    liveness.schedule_task = background[1]
     status = 0
+    wrote = False
     try:
-        if elector is not None and follower is not None:
-            following = asyncio.create_task(follower.run(), name="follower")
+        if elector is not None:
+            following = asyncio.create_task(side.follow_queues(), name="redisqueues")
             campaign = asyncio.create_task(elector.run(), name="leader election")
             background += [following, campaign]
             if not await _first(elector.leading, stop):
                 return 0
-            following.cancel()  # the leader's reconciler owns the probes from here on
-        background += _follow_referenced_secrets(kube, reconciler, namespaces)
+            following.cancel()  # kopf feeds the read side from here on
+        side.writer = reconciler
+        wrote = True
         kopf_stop = asyncio.Event()
         operator = asyncio.create_task(
             kopf.operator(
@@ -117,37 +141,73 @@ async def serve_operator(  # noqa: PLR0915 - the operator's life, read top to bo
                 stop_flag=kopf_stop,
             )
         )
-        schedule = asyncio.create_task(reconciler.run_probe_schedule(), name="probe schedule")
-        background.append(schedule)
         liveness.operator_task = operator
-        liveness.schedule_task = schedule
         waits = [w for w in (stop, elector.lost if elector else None) if w is not None]
-        watcher = asyncio.create_task(_first(*waits)) if waits else None
-        await asyncio.wait(
-            [t for t in (operator, watcher) if t is not None], return_when=asyncio.FIRST_COMPLETED
-        )
+        watcher = asyncio.create_task(_first(*waits))
+        await asyncio.wait([operator, watcher], return_when=asyncio.FIRST_COMPLETED)
+        watcher.cancel()
         if elector is not None and elector.lost.is_set():
-            log.error("leadership lost: stopping the writers and exiting to start as a standby")
-            status = 1
+            log.error("leadership lost: writes stopped; exiting to start again as a standby")
+            side.writer = None
+            operator.cancel()  # at once: the write gate is closed, nothing is left to finish
+            await asyncio.gather(operator, return_exceptions=True)
+            return 1
         kopf_stop.set()
-        schedule.cancel()
-        await asyncio.gather(schedule, return_exceptions=True)
-        await operator
-        if watcher is not None:
-            watcher.cancel()
+        await asyncio.gather(operator, return_exceptions=True)
+        side.writer = None
+        if await _nobody_takes_over(kube, elector):
+            await _mark_unchecked(reconciler)
     finally:
-        if elector is not None:
+        if elector is not None and wrote:
             await elector.release()
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
         await runner.cleanup()
-        for probe in list(probes):
-            with contextlib.suppress(Exception):
-                await probe.close()
-        await probes.endpoints.close()
+        with contextlib.suppress(Exception):
+            await side.close()
         await kube.close()
     return status
+
+
+async def _nobody_takes_over(kube: Kube, elector: LeaderElector | None) -> bool:
+    """Whether no other replica is there to take over when this writer stops: without
+    leader election nobody is; with it, a ready, not terminating pod of the install
+    (``REDISQUEUE_PEER_SELECTOR``) is. Without that selector, assume a standby is there."""
+    if elector is None:
+        return True
+    selector = os.environ.get(PEERS_ENV, "")
+    if not selector:
+        return False
+    path = object_path("v1", "Pod", elector.settings.namespace)
+    try:
+        async with asyncio.timeout(5):
+            pods = await kube.list(path, label_selector=selector)
+    except (KubeError, OSError, TimeoutError) as exc:
+        log.warning("could not look for another replica (%s); leaving status as it is", exc)
+        return False
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        if meta.get("name") == elector.settings.identity or meta.get("deletionTimestamp"):
+            continue
+        conditions = (pod.get("status") or {}).get("conditions") or []
+        if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions):
+            return False
+    return True
+
+
+async def _mark_unchecked(reconciler: Reconciler) -> None:
+    """Tell every RedisQueue's status that nobody checks it any more."""
+    states = [s for s in reconciler.side.registry if s.status_seen]
+    log.info("no other replica takes over: marking %d RedisQueue(s) as unchecked", len(states))
+    semaphore = asyncio.Semaphore(20)
+
+    async def mark(state: object) -> None:
+        async with semaphore:
+            with contextlib.suppress(Exception):
+                await reconciler.report.stopped(state)  # type: ignore[arg-type]
+
+    await asyncio.gather(*(mark(s) for s in states))
 
 
 async def _connect() -> Kube:
@@ -171,19 +231,15 @@ def _log_policy(policy: OperatorPolicy) -> None:
     )
 
 
-def _follow_referenced_secrets(
-    kube: Kube, reconciler: Reconciler, namespaces: Collection[str]
-) -> list[asyncio.Task[None]]:
-    """Watch Secrets for the reconciler, filtered in memory against its index of referenced
-    ones: a plain watch costs less than kopf's per-object machinery for every Secret."""
-    scopes: list[str | None] = [*namespaces] or [None]
-    return [
-        asyncio.create_task(
-            follow(kube, object_path("v1", "Secret", scope), reconciler.secret_event),
-            name=f"secrets {scope or 'cluster-wide'}",
-        )
-        for scope in scopes
-    ]
+def _stop_on_signals() -> asyncio.Event:
+    """An event set by SIGTERM or SIGINT (kopf takes the signals over while it runs, and
+    stops on them itself)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    return stop
 
 
 async def _first(*flags: asyncio.Event | None) -> bool:

@@ -1,0 +1,65 @@
+"""The Event posted when a RedisQueue's Ready condition changes: a pure builder.
+
+One event per transition of ``Ready`` (not per probe), Normal when it becomes True,
+Warning otherwise; the message is the condition's, which never carries a credential.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping
+from typing import Any
+
+from ..resource.identity import API_VERSION, JSON, KIND, MANAGED_BY
+from ..resource.status import rfc3339
+
+
+def ready_transition_is_news(before: str | None, now: str, probed: bool) -> bool:
+    """Whether a change of Ready from ``before`` to ``now`` deserves an event.
+
+    The first status of a new object is news only when it is good or came from a real
+    PING; an ``Unknown`` before anything was probed would only be noise.
+    """
+    return now != before and (before is not None or now == "True" or probed)
+
+
+def build_ready_event(
+    involved: Mapping[str, Any],
+    ready: Mapping[str, Any],
+    before: str | None,
+    *,
+    instance: str,
+    now: datetime.datetime,
+) -> JSON:
+    """The core/v1 Event for a new Ready condition of the object ``involved`` (its body)."""
+    meta = involved["metadata"]
+    good = ready["status"] == "True"
+    reason = "Ready" if good else ready["reason"]
+    if good:
+        message = f"Ready ({ready['message']})"
+    else:
+        was = "" if before is None else f" (was {before})"
+        message = f"not Ready{was}: {ready['message']}"
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+        "involvedObject": {
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta.get("uid"),
+        },
+        "reason": reason[:128],
+        "message": message[:1024],
+        "type": "Normal" if good else "Warning",
+        "source": {"component": MANAGED_BY},
+        "reportingComponent": MANAGED_BY,
+        "reportingInstance": instance[:128],
+        "firstTimestamp": (stamp := rfc3339(now)),
+        "lastTimestamp": stamp,
+        "eventTime": now.strftime("%Y-%m-%dT%H:%M:%S.000000Z"),
+        "action": "Probe",
+        "count": 1,
+    }

@@ -1,0 +1,393 @@
+"""The provisioned Redis as plain dicts: its Service, StatefulSet, password Secret and config.
+
+Every function here is pure: it turns a parsed spec, the RedisQueue's :class:`QueueNames` and
+values the caller has read (a password, a live claim size) into the body the steps apply.
+Nothing here talks to the API server, so the shapes are unit-tested directly.
+
+Long on purpose: the StatefulSet is spelled out field by field (security context, probes,
+the start-up script) so that a reviewer sees the whole pod in one place.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from typing import Any, Final
+
+from ..resource.identity import ANNOTATION_AUTH_REVISION, JSON
+from ..resource.names import DATA_VOLUME, REDIS_PORT, QueueNames
+from ..resource.quantities import parse_quantity
+from ..resource.spec import DEFAULT_AUTH_SECRET_KEY, ProvisionedRedis, RedisQueueSpec
+from .meta import b64, metadata
+
+PORT_NAME: Final = "redis"
+CONTAINER_NAME: Final = "redis"
+DATA_DIR: Final = "/data"
+CONFIG_DIR: Final = "/run/redis"
+CONFIG_FILE: Final = f"{CONFIG_DIR}/redis.conf"
+#: UID/GID of the "redis" user in the official Redis images (Debian and Alpine alike).
+REDIS_UID: Final = 999
+#: The only place the password lives in the pod spec: an env var read from the Secret, which
+#: the startup script turns into a config file and the probes hand to redis-cli.
+PASSWORD_ENV: Final = "REDISCLI_AUTH"  # noqa: S105 - the variable's name
+
+DEFAULT_CPU_REQUEST: Final = "50m"
+DEFAULT_MEMORY_REQUEST: Final = "64Mi"
+DEFAULT_MEMORY_LIMIT: Final = "256Mi"
+
+
+def _provision(spec: RedisQueueSpec) -> ProvisionedRedis:
+    if spec.redis.provision is None:
+        raise ValueError("the RedisQueue is in external mode; there is nothing to provision")
+    return spec.redis.provision
+
+
+def generate_password() -> str:
+    """A new random password: 256 bits, URL-safe characters only."""
+    return secrets.token_urlsafe(32)
+
+
+def build_auth_secret(names: QueueNames, password: str, *, owned: bool) -> JSON:
+    """The generated password Secret ``<name>-redis-auth`` of a provisioned RedisQueue.
+
+    Owned (``owned=True``) only under ``deletionPolicy: Delete``. Under Retain the Secret must not
+    carry an ownerReference: the garbage collector would delete it with the RedisQueue, while
+    the retained data volume and the apps' injected ``REDIS_PASSWORD`` expect it to survive,
+    so that a RedisQueue re-created with the same name picks up the same password.
+
+    Create it only when it does not exist, and never replace the password of a live one: when
+    the policy changes, re-apply this body with the password read back from the Secret.
+    """
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata(names, names.generated_secret, owned=owned),
+        "type": "Opaque",
+        "data": {DEFAULT_AUTH_SECRET_KEY: b64(password)},
+    }
+
+
+# --- Service ---------------------------------------------------------------------------------
+
+
+def build_service(names: QueueNames, spec: RedisQueueSpec) -> JSON:
+    """The ClusterIP Service ``<name>-redis`` in front of the provisioned Redis.
+
+    It is also the StatefulSet's governing service; per-pod DNS names are not needed for a
+    single instance, so one ordinary Service serves both purposes.
+    """
+    _provision(spec)
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(names, names.workload),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": names.selector_labels,
+            "ports": [
+                {
+                    "name": PORT_NAME,
+                    "port": REDIS_PORT,
+                    "targetPort": PORT_NAME,
+                    "protocol": "TCP",
+                    "appProtocol": "redis",
+                }
+            ],
+        },
+    }
+
+
+# --- StatefulSet -----------------------------------------------------------------------------
+
+
+def resolved_resources(provision: ProvisionedRedis) -> JSON:
+    """Container resources: the spec's values with defaults that never contradict them.
+
+    A default request never exceeds a given limit and a default limit never undercuts a given
+    request, so any partial spec yields a valid pair.
+    """
+    given = provision.resources
+    req = given.requests if given is not None else None
+    lim = given.limits if given is not None else None
+    requests: dict[str, str] = {}
+    limits: dict[str, str] = {}
+
+    cpu_limit = lim.cpu if lim is not None else None
+    cpu_request = req.cpu if req is not None else None
+    if cpu_request is None:
+        cpu_request = DEFAULT_CPU_REQUEST
+        if cpu_limit is not None and parse_quantity(cpu_limit) < parse_quantity(cpu_request):
+            cpu_request = cpu_limit
+    requests["cpu"] = cpu_request
+    if cpu_limit is not None:
+        limits["cpu"] = cpu_limit
+
+    memory_limit = lim.memory if lim is not None else None
+    memory_request = req.memory if req is not None else None
+    if memory_request is None:
+        memory_request = DEFAULT_MEMORY_REQUEST
+        if memory_limit is not None and parse_quantity(memory_limit) < parse_quantity(
+            memory_request
+        ):
+            memory_request = memory_limit
+    if memory_limit is None:
+        memory_limit = DEFAULT_MEMORY_LIMIT
+        if parse_quantity(memory_request) > parse_quantity(memory_limit):
+            memory_limit = memory_request
+    requests["memory"] = memory_request
+    limits["memory"] = memory_limit
+    return {"requests": requests, "limits": limits}
+
+
+def resolved_max_memory(provision: ProvisionedRedis) -> str:
+    """Redis ``maxmemory``: the spec's value, else three quarters of the memory limit in bytes.
+
+    The quarter left over covers Redis's own overhead and the copy-on-write pages of an AOF
+    rewrite, so Redis answers "OOM command not allowed" before the kernel kills it.
+    """
+    if provision.max_memory is not None:
+        return provision.max_memory
+    limit = parse_quantity(resolved_resources(provision)["limits"]["memory"])
+    return str(int(limit * 3 / 4))
+
+
+def redis_config(spec: RedisQueueSpec) -> str:
+    """The redis.conf of a provisioned Redis, without the password (added at startup)."""
+    provision = _provision(spec)
+    lines = [
+        f"port {REDIS_PORT}",
+        f"dir {DATA_DIR}",
+        f"appendonly {'yes' if provision.append_only else 'no'}",
+        "appendfsync everysec",
+        f"maxmemory {resolved_max_memory(provision)}",
+        # A queue must never drop jobs to make room: refuse writes instead.
+        "maxmemory-policy noeviction",
+    ]
+    # The spec refuses the directives above (and other operator-owned ones) as keys, and
+    # any line break in a value, so each entry stays one directive of its own.
+    lines += [f"{key} {value}" for key, value in sorted((provision.extra_config or {}).items())]
+    return "\n".join(lines) + "\n"
+
+
+def startup_script(spec: RedisQueueSpec) -> str:
+    """The container command: write redis.conf with the password, then exec redis-server.
+
+    The password never appears in a process's arguments (``/proc/<pid>/cmdline`` is world
+    readable; ``--requirepass`` would publish it to every process on the node that can run
+    ``ps``). The shell's builtin ``printf`` hands it to ``od`` through a pipe, which hex-escapes
+    every byte (``\\xHH`` inside a double-quoted redis.conf string), so no character of the
+    password can break the config syntax. The file lives on a memory-backed emptyDir, is
+    readable only by the Redis user (umask 077), and the variable is unset before ``exec``, so
+    redis-server's environment does not hold it either. Static config goes through a quoted
+    heredoc: the shell expands nothing in it.
+    """
+    config = redis_config(spec)
+    return (
+        "set -eu\n"
+        "umask 077\n"
+        f'[ -n "${{{PASSWORD_ENV}:-}}" ] || {{ echo "redis: empty password" >&2; exit 1; }}\n'
+        f"cat > {CONFIG_FILE} <<'REDIS_CONF'\n"
+        f"{config}"
+        "REDIS_CONF\n"
+        f'hex=$(printf %s "${PASSWORD_ENV}" | od -An -v -tx1 | tr -d " \\n"'
+        ' | sed "s/../\\\\\\\\x&/g")\n'
+        f'printf \'requirepass "%s"\\n\' "$hex" >> {CONFIG_FILE}\n'
+        f"unset {PASSWORD_ENV} hex\n"
+        f"exec redis-server {CONFIG_FILE}\n"
+    )
+
+
+#: Readiness: Redis answers an authenticated PING. redis-cli reads the password from
+#: REDISCLI_AUTH (set from the Secret in the container env), never from its arguments.
+READINESS_SCRIPT: Final = f"redis-cli -h 127.0.0.1 -p {REDIS_PORT} ping | grep -q PONG"
+#: Liveness: also alive while loading a large AOF at startup ("LOADING ..."), so a slow load is
+#: not turned into a restart loop.
+LIVENESS_SCRIPT: Final = (
+    f"response=$(redis-cli -h 127.0.0.1 -p {REDIS_PORT} ping 2>&1) || true\n"
+    'case "$response" in PONG|*LOADING*) exit 0 ;; esac\n'
+    'echo "$response" >&2\n'
+    "exit 1\n"
+)
+
+
+def claim_template_size(statefulset: Mapping[str, Any]) -> str | None:
+    """The storage request in a live StatefulSet's ``data`` volume claim template, if any."""
+    for template in statefulset.get("spec", {}).get("volumeClaimTemplates", []) or []:
+        if template.get("metadata", {}).get("name") == DATA_VOLUME:
+            size = template.get("spec", {}).get("resources", {}).get("requests", {}).get("storage")
+            return None if size is None else str(size)
+    return None
+
+
+def placement(names: QueueNames, provision: ProvisionedRedis) -> JSON:
+    """The pod spec fields that say where the Redis pod runs and how its image is pulled,
+    only those the spec sets. A spread constraint without a labelSelector counts this
+    RedisQueue's own Redis pod, which is what "spread my Redis" means."""
+    fields: JSON = {}
+    if provision.node_selector:
+        fields["nodeSelector"] = dict(provision.node_selector)
+    if provision.tolerations:
+        fields["tolerations"] = [
+            t.model_dump(by_alias=True, exclude_none=True) for t in provision.tolerations
+        ]
+    if provision.affinity is not None:
+        affinity = provision.affinity.model_dump(by_alias=True, exclude_none=True)
+        if affinity:
+            fields["affinity"] = affinity
+    if provision.topology_spread_constraints:
+        constraints = []
+        for constraint in provision.topology_spread_constraints:
+            dumped = constraint.model_dump(by_alias=True, exclude_none=True)
+            dumped.setdefault("labelSelector", {"matchLabels": names.selector_labels})
+            constraints.append(dumped)
+        fields["topologySpreadConstraints"] = constraints
+    if provision.priority_class_name is not None:
+        fields["priorityClassName"] = provision.priority_class_name
+    if provision.image_pull_secrets:
+        fields["imagePullSecrets"] = [{"name": s.name} for s in provision.image_pull_secrets]
+    return fields
+
+
+def build_statefulset(
+    names: QueueNames,
+    spec: RedisQueueSpec,
+    *,
+    claim_size: str | None = None,
+    auth_revision: str | None = None,
+) -> JSON:
+    """The StatefulSet ``<name>-redis``: one Redis pod with its data volume.
+
+    Volume claim templates are immutable, and the StatefulSet controller never resizes a PVC
+    it has created anyway. So the template keeps the size it was created with: on updates pass
+    ``claim_size=claim_template_size(live_statefulset)`` (whether updating by patch or by
+    server-side apply, the template then stays byte-for-byte what the API server holds), and
+    grow the volume itself by patching the PVC :attr:`QueueNames.data_claim` with
+    :func:`build_pvc_resize_patch` (the StorageClass must allow expansion). Selector and
+    serviceName never change for a given name, and storageClassName is immutable in the CRD,
+    so every other spec change is an in-place update that never touches the data volume.
+
+    ``persistentVolumeClaimRetentionPolicy.whenDeleted`` mirrors ``deletionPolicy``: under
+    Delete the StatefulSet controller makes the PVC owned by the StatefulSet, so the garbage
+    collector removes it when the RedisQueue (owner of the StatefulSet) is deleted; under
+    Retain the PVC has no owner and survives. The PVC carries :attr:`QueueNames.labels`, so
+    a step may also delete it by label, which is harmless if it is already gone.
+
+    ``auth_revision`` (the password Secret's resourceVersion) goes into a pod annotation, so a
+    changed password rolls the pod; Redis reads the password only at startup.
+    """
+    provision = _provision(spec)
+    size = claim_size or provision.storage.size
+    pod_labels = names.labels
+    claim_spec: JSON = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": size}},
+    }
+    if provision.storage.storage_class_name is not None:
+        claim_spec["storageClassName"] = provision.storage.storage_class_name
+
+    password_ref = names.password
+    assert password_ref is not None, "names.with_spec(spec) first: provision has a password"
+    password_env = {
+        "name": PASSWORD_ENV,
+        "valueFrom": {"secretKeyRef": {"name": password_ref.name, "key": password_ref.key}},
+    }
+    # The spec refuses the operator's own label keys and annotation prefix, so the user's
+    # labels and annotations only ever add to these.
+    template_metadata: JSON = {"labels": {**(provision.pod_labels or {}), **pod_labels}}
+    annotations = dict(provision.pod_annotations or {})
+    if auth_revision is not None:
+        annotations[ANNOTATION_AUTH_REVISION] = auth_revision
+    if annotations:
+        template_metadata["annotations"] = annotations
+
+    container: JSON = {
+        "name": CONTAINER_NAME,
+        "image": provision.image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["sh", "-c", startup_script(spec)],
+        "env": [password_env],
+        "ports": [{"name": PORT_NAME, "containerPort": REDIS_PORT, "protocol": "TCP"}],
+        "readinessProbe": {
+            "exec": {"command": ["sh", "-c", READINESS_SCRIPT]},
+            "initialDelaySeconds": 2,
+            "periodSeconds": 5,
+            "timeoutSeconds": 3,
+            "failureThreshold": 3,
+        },
+        "livenessProbe": {
+            "exec": {"command": ["sh", "-c", LIVENESS_SCRIPT]},
+            "initialDelaySeconds": 15,
+            "periodSeconds": 10,
+            "timeoutSeconds": 5,
+            "failureThreshold": 6,
+        },
+        "resources": resolved_resources(provision),
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": REDIS_UID,
+            "runAsGroup": REDIS_UID,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [
+            {"name": DATA_VOLUME, "mountPath": DATA_DIR},
+            {"name": "config", "mountPath": CONFIG_DIR},
+            {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - a private emptyDir
+        ],
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": metadata(names, names.workload),
+        "spec": {
+            "replicas": 1,
+            "serviceName": names.workload,
+            "selector": {"matchLabels": names.selector_labels},
+            "podManagementPolicy": "OrderedReady",
+            "updateStrategy": {"type": "RollingUpdate"},
+            "revisionHistoryLimit": 5,
+            "persistentVolumeClaimRetentionPolicy": {
+                "whenDeleted": spec.deletion_policy,
+                "whenScaled": "Retain",
+            },
+            "template": {
+                "metadata": template_metadata,
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "terminationGracePeriodSeconds": 30,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": REDIS_UID,
+                        "runAsGroup": REDIS_UID,
+                        "fsGroup": REDIS_UID,
+                        "fsGroupChangePolicy": "OnRootMismatch",
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [container],
+                    **placement(names, provision),
+                    "volumes": [
+                        # Memory-backed: the config file holds the password and must not
+                        # reach the node's disk.
+                        {"name": "config", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
+                        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+                    ],
+                },
+            },
+            "volumeClaimTemplates": [
+                {
+                    "apiVersion": "v1",
+                    "kind": "PersistentVolumeClaim",
+                    "metadata": {"name": DATA_VOLUME, "labels": names.labels},
+                    "spec": claim_spec,
+                }
+            ],
+        },
+    }
+
+
+def build_pvc_resize_patch(size: str) -> JSON:
+    """A merge patch that grows the data PVC to ``size`` (spec.redis.provision.storage.size)."""
+    return {"spec": {"resources": {"requests": {"storage": size}}}}
