@@ -22,9 +22,14 @@ for tool in umoci skopeo; do
 done
 
 bin="$("$here/build.sh" "$component")"
+# The Prometheus server that prometheus-operator runs is the one the other tests use.
+if [ "$component" = prometheus-operator ]; then
+  prometheus_bin="$("$repo_root/tests/tools/prometheus/build.sh")"
+fi
 script_hash="$(sha256sum < "$here/images.sh" | cut -c1-12)"
 
-exec 9>"$cache/.ecosystem.lock"
+# The same lock as ../images.sh: both use and clean up /var/lib/containers.
+exec 9>"$cache/.lock"
 flock 9
 containers_existed=0; [ -e /var/lib/containers ] && containers_existed=1
 work="$(mktemp -d "$cache/.work.XXXXXX")"
@@ -62,7 +67,6 @@ case "$component" in
   prometheus-operator)
     image prometheus-operator "$bin/operator" /bin/operator
     image prometheus-config-reloader "$bin/prometheus-config-reloader" /bin/prometheus-config-reloader
-    prometheus_bin="$("$repo_root/tests/tools/prometheus/build.sh")"
     image prometheus "$prometheus_bin/prometheus" /bin/prometheus --config.workingdir /prometheus ;;
   keda)
     image keda "$bin/keda" /keda
