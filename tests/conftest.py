@@ -13,7 +13,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from redis_server import RedisServer, TLSFiles, make_tls_files
 
-pytest_plugins = ["kube_fixtures", "node_fixtures", "operator_harness", "prometheus_fixtures"]
+pytest_plugins = [
+    "kube_fixtures",
+    "node_fixtures",
+    "ecosystem_fixtures",
+    "operator_harness",
+    "prometheus_fixtures",
+]
 
 
 @pytest.fixture(scope="session")

@@ -43,6 +43,7 @@ from kube_controlplane import (
     REPO_ROOT,
     ControlPlane,
     _die_with_parent,
+    create_ca,
     ensure_binaries,
     issue_certificate,
     kill_process_group,
@@ -540,6 +541,22 @@ class Node:
             container_id,
         )
 
+    def import_images(self, images: Sequence[Image]) -> None:
+        """Load more locally built images into the node's containerd (never pulled)."""
+        for image in images:
+            _sh(
+                self._state["ctr"],
+                "-a",
+                self._state["containerd_socket"],
+                "-n",
+                "k8s.io",
+                "images",
+                "import",
+                "--no-unpack",
+                str(image.tarball),
+            )
+            self.images[image.name] = image
+
     def logs(self, name: str, lines: int = 60) -> str:
         try:
             text = (self.workdir / f"{name}.log").read_text(errors="replace")
@@ -645,11 +662,26 @@ class Node:
         # Certificates the API server needs are issued once its CA exists; so start it in
         # two steps: PKI first (done by start), kubelet client flags via extra args.
         kubelet_client = pki_dir / "apiserver-kubelet-client"
+        # The aggregation layer (an extension API server such as KEDA's external metrics API
+        # behind an APIService): the API server proxies to it as the front-proxy client,
+        # with a CA of its own, and tells it the caller in the X-Remote-* headers.
+        front_proxy_ca = pki_dir / "front-proxy-ca"
+        front_proxy_client = pki_dir / "front-proxy-client"
         self.plane.extra_apiserver_args = (
             "--enable-admission-plugins=NodeRestriction",
             f"--kubelet-client-certificate={kubelet_client}.crt",
             f"--kubelet-client-key={kubelet_client}.key",
             "--kubelet-preferred-address-types=InternalIP",
+            f"--requestheader-client-ca-file={front_proxy_ca}.crt",
+            "--requestheader-allowed-names=front-proxy-client",
+            "--requestheader-username-headers=X-Remote-User",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            f"--proxy-client-cert-file={front_proxy_client}.crt",
+            f"--proxy-client-key-file={front_proxy_client}.key",
+            # To the extension server's pod address, not its ClusterIP: the API server runs
+            # on the host, where a ClusterIP is only reachable once kube-proxy programmed it.
+            "--enable-aggregator-routing=true",
         )
         cp_pki = self.workdir / "controlplane" / "pki"
         self.plane.extra_controller_manager_args = (
@@ -658,13 +690,19 @@ class Node:
             "--allocate-node-cidrs=false",
             "--node-monitor-grace-period=40s",
         )
-        self.plane.on_pki = lambda pki: issue_certificate(
-            pki.ca_cert,
-            pki.ca_key,
-            kubelet_client,
-            "kube-apiserver-kubelet-client",
-            organization="system:masters",
-        )
+
+        def node_certificates(pki: Any) -> None:
+            issue_certificate(
+                pki.ca_cert,
+                pki.ca_key,
+                kubelet_client,
+                "kube-apiserver-kubelet-client",
+                organization="system:masters",
+            )
+            ca_crt, ca_key = create_ca(front_proxy_ca, "redisqueue-test-front-proxy-ca")
+            issue_certificate(ca_crt, ca_key, front_proxy_client, "front-proxy-client")
+
+        self.plane.on_pki = node_certificates
         self.plane.start()
         self._state["control_plane_pids"] = self.plane.pids
         self._save()

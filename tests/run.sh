@@ -8,8 +8,8 @@
 # a virtualenv in .venv with the project and its dev extras, the local Kubernetes
 # control plane and the test tools built from Go modules into .cache/ (15-40 min cold on 2
 # cores, seconds warm), and, as root, the test node: containerd, runc, the CNI plugins and
-# the image tools from Debian packages, kubelet/scheduler/kube-proxy/CoreDNS from Go
-# modules, and the images it runs (tests/node/README.md).
+# the image tools from Debian packages, kubelet/scheduler/kube-proxy/CoreDNS, prometheus-operator
+# and KEDA from Go modules, and the images it runs (tests/node/README.md).
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
@@ -84,6 +84,12 @@ if [ "$(id -u)" = 0 ]; then
   node_bin="$(tests/node/build.sh)"
   tests/node/images.sh "$node_bin/pause" >/dev/null
   echo "node binaries in $node_bin, images in .cache/images ($((SECONDS - started)) s)"
+  # prometheus-operator and KEDA from their Go modules, and their images (tests/node/ecosystem/).
+  for component in prometheus-operator keda; do
+    started=$SECONDS
+    tests/node/ecosystem/images.sh "$component" >/dev/null
+    echo "$component binaries and images in .cache ($((SECONDS - started)) s)"
+  done
 else
   echo "not root: the tests marked 'node' will be skipped"
 fi

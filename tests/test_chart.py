@@ -610,6 +610,7 @@ def test_prometheusrule_alerts_on_the_operator_metrics(control_plane: ControlPla
         "redisqueue_reconcile_total",
         "redisqueue_queue_depth",
         "redisqueue_last_probe_timestamp_seconds",
+        "redisqueue_operator_leader",
     }
     base = render(
         control_plane,
@@ -626,8 +627,11 @@ def test_prometheusrule_alerts_on_the_operator_metrics(control_plane: ControlPla
         "RedisQueueOperatorReconcileErrors",
         "RedisQueueProbesStopped",
         "RedisQueueOperatorAbsent",
+        "RedisQueueOperatorNoLeader",
+        "RedisQueuePartiallyUnreachable",
     }
-    assert alerts["RedisQueueDown"]["expr"] == "redisqueue_up == 0"
+    down = " ".join(alerts["RedisQueueDown"]["expr"].split())
+    assert down.startswith("max by (namespace, name) ( redisqueue_up and"), down
     assert alerts["RedisQueueDown"]["for"] == "2m"
     slow = " ".join(alerts["RedisQueueSlowPing"]["expr"].split())
     assert slow.startswith("histogram_quantile(0.99,")

@@ -322,43 +322,64 @@ def test_chart_alert_rules_pass_promtool_check_rules(chart_rules: Path, promtool
     assert f"SUCCESS: {len(alerts)} rules found" in output, output
 
 
+#: Two operator replicas ("a" and "b") probe every queue. (queue, replica) -> (up, time of
+#: its last completed probe), one sample per 15 s from t=0. shop/jobs is down for both from
+#: t=0; shop/fine is up; shop/flaky is down for 1m30s (less than the 2m ``for:``) and then up;
+#: shop/split is down only as replica a sees it (replica b gets its answers); shop/stale is
+#: down for replica a while replica b's probes stopped at t=0 with its last answer "up".
+DOWN_SERIES = {
+    ("jobs", "a"): ("0x40", "0+15x40"),
+    ("jobs", "b"): ("0x40", "0+15x40"),
+    ("fine", "a"): ("1x40", "0+15x40"),
+    ("fine", "b"): ("1x40", "0+15x40"),
+    ("flaky", "a"): ("0x6 1x33", "0+15x40"),
+    ("flaky", "b"): ("0x6 1x33", "0+15x40"),
+    ("split", "a"): ("0x40", "0+15x40"),
+    ("split", "b"): ("1x40", "0+15x40"),
+    ("stale", "a"): ("0x40", "0+15x40"),
+    ("stale", "b"): ("1x40", "0x40"),
+}
+
+
 def _down_unit_test(
-    rules_file: Path, down_description: str, expectations: list[tuple[str, bool]]
+    rules_file: Path, description: str, expectations: list[tuple[str, list[str]]]
 ) -> str:
-    """A promtool unit test: queue shop/jobs is down from t=0, shop/fine is always up,
-    shop/flaky is down for 1m30s (less than the 2m ``for:``) and then up again.
-    ``expectations``: (eval_time, whether RedisQueueDown fires for shop/jobs then); no
-    other queue may ever be in a firing alert."""
-    firing = {
-        "exp_labels": {"severity": "critical", "namespace": "shop", "name": "jobs"},
-        "exp_annotations": {
-            "summary": "Redis of RedisQueue shop/jobs does not answer PING",
-            "runbook_url": RUNBOOK_BASE + "RedisQueueDown.md",
-            "description": down_description,
-        },
-    }
+    """A promtool unit test over ``DOWN_SERIES``. ``expectations``: (eval_time, the queues of
+    namespace shop for which RedisQueueDown fires then, once each); no other alert of that
+    name may be firing."""
+    series = []
+    for (queue, replica), (up, probed) in DOWN_SERIES.items():
+        labels = f'namespace="shop",name="{queue}",pod="redisqueue-operator-{replica}"'
+        series.append({"series": f"redisqueue_up{{{labels}}}", "values": up})
+        series.append(
+            {"series": f"redisqueue_last_probe_timestamp_seconds{{{labels}}}", "values": probed}
+        )
+
+    def firing(queue: str) -> dict[str, Any]:
+        return {
+            "exp_labels": {"severity": "critical", "namespace": "shop", "name": queue},
+            "exp_annotations": {
+                "summary": f"Redis of RedisQueue shop/{queue} does not answer PING",
+                "runbook_url": RUNBOOK_BASE + "RedisQueueDown.md",
+                "description": description.replace("QUEUE", queue),
+            },
+        }
+
     test = {
         "rule_files": [str(rules_file)],
         "evaluation_interval": "15s",
         "tests": [
             {
-                "name": "RedisQueueDown fires after its for: duration, only while PINGs fail",
+                "name": "RedisQueueDown fires once per queue no replica can reach, after 2m",
                 "interval": "15s",
-                "input_series": [
-                    {"series": 'redisqueue_up{namespace="shop",name="jobs"}', "values": "0x40"},
-                    {"series": 'redisqueue_up{namespace="shop",name="fine"}', "values": "1x40"},
-                    {
-                        "series": 'redisqueue_up{namespace="shop",name="flaky"}',
-                        "values": "0x6 1x33",
-                    },
-                ],
+                "input_series": series,
                 "alert_rule_test": [
                     {
                         "eval_time": at,
                         "alertname": "RedisQueueDown",
-                        "exp_alerts": [firing] if fires else [],
+                        "exp_alerts": [firing(queue) for queue in queues],
                     }
-                    for at, fires in expectations
+                    for at, queues in expectations
                 ],
             }
         ],
@@ -366,14 +387,18 @@ def _down_unit_test(
     return yaml.safe_dump(test, sort_keys=False)
 
 
-def test_redisqueue_down_fires_after_its_for_duration_and_not_when_up(
+def test_redisqueue_down_fires_once_per_queue_that_no_replica_reaches_after_its_for_duration(
     chart_rules: Path, promtool: Promtool, tmp_path: Path
 ) -> None:
     down = _alerts(chart_rules)["RedisQueueDown"]
-    assert down["expr"] == "max by (namespace, name) (redisqueue_up) == 0" and down["for"] == "2m"
+    assert " ".join(down["expr"].split()) == (
+        "max by (namespace, name) ( redisqueue_up and "
+        "(time() - redisqueue_last_probe_timestamp_seconds <= 300) ) == 0"
+    )
+    assert down["for"] == "2m"
     description = re.sub(
         r"\{\{ \$labels\.(namespace|name) \}\}",
-        lambda m: {"namespace": "shop", "name": "jobs"}[m.group(1)],
+        lambda m: {"namespace": "shop", "name": "QUEUE"}[m.group(1)],
         down["annotations"]["description"],
     )
     assert "{{" not in description, description
@@ -383,20 +408,36 @@ def test_redisqueue_down_fires_after_its_for_duration_and_not_when_up(
         _down_unit_test(
             chart_rules,
             description,
-            # pending at 1m45s, firing from 2m on (and still at 9m while it stays down)
-            [("1m", False), ("1m45s", False), ("2m", True), ("9m", True)],
+            # shop/jobs: pending at 1m45s, firing from 2m on, once although both replicas
+            # see it down. shop/split never: replica b reaches it. shop/stale: replica b's
+            # stale "up" counts until its last probe is 300 s old (t=5m15s), then only
+            # replica a is a witness: firing from 7m15s.
+            [
+                ("1m", []),
+                ("1m45s", []),
+                ("2m", ["jobs"]),
+                ("7m", ["jobs"]),
+                ("7m15s", ["jobs", "stale"]),
+                ("9m", ["jobs", "stale"]),
+            ],
         )
     )
     proc = promtool.run("test", "rules", str(passing))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "SUCCESS" in proc.stdout, proc.stdout + proc.stderr
 
-    # The same test expecting the alert 15 s early must fail: the test above is not vacuous.
-    early = tmp_path / "redisqueue-down-early.test.yaml"
-    early.write_text(_down_unit_test(chart_rules, description, [("1m45s", True)]))
-    proc = promtool.run("test", "rules", str(early))
-    assert proc.returncode != 0, proc.stdout + proc.stderr
-    assert "RedisQueueDown" in proc.stdout + proc.stderr
+    # Not vacuous: expecting it 15 s early, or for the queue one replica still reaches, or
+    # once per replica, must each fail.
+    for case, expectations in {
+        "early": [("1m45s", ["jobs"])],
+        "split": [("9m", ["jobs", "split", "stale"])],
+        "per-replica": [("2m", ["jobs", "jobs"])],
+    }.items():
+        wrong = tmp_path / f"redisqueue-down-{case}.test.yaml"
+        wrong.write_text(_down_unit_test(chart_rules, description, expectations))
+        proc = promtool.run("test", "rules", str(wrong))
+        assert proc.returncode != 0, (case, proc.stdout + proc.stderr)
+        assert "RedisQueueDown" in proc.stdout + proc.stderr
 
 
 # ------------------------------------------------------------- alerts that cannot go silent
@@ -575,64 +616,47 @@ def test_operator_absent_fires_when_its_target_is_down_or_gone_and_not_while_scr
     assert early.returncode != 0, early.stdout + early.stderr
 
 
-def test_two_replicas_make_one_down_alert_and_one_sided_failures_only_a_warning(
+def test_a_one_sided_failure_is_only_a_warning_after_ten_minutes(
     chart_rules: Path, promtool: Promtool, tmp_path: Path
 ) -> None:
-    """Each replica exports its own series (pod a, pod b). shop/jobs is down for both: one
-    RedisQueueDown. shop/split is reached by pod a only: no Down, but after 10 minutes one
-    RedisQueuePartiallyUnreachable."""
-    rules = _alerts(chart_rules)
+    """Each replica exports its own series (pod a, pod b). shop/split is reached by pod a
+    only: RedisQueueDown stays quiet, and after 10 minutes one RedisQueuePartiallyUnreachable
+    fires for it. A replica whose probes stopped is no witness either way."""
+    rule = _alerts(chart_rules)["RedisQueuePartiallyUnreachable"]
+    fresh = "0+15x60"  # probed every 15 s
     series = [
-        ('redisqueue_up{namespace="shop",name="jobs",pod="a"}', "0x60"),
-        ('redisqueue_up{namespace="shop",name="jobs",pod="b"}', "0x60"),
         ('redisqueue_up{namespace="shop",name="split",pod="a"}', "1x60"),
         ('redisqueue_up{namespace="shop",name="split",pod="b"}', "0x60"),
+        ('redisqueue_last_probe_timestamp_seconds{namespace="shop",name="split",pod="a"}', fresh),
+        ('redisqueue_last_probe_timestamp_seconds{namespace="shop",name="split",pod="b"}', fresh),
+        # shop/stale: pod b's probes stopped long ago at up=0; pod a reaches Redis
+        ('redisqueue_up{namespace="shop",name="stale",pod="a"}', "1x60"),
+        ('redisqueue_up{namespace="shop",name="stale",pod="b"}', "0x60"),
+        ('redisqueue_last_probe_timestamp_seconds{namespace="shop",name="stale",pod="a"}', fresh),
+        ('redisqueue_last_probe_timestamp_seconds{namespace="shop",name="stale",pod="b"}', "0x60"),
     ]
-
-    def alert(name: str, queue: str, severity: str) -> list[dict[str, Any]]:
-        annotations = rules[name]["annotations"]
-        return [
-            {
-                "exp_labels": {"severity": severity, "namespace": "shop", "name": queue},
-                "exp_annotations": {
-                    "summary": annotations["summary"]
-                    .replace("{{ $labels.namespace }}", "shop")
-                    .replace("{{ $labels.name }}", queue),
-                    "runbook_url": RUNBOOK_BASE + f"{name}.md",
-                    "description": annotations["description"]
-                    .replace("{{ $labels.namespace }}", "shop")
-                    .replace("{{ $labels.name }}", queue),
-                },
-            }
-        ]
-
-    down = _promtool_test(
-        promtool,
-        tmp_path / "down-two-replicas.test.yaml",
-        _alert_unit_test(
-            chart_rules,
-            "one Down per RedisQueue, only when no replica reaches it",
-            "RedisQueueDown",
-            series,
-            [
-                ("3m", alert("RedisQueueDown", "jobs", "critical")),
-                ("14m", alert("RedisQueueDown", "jobs", "critical")),
-            ],
-        ),
-    )
-    assert down.returncode == 0, down.stdout + down.stderr
-    partial = _promtool_test(
-        promtool,
-        tmp_path / "partial.test.yaml",
-        _alert_unit_test(
-            chart_rules,
-            "a one-sided failure is a warning after 10m, never Down",
-            "RedisQueuePartiallyUnreachable",
-            series,
-            [("9m", []), ("11m", alert("RedisQueuePartiallyUnreachable", "split", "warning"))],
-        ),
-    )
-    assert partial.returncode == 0, partial.stdout + partial.stderr
+    firing = [
+        {
+            "exp_labels": {"severity": "warning", "namespace": "shop", "name": "split"},
+            "exp_annotations": {
+                "summary": rule["annotations"]["summary"]
+                .replace("{{ $labels.namespace }}", "shop")
+                .replace("{{ $labels.name }}", "split"),
+                "runbook_url": RUNBOOK_BASE + "RedisQueuePartiallyUnreachable.md",
+                "description": rule["annotations"]["description"],
+            },
+        }
+    ]
+    for alertname, expectations in (
+        ("RedisQueuePartiallyUnreachable", [("9m", []), ("11m", firing), ("14m", firing)]),
+        ("RedisQueueDown", [("3m", []), ("14m", [])]),
+    ):
+        proc = _promtool_test(
+            promtool,
+            tmp_path / f"{alertname}.test.yaml",
+            _alert_unit_test(chart_rules, alertname, alertname, series, expectations),
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_no_leader_fires_when_replicas_are_scraped_but_none_leads(

@@ -4,6 +4,9 @@
     python worker.py produce   # enqueue JOBS jobs ("<run>-<n>"), RATE per second
     python worker.py consume   # take jobs reliably until stopped
 
+With ``METRICS_PORT`` set, it serves the client library's metrics (``redisqueue_client_*``)
+on that port at ``/metrics``, as an app scraped through a PodMonitor does.
+
 Reliable consumption: BLMOVE moves a job from the queue to this consumer's own processing
 list in one step, so a job is never only in the consumer's memory. After the work, one
 MULTI removes it from the processing list and records it in the ``done`` set (the
@@ -33,6 +36,7 @@ DONE = f"{QUEUE}:done"
 ATTEMPTS = f"{QUEUE}:attempts"
 BLOCK_SECONDS = float(os.environ.get("BLOCK_SECONDS", "30"))
 WORK_SECONDS = float(os.environ.get("WORK_SECONDS", "0.02"))
+METRICS_PORT = os.environ.get("METRICS_PORT", "")
 
 
 def log(message: str) -> None:
@@ -76,6 +80,10 @@ def consume(client: redis.Redis) -> None:
 def main() -> int:
     # The client library logs its retries and recoveries; show them with a timestamp.
     logging.basicConfig(level=logging.INFO, format="%(created).3f %(name)s %(message)s")
+    if METRICS_PORT:
+        from prometheus_client import start_http_server
+
+        start_http_server(int(METRICS_PORT))
     client = create_client(name="worker")
     mode = sys.argv[1]
     if mode == "produce":
