@@ -12,7 +12,7 @@
 # <key> hashes every input (this script, the apt sources, the package list, the files the
 # Dockerfile copies), so a change rebuilds exactly the images it affects. Packages come
 # from the apt sources this machine already uses; the operator's Python dependencies from
-# the package index pip is configured for. Nothing is pulled from an image registry.
+# the package index pip is configured for, at the versions of operator/constraints.txt. Nothing is pulled from an image registry.
 #
 #   tests/node/images.sh PAUSE_BINARY
 set -euo pipefail
@@ -125,7 +125,8 @@ echo "python $python_ref $python_tar"
 # --- operator: operator/Dockerfile, unchanged, with buildah in a private store.
 # Uncommitted edits count too: hash the working tree's content, not the index.
 operator_inputs="$(cd "$repo_root" && { echo "$python_key $script_hash"; \
-  find operator/Dockerfile pyproject.toml README.md operator/redisqueue -type f \
+  find operator/Dockerfile pyproject.toml README.md LICENSE operator/constraints.txt \
+    operator/redisqueue -type f \
     ! -path '*/__pycache__/*' -print0 | sort -z | xargs -0 sha256sum; } | sha256sum | cut -c1-12)"
 operator_ref="localhost/redisqueue-operator:$operator_inputs"
 operator_tar="$cache/operator-$operator_inputs.tar"
