@@ -51,6 +51,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from go_tools import refuse_go_builds
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONTROLPLANE_DIR = REPO_ROOT / "tests" / "controlplane"
 BUILD_SCRIPT = CONTROLPLANE_DIR / "build.sh"
@@ -130,6 +132,7 @@ def ensure_binaries(*, stream_output: bool = True) -> Path:
 
     A warm cache costs one ``stat`` per binary; a cold one runs the Go build (minutes).
     """
+    refuse_go_builds("the control plane", "k8s", ControlPlaneError)
     preset = os.environ.get(BIN_ENV)
     if preset and binaries_present(Path(preset)):
         return Path(preset)

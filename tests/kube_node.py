@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from go_tools import refuse_go_builds
 from kube_controlplane import (
     REPO_ROOT,
     ControlPlane,
@@ -132,6 +133,7 @@ class Image:
 
 def ensure_node_artifacts(*, stream_output: bool = True) -> tuple[Path, dict[str, Image]]:
     """Build (or find cached) node binaries and images; return the bin dir and images."""
+    refuse_go_builds("the test node", "node", NodeError)
     bin_dir = Path(_run_script([str(BUILD_SCRIPT)], stream_output)[-1])
     images: dict[str, Image] = {}
     for line in _run_script([str(IMAGES_SCRIPT), str(bin_dir / "pause")], stream_output):
