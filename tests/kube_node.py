@@ -552,27 +552,47 @@ class Node:
     # ---------------------------------------------------------------- internals
 
     def _lock(self) -> None:
-        RUN_DIR.mkdir(parents=True, exist_ok=True)
-        fd = os.open(LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
         deadline = time.monotonic() + self.lock_timeout
         while True:
             try:
+                RUN_DIR.mkdir(parents=True, exist_ok=True)
+                fd = os.open(LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+            except FileNotFoundError:
+                continue  # the last holder removed the folder in between
+            try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
             except BlockingIOError:
+                os.close(fd)
                 if time.monotonic() > deadline:
-                    os.close(fd)
                     raise NodeError(f"another test node holds {LOCK_FILE}") from None
                 time.sleep(1)
-        self._lock_fd = fd
+                continue
+            # A holder removes the file before it lets go (_unlock): a lock on a file that
+            # is no longer the one at LOCK_FILE is worth nothing, the next run may already
+            # hold the new one. Open the file anew and wait again.
+            held = os.fstat(fd)
+            try:
+                current = os.stat(LOCK_FILE)
+            except FileNotFoundError:
+                current = None
+            if current is not None and (current.st_dev, current.st_ino) == (
+                held.st_dev,
+                held.st_ino,
+            ):
+                self._lock_fd = fd
+                return
+            os.close(fd)
 
     def _unlock(self) -> None:
         if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+            # Remove the file (and the folder, when nothing else is in it) while still
+            # holding the lock, so that no run can take a lock on a file about to vanish.
             with contextlib.suppress(OSError):
                 LOCK_FILE.unlink()
+            with contextlib.suppress(OSError):
                 RUN_DIR.rmdir()
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def _save(self) -> None:
         tmp = STATE_FILE.with_suffix(".tmp")
