@@ -579,12 +579,14 @@ class ControlPlane:
         env = dict(os.environ)
         env["KUBECONFIG"] = str(self.kubeconfig)
         env["PATH"] = f"{self.bin_dir}{os.pathsep}{env.get('PATH', '')}"
-        # Keep helm's state (repositories, cache) out of the user's home.
+        # Keep helm's state (repositories, cache) and kubectl's discovery cache out of the
+        # user's home.
         assert self.workdir is not None
         for var, sub in (
             ("HELM_CACHE_HOME", "helm/cache"),
             ("HELM_CONFIG_HOME", "helm/config"),
             ("HELM_DATA_HOME", "helm/data"),
+            ("KUBECACHEDIR", "kube-cache"),
         ):
             env.setdefault(var, str(self.workdir / sub))
         return env
@@ -793,6 +795,9 @@ class ControlPlane:
                 "--bind-address=127.0.0.1",
                 f"--cluster-name=redisqueue-test-{port}",
                 "--concurrent-gc-syncs=5",
+                # Its volume controllers create (and re-create, when it is removed) the
+                # flex-volume dir, /usr/libexec/kubernetes/... by default: keep it in ours.
+                f"--flex-volume-plugin-dir={self.workdir / 'flex-volume'}",
                 "--v=0",
                 *self.extra_controller_manager_args,
             ],

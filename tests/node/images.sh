@@ -42,15 +42,25 @@ suite="$(awk '/^Suites:/ { print $2; exit }' /etc/apt/sources.list.d/*.sources 2
 sources_hash="$(cat "${sources[@]}" | sha256sum | cut -c1-12)"
 script_hash="$(sha256sum < "$here/images.sh" | cut -c1-12)"
 
-# skopeo and buildah keep a blob-info cache in /var/lib/containers/cache: remove it
-# afterwards unless it was there before.
-containers_existed=0; [ -e /var/lib/containers ] && containers_existed=1
+# skopeo and buildah write outside their --root even with --network=host: a blob-info
+# cache, their network backends' lock files and run dir. Of each such path that is missing
+# now, the highest missing ancestor (/etc/cni on a host without it) is removed afterwards;
+# what existed stays. Their scratch files go to the work dir (TMPDIR).
+created=()
+for path in /var/lib/containers/cache /etc/cni/net.d /etc/containers/networks \
+  /run/containers/networks; do
+  top=""
+  while [ ! -e "$path" ] && [ ! -L "$path" ]; do top="$path"; path="$(dirname "$path")"; done
+  [ -z "$top" ] || created+=("$top")
+done
 work="$(mktemp -d "$cache/.work.XXXXXX")"
 cleanup() {
   rm -rf "$work"
-  [ "$containers_existed" = 1 ] || rm -rf /var/lib/containers
+  [ "${#created[@]}" = 0 ] || rm -rf "${created[@]}"
 }
 trap cleanup EXIT
+mkdir "$work/tmp"
+export TMPDIR="$work/tmp"
 
 # rootfs tarball + image config -> docker-archive tarball named $ref, via an OCI layout.
 oci_from_rootfs() {
