@@ -179,3 +179,27 @@ def test_the_fast_selection_leaves_out_every_test_that_needs_a_go_built_binary()
     assert any(t.startswith("tests/test_dependencies.py::") for t in fast)
     assert len(fast) > len(everything) / 3, (len(fast), len(everything))
     assert re.search(r"not k8s and not node and not gotools", RUN.read_text())
+
+
+# --------------------------------------------------------------------------- system packages
+
+
+def test_the_node_tests_name_the_missing_packages_they_skip_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import node_fixtures
+
+    packages = tmp_path / "packages.txt"
+    packages.write_text("# the node's packages\nbash\nredisqueue-no-such-package\n")
+    monkeypatch.setattr(node_fixtures, "PACKAGES", packages)
+    assert node_fixtures.missing_packages() == ["redisqueue-no-such-package"]
+    reason = node_fixtures.skip_reason()
+    assert reason is not None
+    if os.geteuid() != 0:  # root comes first: without it nothing else matters
+        assert "needs root" in reason
+        return
+    assert "redisqueue-no-such-package" in reason and "bash" not in reason
+    assert "REDISQUEUE_NO_SYSTEM_PACKAGES=1" in reason
+    # With every package there, nothing stops the node.
+    packages.write_text("bash\n")
+    assert node_fixtures.skip_reason() is None
