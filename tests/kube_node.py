@@ -519,8 +519,9 @@ class Node:
     die_with_parent: bool = True
     keep_workdir: bool = False
     #: Before recording the host, remove what earlier nodes left outside their work dirs
-    #: (NODE_TREES), so the record is a host that never ran a node: the teardown test's
-    #: starting point. Done with the lock held, after any killed run's node is cleaned up.
+    #: (NODE_TREES) and their empty cgroups, so the record is a host that never ran a node:
+    #: the teardown test's starting point. Done with the lock held, after any killed run's
+    #: node is cleaned up.
     fresh_host: bool = False
     lock_timeout: float = 600.0
     startup_timeout: float = 180.0
@@ -556,6 +557,7 @@ class Node:
             recover_stale()
             if self.fresh_host:
                 self.kept_trees = remove_node_trees()
+                remove_cgroups()  # only empty ones go: no node runs while we hold the lock
             self.host_at_start = host_snapshot()
             if not self.host_before:
                 self.host_before = self.host_at_start
