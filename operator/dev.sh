@@ -19,9 +19,10 @@ if [ ! -x .venv/bin/python ]; then
     fi
   fi
 fi
-# The dev server is part of the operator extra (aiohttp); install it when it is missing.
+# The dev server is part of the operator extra (aiohttp); install it when it is missing, at
+# the versions the tests and the image use (the lock, operator/constraints.txt).
 if ! .venv/bin/python -c "import redisqueue.controller.devserver" >/dev/null 2>&1; then
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e ".[operator,hiredis]"
+  .venv/bin/python -m pip install --quiet -c operator/constraints.txt -e ".[operator]"
 fi
 exec .venv/bin/redisqueue dev "$@"

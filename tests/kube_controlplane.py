@@ -51,6 +51,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from go_tools import refuse_go_builds
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONTROLPLANE_DIR = REPO_ROOT / "tests" / "controlplane"
 BUILD_SCRIPT = CONTROLPLANE_DIR / "build.sh"
@@ -130,6 +132,7 @@ def ensure_binaries(*, stream_output: bool = True) -> Path:
 
     A warm cache costs one ``stat`` per binary; a cold one runs the Go build (minutes).
     """
+    refuse_go_builds("the control plane", "k8s", ControlPlaneError)
     preset = os.environ.get(BIN_ENV)
     if preset and binaries_present(Path(preset)):
         return Path(preset)
@@ -602,12 +605,14 @@ class ControlPlane:
         env = dict(os.environ)
         env["KUBECONFIG"] = str(self.kubeconfig)
         env["PATH"] = f"{self.bin_dir}{os.pathsep}{env.get('PATH', '')}"
-        # Keep helm's state (repositories, cache) out of the user's home.
+        # Keep helm's state (repositories, cache) and kubectl's discovery cache out of the
+        # user's home.
         assert self.workdir is not None
         for var, sub in (
             ("HELM_CACHE_HOME", "helm/cache"),
             ("HELM_CONFIG_HOME", "helm/config"),
             ("HELM_DATA_HOME", "helm/data"),
+            ("KUBECACHEDIR", "kube-cache"),
         ):
             env.setdefault(var, str(self.workdir / sub))
         return env
@@ -860,6 +865,9 @@ class ControlPlane:
                 "--bind-address=127.0.0.1",
                 f"--cluster-name=redisqueue-test-{port}",
                 "--concurrent-gc-syncs=5",
+                # Its volume controllers create (and re-create, when it is removed) the
+                # flex-volume dir, /usr/libexec/kubernetes/... by default: keep it in ours.
+                f"--flex-volume-plugin-dir={self.workdir / 'flex-volume'}",
                 "--v=0",
                 *self.extra_controller_manager_args,
             ],

@@ -19,6 +19,7 @@ Command line::
 
     python tests/kube_node.py up      # start in the background, print exports
     python tests/kube_node.py down    # stop it (or clean up after a killed run)
+    python tests/kube_node.py up --fresh-host   # first remove what earlier nodes left behind
 """
 
 from __future__ import annotations
@@ -36,9 +37,11 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
+from go_tools import refuse_go_builds
 from kube_controlplane import (
     REPO_ROOT,
     ControlPlane,
@@ -84,19 +87,55 @@ SYSCTLS = (
     "net/ipv4/conf/all/route_localnet",
     "net/netfilter/nf_conntrack_max",
 )
-#: Paths the tools create outside their work dir; removed afterwards unless they existed.
-STRAY_PATHS = (
+#: Paths the node's tools create outside their work dir, as deep as they make them. A start
+#: records the highest of each one's missing ancestors (``/usr/libexec/kubernetes`` on a
+#: host without it, ``/usr/libexec`` itself on one without that), and teardown removes
+#: exactly those: what existed before stays, what the node added goes.
+HOST_PATHS = (
+    "/run/containerd/io.containerd.runtime.v2.task",  # the shims' sockets and bundles
+    "/run/containerd/runc",
+    "/var/lib/cni/results",  # libcni's result cache (containerd's CRI has no option for it)
+    "/var/lib/kubelet/device-plugins",
+    "/var/lib/kubelet/plugins_registry",
+    "/var/lib/kubelet/pod-resources",
+    "/usr/libexec/kubernetes/kubelet-plugins/volume/exec",  # flex volumes
+    "/etc/cni/net.d",
+    "/var/lib/containers/cache",  # buildah and skopeo (images.sh)
+    "/var/run/netns",
+    "/run/netns",
+    "/var/log/pods",
+    "/var/log/containers",
+    "/etc/kubernetes/manifests",
+    # buildah's network backends, when images.sh builds the operator image (which removes
+    # them again); listed so that a leftover shows in the host snapshot.
+    "/etc/containers/networks",
+    "/run/containers/networks",
+)
+#: Where each of those trees begins: ``Node(fresh_host=True)`` removes these (when they hold
+#: nothing but directories and the files NODE_FILES names) to give a test the host as a
+#: machine that never ran a node has it.
+NODE_TREES = (
     "/run/containerd",
     "/var/lib/cni",
     "/var/lib/kubelet",
     "/usr/libexec/kubernetes",
     "/etc/cni",
     "/var/lib/containers",
-    "/var/run/netns",
     "/run/netns",
     "/var/log/pods",
     "/var/log/containers",
     "/etc/kubernetes",
+    "/etc/containers/networks",
+    "/run/containers",
+)
+#: Files those tools leave in them: lock files, libcni's cached results for our network,
+#: the image tools' blob-info cache.
+NODE_FILES = (
+    "cni.lock",
+    "netavark.lock",
+    "redisqueue-*",
+    "cni-loopback-*",
+    "blob-info-cache-v1.boltdb",
 )
 #: iptables chains the kubelet creates (kube-proxy's go with `kube-proxy --cleanup`).
 KUBELET_CHAINS = ("KUBE-FIREWALL", "KUBE-KUBELET-CANARY", "KUBE-IPTABLES-HINT")
@@ -133,6 +172,7 @@ class Image:
 
 def ensure_node_artifacts(*, stream_output: bool = True) -> tuple[Path, dict[str, Image]]:
     """Build (or find cached) node binaries and images; return the bin dir and images."""
+    refuse_go_builds("the test node", "node", NodeError)
     bin_dir = Path(_run_script([str(BUILD_SCRIPT)], stream_output)[-1])
     images: dict[str, Image] = {}
     for line in _run_script([str(IMAGES_SCRIPT), str(bin_dir / "pause")], stream_output):
@@ -207,8 +247,55 @@ def host_snapshot() -> dict[str, Any]:
         "mounts": mounts,
         "cgroups": cgroups,
         "sysctls": read_sysctls(),
-        "paths": sorted(p for p in STRAY_PATHS if os.path.lexists(p)),
+        "paths": sorted(p for p in _host_path_chain() if os.path.lexists(p)),
     }
+
+
+def _host_path_chain() -> set[str]:
+    """The host paths and every ancestor of theirs below ``/``."""
+    chain = set()
+    for path in map(Path, HOST_PATHS):
+        chain |= {str(p) for p in (path, *path.parents) if p != Path("/")}
+    return chain
+
+
+def missing_tops() -> list[str]:
+    """For each host path that does not exist, its highest missing ancestor (or itself)."""
+    tops = set()
+    for path in map(Path, HOST_PATHS):
+        if os.path.lexists(path):
+            continue
+        top = path
+        for parent in path.parents:
+            if os.path.lexists(parent):
+                break
+            top = parent
+        tops.add(str(top))
+    return sorted(tops)
+
+
+def remove_node_trees() -> list[str]:
+    """Remove what earlier nodes left in NODE_TREES; the trees left in place, and why.
+
+    Only with the node lock held and no node running. A tree that holds anything but
+    directories and NODE_FILES is someone else's (a real kubelet, a CNI installed on the
+    host): it stays.
+    """
+    kept = []
+    for tree in map(Path, NODE_TREES):
+        if not os.path.lexists(tree):
+            continue
+        foreign = [
+            str(p)
+            for p in (tree, *tree.rglob("*"))
+            if p.is_symlink()
+            or not (p.is_dir() or (p.is_file() and any(fnmatch(p.name, n) for n in NODE_FILES)))
+        ]
+        if foreign or _sh("findmnt", "-rn", "-R", str(tree), check=False).stdout.strip():
+            kept.append(f"{tree} (holds {', '.join(foreign[:3]) or 'mounts'})")
+            continue
+        shutil.rmtree(tree)
+    return kept
 
 
 def _guard_rules() -> list[tuple[str, list[str]]]:
@@ -394,14 +481,15 @@ def cleanup(state: dict[str, Any]) -> None:
     write_sysctls(state.get("sysctls", {}))
     # The guard goes last, once nothing is left to forward and ip_forward is as it was.
     remove_egress_guard()
-    existed = set(state.get("paths_before", []))
-    for path in STRAY_PATHS:
-        if path not in existed and os.path.lexists(path):
-            unmount_under([path])
-            shutil.rmtree(path, ignore_errors=True)
-    # 5. The control plane (by its recorded process groups) and the work dir.
+    # 5. The control plane (by its recorded process groups), before the paths: a running
+    # controller-manager re-creates a flex-volume dir the moment it is removed.
     for pid in reversed(list(state.get("control_plane_pids", {}).values())):
         kill_process_group(int(pid), timeout=5)
+    # 6. The paths that did not exist before the start, from their highest missing ancestor.
+    for path in sorted(state.get("paths_missing", []), reverse=True):
+        if os.path.lexists(path):
+            unmount_under([path])
+            shutil.rmtree(path, ignore_errors=True)
     if not state.get("keep_workdir"):
         unmount_under([str(workdir)])
         shutil.rmtree(workdir, ignore_errors=True)
@@ -431,6 +519,11 @@ class Node:
 
     die_with_parent: bool = True
     keep_workdir: bool = False
+    #: Before recording the host, remove what earlier nodes left outside their work dirs
+    #: (NODE_TREES) and their empty cgroups, so the record is a host that never ran a node:
+    #: the teardown test's starting point. Done with the lock held, after any killed run's
+    #: node is cleaned up.
+    fresh_host: bool = False
     lock_timeout: float = 600.0
     startup_timeout: float = 180.0
 
@@ -445,6 +538,8 @@ class Node:
     #: part of them: as the first start found the host, and as the latest start found it.
     host_before: dict[str, Any] = field(init=False, default_factory=dict)
     host_at_start: dict[str, Any] = field(init=False, default_factory=dict)
+    #: With ``fresh_host``: the NODE_TREES that were left in place, and why.
+    kept_trees: list[str] = field(init=False, default_factory=list)
     _state: dict[str, Any] = field(init=False, default_factory=dict)
     _lock_fd: int | None = field(init=False, default=None)
     _procs: dict[str, subprocess.Popen[bytes]] = field(init=False, default_factory=dict)
@@ -461,6 +556,9 @@ class Node:
         self._lock()
         try:
             recover_stale()
+            if self.fresh_host:
+                self.kept_trees = remove_node_trees()
+                remove_cgroups()  # only empty ones go: no node runs while we hold the lock
             self.host_at_start = host_snapshot()
             if not self.host_before:
                 self.host_before = self.host_at_start
@@ -470,7 +568,10 @@ class Node:
                 "workdir": str(self.workdir),
                 "keep_workdir": self.keep_workdir,
                 "sysctls": read_sysctls(),
-                "paths_before": [p for p in STRAY_PATHS if os.path.lexists(p)],
+                # Removed on teardown: the highest missing ancestor of each host path.
+                "paths_missing": missing_tops(),
+                # What an earlier version of this file reads instead, should it clean up.
+                "paths_before": sorted(p for p in _host_path_chain() if os.path.lexists(p)),
                 "chains_before": {k: sorted(v) for k, v in iptables_chains().items()},
                 "pids": {},
                 "kube_proxy": str(self.bin_dir / "kube-proxy"),
@@ -567,27 +668,47 @@ class Node:
     # ---------------------------------------------------------------- internals
 
     def _lock(self) -> None:
-        RUN_DIR.mkdir(parents=True, exist_ok=True)
-        fd = os.open(LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
         deadline = time.monotonic() + self.lock_timeout
         while True:
             try:
+                RUN_DIR.mkdir(parents=True, exist_ok=True)
+                fd = os.open(LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+            except FileNotFoundError:
+                continue  # the last holder removed the folder in between
+            try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
             except BlockingIOError:
+                os.close(fd)
                 if time.monotonic() > deadline:
-                    os.close(fd)
                     raise NodeError(f"another test node holds {LOCK_FILE}") from None
                 time.sleep(1)
-        self._lock_fd = fd
+                continue
+            # A holder removes the file before it lets go (_unlock): a lock on a file that
+            # is no longer the one at LOCK_FILE is worth nothing, the next run may already
+            # hold the new one. Open the file anew and wait again.
+            held = os.fstat(fd)
+            try:
+                current = os.stat(LOCK_FILE)
+            except FileNotFoundError:
+                current = None
+            if current is not None and (current.st_dev, current.st_ino) == (
+                held.st_dev,
+                held.st_ino,
+            ):
+                self._lock_fd = fd
+                return
+            os.close(fd)
 
     def _unlock(self) -> None:
         if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+            # Remove the file (and the folder, when nothing else is in it) while still
+            # holding the lock, so that no run can take a lock on a file about to vanish.
             with contextlib.suppress(OSError):
                 LOCK_FILE.unlink()
+            with contextlib.suppress(OSError):
                 RUN_DIR.rmdir()
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def _save(self) -> None:
         tmp = STATE_FILE.with_suffix(".tmp")
@@ -1038,8 +1159,8 @@ def _kubelet_config(
 # --------------------------------------------------------------------------- CLI
 
 
-def _cmd_up() -> int:
-    node = Node(die_with_parent=False, keep_workdir=True)
+def _cmd_up(fresh_host: bool) -> int:
+    node = Node(die_with_parent=False, keep_workdir=True, fresh_host=fresh_host)
     node.start()
     node._unlock()
     print(f"export KUBECONFIG={node.kubeconfig}")
@@ -1067,6 +1188,11 @@ def _cmd_down() -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=["build", "up", "down"])
+    parser.add_argument(
+        "--fresh-host",
+        action="store_true",
+        help="up: first remove what earlier nodes left outside their work dirs",
+    )
     args = parser.parse_args(argv)
     if args.command == "build":
         bin_dir, images = ensure_node_artifacts()
@@ -1074,7 +1200,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for image in images.values():
             print(image.name, image.ref, image.tarball)
         return 0
-    return {"up": _cmd_up, "down": _cmd_down}[args.command]()
+    if args.command == "up":
+        return _cmd_up(args.fresh_host)
+    return _cmd_down()
 
 
 if __name__ == "__main__":

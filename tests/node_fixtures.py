@@ -15,7 +15,9 @@ Fixtures
 
 Tests that use them are marked ``node`` automatically. The binaries and images are built
 (or found in ``.cache/``) right after collection, outside per-test timeouts. The node needs
-root; without it the tests are skipped with the reason.
+root and the Debian packages of ``tests/node/packages.txt`` (``tests/run.sh`` installs them
+unless ``REDISQUEUE_NO_SYSTEM_PACKAGES=1``); without them the tests are skipped with the
+reason.
 """
 
 from __future__ import annotations
@@ -23,14 +25,50 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from kube_node import Node, NodeError, ensure_node_artifacts
 
 NODE_FIXTURES = frozenset({"node", "node_namespace", "toolbox"})
+PACKAGES = Path(__file__).with_name("node") / "packages.txt"
 _BUILD_ERROR = pytest.StashKey[str]()
+
+
+def missing_packages() -> list[str]:
+    """The node's Debian packages that are not installed (all of them without dpkg)."""
+    lines = PACKAGES.read_text().splitlines()
+    wanted = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    try:
+        out = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Package} ${Status}\n", *wanted],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
+    except FileNotFoundError:
+        return wanted
+    installed = {
+        line.split()[0].split(":")[0] for line in out.splitlines() if line.endswith(" installed")
+    }
+    return [p for p in wanted if p not in installed]
+
+
+def skip_reason() -> str | None:
+    """Why the node cannot run here, or None."""
+    if os.geteuid() != 0:
+        return "the test node needs root (containerd, iptables, mounts)"
+    missing = missing_packages()
+    if missing:
+        return (
+            f"the test node needs the Debian packages {' '.join(missing)} "
+            f"(apt-get install -y {' '.join(missing)}; ./tests/run.sh installs them as root "
+            "unless REDISQUEUE_NO_SYSTEM_PACKAGES=1)"
+        )
+    return None
 
 
 def _needs_node(item: pytest.Item) -> bool:
@@ -45,9 +83,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    if session.config.option.collectonly or os.geteuid() != 0:
+    if session.config.option.collectonly:
         return
-    if not any(_needs_node(item) for item in session.items):
+    if not any(_needs_node(item) for item in session.items) or skip_reason() is not None:
         return
     capture = session.config.pluginmanager.getplugin("capturemanager")
     try:
@@ -62,8 +100,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 @pytest.fixture(scope="session")
 def node(pytestconfig: pytest.Config) -> Iterator[Node]:
-    if os.geteuid() != 0:
-        pytest.skip("the test node needs root (containerd, iptables, mounts)")
+    reason = skip_reason()
+    if reason is not None:
+        pytest.skip(reason)
     build_error = pytestconfig.stash.get(_BUILD_ERROR, None)
     if build_error is not None:
         raise NodeError(build_error)

@@ -122,31 +122,32 @@ class OperatorProcess:
         env.update(self.environ)
         env["KUBECONFIG"] = str(self.kubeconfig)
         env["HOSTNAME"] = self.identity
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "redisqueue.controller",
-                "--log-level",
-                self.log_level,
-                "operator",
-                *self.operator_args,
-                *(
-                    [arg for ns in self.namespaces for arg in ("--namespace", ns)]
-                    or ["--all-namespaces"]
-                ),
-                *self.extra_args,
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
+        # The child keeps its own copy of the descriptor; ours is closed at once.
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "redisqueue.controller",
+                    "--log-level",
+                    self.log_level,
+                    "operator",
+                    *self.operator_args,
+                    *(
+                        [arg for ns in self.namespaces for arg in ("--namespace", ns)]
+                        or ["--all-namespaces"]
+                    ),
+                    *self.extra_args,
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -45,6 +45,7 @@ from typing import Any
 
 import pytest
 
+from go_tools import refuse_go_builds
 from kube_controlplane import free_port, kill_process_group
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -67,6 +68,7 @@ def binaries_present(bin_dir: Path) -> bool:
 
 def ensure_prometheus_tools(*, stream_output: bool = True) -> Path:
     """Return the bin dir, running ``build.sh`` (a no-op on a warm cache) when needed."""
+    refuse_go_builds("promtool/prometheus", "gotools", PrometheusToolsError)
     preset = os.environ.get(BIN_ENV)
     if preset and binaries_present(Path(preset)):
         return Path(preset)
@@ -356,6 +358,14 @@ def _needs_prometheus(item: pytest.Item) -> bool:
 
 
 _BUILD_ERROR = pytest.StashKey[str]()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # A test that uses these fixtures needs Go-built binaries, marked or not, so that
+    # `-m "not gotools"` (the fast path) really leaves it out.
+    for item in items:
+        if _needs_prometheus(item) and item.get_closest_marker("gotools") is None:
+            item.add_marker(pytest.mark.gotools)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -217,11 +217,14 @@ class RedisServer:
 
     def _answers(self) -> bool:
         try:
-            with socket.create_connection((self.host, self.port), timeout=0.5) as raw:
-                sock: socket.socket | ssl.SSLSocket = raw
+            with contextlib.ExitStack() as stack:
+                sock: socket.socket | ssl.SSLSocket = stack.enter_context(
+                    socket.create_connection((self.host, self.port), timeout=0.5)
+                )
                 if self.tls:
                     ctx = ssl.create_default_context(cafile=str(self.tls.ca_cert))
-                    sock = ctx.wrap_socket(raw, server_hostname="localhost")
+                    # The TLS socket takes over the descriptor: it is the one to close.
+                    sock = stack.enter_context(ctx.wrap_socket(sock, server_hostname="localhost"))
                 sock.sendall(b"PING\r\n")
                 reply = sock.recv(64)
                 return reply.startswith((b"+PONG", b"-NOAUTH"))

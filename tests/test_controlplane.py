@@ -475,6 +475,9 @@ def test_processes_are_cleaned_up_when_the_runner_dies(
         if runner.poll() is None:
             runner.kill()
             runner.wait()
+        for stream in (runner.stdout, runner.stderr):
+            if stream is not None:
+                stream.close()
 
 
 def test_stop_is_complete_and_idempotent(control_plane: ControlPlane) -> None:

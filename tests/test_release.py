@@ -1,9 +1,10 @@
-"""What a release ships: one version everywhere, the Python distributions, the workflow.
+"""What a release ships: one version everywhere, the Python distributions, the workflows.
 
-The release workflow (.github/workflows/release.yml) cannot run here; what can be checked
-offline is: actionlint (built from its Go module) accepts it, the distributions it builds pass
-``twine check --strict``, and the version it checks (tag = pyproject.toml = Chart.yaml) agrees
-in the repository.
+The workflows (.github/workflows/release.yml and ci.yml) cannot run here; what can be
+checked offline is: actionlint (built from its Go module) accepts them, the distributions
+the release builds pass ``twine check --strict``, the version it checks (tag =
+pyproject.toml = Chart.yaml) agrees in the repository, and CI runs the whole suite with each
+dependency set.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from go_tools import go_tool
 REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "charts" / "redisqueue-operator"
 WORKFLOW = REPO / ".github" / "workflows" / "release.yml"
+CI_WORKFLOW = REPO / ".github" / "workflows" / "ci.yml"
+WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.y*ml"))
 
 
 def package_version() -> str:
@@ -143,9 +146,14 @@ def test_wheel_carries_the_license_the_types_and_the_command(dists: Path) -> Non
 # --------------------------------------------------------------------------- the workflow
 
 
-def _workflow() -> dict[Any, Any]:
-    workflow: dict[Any, Any] = yaml.safe_load(WORKFLOW.read_text())
+def _workflow(path: Path = WORKFLOW) -> dict[Any, Any]:
+    workflow: dict[Any, Any] = yaml.safe_load(path.read_text())
     return workflow
+
+
+def _triggers(workflow: dict[Any, Any]) -> dict[str, Any]:
+    trigger: dict[str, Any] = workflow[True] if True in workflow else workflow["on"]
+    return trigger  # YAML 1.1 reads a bare on: as True
 
 
 def _steps(job: str) -> list[dict[str, Any]]:
@@ -160,35 +168,47 @@ def _uses(job: str, action: str) -> dict[str, Any]:
     raise AssertionError(f"job {job} does not use {action}")
 
 
-def test_release_workflow_passes_actionlint() -> None:
-    actionlint = go_tool("actionlint")
-    proc = subprocess.run(
-        [str(actionlint), "-no-color", str(WORKFLOW)], capture_output=True, text=True, check=False
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-
-
-def test_actionlint_catches_a_broken_workflow(tmp_path: Path) -> None:
-    # The check above is not vacuous: a wrong input name and an unknown expression fail it.
-    broken = WORKFLOW.read_text().replace("platforms: linux/amd64", "platform: linux/amd64")
-    broken = broken.replace("${{ github.ref_name }}", "${{ github.ref_nam }}")
-    path = tmp_path / ".github" / "workflows" / "release.yml"
-    path.parent.mkdir(parents=True)
-    path.write_text(broken)
-    proc = subprocess.run(
-        [str(go_tool("actionlint")), "-no-color", str(path)],
+def _actionlint(*paths: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(go_tool("actionlint")), "-no-color", *map(str, paths)],
         capture_output=True,
         text=True,
         check=False,
     )
+
+
+@pytest.mark.gotools
+@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda path: path.name)
+def test_every_workflow_passes_actionlint(workflow: Path) -> None:
+    proc = _actionlint(workflow)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_workflows_linted_are_the_release_and_ci() -> None:
+    assert {w.name for w in WORKFLOWS} == {"release.yml", "ci.yml"}
+
+
+@pytest.mark.gotools
+def test_actionlint_catches_a_broken_workflow(tmp_path: Path) -> None:
+    # The checks above are not vacuous: a wrong input name and an unknown expression fail
+    # them, in either workflow.
+    broken = WORKFLOW.read_text().replace("platforms: linux/amd64", "platform: linux/amd64")
+    broken = broken.replace("${{ github.ref_name }}", "${{ github.ref_nam }}")
+    broken_ci = CI_WORKFLOW.read_text().replace("${{ matrix.deps }}", "${{ matrix.dep }}")
+    folder = tmp_path / ".github" / "workflows"
+    folder.mkdir(parents=True)
+    (folder / "release.yml").write_text(broken)
+    (folder / "ci.yml").write_text(broken_ci)
+    proc = _actionlint(folder / "release.yml", folder / "ci.yml")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert '"platform" is not defined' in proc.stdout, proc.stdout
     assert "ref_nam" in proc.stdout, proc.stdout
+    assert 'property "dep" is not defined' in proc.stdout, proc.stdout
 
 
 def test_release_runs_on_version_tags_only() -> None:
     workflow = _workflow()
-    trigger = workflow[True] if True in workflow else workflow["on"]  # YAML 1.1 reads on: as True
+    trigger = _triggers(workflow)
     assert set(trigger) == {"push"}
     assert set(trigger["push"]) == {"tags"}
     for pattern in trigger["push"]["tags"]:
@@ -243,6 +263,68 @@ def test_release_publishes_the_python_dists_with_trusted_publishing() -> None:
         str(s.get("uses", "")).startswith("pypa/gh-action-pypi-publish@") for s in publish["steps"]
     )
     assert "password" not in str(publish)
+
+
+def test_ci_runs_the_whole_suite_on_every_push_and_pull_request_and_weekly() -> None:
+    workflow = _workflow(CI_WORKFLOW)
+    trigger = _triggers(workflow)
+    assert {"push", "pull_request", "schedule"} <= set(trigger)
+    assert trigger["push"] is None and trigger["pull_request"] is None  # every branch
+    (schedule,) = trigger["schedule"]
+    *_, day, month, weekday = schedule["cron"].split()
+    assert (day, month) == ("*", "*") and weekday.isdigit(), "once a week"
+    assert workflow["permissions"] == {"contents": "read"}
+    (job,) = workflow["jobs"].values()
+    (run,) = [s for s in job["steps"] if ".ci/run" in s.get("run", "")]
+    # As root, for the node tests, with the set chosen by the matrix.
+    assert run["run"].startswith("sudo ") and run["run"].endswith("bash .ci/run")
+    assert "REDISQUEUE_DEPS" in run["run"]
+    assert run["env"] == {"REDISQUEUE_DEPS": "${{ matrix.deps }}"}
+
+
+def test_ci_runs_each_dependency_set_and_only_the_newest_on_the_schedule() -> None:
+    (job,) = _workflow(CI_WORKFLOW)["jobs"].values()
+    assert job["strategy"]["fail-fast"] is False
+    expression = job["strategy"]["matrix"]["deps"]
+    sets = re.findall(r"fromJSON\('(\[[^']*\])'\)", expression)
+    assert len(sets) == 2, expression
+    on_schedule, otherwise = (yaml.safe_load(s) for s in sets)
+    assert expression.startswith("${{ github.event_name == 'schedule' && ")
+    assert on_schedule == ["newest"]
+    assert otherwise == ["lock", "newest", "floor"]
+    # The same names tests/run.sh accepts.
+    run_sh = (REPO / "tests" / "run.sh").read_text()
+    assert "accepted values are lock, newest and floor" in run_sh
+
+
+def test_ci_keeps_the_go_built_binaries_keyed_by_the_files_that_pin_them() -> None:
+    (job,) = _workflow(CI_WORKFLOW)["jobs"].values()
+    cache = _uses_in(job, "actions/cache")["with"]
+    assert cache["path"] == ".cache"
+    patterns = re.findall(r"'([^']+)'", cache["key"])
+    pinning = [
+        "tests/controlplane/versions.env",
+        "tests/node/versions.env",
+        "tests/node/build.sh",
+        "tests/node/images.sh",
+        "terraform/scripts/fmt-check.sh",
+        "operator/constraints.txt",
+        *(str(p.relative_to(REPO)) for p in REPO.glob("tests/controlplane/*/go.mod")),
+        *(str(p.relative_to(REPO)) for p in REPO.glob("tests/tools/*/go.mod")),
+        *(str(p.relative_to(REPO)) for p in REPO.glob("tests/node/coredns/go.mod")),
+    ]
+    for path in pinning:
+        assert (REPO / path).exists(), path
+        assert any(fnmatch.fnmatch(path, pattern) for pattern in patterns), path
+    _uses_in(job, "actions/setup-go")
+    assert _uses_in(job, "actions/setup-python")["with"]["python-version"] == "3.11"
+
+
+def _uses_in(job: dict[str, Any], action: str) -> dict[str, Any]:
+    for step in job["steps"]:
+        if str(step.get("uses", "")).startswith(action + "@"):
+            return dict(step)
+    raise AssertionError(f"the job does not use {action}")
 
 
 # --------------------------------------------------------------------------- build context

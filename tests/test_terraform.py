@@ -25,6 +25,8 @@ import hcl2
 import pytest
 import yaml
 
+from go_tools import refuse_go_builds
+
 REPO = Path(__file__).resolve().parents[1]
 TERRAFORM = REPO / "terraform"
 MODULE = TERRAFORM / "modules" / "elasticache"
@@ -613,10 +615,12 @@ def test_checkov_catches_an_insecure_replication_group() -> None:
 # --- Formatting (tofu fmt, where it can be built) -------------------------------------------
 
 
+@pytest.mark.gotools  # tofu is built from its Go module
 @pytest.mark.skipif(not FMT_CHECK.exists(), reason="no fmt-check.sh: see terraform/README.md")
 @pytest.mark.skipif(shutil.which("go") is None, reason="building tofu needs the go toolchain")
 @pytest.mark.timeout(3600)
 def test_terraform_files_are_formatted_by_tofu_fmt() -> None:
+    refuse_go_builds("tofu", "gotools")
     result = subprocess.run(
         [str(FMT_CHECK)], capture_output=True, text=True, timeout=3600, check=False
     )

@@ -12,7 +12,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from go_tools import go_tool
+
+pytestmark = pytest.mark.gotools
 
 MODULE = Path(__file__).resolve().parents[1] / "terraform" / "modules" / "elasticache"
 REGENERATE = '"$(tests/tools/terraform-docs/build.sh)/terraform-docs" terraform/modules/elasticache'

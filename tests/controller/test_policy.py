@@ -113,13 +113,18 @@ async def _failure(port: int, *, detailed: bool) -> tuple[str, str]:
 async def test_refused_and_silent_ports_read_the_same_unless_the_host_is_trusted() -> None:
     # A real closed port, and a real listener that never answers.
     closed = free_port()
-    silent = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    accepted: list[asyncio.StreamWriter] = []
+    silent = await asyncio.start_server(lambda r, w: accepted.append(w), "127.0.0.1", 0)
     silent_port = int(silent.sockets[0].getsockname()[1])
     try:
         assert await _failure(closed, detailed=False) == await _failure(silent_port, detailed=False)
         refused = await _failure(closed, detailed=True)
         timed_out = await _failure(silent_port, detailed=True)
     finally:
+        # Closing the server leaves the connections it accepted open: close them too.
         silent.close()
+        for writer in accepted:
+            writer.close()
+        await silent.wait_closed()
     assert refused != timed_out
     assert refused[0] == "unreachable" and timed_out[0] == "timeout"

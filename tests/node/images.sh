@@ -12,7 +12,7 @@
 # <key> hashes every input (this script, the apt sources, the package list, the files the
 # Dockerfile copies), so a change rebuilds exactly the images it affects. Packages come
 # from the apt sources this machine already uses; the operator's Python dependencies from
-# the package index pip is configured for. Nothing is pulled from an image registry.
+# the package index pip is configured for, at the versions of operator/constraints.txt. Nothing is pulled from an image registry.
 #
 #   tests/node/images.sh PAUSE_BINARY
 set -euo pipefail
@@ -42,15 +42,25 @@ suite="$(awk '/^Suites:/ { print $2; exit }' /etc/apt/sources.list.d/*.sources 2
 sources_hash="$(cat "${sources[@]}" | sha256sum | cut -c1-12)"
 script_hash="$(sha256sum < "$here/images.sh" | cut -c1-12)"
 
-# skopeo and buildah keep a blob-info cache in /var/lib/containers/cache: remove it
-# afterwards unless it was there before.
-containers_existed=0; [ -e /var/lib/containers ] && containers_existed=1
+# skopeo and buildah write outside their --root even with --network=host: a blob-info
+# cache, their network backends' lock files and run dir. Of each such path that is missing
+# now, the highest missing ancestor (/etc/cni on a host without it) is removed afterwards;
+# what existed stays. Their scratch files go to the work dir (TMPDIR).
+created=()
+for path in /var/lib/containers/cache /etc/cni/net.d /etc/containers/networks \
+  /run/containers/networks; do
+  top=""
+  while [ ! -e "$path" ] && [ ! -L "$path" ]; do top="$path"; path="$(dirname "$path")"; done
+  [ -z "$top" ] || created+=("$top")
+done
 work="$(mktemp -d "$cache/.work.XXXXXX")"
 cleanup() {
   rm -rf "$work"
-  [ "$containers_existed" = 1 ] || rm -rf /var/lib/containers
+  [ "${#created[@]}" = 0 ] || rm -rf "${created[@]}"
 }
 trap cleanup EXIT
+mkdir "$work/tmp"
+export TMPDIR="$work/tmp"
 
 # rootfs tarball + image config -> docker-archive tarball named $ref, via an OCI layout.
 oci_from_rootfs() {
@@ -125,7 +135,8 @@ echo "python $python_ref $python_tar"
 # --- operator: operator/Dockerfile, unchanged, with buildah in a private store.
 # Uncommitted edits count too: hash the working tree's content, not the index.
 operator_inputs="$(cd "$repo_root" && { echo "$python_key $script_hash"; \
-  find operator/Dockerfile pyproject.toml README.md operator/redisqueue -type f \
+  find operator/Dockerfile pyproject.toml README.md LICENSE operator/constraints.txt \
+    operator/redisqueue -type f \
     ! -path '*/__pycache__/*' -print0 | sort -z | xargs -0 sha256sum; } | sha256sum | cut -c1-12)"
 operator_ref="localhost/redisqueue-operator:$operator_inputs"
 operator_tar="$cache/operator-$operator_inputs.tar"
