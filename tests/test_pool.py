@@ -78,9 +78,12 @@ async def test_redis_pys_stock_pool_fails_the_same_scenario(redis_server: RedisS
             timeout=1,
         )
     )
-    outcome = await greedy_and_polite(stock)
+    try:
+        outcome = await greedy_and_polite(stock)
+    finally:
+        await stock.aclose()
+        await stock.connection_pool.disconnect()  # a pool handed in is not the client's to close
     assert len(outcome) == 1 and outcome[0].startswith("failed: No connection available")
-    await stock.aclose()
 
 
 async def test_waiters_get_connections_in_arrival_order(redis_server: RedisServer) -> None:
