@@ -662,7 +662,10 @@ def test_prometheusrule_alerts_on_the_operator_metrics(control_plane: ControlPla
     alerts = {rule["alert"]: rule for rule in group["rules"]}
     assert alerts["RedisQueueSlowPing"]["expr"].strip().endswith("> 0.2")
     depth = " ".join(alerts["RedisQueueDepthGrowing"]["expr"].split())
-    assert depth == ("redisqueue_queue_depth > 50 and deriv(redisqueue_queue_depth[30m]) > 0")
+    assert depth == (
+        "max by (namespace, name, key, type) (redisqueue_queue_depth) > 50 and "
+        "max by (namespace, name, key, type) (deriv(redisqueue_queue_depth[30m])) > 0"
+    )
 
 
 def test_networkpolicy_allows_api_server_dns_redis_out_and_metrics_in(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import dataclasses
+import io
 import json
 import os
 import time
@@ -69,6 +70,8 @@ PAGE_SIZE: Final = 500
 #: crosses the wire unless the operator GETs that Secret.
 METADATA_LIST: Final = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 METADATA_ONE: Final = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+#: Request bodies above this size are streamed (aiohttp warns about larger raw bytes).
+LARGE_BODY_BYTES: Final = 1024 * 1024
 #: The largest watch event read (an etcd object is at most 1.5 MiB; JSON adds escapes).
 MAX_EVENT_BYTES: Final = 8 * 1024 * 1024
 
@@ -233,9 +236,14 @@ class Kube:
                 if left <= 0:
                     raise WriteFenced(f"{method} {path}: no time left to write")
                 read_timeout = aiohttp.ClientTimeout(total=min(left, REQUEST_TIMEOUT_SECONDS))
-        data = None if body is None else json.dumps(body).encode()
+        encoded = None if body is None else json.dumps(body).encode()
+        data: bytes | io.BytesIO | None = encoded
+        if encoded is not None and len(encoded) > LARGE_BODY_BYTES:
+            data = io.BytesIO(encoded)  # aiohttp streams a file-like body without blocking
         self._reread_token(force=False)
         for attempt in (1, 2):
+            if isinstance(data, io.BytesIO):
+                data.seek(0)
             response = await self._client().request(
                 method,
                 self._base + path,
@@ -369,11 +377,13 @@ class Kube:
             async for chunk in response.content.iter_any():  # one JSON object a line
                 buffer += chunk
                 while (end := buffer.find(b"\n")) >= 0:
+                    if end > max_event_bytes:
+                        raise EventTooLarge(path, max_event_bytes)
                     line = bytes(buffer[:end])
                     del buffer[: end + 1]
                     if line.strip():
                         yield _event(line)
-                if len(buffer) > max_event_bytes:
+                if len(buffer) > max_event_bytes:  # a line not yet whole is too long already
                     raise EventTooLarge(path, max_event_bytes)
         finally:
             response.release()
