@@ -55,6 +55,7 @@ class ApiProxy:
         asyncio.run_coroutine_threadsafe(self._close(), self._loop).result(timeout=30)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
+        self._loop.close()
 
     async def _start(self) -> None:
         app = web.Application()
@@ -75,6 +76,11 @@ class ApiProxy:
             await self._session.close()
         if self._runner is not None:
             await self._runner.cleanup()
+        # Requests still held (or streaming) end with the proxy.
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
 
     def kubeconfig(self, directory: Path) -> Path:
         """The upstream kubeconfig, pointed at this proxy (same user, same credentials)."""
