@@ -504,6 +504,9 @@ async def run(  # noqa: PLR0915 - one scenario, read top to bottom
         await asyncio.sleep(5)
         figures["idle_seconds"] = args.idle_seconds
         figures["idle_requests"] = await operator_requests_at_rest(plane, args.idle_seconds)
+        # At rest the API connections of the creation burst have been closed (keep-alive):
+        # each held a TLS read buffer of 256 KiB.
+        figures["rss_rest_mib"] = rss_mib(operator.proc.pid)  # type: ignore[union-attr]
         figures["rss_mib"] = rss_mib(operator.proc.pid)  # type: ignore[union-attr]
         figures["rss_peak_mib"] = rss_mib(operator.proc.pid, "VmHWM")  # type: ignore[union-attr]
         figures["redis_connections"] = operator_connections(server)
@@ -633,7 +636,8 @@ def report(f: dict[str, Any]) -> None:
         )
     print(
         f"operator RSS: {f['rss_empty_mib']:.0f} MiB empty, {f['rss_mib']:.0f} MiB with {n} "
-        f"(peak {f['rss_peak_mib']:.0f} MiB while creating them), "
+        f"(peak {f['rss_peak_mib']:.0f} MiB while creating them, "
+        f"{f['rss_rest_mib']:.0f} MiB at rest after the idle window), "
         f"{f['rss_after_restart_mib']:.0f} MiB after restart, "
         f"{f['rss_after_delete_mib']:.0f} MiB after deleting all"
     )
