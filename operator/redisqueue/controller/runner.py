@@ -28,7 +28,7 @@ from .api.gate import WRITE_GATE
 from .api.kube import Kube, KubeError, object_path
 from .api.lease import LeaderElector
 from .api.lease import LeaseSettings as Election
-from .api.login import identify, login
+from .api.login import identify, login, share_pool
 from .readside.side import ReadSide
 from .reconciler import Reconciler
 from .resource.policy import OperatorPolicy, PolicyError
@@ -87,6 +87,7 @@ async def serve_operator(  # noqa: PLR0915 - the operator's life, read top to bo
     stop = stop or _stop_on_signals()
     identify(election.identity if election is not None else os.environ.get("HOSTNAME", ""))
     kube = await _connect()
+    share_pool(kube.connector())  # kopf's requests and ours over one bounded pool
     side = ReadSide(kube, policy=policy, namespaces=namespaces)
     instance = election.identity if election is not None else None
     reconciler = Reconciler(kube, side, instance=instance)
@@ -166,6 +167,7 @@ async def serve_operator(  # noqa: PLR0915 - the operator's life, read top to bo
         await runner.cleanup()
         with contextlib.suppress(Exception):
             await side.close()
+        share_pool(None)
         await kube.close()
     return status
 

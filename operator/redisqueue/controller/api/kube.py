@@ -54,8 +54,10 @@ APPLY: Final = "application/apply-patch+yaml"
 REACHABLE_TIMEOUT_SECONDS: Final = 15.0
 MERGE: Final = "application/merge-patch+json"
 #: Connections kept to the API server: a burst over a thousand RedisQueues queues behind
-#: these instead of opening a socket (and a TLS handshake) per call.
-POOL_SIZE: Final = 64
+#: these instead of opening a socket (and a TLS handshake) per call. The operator shares
+#: them with kopf (:func:`~.login.share_pool`): each TLS connection holds a 256 KiB read
+#: buffer for its life, and the API server on the other end is the bottleneck anyway.
+POOL_SIZE: Final = 32
 #: A mounted (bound) token is rotated by the kubelet; it is read again after this long.
 TOKEN_MAX_AGE_SECONDS: Final = 60.0
 #: How long a watch lasts before the API server ends it and it is started again (the
@@ -134,6 +136,7 @@ class Kube:
         self._auth = info.as_http_headers()
         self._token_read_at = time.monotonic()
         self._session: aiohttp.ClientSession | None = None
+        self._connector: aiohttp.TCPConnector | None = None
 
     @classmethod
     async def connect(cls) -> Kube:
@@ -169,6 +172,9 @@ class Kube:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._connector is not None:
+            await self._connector.close()
+            self._connector = None
 
     async def check_reachable(self) -> str:
         """GET /version; the server's gitVersion, or :class:`NoClusterError` naming the URL."""
@@ -188,10 +194,17 @@ class Kube:
             raise
         return str(version.get("gitVersion", "?"))
 
+    def connector(self) -> aiohttp.TCPConnector:
+        """This client's pool of connections to the API server (made on first use)."""
+        if self._connector is None or self._connector.closed:
+            self._connector = aiohttp.TCPConnector(limit=self._pool_size, ssl=self._ssl or True)
+        return self._connector
+
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._pool_size, ssl=self._ssl or True),
+                connector=self.connector(),
+                connector_owner=False,
                 headers={"User-Agent": user_agent()},
                 trust_env=self.info.trust_env,
             )

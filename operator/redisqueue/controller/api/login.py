@@ -19,8 +19,16 @@ import yaml
 from ..resource.identity import MANAGED_BY
 from .gate import WRITE_GATE
 
-#: The same for kopf's requests (its watches, finalizers and progress patches).
+#: kopf's own connections, when it does not share the operator's (:func:`share_pool`).
 KOPF_POOL_SIZE: Final = 32
+
+_shared_pool: aiohttp.TCPConnector | None = None
+
+
+def share_pool(connector: aiohttp.TCPConnector | None) -> None:
+    """Let kopf's requests use ``connector`` (the operator's own pool to the API server)."""
+    global _shared_pool  # noqa: PLW0603 - one process, one pool
+    _shared_pool = connector
 #: Where a pod's ServiceAccount token is mounted (kopf's in-cluster login reads it too).
 SERVICE_ACCOUNT_TOKEN: Final = "/var/run/secrets/kubernetes.io/serviceaccount/token"  # noqa: S105
 
@@ -121,7 +129,8 @@ async def login(**kwargs: Any) -> kopf.AiohttpSession:
     ($KUBECONFIG or ~/.kube/config), with kopf's own login functions, so kopf and
     :class:`Kube` reach the same server with the same credentials.
 
-    The session comes with a bounded pool of :data:`KOPF_POOL_SIZE` connections. kopf's own
+    The session uses the operator's own pool of connections when the runner shares it
+    (:func:`share_pool`), else a bounded pool of :data:`KOPF_POOL_SIZE`. kopf's own
     has no bound: under a burst of a thousand RedisQueues it opened hundreds of TLS
     connections (a handshake each, on both ends, and some 200 KiB of buffers each), and
     kept opening new ones over repeated bursts.
@@ -133,8 +142,12 @@ async def login(**kwargs: Any) -> kopf.AiohttpSession:
     info = connection_info(settings if isinstance(settings, kopf.OperatorSettings) else None)[0]
     fence = aiohttp.TraceConfig()
     fence.on_request_start.append(WRITE_GATE.on_request_start)
+    shared = _shared_pool is not None and not _shared_pool.closed
     session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=KOPF_POOL_SIZE, ssl=info.as_ssl_context()),
+        connector=_shared_pool
+        if shared
+        else aiohttp.TCPConnector(limit=KOPF_POOL_SIZE, ssl=info.as_ssl_context()),
+        connector_owner=not shared,
         trace_configs=[fence],
         headers={**info.as_http_headers(), "User-Agent": f"{_agent} (kopf)"},
         auth=info.as_aiohttp_basic_auth() if info.username else None,
