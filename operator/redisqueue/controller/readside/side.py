@@ -47,7 +47,7 @@ from ..resource.spec import (
 )
 from ..resource.status import ConditionValue, Reason
 from ..telemetry import metrics
-from .contracts import resolve_contract
+from .contracts import resolve_contract, resolve_probe_credential
 from .registry import QueueState, Registry
 from .schedule import run_schedule
 from .secrets import SecretStore
@@ -158,11 +158,29 @@ class ReadSide:
 
         return await resolve_contract(state.names, spec, read)
 
-    async def ensure_probe(
+    async def probe_credential(
         self, state: QueueState, spec: RedisQueueSpec, contract: ConnectionContract
+    ) -> ConnectionContract:
+        """What the probe of ``spec`` connects with (raises :class:`SetupError`): the
+        operator's own probe user for a provisioned Redis, else ``contract``."""
+
+        async def read(name: str, what: str) -> JSON:
+            return await self.secrets.get(state.namespace, name, what)
+
+        return await resolve_probe_credential(state.names, spec, contract, read)
+
+    async def ensure_probe(
+        self,
+        state: QueueState,
+        spec: RedisQueueSpec,
+        contract: ConnectionContract,
+        *,
+        credential: ConnectionContract | None = None,
     ) -> Probe:
-        """The probe for ``contract``; a changed contract, timeout or key list replaces (and
+        """The probe for ``contract`` (connecting with ``credential`` when given, see
+        :meth:`probe_credential`); a changed contract, timeout or key list replaces (and
         closes) the old one. Series of queue keys no longer configured are dropped."""
+        app_contract, contract = contract, credential or contract
         current = state.probe
         queues = tuple(QueueKey(q.key, q.type, q.group) for q in spec.queues)
         timeout = spec.health_check.timeout_seconds
@@ -175,6 +193,7 @@ class ReadSide:
             and current.queues == queues
             and current.detailed_errors == detailed
         ):
+            state.contract = app_contract  # the apps' password may change under one probe
             return current
         probe = Probe(
             contract,
@@ -189,7 +208,7 @@ class ReadSide:
             probe.last = current.last
             await current.close()
             metrics.forget_queue_keys(state.namespace, state.name, keep=queues)
-        state.probe, state.contract = probe, contract
+        state.probe, state.contract = probe, app_contract
         return probe
 
     async def stop_probing(self, state: QueueState, why: ConditionValue) -> None:
@@ -225,13 +244,14 @@ class ReadSide:
     async def _refresh(self, state: QueueState, spec: RedisQueueSpec) -> None:
         try:
             contract = await self.contract(state, spec)
+            credential = await self.probe_credential(state, spec, contract)
         except SetupError as exc:
             # Without credentials there is nothing honest to PING; the leader reports why.
             log.debug("%s: not probed on this replica (%s)", state.ref, exc.message)
             await self.stop_probing(state, ConditionValue("False", exc.reason, exc.message))
             return
         state.refused = None
-        await self.ensure_probe(state, spec, contract)
+        await self.ensure_probe(state, spec, contract, credential=credential)
 
     async def follow_queues(self) -> None:
         """A standby's list+watch of RedisQueues in every scope, until cancelled."""

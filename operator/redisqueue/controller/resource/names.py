@@ -4,6 +4,7 @@ For a RedisQueue ``<name>`` in namespace ``<ns>``:
 
 - Service and StatefulSet ``<name>-redis`` (apps reach ``<name>-redis.<ns>.svc:6379``),
 - generated password Secret ``<name>-redis-auth`` (key ``password``),
+- the Secret of the operator's own Redis users ``<name>-redis-acl`` (probe and admin),
 - data volume claim ``data-<name>-redis-0`` (from the StatefulSet's claim template),
 - the label value and the field manager it writes app Secrets with.
 
@@ -102,6 +103,8 @@ class QueueNames:
     workload: str = field(init=False)
     #: The password Secret the operator generates when ``spec.auth`` names none.
     generated_secret: str = field(init=False)
+    #: Provision mode: the passwords of the operator's own Redis users (probe, admin).
+    acl_secret: str = field(init=False)
     #: The data PersistentVolumeClaim (claim template ``data``, pod ordinal 0).
     data_claim: str = field(init=False)
     #: The field manager that writes the contract into app Secrets.
@@ -113,6 +116,7 @@ class QueueNames:
         workload = f"{self.name}-redis"
         object.__setattr__(self, "workload", workload)
         object.__setattr__(self, "generated_secret", f"{workload}-auth")
+        object.__setattr__(self, "acl_secret", f"{workload}-acl")
         object.__setattr__(self, "data_claim", f"{DATA_VOLUME}-{workload}-0")
         object.__setattr__(self, "inject_manager", inject_field_manager(self.name))
         object.__setattr__(self, "source_label", source_label_value(self.name))
@@ -185,6 +189,10 @@ class QueueNames:
         return None
 
     def read_secrets(self, spec: RedisQueueSpec) -> frozenset[str]:
-        """The Secrets (same namespace) whose contents the contract of ``spec`` depends on."""
+        """The Secrets (same namespace) whose contents the contract of ``spec`` and its
+        probe depend on."""
         refs = (self.password_ref(spec), self.ca_ref(spec))
-        return frozenset(ref.name for ref in refs if ref is not None)
+        names = {ref.name for ref in refs if ref is not None}
+        if spec.mode == "provision":
+            names.add(self.acl_secret)
+        return frozenset(names)
