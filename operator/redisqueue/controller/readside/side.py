@@ -17,11 +17,15 @@ The roles differ only in who feeds it and what follows a probe:
 
 A standby that becomes the leader keeps its registry, probes and schedule: it stops its own
 RedisQueue watch and installs the writer.
+
+Long on purpose: the one place a probe is made, with every rule that guards it and both roles
+that feed it, reads as one module; split, a rule would stand apart from the probe it guards.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 from collections.abc import Collection, Mapping, Sequence
@@ -161,12 +165,8 @@ class ReadSide:
     async def probe_credential(
         self, state: QueueState, spec: RedisQueueSpec, contract: ConnectionContract
     ) -> ConnectionContract:
-        """What the probe of ``spec`` connects with (raises :class:`SetupError`): the
-        operator's own probe user for a provisioned Redis, else ``contract``."""
-
-        async def read(name: str, what: str) -> JSON:
-            return await self.secrets.get(state.namespace, name, what)
-
+        """What the probe connects with (see :func:`.contracts.resolve_probe_credential`)."""
+        read = functools.partial(self.secrets.get, state.namespace)
         return await resolve_probe_credential(state.names, spec, contract, read)
 
     async def ensure_probe(
@@ -177,9 +177,9 @@ class ReadSide:
         *,
         credential: ConnectionContract | None = None,
     ) -> Probe:
-        """The probe for ``contract`` (connecting with ``credential`` when given, see
-        :meth:`probe_credential`); a changed contract, timeout or key list replaces (and
-        closes) the old one. Series of queue keys no longer configured are dropped."""
+        """The probe for ``contract``, connecting with ``credential`` when given; a changed
+        one, timeout or key list replaces (and closes) the old one. Series of queue keys no
+        longer configured are dropped."""
         app_contract, contract = contract, credential or contract
         current = state.probe
         queues = tuple(QueueKey(q.key, q.type, q.group) for q in spec.queues)

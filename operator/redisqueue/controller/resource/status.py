@@ -4,7 +4,11 @@ functions that compose it and decide when it must be written.
 :func:`compose_status` turns what the operator found (a :class:`Findings`) into a
 :class:`RedisQueueStatus`: ``phase``, ``endpoint``, ``latencyMs``, ``lastProbeTime``,
 ``observedGeneration`` and the ``Ready``, ``Reachable`` and ``Injected`` conditions, the
-model the CRD's status schema is generated from. Nothing in it carries a credential.
+model the CRD's status schema is generated from, with ``rotation`` (the last password
+rotation). Nothing in it carries a credential.
+
+Long on purpose: the status schema and the functions that fill it are one contract with
+users; split, the two would drift apart.
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """Password rotation with zero downtime: two valid passwords while the apps move.
 
+Long on purpose: the phases, what each waits for and what it tells, in the order they happen.
+
 When the password in a RedisQueue's auth Secret changes, the rotation goes through phases
 that status shows (``status.rotation``) and Events mark:
 
