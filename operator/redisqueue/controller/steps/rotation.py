@@ -324,6 +324,9 @@ class Rotations:
                         {password_hash(contract.password)} if contract.password else set()
                     )
                     await users.remove_passwords(APP_USER, others)
+                    # The moment the old password went (connecting may have taken a while).
+                    now = self.now()
+                    took = (now - rotation.started_at).total_seconds()
                     kept = await users.connections_older_than(APP_USER, took)
                 finally:
                     await users.close()
