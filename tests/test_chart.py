@@ -317,6 +317,8 @@ def test_default_render_is_the_plain_install_and_nothing_else(control_plane: Con
         "ValidatingAdmissionPolicy",
         "ValidatingAdmissionPolicy",
         "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
         "ValidatingAdmissionPolicyBinding",
         "ValidatingAdmissionPolicyBinding",
         "ValidatingAdmissionPolicyBinding",
@@ -327,6 +329,7 @@ def test_default_render_is_the_plain_install_and_nothing_else(control_plane: Con
         "redisqueue-operator-leader-election",
         "redisqueue-operator-author-permissions",
         "redisqueue-operator-object-shapes",
+        "redisqueue-operator-restarts",
         "redisqueue-operator-policy",
     }
     assert only(docs, "Role")["rules"] == _manifest("Role")["rules"]
@@ -353,12 +356,16 @@ def test_admission_policies_are_the_plain_ones_for_the_releases_service_account(
         if kind.endswith("Binding"):
             want = {**want, "policyName": f"{name}-author-permissions"}
         assert got == want
-    got = rendered[("ValidatingAdmissionPolicy", f"{name}-object-shapes")]["spec"]
-    plain = json.dumps(shapes["ValidatingAdmissionPolicy"]["spec"]).replace(
-        "system:serviceaccount:redisqueue-system:redisqueue-operator",
-        f"system:serviceaccount:redisqueue-system:{name}",
-    )
-    assert got == json.loads(plain)
+    restarts = _policy(REPO / "manifests" / "operator" / "65-operator-restart-policy.yaml")
+    for suffix, plain_file in (("object-shapes", shapes), ("restarts", restarts)):
+        got = rendered[("ValidatingAdmissionPolicy", f"{name}-{suffix}")]["spec"]
+        plain = json.dumps(plain_file["ValidatingAdmissionPolicy"]["spec"]).replace(
+            "system:serviceaccount:redisqueue-system:redisqueue-operator",
+            f"system:serviceaccount:redisqueue-system:{name}",
+        )
+        assert got == json.loads(plain), suffix
+        binding = rendered[("ValidatingAdmissionPolicyBinding", f"{name}-{suffix}")]["spec"]
+        assert binding == {"policyName": f"{name}-{suffix}", "validationActions": ["Deny"]}
 
     # The operator policy: the chart's default lists are the plain file's.
     got = rendered[("ValidatingAdmissionPolicy", f"{name}-policy")]["spec"]
@@ -738,6 +745,8 @@ def test_install_creates_the_crd_and_a_locked_down_operator_then_uninstall_keeps
         "ValidatingAdmissionPolicy",
         "ValidatingAdmissionPolicy",
         "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
         "ValidatingAdmissionPolicyBinding",
         "ValidatingAdmissionPolicyBinding",
         "ValidatingAdmissionPolicyBinding",
@@ -808,6 +817,8 @@ ALLOWED_EVERYWHERE: list[tuple[str, ...]] = [
     ("create", "services"),
     ("create", "statefulsets.apps"),
     ("patch", "statefulsets.apps"),
+    ("get", "deployments.apps"),  # restart opt-in: follow the rollout
+    ("patch", "deployments.apps"),  # restart opt-in: the restart annotation only
     ("patch", "persistentvolumeclaims"),
     ("delete", "persistentvolumeclaims"),
     ("create", "events"),
@@ -825,6 +836,9 @@ DENIED_EVERYWHERE: list[tuple[str, ...]] = [
     ("create", "pods"),
     ("create", "pods", "--subresource=exec"),
     ("create", "deployments.apps"),
+    ("update", "deployments.apps"),
+    ("delete", "deployments.apps"),
+    ("list", "deployments.apps"),
     ("create", "rolebindings.rbac.authorization.k8s.io"),
     ("create", "serviceaccounts", "--subresource=token"),
     ("impersonate", "serviceaccounts"),

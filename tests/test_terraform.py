@@ -814,7 +814,14 @@ def test_handoff_fetches_the_token_from_secrets_manager(tmp_path: Path) -> None:
     assert argv[argv.index("--query") + 1] == "SecretString"
 
 
+def outputs_in_phase(phase: str) -> str:
+    outputs = recorded_outputs()
+    outputs["redis_auth_token_rotation_phase"]["value"] = phase
+    return json.dumps(outputs)
+
+
 def test_handoff_can_fetch_the_previous_token_to_roll_back(tmp_path: Path) -> None:
+    # Only while ElastiCache still accepts it: during the overlap (ROTATE).
     record = fake_aws(tmp_path / "bin", stdout=json.dumps({"password": TOKEN}))
     run = handoff(
         *BASE_ARGS,
@@ -825,12 +832,118 @@ def test_handoff_can_fetch_the_previous_token_to_roll_back(tmp_path: Path) -> No
         "prod",
         "--aws-cli",
         str(tmp_path / "bin" / "aws"),
+        stdin=outputs_in_phase("Overlap"),
     )
     assert run.returncode == 0, run.stderr
     assert run.documents()[0]["stringData"] == {"password": TOKEN}
     argv = json.loads(record.read_text(encoding="utf-8"))
     assert argv[argv.index("--version-stage") + 1] == "AWSPREVIOUS"
     assert argv[argv.index("--profile") + 1] == "prod"
+
+
+def test_handoff_refuses_to_roll_back_to_a_token_elasticache_no_longer_accepts(
+    tmp_path: Path,
+) -> None:
+    record = fake_aws(tmp_path / "bin", stdout=TOKEN)
+    run = handoff(
+        *BASE_ARGS,
+        "--fetch-secret",
+        "--secret-version-stage",
+        "AWSPREVIOUS",
+        path_prefix=tmp_path / "bin",
+        stdin=outputs_in_phase("Complete"),
+    )
+    assert_input_error(run, "redis_auth_token_rotation_phase", "lock every client out")
+    assert not record.exists()  # refused before anything was fetched
+
+
+def test_handoff_says_what_comes_next_while_elasticache_accepts_both_tokens(
+    token_file: Path,
+) -> None:
+    run = handoff(
+        *BASE_ARGS,
+        "--inject",
+        "analysis-worker-redis",
+        "--auth-token-file",
+        str(token_file),
+        stdin=outputs_in_phase("Overlap"),
+    )
+    assert run.returncode == 0, run.stderr
+    assert "phase Overlap" in run.stderr and "ReadyToRemoveOld" in run.stderr
+    assert 'auth_token_update_strategy = "SET"' in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1
+    quiet = handoff(*BASE_ARGS, "--auth-token-file", str(token_file))  # phase Complete
+    assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+def test_handoff_asks_for_restarts_and_the_grace_period(token_file: Path) -> None:
+    run = handoff(
+        *BASE_ARGS,
+        "--inject",
+        "worker-redis",
+        "--inject",
+        "api-redis",
+        "--restart",
+        "worker-redis=Deployment/worker",
+        "--restart",
+        "worker-redis=StatefulSet/batch",
+        "--grace-period",
+        "300",
+        "--auth-token-file",
+        str(token_file),
+    )
+    assert run.returncode == 0, run.stderr
+    queue = run.documents()[1]
+    assert queue["spec"]["inject"] == [
+        {
+            "secretName": "worker-redis",
+            "restart": [
+                {"kind": "Deployment", "name": "worker"},
+                {"kind": "StatefulSet", "name": "batch"},
+            ],
+        },
+        {"secretName": "api-redis"},
+    ]
+    assert queue["spec"]["rotation"] == {"gracePeriodSeconds": 300}
+    spec_module = pytest.importorskip("redisqueue.controller.resource.spec")
+    spec = spec_module.parse_spec(queue["spec"])
+    assert spec.rotation.grace_period_seconds == 300
+    assert [w.name for w in spec.inject[0].restart] == ["worker", "batch"]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("--restart", "worker-redis=Deployment/worker"), "is not an --inject Secret"),
+        (("--inject", "a", "--restart", "a=CronJob/x"), "cannot be restarted"),
+        (("--inject", "a", "--restart", "a-Deployment-x"), "SECRET=KIND/NAME"),
+        (("--inject", "a", "--restart", "a=Deployment/Bad_Name"), "not a valid Deployment name"),
+        (("--grace-period", "5"), "from 10 to 86400"),
+    ],
+)
+def test_handoff_refuses_bad_restarts_and_grace_periods(
+    token_file: Path, args: tuple[str, ...], needle: str
+) -> None:
+    run = handoff(*BASE_ARGS, *args, "--auth-token-file", str(token_file))
+    assert run.returncode == 2, run.stderr
+    assert needle in run.stderr, run.stderr
+    assert run.stdout == ""
+
+
+def test_module_names_the_rotation_phase_as_the_operator_does(module: Config) -> None:
+    expression = module.outputs["auth_token_rotation_phase"]["value"]
+    assert "var.auth_token_update_strategy" in expression
+    assert '"ROTATE"' in expression and '"Overlap"' in expression and '"Complete"' in expression
+    for env in ENVIRONMENTS:
+        outputs = load_config(env).outputs
+        assert outputs["redis_auth_token_rotation_phase"]["value"] == (
+            "${module.elasticache.auth_token_rotation_phase}"
+        )
+    script = handoff_module()
+    # The phases the hand-off reads are the ones status.rotation shows.
+    status = pytest.importorskip("redisqueue.controller.resource.status")
+    phases = status.RotationStatus.model_fields["phase"].annotation
+    assert set(script.ROTATION_PHASES) <= set(getattr(phases, "__args__", ()))
 
 
 def test_handoff_reports_a_failed_fetch_in_one_line(tmp_path: Path) -> None:

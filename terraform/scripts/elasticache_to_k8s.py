@@ -25,6 +25,14 @@ There is deliberately no option that takes the token itself: process arguments a
 visible to every user of the machine. The token is never written to stderr, and no
 error message contains it.
 
+Token rotation (terraform/README.md) has the operator's phases: while the outputs say
+``redis_auth_token_rotation_phase = Overlap`` (ElastiCache accepts the old and the new token,
+``auth_token_update_strategy = "ROTATE"``), the script says on stderr what comes next;
+``--restart SECRET=Deployment/NAME`` has the operator restart apps that read the contract
+only at start, and ``--grace-period`` sets how long it waits before it reports that the old
+token may go. Fetching ``AWSPREVIOUS`` once the phase is Complete (``SET``: the old token no
+longer works) is refused: it would lock every client out.
+
 Exit status: 0 on success, 2 on bad input or usage (with one line naming the problem).
 Needs Python 3.11+ and PyYAML only.
 """
@@ -57,6 +65,11 @@ OUTPUT_PORT = "redis_port"
 OUTPUT_TLS = "redis_tls_enabled"
 OUTPUT_SECRET_ARN = "redis_auth_secret_arn"  # noqa: S105 - an output name
 OUTPUT_ENVIRONMENT = "redisqueue_environment"  # optional: --environment wins
+OUTPUT_ROTATION_PHASE = "redis_auth_token_rotation_phase"  # optional: Overlap or Complete
+ROTATION_PHASES = ("Overlap", "Complete")
+RESTART_KINDS = ("Deployment", "StatefulSet")
+#: spec.rotation.gracePeriodSeconds bounds (the CRD's).
+GRACE_PERIOD_RANGE = (10, 86400)
 REQUIRED_OUTPUTS = (OUTPUT_HOST, OUTPUT_PORT, OUTPUT_TLS, OUTPUT_SECRET_ARN)
 
 TOKEN_ENV_VAR = "REDIS_AUTH_TOKEN"  # noqa: S105 - the variable's name, not a token
@@ -96,6 +109,7 @@ class Endpoint:
     tls: bool
     secret_arn: str
     environment: str | None
+    rotation_phase: str | None = None
 
 
 # --- Reading the Terraform outputs ------------------------------------------------------
@@ -163,7 +177,13 @@ def endpoint_from_outputs(outputs: Mapping[str, Any]) -> Endpoint:
         raise HandoffError(
             f"terraform output {OUTPUT_ENVIRONMENT!r} must be one of {', '.join(ENVIRONMENTS)}"
         )
-    return Endpoint(host, port, tls, secret_arn, environment)
+    phase = outputs.get(OUTPUT_ROTATION_PHASE)
+    if phase is not None and phase not in ROTATION_PHASES:
+        raise HandoffError(
+            f"terraform output {OUTPUT_ROTATION_PHASE!r} must be one of "
+            f"{', '.join(ROTATION_PHASES)}"
+        )
+    return Endpoint(host, port, tls, secret_arn, environment, phase)
 
 
 # --- Getting the AUTH token -------------------------------------------------------------
@@ -320,8 +340,13 @@ def build_redisqueue(
     username: str | None,
     inject: Sequence[str],
     ca_secret: tuple[str, str] | None,
+    restarts: Mapping[str, Sequence[tuple[str, str]]] | None = None,
+    grace_period: int | None = None,
 ) -> dict[str, Any]:
-    """The external-mode RedisQueue pointing at the ElastiCache primary endpoint."""
+    """The external-mode RedisQueue pointing at the ElastiCache primary endpoint.
+
+    ``restarts`` maps an inject Secret to the workloads (kind, name) the operator restarts
+    when the contract in it changes; ``grace_period`` is spec.rotation.gracePeriodSeconds."""
     tls: dict[str, Any] = {"enabled": endpoint.tls}
     if ca_secret is not None:
         tls["caSecretRef"] = {"name": ca_secret[0], "key": ca_secret[1]}
@@ -334,7 +359,16 @@ def build_redisqueue(
         "auth": auth,
     }
     if inject:
-        spec["inject"] = [{"secretName": secret_name} for secret_name in inject]
+        targets: list[dict[str, Any]] = []
+        for secret_name in inject:
+            target: dict[str, Any] = {"secretName": secret_name}
+            workloads = (restarts or {}).get(secret_name)
+            if workloads:
+                target["restart"] = [{"kind": kind, "name": name} for kind, name in workloads]
+            targets.append(target)
+        spec["inject"] = targets
+    if grace_period is not None:
+        spec["rotation"] = {"gracePeriodSeconds": grace_period}
     return {
         "apiVersion": API_VERSION,
         "kind": KIND,
@@ -392,6 +426,32 @@ def _secret_ref(value: str) -> tuple[str, str]:
     return name, key
 
 
+def _restart(value: str) -> tuple[str, str, str]:
+    secret, sep, workload = value.partition("=")
+    kind, slash, name = workload.partition("/")
+    if not sep or not slash:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not SECRET=KIND/NAME (for example app-redis=Deployment/worker)"
+        )
+    _secret_name(secret)
+    if kind not in RESTART_KINDS:
+        raise argparse.ArgumentTypeError(
+            f"{kind!r} cannot be restarted: use {' or '.join(RESTART_KINDS)}"
+        )
+    if len(name) > 253 or not _DNS1123_SUBDOMAIN.match(name):
+        raise argparse.ArgumentTypeError(f"{name!r} is not a valid {kind} name")
+    return secret, kind, name
+
+
+def _grace_period(value: str) -> int:
+    low, high = GRACE_PERIOD_RANGE
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a whole number of seconds from {low} to {high}"
+        )
+    return int(value)
+
+
 def _username(value: str) -> str:
     if not _USERNAME.match(value):
         raise argparse.ArgumentTypeError("the username must be 1-128 characters, no spaces")
@@ -447,6 +507,22 @@ def build_parser() -> argparse.ArgumentParser:
         type=_secret_name,
         metavar="SECRET",
         help="application Secret that receives the connection contract (repeatable)",
+    )
+    parser.add_argument(
+        "--restart",
+        action="append",
+        default=[],
+        type=_restart,
+        metavar="SECRET=KIND/NAME",
+        help="have the operator restart this Deployment or StatefulSet when the contract in "
+        "the --inject SECRET changes (apps that read it only at start, envFrom); repeatable",
+    )
+    parser.add_argument(
+        "--grace-period",
+        type=_grace_period,
+        metavar="SECONDS",
+        help="spec.rotation.gracePeriodSeconds: how long after a token change the apps get "
+        "to move before the operator reports that the old token may be removed (default 120)",
     )
     parser.add_argument(
         "--environment",
@@ -574,6 +650,25 @@ def run(argv: Sequence[str] | None = None) -> int:
                 "network in clear text (pass --allow-plaintext for a development endpoint)"
             )
 
+    restarts: dict[str, list[tuple[str, str]]] = {}
+    for secret_name, kind, workload in args.restart:
+        if secret_name not in args.inject:
+            raise HandoffError(
+                f"--restart {secret_name}={kind}/{workload}: "
+                f"{secret_name} is not an --inject Secret"
+            )
+        restarts.setdefault(secret_name, []).append((kind, workload))
+    if (
+        args.fetch_secret
+        and args.secret_version_stage == "AWSPREVIOUS"  # noqa: S105 - a version stage
+        and endpoint.rotation_phase == "Complete"
+    ):
+        raise HandoffError(
+            f"terraform output {OUTPUT_ROTATION_PHASE!r} is Complete: ElastiCache no longer "
+            "accepts the previous token (auth_token_update_strategy SET), so rolling back to "
+            "AWSPREVIOUS would lock every client out; roll back by rotating again"
+        )
+
     auth_secret_name = args.auth_secret_name or f"{args.name}-redis-auth"
     documents: list[dict[str, Any]] = []
     if not args.no_secret:
@@ -614,9 +709,20 @@ def run(argv: Sequence[str] | None = None) -> int:
             username=args.username,
             inject=args.inject,
             ca_secret=args.ca_secret,
+            restarts=restarts,
+            grace_period=args.grace_period,
         )
     )
     _write_output(args.output, render(documents))
+    if endpoint.rotation_phase == "Overlap":
+        print(
+            "elasticache_to_k8s.py: token rotation in phase Overlap: ElastiCache accepts the "
+            "old and the new token. Once applied, the operator injects the new one, restarts "
+            "the workloads named with --restart, and sets status.rotation.phase of "
+            f"{args.namespace}/{args.name} to ReadyToRemoveOld when the apps have moved; then "
+            'apply auth_token_update_strategy = "SET" (terraform/README.md).',
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -211,6 +211,7 @@ def test_list_map_keys_are_required_scalars() -> None:
 
 def test_unique_lists_use_list_maps() -> None:
     assert _node(".spec.inject")["x-kubernetes-list-map-keys"] == ["secretName"]
+    assert _node(".spec.inject[].restart")["x-kubernetes-list-map-keys"] == ["kind", "name"]
     assert _node(".spec.queues")["x-kubernetes-list-map-keys"] == ["key"]
     conditions = _node(".status.conditions")
     assert conditions["x-kubernetes-list-type"] == "map"
@@ -233,8 +234,12 @@ def test_status_has_a_full_schema_and_its_subresource() -> None:
         "latencyMs",
         "lastProbeTime",
         "observedGeneration",
+        "rotation",
         "conditions",
     }
+    rotation = _node(".status.rotation")
+    assert set(rotation["required"]) == {"phase", "startedAt", "removeAfter"}
+    assert rotation["properties"]["phase"]["enum"] == ["Overlap", "Complete", "ReadyToRemoveOld"]
     condition = _node(".status.conditions[]")
     assert set(condition["required"]) == {
         "type",
@@ -248,7 +253,18 @@ def test_status_has_a_full_schema_and_its_subresource() -> None:
 
 def test_printer_columns() -> None:
     columns = {c["name"]: c for c in _version()["additionalPrinterColumns"]}
-    assert list(columns) == ["Mode", "Endpoint", "Ready", "Phase", "Since", "Latency-ms", "Age"]
+    assert list(columns) == [
+        "Mode",
+        "Endpoint",
+        "Ready",
+        "Phase",
+        "Since",
+        "Latency-ms",
+        "Rotation",
+        "Age",
+    ]
+    assert columns["Rotation"]["jsonPath"] == ".status.rotation.phase"
+    assert columns["Rotation"]["priority"] == 1
     assert columns["Mode"]["jsonPath"] == ".status.mode"
     assert columns["Ready"]["jsonPath"] == '.status.conditions[?(@.type=="Ready")].status'
     # How long Ready has been what it is; the latency is that of the last change, so it is

@@ -5,20 +5,26 @@ from __future__ import annotations
 import base64
 import os
 import shutil
-import socket
 import stat
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
+from harness.provisioned_redis import ProvisionedRedis, secret_files
+from redisqueue.controller.objects.acl import (
+    ADMIN_USER,
+    PROBE_USER,
+    build_acl_secret,
+    password_hash,
+)
 from redisqueue.controller.objects.meta import owner_reference
 from redisqueue.controller.objects.workload import (
     LIVENESS_SCRIPT,
-    PASSWORD_ENV,
     READINESS_SCRIPT,
+    SECRETS_DIR,
     build_auth_secret,
     build_pvc_resize_patch,
     build_service,
@@ -139,16 +145,31 @@ def test_statefulset_runs_one_replica() -> None:
     assert statefulset()["spec"]["replicas"] == 1
 
 
-def test_password_reaches_the_pod_only_through_a_secret_reference() -> None:
-    c = container(statefulset())
-    assert c["env"] == [
-        {
-            "name": PASSWORD_ENV,
-            "valueFrom": {"secretKeyRef": {"name": "analysis-jobs-redis-auth", "key": "password"}},
-        }
-    ]
-    for env in c["env"]:
-        assert "value" not in env
+def test_no_environment_variable_of_the_pod_references_a_secret() -> None:
+    # Policies such as Kyverno's disallow-secrets-from-env-vars admit the pod: its secrets
+    # come from mounted Secret volumes only.
+    pod = statefulset()["spec"]["template"]["spec"]
+    for c in pod["containers"] + pod.get("initContainers", []):
+        assert "envFrom" not in c
+        for env in c.get("env", []):
+            assert "secretKeyRef" not in env.get("valueFrom", {}), env
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["auth"]["secret"] == {
+        "secretName": "analysis-jobs-redis-auth",
+        "items": [{"key": "password", "path": "password"}],
+        "defaultMode": 0o440,
+    }
+    assert volumes["acl"]["secret"] == {
+        "secretName": "analysis-jobs-redis-acl",
+        "defaultMode": 0o440,
+    }
+    mounts = {m["name"]: m for m in container(statefulset())["volumeMounts"]}
+    assert mounts["auth"] == {
+        "name": "auth",
+        "mountPath": f"{SECRETS_DIR}/auth",
+        "readOnly": True,
+    }
+    assert mounts["acl"]["readOnly"] is True
 
 
 def test_no_command_or_argument_carries_a_password() -> None:
@@ -161,28 +182,30 @@ def test_no_command_or_argument_carries_a_password() -> None:
         *c["livenessProbe"]["exec"]["command"],
     ]
     for text in commands:
-        assert "--requirepass" not in text
-        assert " -a " not in text and "--pass" not in text and "--user" not in text
-    # redis-server gets only the config file path; the password goes into that file.
+        assert "--requirepass" not in text and "requirepass" not in text
+        assert " -a " not in text and "--pass" not in text
+    # redis-server gets only the config file path; the users go into that file.
     assert c["command"][-1].rstrip().endswith("exec redis-server /run/redis/redis.conf")
 
 
-def test_probes_ping_through_redis_cli_with_redisclI_auth() -> None:
+def test_probes_ping_as_the_probe_user_with_the_password_from_its_file() -> None:
     c = container(statefulset())
-    assert PASSWORD_ENV == "REDISCLI_AUTH"
     for probe in (c["readinessProbe"], c["livenessProbe"]):
         assert probe["exec"]["command"][:2] == ["sh", "-c"]
-        assert "redis-cli -h 127.0.0.1 -p 6379 ping" in probe["exec"]["command"][2]
+        script = probe["exec"]["command"][2]
+        assert f"--user {PROBE_USER} -h 127.0.0.1 -p 6379 ping" in script
+        assert f'REDISCLI_AUTH="$(cat {SECRETS_DIR}/acl/probe-password)"' in script
     assert c["readinessProbe"]["exec"]["command"][2] == READINESS_SCRIPT
     assert c["livenessProbe"]["exec"]["command"][2] == LIVENESS_SCRIPT
 
 
-def test_referenced_password_secret_is_used_instead_of_the_generated_one() -> None:
+def test_referenced_password_secret_is_mounted_instead_of_the_generated_one() -> None:
     spec = parse_spec(
         {"redis": {"provision": {}}, "auth": {"secretRef": {"name": "mine", "key": "token"}}}
     )
-    ref = container(statefulset(spec))["env"][0]["valueFrom"]["secretKeyRef"]
-    assert ref == {"name": "mine", "key": "token"}
+    volumes = {v["name"]: v for v in statefulset(spec)["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["auth"]["secret"]["secretName"] == "mine"
+    assert volumes["auth"]["secret"]["items"] == [{"key": "token", "path": "password"}]
 
 
 def test_pod_runs_non_root_with_a_read_only_root_filesystem() -> None:
@@ -199,7 +222,13 @@ def test_pod_runs_non_root_with_a_read_only_root_filesystem() -> None:
     assert sc["capabilities"] == {"drop": ["ALL"]}
     assert sc["runAsNonRoot"] is True
     mounts = {m["mountPath"]: m["name"] for m in container(sts)["volumeMounts"]}
-    assert mounts == {"/data": "data", "/run/redis": "config", "/tmp": "tmp"}
+    assert mounts == {
+        "/data": "data",
+        "/run/redis": "config",
+        "/tmp": "tmp",
+        f"{SECRETS_DIR}/auth": "auth",
+        f"{SECRETS_DIR}/acl": "acl",
+    }
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["config"]["emptyDir"]["medium"] == "Memory"
 
@@ -298,12 +327,6 @@ def test_spec_changes_touch_only_mutable_statefulset_fields() -> None:
     assert before["spec"]["template"] != after["spec"]["template"]
 
 
-def test_password_rotation_annotation_rolls_the_pod() -> None:
-    annotated = statefulset(auth_revision="12345")["spec"]["template"]["metadata"]
-    assert annotated["annotations"] == {"redisqueue.dev/auth-secret-revision": "12345"}
-    assert "annotations" not in statefulset()["spec"]["template"]["metadata"]
-
-
 # --- generated password Secret ---------------------------------------------------------------
 
 
@@ -340,57 +363,125 @@ def test_no_builder_output_contains_the_password_except_secrets() -> None:
 # --- the startup script against a real redis-server ------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def start_redis(
+    root: Path, spec: RedisQueueSpec, password: str, *, admin: str = "admin-pw"
+) -> tuple[ProvisionedRedis, str]:
+    """The pod's Redis from its Secret files; returns it and the probe's password."""
+    probe = "probe-" + os.urandom(8).hex()
+    acl = build_acl_secret(NAMES, admin_password=admin, probe_password=probe, queues=spec.queues)
+    started = ProvisionedRedis(root, spec)
+    started.mount(password.encode(), secret_files(acl))
+    return started.start(), probe
+
+
+WEIRD_PASSWORD = "we\"ird \\pass'word\n$(id) ü #"
 
 
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
-def test_startup_script_starts_redis_with_any_password_and_hides_it(tmp_path: Path) -> None:
-    port = _free_port()
-    script = (
-        startup_script(provision())
-        .replace("/run/redis/", f"{tmp_path}/run/")
-        .replace("dir /data", f"dir {tmp_path}/data")
-        .replace("port 6379", f"port {port}")
-    )
-    (tmp_path / "run").mkdir()
-    (tmp_path / "data").mkdir()
-    password = "we\"ird \\pass'word\n$(id) ü #"
-    env = {"PATH": os.environ["PATH"], PASSWORD_ENV: password}
-    proc = subprocess.Popen(["sh", "-c", script], env=env, stdout=subprocess.DEVNULL)
-    cli_env = {"PATH": os.environ["PATH"], PASSWORD_ENV: password}
+def test_startup_script_makes_the_users_from_secret_files_and_hides_the_passwords(
+    tmp_path: Path,
+) -> None:
+    spec = provision()
+    started, probe = start_redis(tmp_path, spec, WEIRD_PASSWORD)
+    env = {"PATH": os.environ["PATH"]}
     try:
-        probe = READINESS_SCRIPT.replace("6379", str(port))
-        deadline = time.monotonic() + 10
-        while subprocess.run(["sh", "-c", probe], env=cli_env, check=False).returncode:
-            assert time.monotonic() < deadline, "redis never answered PONG"
-            time.sleep(0.05)
-        live = LIVENESS_SCRIPT.replace("6379", str(port))
-        assert subprocess.run(["sh", "-c", live], env=cli_env, check=False).returncode == 0
-        wrong = {"PATH": os.environ["PATH"], PASSWORD_ENV: "wrong"}
-        assert subprocess.run(["sh", "-c", probe], env=wrong, check=False).returncode != 0
-        # redis-server runs as the script's own pid (exec), without the password in
-        # its arguments or environment.
-        cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes()
-        assert b"redis-server" in cmdline and password.encode() not in cmdline
-        assert PASSWORD_ENV.encode() not in Path(f"/proc/{proc.pid}/environ").read_bytes()
+        assert started.client(WEIRD_PASSWORD).ping() is True  # the apps: default user
+        assert started.client(probe, PROBE_USER).ping() is True
+        assert started.client("admin-pw", ADMIN_USER).ping() is True
+        with pytest.raises(redis.AuthenticationError):
+            started.client("wrong").ping()
+        live = started.script(LIVENESS_SCRIPT)
+        assert subprocess.run(["sh", "-c", live], env=env, check=False).returncode == 0
+        # A probe file that no longer matches fails readiness.
+        (tmp_path / "secrets" / "acl" / "probe-password").write_text("wrong")
+        ready = started.script(READINESS_SCRIPT)
+        assert subprocess.run(["sh", "-c", ready], env=env, check=False).returncode != 0
+        # redis-server runs as the script's own pid (exec), without a password in its
+        # arguments or environment; its config holds hashes only.
+        assert started.proc is not None
+        cmdline = Path(f"/proc/{started.proc.pid}/cmdline").read_bytes()
+        assert b"redis-server" in cmdline and WEIRD_PASSWORD.encode() not in cmdline
+        environ = Path(f"/proc/{started.proc.pid}/environ").read_bytes()
+        assert WEIRD_PASSWORD.encode() not in environ and b"REDISCLI_AUTH" not in environ
         config = tmp_path / "run" / "redis.conf"
         assert stat.S_IMODE(config.stat().st_mode) == 0o600
-        assert "appendonly yes" in config.read_text()
-        assert password not in config.read_text()
+        text = config.read_text()
+        assert "appendonly yes" in text and "requirepass" not in text
+        assert WEIRD_PASSWORD not in text and probe not in text and "admin-pw" not in text
+        assert f"#{password_hash(WEIRD_PASSWORD)}" in text
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        started.stop()
+
+
+FORBIDDEN_COMMANDS = (
+    ("CONFIG", "GET", "maxmemory"),
+    ("CONFIG", "SET", "maxmemory", "1"),
+    ("DEBUG", "OBJECT", "x"),
+    ("MODULE", "LIST"),
+    ("FLUSHALL",),
+    ("FLUSHDB",),
+    ("ACL", "LIST"),
+    ("ACL", "SETUSER", "x", "on"),
+    ("ACL", "WHOAMI"),
+    ("SHUTDOWN", "NOSAVE"),
+)
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+def test_apps_and_probe_cannot_administer_redis_and_the_probe_reads_only_its_queues(
+    tmp_path: Path,
+) -> None:
+    weird_key = 'jobs *[a]? "q" \\ \u00fc'
+    spec = parse_spec(
+        {
+            "redis": {"provision": {}},
+            "queues": [
+                {"key": "phase1:jobs", "type": "list"},
+                {"key": weird_key, "type": "list"},
+                {"key": "events", "type": "stream", "group": "workers"},
+            ],
+        }
+    )
+    started, probe = start_redis(tmp_path, spec, "app-pw")
+    try:
+        app = started.client("app-pw")
+        app.lpush("phase1:jobs", "a")
+        app.lpush(weird_key, "b")
+        app.lpush("jobs x[a]y", "c")  # matches the key's glob if it were not escaped
+        app.xgroup_create("events", "workers", mkstream=True)
+        assert app.keys("phase1:*") == ["phase1:jobs"]  # ordinary app commands work
+        prober = started.client(probe, PROBE_USER)
+        assert prober.llen("phase1:jobs") == 1 and prober.llen(weird_key) == 1
+        assert prober.xlen("events") == 0
+        assert prober.xpending("events", "workers")["pending"] == 0
+        assert "redis_version" in prober.info()
+        for denied in (
+            lambda: prober.llen("jobs x[a]y"),
+            lambda: prober.get("phase1:jobs"),
+            lambda: prober.lpush("phase1:jobs", "x"),
+            lambda: prober.keys("*"),
+        ):
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                denied()
+        admin = started.client("admin-pw", ADMIN_USER)
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            admin.llen("phase1:jobs")
+        for who in (app, prober):
+            for command in FORBIDDEN_COMMANDS:
+                with pytest.raises(redis.exceptions.ResponseError):
+                    who.execute_command(*command)
+        assert app.llen("phase1:jobs") == 1  # nothing was flushed
+    finally:
+        started.stop()
 
 
 @pytest.mark.skipif(shutil.which("sh") is None, reason="needs sh")
 def test_startup_script_refuses_an_empty_password(tmp_path: Path) -> None:
-    script = startup_script(provision()).replace("/run/redis/", f"{tmp_path}/")
+    redis_of_pod = ProvisionedRedis(tmp_path, provision())
+    redis_of_pod.mount(b"", {"admin-password": b"a", "probe-password": b"p", "probe-keys": b""})
     result = subprocess.run(
-        ["sh", "-c", script],
-        env={"PATH": os.environ["PATH"], PASSWORD_ENV: ""},
+        ["sh", "-c", redis_of_pod.script(startup_script(provision()))],
+        env={"PATH": os.environ["PATH"]},
         capture_output=True,
         text=True,
         check=False,
@@ -431,7 +522,7 @@ PLACEMENT: dict[str, Any] = {
 
 
 def test_placement_fields_reach_the_pod_template() -> None:
-    sts = statefulset(provision(**PLACEMENT), auth_revision="42")
+    sts = statefulset(provision(**PLACEMENT))
     template = sts["spec"]["template"]
     pod = template["spec"]
     assert pod["nodeSelector"] == PLACEMENT["nodeSelector"]
@@ -445,10 +536,7 @@ def test_placement_fields_reach_the_pod_template() -> None:
     assert spread["topologyKey"] == "topology.kubernetes.io/zone"
     # The user's labels and annotations add to the operator's, never replace them.
     assert template["metadata"]["labels"] == {**NAMES.labels, "team": "marketplace"}
-    assert template["metadata"]["annotations"] == {
-        "backup.example.com/skip": "true",
-        "redisqueue.dev/auth-secret-revision": "42",
-    }
+    assert template["metadata"]["annotations"] == {"backup.example.com/skip": "true"}
     assert sts["spec"]["selector"]["matchLabels"] == NAMES.selector_labels
 
 
@@ -467,37 +555,13 @@ def test_extra_config_lines_follow_the_operators_own() -> None:
 
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 def test_a_real_redis_server_runs_with_the_extra_config(tmp_path: Path) -> None:
-    port = _free_port()
     spec = provision(extraConfig={"slowlog-log-slower-than": "5000", "hz": "20"})
-    script = (
-        startup_script(spec)
-        .replace("/run/redis/", f"{tmp_path}/run/")
-        .replace("dir /data", f"dir {tmp_path}/data")
-        .replace("port 6379", f"port {port}")
-    )
-    (tmp_path / "run").mkdir()
-    (tmp_path / "data").mkdir()
-    env = {"PATH": os.environ["PATH"], PASSWORD_ENV: "pw-" + os.urandom(4).hex()}
-    proc = subprocess.Popen(["sh", "-c", script], env=env, stdout=subprocess.DEVNULL)
+    started, probe = start_redis(tmp_path, spec, "pw-" + os.urandom(4).hex())
     try:
-        cli = ["redis-cli", "-h", "127.0.0.1", "-p", str(port)]
-        deadline = time.monotonic() + 10
-        while True:
-            got = subprocess.run(
-                [*cli, "config", "get", "slowlog-log-slower-than"],
-                env=env,
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if got.stdout.split() == ["slowlog-log-slower-than", "5000"]:
-                break
-            assert time.monotonic() < deadline, got.stdout + got.stderr
-            time.sleep(0.05)
-        hz = subprocess.run(
-            [*cli, "config", "get", "hz"], env=env, capture_output=True, text=True, check=True
-        )
-        assert hz.stdout.split() == ["hz", "20"]
+        assert "slowlog-log-slower-than 5000" in (tmp_path / "run" / "redis.conf").read_text()
+        info = started.client("admin-pw", ADMIN_USER)
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            info.config_get("hz")  # nobody may read or change the config at run time
+        assert started.client(probe, PROBE_USER).info("server")["configured_hz"] == 20
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        started.stop()

@@ -41,6 +41,7 @@ _KINDS = {
     "events": ("v1", "Event"),
     "pods": ("v1", "Pod"),
     "statefulsets": ("apps/v1", "StatefulSet"),
+    "deployments": ("apps/v1", "Deployment"),
     "leases": ("coordination.k8s.io/v1", "Lease"),
     "redisqueues": ("redisqueue.dev/v1alpha1", "RedisQueue"),
 }

@@ -14,16 +14,22 @@ acknowledgement). Between jobs a consumer holds nothing, so anything found in it
 processing list then (a BLMOVE whose reply was lost when Redis died) goes back to the queue.
 Semantics: at-least-once. A job is processed twice only when Redis died after the work
 and before the acknowledgement was applied; the ``done`` set makes the result idempotent.
+On SIGTERM (a rollout) a consumer finishes the job in hand, puts back anything left in its
+processing list and exits, so a restart loses nothing. The producer logs every push that
+took longer than ``SLOW_PUSH_SECONDS`` and, at the end, the longest one; then it idles until
+stopped, so that its Deployment does not start it over.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import sys
 import time
 import uuid
+from types import FrameType
 
 import redis
 
@@ -37,6 +43,7 @@ ATTEMPTS = f"{QUEUE}:attempts"
 BLOCK_SECONDS = float(os.environ.get("BLOCK_SECONDS", "30"))
 WORK_SECONDS = float(os.environ.get("WORK_SECONDS", "0.02"))
 METRICS_PORT = os.environ.get("METRICS_PORT", "")
+SLOW_PUSH_SECONDS = float(os.environ.get("SLOW_PUSH_SECONDS", "0.25"))
 
 
 def log(message: str) -> None:
@@ -47,22 +54,56 @@ def produce(client: redis.Redis) -> None:
     jobs = int(os.environ["JOBS"])
     rate = float(os.environ.get("RATE", "50"))
     run = os.environ.get("RUN", "job")
+    longest = 0.0
     for n in range(jobs):
-        client.lpush(QUEUE, f"{run}-{n}")
-        time.sleep(1 / rate)
-    log(f"produced {jobs}")
+        started = time.monotonic()
+        while True:
+            try:
+                client.lpush(QUEUE, f"{run}-{n}")
+                break
+            except redis.RedisError as exc:
+                # The client already retried with the contract's backoff; keep the job.
+                log(f"redis error, retrying: {type(exc).__name__}: {exc}")
+        took = time.monotonic() - started
+        longest = max(longest, took)
+        if took > SLOW_PUSH_SECONDS:
+            log(f"slow push {took:.3f} s")
+        time.sleep(max(0.0, 1 / rate - took))
+    log(f"produced {jobs}, longest push {longest:.3f} s")
+    # Stay until stopped: an exit would make the Deployment start it over, pushing every job
+    # again.
+    while True:
+        time.sleep(3600)
+
+
+class Stop(Exception):
+    """SIGTERM arrived while the consumer waited for a job."""
 
 
 def consume(client: redis.Redis) -> None:
     me = os.environ.get("HOSTNAME") or socket.gethostname()
     processing = f"{QUEUE}:processing:{me}"
+    waiting = False
+    stopping = False
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+        if waiting:  # nothing in hand: stop waiting at once
+            raise Stop
+
+    signal.signal(signal.SIGTERM, on_term)
     log(f"consuming {QUEUE} as {me}, blocking up to {BLOCK_SECONDS:g} s")
-    while True:
+    while not stopping:
         try:
             # Orphans from a lost BLMOVE reply go back to the head of the queue.
             while client.lmove(processing, QUEUE, "RIGHT", "RIGHT") is not None:
                 log("requeued an orphaned job")
-            job = client.blmove(QUEUE, processing, BLOCK_SECONDS, "RIGHT", "LEFT")
+            waiting = True
+            try:
+                job = client.blmove(QUEUE, processing, BLOCK_SECONDS, "RIGHT", "LEFT")
+            finally:
+                waiting = False
             if job is None:
                 continue
             client.sadd(ATTEMPTS, f"{job.decode()} {me} {time.time():.3f} {uuid.uuid4().hex}")
@@ -71,10 +112,19 @@ def consume(client: redis.Redis) -> None:
             pipe.lrem(processing, 1, job)
             pipe.sadd(DONE, job)
             pipe.execute()
+        except Stop:
+            # The connection may still owe the BLMOVE's reply: drop it, so the server ends
+            # the wait (or has already moved a job, which the loop below hands back).
+            client.connection_pool.disconnect()
+            break
         except redis.RedisError as exc:
             # The client already retried with the contract's backoff; keep going.
             log(f"redis error, retrying: {type(exc).__name__}: {exc}")
             time.sleep(1)
+    # A BLMOVE cut short may still have moved a job here: hand it back before leaving.
+    while client.lmove(processing, QUEUE, "RIGHT", "RIGHT") is not None:
+        log("requeued a job on shutdown")
+    log("stopped")
 
 
 def main() -> int:

@@ -118,6 +118,12 @@ otherwise.
   - apiGroups: [apps]
     resources: [statefulsets]
     verbs: [get, create, patch]
+  # Apps that read the contract only at start (spec.inject[].restart, whose author must hold
+  # patch on them): read a rollout and restart it with one pod-template annotation. The
+  # object-shape policy lets the operator change nothing else in an app's workload.
+  - apiGroups: [apps]
+    resources: [deployments]
+    verbs: [get, patch]
   # The data volume: found by label, grown when storage.size grows, deleted under
   # deletionPolicy Delete.
   - apiGroups: [""]

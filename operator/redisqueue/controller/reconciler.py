@@ -10,7 +10,8 @@ leader, the kopf handlers (:mod:`.handlers`) and the read side call these:
 * :meth:`Reconciler.after_probe` after each scheduled probe: write status when something
   changed (no API request otherwise);
 * :meth:`Reconciler.secret_changed` when a Secret a RedisQueue reads changed: re-resolve
-  the contract, so a rotated password is re-injected at once, without polling;
+  the contract, so a rotated password is re-injected at once, without polling; a changed
+  password starts a rotation with two valid passwords (:mod:`.steps.rotation`);
 * :meth:`Reconciler.finalize` on delete: stop probing and remove what it wrote.
 
 Status is the truth about the last PING and the last write; an event is posted on every
@@ -27,6 +28,7 @@ from typing import Any
 from redisqueue.contract import ConnectionContract
 
 from .api.kube import Kube, KubeError
+from .objects.restart import restart_stamp
 from .probing.result import ProbeResult
 from .readside.contracts import resolve_contract
 from .readside.registry import QueueState
@@ -42,6 +44,8 @@ from .steps.provision import (
     statefulset_readiness,
 )
 from .steps.report import Reporter
+from .steps.restart import restart
+from .steps.rotation import Address, Clock, Rotations
 from .telemetry.logs import about
 
 log = logging.getLogger("redisqueue.operator")
@@ -50,10 +54,21 @@ log = logging.getLogger("redisqueue.operator")
 class Reconciler:
     """The leader's writes for all RedisQueues, on top of the read side."""
 
-    def __init__(self, kube: Kube, side: ReadSide, *, instance: str | None = None) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        side: ReadSide,
+        *,
+        instance: str | None = None,
+        redis_address: Address | None = None,
+        clock: Clock | None = None,
+    ) -> None:
         self.kube = kube
         self.side = side
         self.report = Reporter(kube, instance or os.environ.get("HOSTNAME", "redisqueue-operator"))
+        # ``redis_address`` and ``clock`` exist for tests (a provisioned Redis outside a
+        # cluster, a grace period without waiting).
+        self.rotations = Rotations(kube, side, self.report, address=redis_address, clock=clock)
 
     # -- create / update / resume ----------------------------------------------------------
     async def reconcile(self, body: Mapping[str, Any], *, created: bool = False) -> None:
@@ -65,6 +80,7 @@ class Reconciler:
         state = await self.side.track(body)
         if not state.status_seen:
             state.status = RedisQueueStatus.read(body.get("status"))
+            state.rotation = state.status.rotation
             state.status_seen = True
         async with state.lock:
             state.generation = int(body["metadata"].get("generation") or 0)
@@ -82,13 +98,32 @@ class Reconciler:
             state.names = state.names.with_spec(spec)
             try:
                 contract = await self._set_up(state, spec, release_dropped=not created)
+                credential = await self.side.probe_credential(state, spec, contract)
             except SetupError as exc:
                 state.setup_problem = ConditionValue("False", exc.reason, exc.message)
                 await self.report.write(state, None, force=True)
                 raise
             state.setup_problem = state.refused = None
-            await self.side.ensure_probe(state, spec, contract)
+            await self.side.ensure_probe(state, spec, contract, credential=credential)
         await self._probe_and_report(state)
+        await self._check_users(state)
+
+    async def _check_users(self, state: QueueState) -> None:
+        """Users of a provisioned Redis in line with spec and Secrets, and a rotation that
+        status shows under way followed again (only while Redis answers the probe)."""
+        probe = state.probe
+        answering = probe is not None and probe.last is not None and probe.last.ok
+        if state.spec is None or (state.spec.mode == "provision" and not answering):
+            if state.rotation is not None and state.rotation.phase == "Overlap":
+                self.rotations.drive(state)
+            return
+        async with state.lock:
+            if state.spec is None:
+                return
+            began = await self.rotations.reconcile(state, state.spec)
+        if began:
+            await self._probe_and_report(state)
+            await self.rotations.announce(state)
 
     async def _refuse(self, state: QueueState, why: ConditionValue) -> None:
         state.spec = None
@@ -116,14 +151,40 @@ class Reconciler:
         contract: ConnectionContract,
         *,
         release_dropped: bool = True,
+        stamp: str | None = None,
     ) -> None:
+        """Inject ``contract``; restart the opted-in workloads of the Secrets it changed
+        (for the change ``stamp``, a rotation's, else now)."""
+        changed: list[str] = []
         try:
             state.injected = await inject_contract(
-                self.kube, state.names, spec, contract, release_dropped=release_dropped
+                self.kube,
+                state.names,
+                spec,
+                contract,
+                release_dropped=release_dropped,
+                changed=changed,
             )
         except SetupError as exc:
             state.injected = ConditionValue("False", exc.reason, exc.message)
             raise
+        finally:
+            await self._restart_changed(state, spec, changed, stamp)
+
+    async def _restart_changed(
+        self, state: QueueState, spec: RedisQueueSpec, changed: list[str], stamp: str | None
+    ) -> None:
+        """Restart the workloads that opted in for the Secrets whose contract just changed."""
+        stamp = stamp or restart_stamp(self.rotations.now())
+        for target in spec.inject:
+            if target.secret_name in changed and target.restart:
+                problems = await restart(
+                    self.kube, state.namespace, state.name, target.restart, stamp
+                )
+                for problem in problems:
+                    log.warning(
+                        "%s: %s", state.ref, problem, extra=about(state.namespace, state.name)
+                    )
 
     async def _probe_and_report(self, state: QueueState, *, force: bool = False) -> None:
         if self.side.registry.get(state.ref, state.names.uid) is not state:
@@ -150,7 +211,9 @@ class Reconciler:
     # -- a Secret it reads changed ------------------------------------------------------------
     async def secret_changed(self, state: QueueState) -> None:
         """Re-resolve the contract of ``state``; re-inject, swap the probe and report when it
-        changed."""
+        changed. A changed password opens a rotation: both passwords stay valid while the
+        apps move (:mod:`.steps.rotation`); a provisioned Redis is never restarted for it."""
+        rotating = False
         async with state.lock:
             spec = state.spec
             if spec is None or self.side.registry.get(state.ref, state.names.uid) is not state:
@@ -164,12 +227,20 @@ class Reconciler:
                         state.ref,
                         extra=about(state.namespace, state.name),
                     )
-                    if spec.mode == "provision":
-                        # Redis reads its password only at start: re-apply the StatefulSet so
-                        # the new Secret revision in its pod template rolls the pod.
-                        await ensure_provisioned(self.kube, state.names, spec, self.side.secrets)
-                    await self._inject(state, spec, contract)
-                    await self.side.ensure_probe(state, spec, contract)
+                    stamp = None
+                    previous = state.contract
+                    if (
+                        previous is not None
+                        and contract.password is not None
+                        and previous.password != contract.password
+                    ):
+                        # A provisioned Redis accepts the new password before any app is
+                        # told it, and keeps the old one until the apps have moved.
+                        stamp = await self.rotations.begin(state, spec, contract)
+                        rotating = True
+                    await self._inject(state, spec, contract, stamp=stamp)
+                    credential = await self.side.probe_credential(state, spec, contract)
+                    await self.side.ensure_probe(state, spec, contract, credential=credential)
                 state.setup_problem = None
             except SetupError as exc:
                 state.setup_problem = ConditionValue("False", exc.reason, exc.message)
@@ -180,13 +251,21 @@ class Reconciler:
                     exc.message,
                     extra=about(state.namespace, state.name),
                 )
-        if (state.contract, state.setup_problem) != before:
+        if (state.contract, state.setup_problem) != before or rotating:
             await self._probe_and_report(state)
+        if rotating:
+            await self.rotations.announce(state)
+            self.rotations.drive(state)
+
+    async def close(self) -> None:
+        """Stop following rotations (the leader stops; status keeps where each one was)."""
+        await self.rotations.close()
 
     # -- delete ----------------------------------------------------------------------------------
     async def finalize(self, body: Mapping[str, Any]) -> None:
         """Stop probing and remove what this RedisQueue wrote (per its deletionPolicy)."""
         names = QueueNames.of(body)
+        await self.rotations.forget(names.ref)
         await self.side.forget(names.ref)
         try:
             spec = parse_spec(body.get("spec"))

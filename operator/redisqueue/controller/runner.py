@@ -164,6 +164,7 @@ async def serve_operator(  # noqa: PLR0915 - the operator's life, read top to bo
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
+        await reconciler.close()
         await runner.cleanup()
         with contextlib.suppress(Exception):
             await side.close()

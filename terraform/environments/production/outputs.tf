@@ -36,6 +36,11 @@ output "redis_auth_token_version" {
   value       = module.elasticache.auth_token_version
 }
 
+output "redis_auth_token_rotation_phase" {
+  description = "Overlap while ElastiCache accepts the old and the new AUTH token (ROTATE), Complete otherwise; the hand-off reads it."
+  value       = module.elasticache.auth_token_rotation_phase
+}
+
 output "redisqueue_environment" {
   description = "spec.environment of the RedisQueue (sets the pool default of 100 connections)."
   value       = "production"

@@ -63,6 +63,11 @@ output "auth_token_update_strategy" {
   value       = var.auth_token_update_strategy
 }
 
+output "auth_token_rotation_phase" {
+  description = "The token rotation's phase in the operator's words: Overlap while ElastiCache accepts the old and the new token (ROTATE), Complete once it accepts only the stored one (SET)."
+  value       = var.auth_token_update_strategy == "ROTATE" ? "Overlap" : "Complete"
+}
+
 output "security_group_id" {
   description = "ID of the cache's security group."
   value       = aws_security_group.this.id

@@ -43,6 +43,7 @@ _PLURALS: Final = {
     "ConfigMap": "configmaps",
     "PersistentVolumeClaim": "persistentvolumeclaims",
     "StatefulSet": "statefulsets",
+    "Deployment": "deployments",
     "Event": "events",
     "Lease": "leases",
     "Pod": "pods",

@@ -29,6 +29,8 @@ def share_pool(connector: aiohttp.TCPConnector | None) -> None:
     """Let kopf's requests use ``connector`` (the operator's own pool to the API server)."""
     global _shared_pool  # noqa: PLW0603 - one process, one pool
     _shared_pool = connector
+
+
 #: Where a pod's ServiceAccount token is mounted (kopf's in-cluster login reads it too).
 SERVICE_ACCOUNT_TOKEN: Final = "/var/run/secrets/kubernetes.io/serviceaccount/token"  # noqa: S105
 

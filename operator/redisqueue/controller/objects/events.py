@@ -63,3 +63,40 @@ def build_ready_event(
         "action": "Probe",
         "count": 1,
     }
+
+
+def build_rotation_event(
+    involved: Mapping[str, Any],
+    reason: str,
+    message: str,
+    *,
+    warning: bool = False,
+    instance: str,
+    now: datetime.datetime,
+) -> JSON:
+    """The core/v1 Event marking a step of a password rotation (its start, its end, or a
+    restart that did not finish in time). ``message`` must not hold a credential."""
+    meta = involved["metadata"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+        "involvedObject": {
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta.get("uid"),
+        },
+        "reason": reason[:128],
+        "message": message[:1024],
+        "type": "Warning" if warning else "Normal",
+        "source": {"component": MANAGED_BY},
+        "reportingComponent": MANAGED_BY,
+        "reportingInstance": instance[:128],
+        "firstTimestamp": rfc3339(now),
+        "lastTimestamp": rfc3339(now),
+        "eventTime": now.strftime("%Y-%m-%dT%H:%M:%S.000000Z"),
+        "action": "Rotate",
+        "count": 1,
+    }

@@ -14,10 +14,21 @@ import secrets
 from collections.abc import Mapping
 from typing import Any, Final
 
-from ..resource.identity import ANNOTATION_AUTH_REVISION, JSON
+from ..resource.identity import JSON
 from ..resource.names import DATA_VOLUME, REDIS_PORT, QueueNames
 from ..resource.quantities import parse_quantity
 from ..resource.spec import DEFAULT_AUTH_SECRET_KEY, ProvisionedRedis, RedisQueueSpec
+from .acl import (
+    ADMIN_PASSWORD_KEY,
+    ADMIN_RULES,
+    ADMIN_USER,
+    APP_RULES,
+    APP_USER,
+    PROBE_KEYS_KEY,
+    PROBE_PASSWORD_KEY,
+    PROBE_RULES,
+    PROBE_USER,
+)
 from .meta import b64, metadata
 
 PORT_NAME: Final = "redis"
@@ -27,9 +38,16 @@ CONFIG_DIR: Final = "/run/redis"
 CONFIG_FILE: Final = f"{CONFIG_DIR}/redis.conf"
 #: UID/GID of the "redis" user in the official Redis images (Debian and Alpine alike).
 REDIS_UID: Final = 999
-#: The only place the password lives in the pod spec: an env var read from the Secret, which
-#: the startup script turns into a config file and the probes hand to redis-cli.
-PASSWORD_ENV: Final = "REDISCLI_AUTH"  # noqa: S105 - the variable's name
+#: Where the pod reads its secrets: mounted Secret volumes, never environment variables, so
+#: policies that forbid Secrets in env vars admit the pod, and a changed Secret reaches the
+#: files without a restart. ``auth``: the apps' password (spec.auth.secretRef or the generated
+#: Secret) as ``password``; ``acl``: the operator's own users (``<name>-redis-acl``).
+SECRETS_DIR: Final = "/run/secrets/redisqueue"
+AUTH_DIR: Final = f"{SECRETS_DIR}/auth"
+ACL_DIR: Final = f"{SECRETS_DIR}/acl"
+AUTH_FILE: Final = f"{AUTH_DIR}/password"
+#: Readable by the Redis group only (fsGroup), read-only for everyone.
+SECRET_FILE_MODE: Final = 0o440
 
 DEFAULT_CPU_REQUEST: Final = "50m"
 DEFAULT_MEMORY_REQUEST: Final = "64Mi"
@@ -169,41 +187,62 @@ def redis_config(spec: RedisQueueSpec) -> str:
     return "\n".join(lines) + "\n"
 
 
-def startup_script(spec: RedisQueueSpec) -> str:
-    """The container command: write redis.conf with the password, then exec redis-server.
+def _user_line(user: str, rules: tuple[str, ...]) -> str:
+    # A printf format: the hash (and the probe's key rules) are its arguments, never part of it.
+    return f"user {user} reset on #%s {' '.join(rules)}"
 
-    The password never appears in a process's arguments (``/proc/<pid>/cmdline`` is world
-    readable; ``--requirepass`` would publish it to every process on the node that can run
-    ``ps``). The shell's builtin ``printf`` hands it to ``od`` through a pipe, which hex-escapes
-    every byte (``\\xHH`` inside a double-quoted redis.conf string), so no character of the
-    password can break the config syntax. The file lives on a memory-backed emptyDir, is
-    readable only by the Redis user (umask 077), and the variable is unset before ``exec``, so
-    redis-server's environment does not hold it either. Static config goes through a quoted
-    heredoc: the shell expands nothing in it.
+
+def startup_script(spec: RedisQueueSpec) -> str:
+    """The container command: write redis.conf with the users, then exec redis-server.
+
+    Passwords come from the mounted Secret files and enter redis.conf as SHA-256 hashes
+    (``#<hex>``): no password is ever in a process's arguments or environment, nor in the
+    config file. The config lives on a memory-backed emptyDir, readable only by the Redis
+    user (umask 077). Static config goes through a quoted heredoc: the shell expands nothing
+    in it. The probe's key rules come from the operator's Secret, already written as quoted,
+    byte-escaped redis.conf arguments (:func:`~.acl.probe_keys_conf`).
     """
     config = redis_config(spec)
+    app_line = _user_line(APP_USER, APP_RULES)
+    probe_line = _user_line(PROBE_USER, PROBE_RULES) + " %s"
+    admin_line = _user_line(ADMIN_USER, ADMIN_RULES)
     return (
         "set -eu\n"
         "umask 077\n"
-        f'[ -n "${{{PASSWORD_ENV}:-}}" ] || {{ echo "redis: empty password" >&2; exit 1; }}\n'
+        f'[ -s {AUTH_FILE} ] || {{ echo "redis: empty password" >&2; exit 1; }}\n'
+        "hash() {\n"
+        '  h=$(sha256sum < "$1") || { echo "redis: cannot read $1" >&2; exit 1; }\n'
+        "  h=${h%% *}\n"
+        '  [ ${#h} -eq 64 ] || { echo "redis: cannot hash $1" >&2; exit 1; }\n'
+        '  printf %s "$h"\n'
+        "}\n"
+        f"app=$(hash {AUTH_FILE})\n"
+        f"probe=$(hash {ACL_DIR}/{PROBE_PASSWORD_KEY})\n"
+        f"admin=$(hash {ACL_DIR}/{ADMIN_PASSWORD_KEY})\n"
+        f"keys=$(cat {ACL_DIR}/{PROBE_KEYS_KEY})\n"
         f"cat > {CONFIG_FILE} <<'REDIS_CONF'\n"
         f"{config}"
         "REDIS_CONF\n"
-        f'hex=$(printf %s "${PASSWORD_ENV}" | od -An -v -tx1 | tr -d " \\n"'
-        ' | sed "s/../\\\\\\\\x&/g")\n'
-        f'printf \'requirepass "%s"\\n\' "$hex" >> {CONFIG_FILE}\n'
-        f"unset {PASSWORD_ENV} hex\n"
+        f"printf '{app_line}\\n' \"$app\" >> {CONFIG_FILE}\n"
+        f'printf \'{probe_line}\\n\' "$probe" "$keys" >> {CONFIG_FILE}\n'
+        f"printf '{admin_line}\\n' \"$admin\" >> {CONFIG_FILE}\n"
+        "unset app probe admin keys h\n"
         f"exec redis-server {CONFIG_FILE}\n"
     )
 
 
-#: Readiness: Redis answers an authenticated PING. redis-cli reads the password from
-#: REDISCLI_AUTH (set from the Secret in the container env), never from its arguments.
-READINESS_SCRIPT: Final = f"redis-cli -h 127.0.0.1 -p {REDIS_PORT} ping | grep -q PONG"
+#: redis-cli as the probe user, its password read from the mounted file into redis-cli's own
+#: environment (REDISCLI_AUTH), never into an argument or the container's environment.
+_CLI: Final = (
+    f'REDISCLI_AUTH="$(cat {ACL_DIR}/{PROBE_PASSWORD_KEY})" '
+    f"redis-cli --no-auth-warning --user {PROBE_USER} -h 127.0.0.1 -p {REDIS_PORT}"
+)
+#: Readiness: Redis answers the probe user's authenticated PING.
+READINESS_SCRIPT: Final = f"{_CLI} ping | grep -q PONG"
 #: Liveness: also alive while loading a large AOF at startup ("LOADING ..."), so a slow load is
 #: not turned into a restart loop.
 LIVENESS_SCRIPT: Final = (
-    f"response=$(redis-cli -h 127.0.0.1 -p {REDIS_PORT} ping 2>&1) || true\n"
+    f"response=$({_CLI} ping 2>&1) || true\n"
     'case "$response" in PONG|*LOADING*) exit 0 ;; esac\n'
     'echo "$response" >&2\n'
     "exit 1\n"
@@ -253,7 +292,6 @@ def build_statefulset(
     spec: RedisQueueSpec,
     *,
     claim_size: str | None = None,
-    auth_revision: str | None = None,
 ) -> JSON:
     """The StatefulSet ``<name>-redis``: one Redis pod with its data volume.
 
@@ -272,8 +310,9 @@ def build_statefulset(
     Retain the PVC has no owner and survives. The PVC carries :attr:`QueueNames.labels`, so
     a step may also delete it by label, which is harmless if it is already gone.
 
-    ``auth_revision`` (the password Secret's resourceVersion) goes into a pod annotation, so a
-    changed password rolls the pod; Redis reads the password only at startup.
+    The pod reads its secrets from mounted Secret volumes, never from environment variables:
+    the template does not depend on a password, so a rotated one never rolls the pod (the
+    operator changes it on the running Redis, see :mod:`.acl`).
     """
     provision = _provision(spec)
     size = claim_size or provision.storage.size
@@ -287,25 +326,17 @@ def build_statefulset(
 
     password_ref = names.password
     assert password_ref is not None, "names.with_spec(spec) first: provision has a password"
-    password_env = {
-        "name": PASSWORD_ENV,
-        "valueFrom": {"secretKeyRef": {"name": password_ref.name, "key": password_ref.key}},
-    }
     # The spec refuses the operator's own label keys and annotation prefix, so the user's
     # labels and annotations only ever add to these.
     template_metadata: JSON = {"labels": {**(provision.pod_labels or {}), **pod_labels}}
-    annotations = dict(provision.pod_annotations or {})
-    if auth_revision is not None:
-        annotations[ANNOTATION_AUTH_REVISION] = auth_revision
-    if annotations:
-        template_metadata["annotations"] = annotations
+    if provision.pod_annotations:
+        template_metadata["annotations"] = dict(provision.pod_annotations)
 
     container: JSON = {
         "name": CONTAINER_NAME,
         "image": provision.image,
         "imagePullPolicy": "IfNotPresent",
         "command": ["sh", "-c", startup_script(spec)],
-        "env": [password_env],
         "ports": [{"name": PORT_NAME, "containerPort": REDIS_PORT, "protocol": "TCP"}],
         "readinessProbe": {
             "exec": {"command": ["sh", "-c", READINESS_SCRIPT]},
@@ -335,6 +366,8 @@ def build_statefulset(
             {"name": DATA_VOLUME, "mountPath": DATA_DIR},
             {"name": "config", "mountPath": CONFIG_DIR},
             {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - a private emptyDir
+            {"name": "auth", "mountPath": AUTH_DIR, "readOnly": True},
+            {"name": "acl", "mountPath": ACL_DIR, "readOnly": True},
         ],
     }
     return {
@@ -369,10 +402,25 @@ def build_statefulset(
                     "containers": [container],
                     **placement(names, provision),
                     "volumes": [
-                        # Memory-backed: the config file holds the password and must not
-                        # reach the node's disk.
+                        # Memory-backed: the config file holds the password hashes and must
+                        # not reach the node's disk.
                         {"name": "config", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
                         {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+                        {
+                            "name": "auth",
+                            "secret": {
+                                "secretName": password_ref.name,
+                                "items": [{"key": password_ref.key, "path": "password"}],
+                                "defaultMode": SECRET_FILE_MODE,
+                            },
+                        },
+                        {
+                            "name": "acl",
+                            "secret": {
+                                "secretName": names.acl_secret,
+                                "defaultMode": SECRET_FILE_MODE,
+                            },
+                        },
                     ],
                 },
             },

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
 from redisqueue.contract import ConnectionContract
 
+from ..objects.acl import PROBE_PASSWORD_KEY, PROBE_USER
 from ..objects.appsecret import build_contract
 from ..resource.errors import SetupError
 from ..resource.names import QueueNames, SecretKeyRef
@@ -63,3 +65,17 @@ async def resolve_contract(
         secret = await secrets.get(names.namespace, ref.name, "TLS CA certificate")
         ca_pem = secret_value(secret, names.namespace, ref, "TLS CA certificate")
     return build_contract(spec, host, port, password, ca_pem=ca_pem)
+
+
+async def resolve_probe_credential(
+    names: QueueNames, spec: RedisQueueSpec, contract: ConnectionContract, secrets: SecretStore
+) -> ConnectionContract:
+    """What the operator's probe connects with: for a provisioned Redis its own user
+    ``redisqueue-probe`` (PING, INFO and the queue depths only), whose password is in the
+    Secret ``<name>-redis-acl``; for an external Redis, the credentials of ``spec.auth``."""
+    if spec.mode != "provision":
+        return contract
+    secret = await secrets.get(names.namespace, names.acl_secret, "the operator's probe user")
+    ref = SecretKeyRef(names.acl_secret, PROBE_PASSWORD_KEY)
+    password = secret_value(secret, names.namespace, ref, "the operator's probe user")
+    return dataclasses.replace(contract, username=PROBE_USER, password=password)

@@ -20,7 +20,7 @@ from ..probing.probe import Probe
 from ..resource.identity import QueueRef
 from ..resource.names import QueueNames
 from ..resource.spec import DEFAULT_HEALTH_INTERVAL_SECONDS, RedisQueueSpec
-from ..resource.status import ConditionValue, Reason, RedisQueueStatus
+from ..resource.status import ConditionValue, Reason, RedisQueueStatus, RotationStatus
 
 #: Before anything was injected.
 NOT_INJECTED: Final = ConditionValue("Unknown", Reason.PENDING, "not injected yet")
@@ -49,6 +49,8 @@ class QueueState:
     injected: ConditionValue = NOT_INJECTED
     setup_problem: ConditionValue | None = None
     provisioned: ConditionValue | None = None
+    #: The password rotation under way or last done (the leader's; status shows it).
+    rotation: RotationStatus | None = None
     status: RedisQueueStatus = field(default_factory=RedisQueueStatus)
     #: Whether ``status`` holds what the object showed (read once, then as written).
     status_seen: bool = False

@@ -17,6 +17,9 @@ The roles differ only in who feeds it and what follows a probe:
 
 A standby that becomes the leader keeps its registry, probes and schedule: it stops its own
 RedisQueue watch and installs the writer.
+
+Long on purpose: the one place a probe is made, with every rule that guards it and both roles
+that feed it, reads as one module; split, a rule would stand apart from the probe it guards.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ from ..resource.spec import (
 )
 from ..resource.status import ConditionValue, Reason
 from ..telemetry import metrics
-from .contracts import resolve_contract
+from .contracts import resolve_contract, resolve_probe_credential
 from .registry import QueueState, Registry
 from .schedule import run_schedule
 from .secrets import SecretStore
@@ -154,11 +157,24 @@ class ReadSide:
             self.registry.set_reads(state, reads)
             self.secrets.prune()
 
-    async def ensure_probe(
+    async def probe_credential(
         self, state: QueueState, spec: RedisQueueSpec, contract: ConnectionContract
+    ) -> ConnectionContract:
+        """What the probe connects with (see :func:`.contracts.resolve_probe_credential`)."""
+        return await resolve_probe_credential(state.names, spec, contract, self.secrets)
+
+    async def ensure_probe(
+        self,
+        state: QueueState,
+        spec: RedisQueueSpec,
+        contract: ConnectionContract,
+        *,
+        credential: ConnectionContract | None = None,
     ) -> Probe:
-        """The probe for ``contract``; a changed contract, timeout or key list replaces (and
-        closes) the old one. Series of queue keys no longer configured are dropped."""
+        """The probe for ``contract``, connecting with ``credential`` when given; a changed
+        one, timeout or key list replaces (and closes) the old one. Series of queue keys no
+        longer configured are dropped."""
+        app_contract, contract = contract, credential or contract
         current = state.probe
         queues = tuple(QueueKey(q.key, q.type, q.group) for q in spec.queues)
         timeout = spec.health_check.timeout_seconds
@@ -171,6 +187,7 @@ class ReadSide:
             and current.queues == queues
             and current.detailed_errors == detailed
         ):
+            state.contract = app_contract  # the apps' password may change under one probe
             return current
         probe = Probe(
             contract,
@@ -185,7 +202,7 @@ class ReadSide:
             probe.last = current.last
             await current.close()
             metrics.forget_queue_keys(state.namespace, state.name, keep=queues)
-        state.probe, state.contract = probe, contract
+        state.probe, state.contract = probe, app_contract
         return probe
 
     async def stop_probing(self, state: QueueState, why: ConditionValue) -> None:
@@ -223,13 +240,14 @@ class ReadSide:
     async def _refresh(self, state: QueueState, spec: RedisQueueSpec) -> None:
         try:
             contract = await resolve_contract(state.names, spec, self.secrets)
+            credential = await self.probe_credential(state, spec, contract)
         except SetupError as exc:
             # Without credentials there is nothing honest to PING; the leader reports why.
             log.debug("%s: not probed on this replica (%s)", state.ref, exc.message)
             await self.stop_probing(state, ConditionValue("False", exc.reason, exc.message))
             return
         state.refused = None
-        await self.ensure_probe(state, spec, contract)
+        await self.ensure_probe(state, spec, contract, credential=credential)
 
     async def follow_queues(self) -> None:
         """A standby's list+watch of RedisQueues in every scope, until cancelled."""

@@ -25,6 +25,7 @@ from .spec import (
     DNS1035_LABEL_PATTERN,
     MAX_PROVISION_NAME_LENGTH,
     MSG_PROVISION_NAME,
+    MSG_RESTART_OWN_REDIS,
     RedisQueueSpec,
     cel,
 )
@@ -156,6 +157,12 @@ def openapi_schema() -> JSON:
         f"self.metadata.name.matches('{DNS1035_LABEL_PATTERN}'))",
         MSG_PROVISION_NAME,
     )
+    own_redis_rule = cel(
+        "!has(self.spec) || !has(self.spec.redis) || !has(self.spec.redis.provision) || "
+        "!has(self.spec.inject) || self.spec.inject.all(t, !has(t.restart) || "
+        "t.restart.all(r, r.kind != 'StatefulSet' || r.name != self.metadata.name + '-redis'))",
+        MSG_RESTART_OWN_REDIS,
+    )
     return {
         "description": "RedisQueue gives a team a Redis for its job queue: the operator "
         "provisions one in the cluster or points at an existing one (such as AWS "
@@ -195,7 +202,7 @@ def openapi_schema() -> JSON:
             "spec": _model_schema(RedisQueueSpec),
             "status": _model_schema(RedisQueueStatus),
         },
-        _VALIDATIONS: [_ordered_rule(name_rule)],
+        _VALIDATIONS: [_ordered_rule(name_rule), _ordered_rule(own_redis_rule)],
     }
 
 
@@ -235,6 +242,13 @@ PRINTER_COLUMNS: Final[tuple[JSON, ...]] = (
         "type": "number",
         "description": "Round trip of the PING that last changed the status, in milliseconds.",
         "jsonPath": ".status.latencyMs",
+        "priority": 1,
+    },
+    {
+        "name": "Rotation",
+        "type": "string",
+        "description": "Phase of the last password rotation.",
+        "jsonPath": ".status.rotation.phase",
         "priority": 1,
     },
     {

@@ -33,8 +33,10 @@ KEY_PREFIX: Final = f"{DOMAIN}/"
 FINALIZER: Final = f"{KEY_PREFIX}finalizer"
 #: On app Secrets and on the Terraform hand-off's objects: the RedisQueue they belong to.
 LABEL_REDISQUEUE: Final = f"{KEY_PREFIX}redisqueue"
-#: On the Redis pod template: resourceVersion of the password Secret it was started with.
-ANNOTATION_AUTH_REVISION: Final = f"{KEY_PREFIX}auth-secret-revision"
+#: On the pod template of an app workload named in ``spec.inject[].restart``: when the
+#: operator last restarted it because the contract changed (as ``kubectl rollout restart``
+#: does with its own annotation). The only field the operator ever changes in an app workload.
+ANNOTATION_RESTARTED_AT: Final = f"{KEY_PREFIX}restartedAt"
 
 LABEL_NAME: Final = "app.kubernetes.io/name"
 LABEL_INSTANCE: Final = "app.kubernetes.io/instance"

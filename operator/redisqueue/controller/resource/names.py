@@ -4,6 +4,7 @@ For a RedisQueue ``<name>`` in namespace ``<ns>``:
 
 - Service and StatefulSet ``<name>-redis`` (apps reach ``<name>-redis.<ns>.svc:6379``),
 - generated password Secret ``<name>-redis-auth`` (key ``password``),
+- the Secret of the operator's own Redis users ``<name>-redis-acl`` (probe and admin),
 - data volume claim ``data-<name>-redis-0`` (from the StatefulSet's claim template),
 - the label value and the field manager it writes app Secrets with.
 
@@ -105,6 +106,8 @@ class QueueNames:
     workload: str = field(init=False)
     #: The password Secret the operator generates when ``spec.auth`` names none.
     generated_secret: str = field(init=False)
+    #: Provision mode: the passwords of the operator's own Redis users (probe, admin).
+    acl_secret: str = field(init=False)
     #: The data PersistentVolumeClaim (claim template ``data``, pod ordinal 0).
     data_claim: str = field(init=False)
     #: The field manager that writes the contract into app Secrets.
@@ -137,6 +140,7 @@ class QueueNames:
             "ref": QueueRef(self.namespace, self.name),
             "workload": workload,
             "generated_secret": f"{workload}-auth",
+            "acl_secret": f"{workload}-acl",
             "data_claim": f"{DATA_VOLUME}-{workload}-0",
             "inject_manager": inject_field_manager(self.name),
             "source_label": source_label_value(self.name),
@@ -193,7 +197,10 @@ class QueueNames:
             "endpoint_text": format_endpoint(*endpoint),
             "password": password,
             "ca": ca,
-            "reads": frozenset(ref.name for ref in (password, ca) if ref is not None),
+            "reads": frozenset(
+                {ref.name for ref in (password, ca) if ref is not None}
+                | ({self.acl_secret} if external is None else set())
+            ),
         }.items():
             object.__setattr__(named, key, value)
         return named

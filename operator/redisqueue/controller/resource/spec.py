@@ -78,6 +78,13 @@ DEFAULT_HEALTH_TIMEOUT_SECONDS: Final = 2.0
 
 MAX_INJECT_TARGETS: Final = 64
 MAX_QUEUES: Final = 32
+#: Workloads one inject target may ask the operator to restart.
+MAX_RESTART_TARGETS: Final = 8
+#: The kubelet refreshes a mounted Secret within its sync period (1 minute by default) plus
+#: jitter; the default grace period leaves room for that twice over.
+DEFAULT_ROTATION_GRACE_SECONDS: Final = 120
+MIN_ROTATION_GRACE_SECONDS: Final = 10
+MAX_ROTATION_GRACE_SECONDS: Final = 86400
 #: A provisioned RedisQueue names a StatefulSet "<name>-redis". The StatefulSet controller
 #: labels its pods with "controller-revision-hash: <statefulset>-<hash up to 10 chars>",
 #: a label value of at most 63 characters, so the StatefulSet name must stay within 52 and
@@ -166,7 +173,7 @@ OPERATOR_POD_LABELS: Final = (
     LABEL_PART_OF,
     LABEL_COMPONENT,
 )
-#: Annotation prefix the operator writes on the pod template (the password's revision).
+#: Annotation prefix the operator owns on pod templates.
 OPERATOR_ANNOTATION_PREFIX: Final = KEY_PREFIX
 CONFIG_DIRECTIVE_PATTERN: Final = r"^[a-z][a-z0-9-]*$"
 MSG_CONFIG_DIRECTIVE: Final = (
@@ -181,6 +188,10 @@ MSG_POD_LABELS_OWNED: Final = "podLabels may not set the operator's labels: " + 
 )
 MSG_POD_ANNOTATIONS_OWNED: Final = (
     f"podAnnotations may not set annotations under {OPERATOR_ANNOTATION_PREFIX} (the operator's)"
+)
+MSG_RESTART_OWN_REDIS: Final = (
+    "spec.inject[].restart may not name the RedisQueue's own StatefulSet <name>-redis: the "
+    "operator changes passwords of its Redis without a restart"
 )
 MSG_PROVISION_NAME: Final = (
     f"a provisioned RedisQueue's metadata.name must be a DNS-1035 label (lowercase letters, "
@@ -765,6 +776,36 @@ class Backoff(ResourceModel):
         return self
 
 
+RestartKind = Literal["Deployment", "StatefulSet"]
+
+
+def _unique_pair(first: str, second: str) -> AfterValidator:
+    """A list validator rejecting two items with the same ``first`` and ``second``."""
+
+    def check(items: list[Any]) -> list[Any]:
+        seen: set[tuple[object, object]] = set()
+        for item in items:
+            key = (getattr(item, first), getattr(item, second))
+            if key in seen:
+                raise ValueError(f"Duplicate value: {key[0]}/{key[1]} appears twice")
+            seen.add(key)
+        return items
+
+    return AfterValidator(check)
+
+
+class RestartTarget(ResourceModel):
+    """A workload the operator restarts when the contract in its Secret changed."""
+
+    kind: RestartKind = Field(description="Deployment or StatefulSet (apps/v1).")
+    name: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=DNS1123_SUBDOMAIN_PATTERN,
+        description="Its name, in the RedisQueue's namespace.",
+    )
+
+
 class InjectTarget(ResourceModel):
     """An application Secret that receives the connection contract."""
 
@@ -775,6 +816,20 @@ class InjectTarget(ResourceModel):
         description="Name of the Secret, in the RedisQueue's namespace. The operator "
         "creates it if missing and owns only the REDIS_* contract keys in it; other keys "
         "are left alone.",
+    )
+    restart: Annotated[list[RestartTarget], _unique_pair("kind", "name")] = Field(
+        default_factory=list,
+        max_length=MAX_RESTART_TARGETS,
+        description="Opt-in for apps that read the contract only at start (envFrom, env): "
+        "after the operator changed the contract in this Secret (a rotated password, a new "
+        "endpoint, ...) it restarts these workloads the way `kubectl rollout restart` does, "
+        "and during a password rotation it keeps the old password valid until they have "
+        "rolled out. The author needs patch on each of them. Apps that read "
+        "REDIS_PASSWORD_FILE from the mounted Secret need no restart.",
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["kind", "name"],
+        },
     )
 
 
@@ -846,6 +901,23 @@ class HealthCheck(ResourceModel):
         if self.timeout_seconds >= self.interval_seconds:
             raise ValueError(MSG_TIMEOUT_LT_INTERVAL)
         return self
+
+
+class Rotation(ResourceModel):
+    """How a password change reaches the apps without downtime."""
+
+    grace_period_seconds: int = Field(
+        DEFAULT_ROTATION_GRACE_SECONDS,
+        ge=MIN_ROTATION_GRACE_SECONDS,
+        le=MAX_ROTATION_GRACE_SECONDS,
+        description="After the password in the auth Secret changed, the old one stays valid "
+        "for at least this long, and until every workload in spec.inject[].restart has "
+        "rolled out (at most twice this long), so that apps reading the mounted Secret "
+        "file (refreshed by the kubelet within its sync period, 1 minute by default) and "
+        "restarted apps move to the new one first. Keep it above the kubelet's sync period. "
+        "A provisioned Redis accepts both passwords meanwhile; for an external Redis "
+        "(ElastiCache ROTATE) status says when the old one may be removed.",
+    )
 
 
 def _unique(field: str) -> AfterValidator:
@@ -923,6 +995,11 @@ class RedisQueueSpec(ResourceModel):
         description="PING schedule of the operator's health probe.",
         json_schema_extra={"default": {}},
     )
+    rotation: Rotation = Field(
+        default_factory=Rotation,
+        description="Password rotation: how long the old password stays valid.",
+        json_schema_extra={"default": {}},
+    )
     deletion_policy: DeletionPolicy = Field(
         "Retain",
         description="What happens to the data volume and the generated password Secret when "
@@ -984,14 +1061,20 @@ def parse_spec(body_spec: Mapping[str, Any] | None) -> RedisQueueSpec:
 
 
 def validate_resource_name(name: str, spec: RedisQueueSpec) -> None:
-    """Check ``metadata.name`` the way the CRD's root rule does (provision mode only).
+    """Check ``metadata.name`` the way the CRD's root rules do (provision mode only): its
+    shape, and that no restart target is the RedisQueue's own Redis.
 
-    Raises :class:`SpecError` naming ``metadata.name``.
+    Raises :class:`SpecError` naming the field.
     """
     if spec.mode == "provision" and (
         len(name) > MAX_PROVISION_NAME_LENGTH or not re.fullmatch(DNS1035_LABEL_PATTERN, name)
     ):
         raise SpecError([("metadata.name", MSG_PROVISION_NAME)])
+    own = f"{name}-redis"
+    for i, target in enumerate(spec.inject):
+        for j, workload in enumerate(target.restart):
+            if spec.mode == "provision" and workload.kind == "StatefulSet" and workload.name == own:
+                raise SpecError([(f"spec.inject[{i}].restart[{j}]", MSG_RESTART_OWN_REDIS)])
 
 
 def resolved_pool_max(spec: RedisQueueSpec) -> int:

@@ -4,7 +4,11 @@ functions that compose it and decide when it must be written.
 :func:`compose_status` turns what the operator found (a :class:`Findings`) into a
 :class:`RedisQueueStatus`: ``phase``, ``endpoint``, ``latencyMs``, ``lastProbeTime``,
 ``observedGeneration`` and the ``Ready``, ``Reachable`` and ``Injected`` conditions, the
-model the CRD's status schema is generated from. Nothing in it carries a credential.
+model the CRD's status schema is generated from, with ``rotation`` (the last password
+rotation). Nothing in it carries a credential.
+
+Long on purpose: the status schema and the functions that fill it are one contract with
+users; split, the two would drift apart.
 """
 
 from __future__ import annotations
@@ -19,6 +23,11 @@ from pydantic import ConfigDict, Field, ValidationError
 from .spec import Mode, ResourceModel
 
 ConditionStatus = Literal["True", "False", "Unknown"]
+#: Overlap: the new password works and the old one still does, while apps move.
+#: Complete: the old password was removed (a provisioned Redis).
+#: ReadyToRemoveOld: apps have moved; the old password of an external Redis may be removed
+#: by whoever manages it (ElastiCache: auth_token_update_strategy SET).
+RotationPhase = Literal["Overlap", "Complete", "ReadyToRemoveOld"]
 
 #: Condition types the operator maintains.
 CONDITION_READY: Final = "Ready"
@@ -110,6 +119,31 @@ class Condition(ResourceModel):
     )
 
 
+class RotationStatus(ResourceModel):
+    """The last password rotation: its phase and when it started and ends."""
+
+    model_config = ConfigDict(strict=False)
+
+    phase: RotationPhase = Field(
+        description="Overlap (both passwords are accepted while apps move to the new one), "
+        "Complete (the old password was removed) or ReadyToRemoveOld (an external Redis: "
+        "apps have moved, the old password may be removed where it is managed)."
+    )
+    started_at: datetime.datetime = Field(description="When the new password was first seen.")
+    remove_after: datetime.datetime = Field(
+        description="Earliest time the old password is removed: startedAt plus "
+        "spec.rotation.gracePeriodSeconds (later while a restart is still rolling out)."
+    )
+    completed_at: datetime.datetime | None = Field(
+        None, description="When the rotation left Overlap."
+    )
+    message: str = Field(
+        "",
+        max_length=MAX_MESSAGE_LENGTH,
+        description="What the rotation waits for or did; never contains credentials.",
+    )
+
+
 class RedisQueueStatus(ResourceModel):
     """The observed state of a RedisQueue, written by the operator."""
 
@@ -147,6 +181,9 @@ class RedisQueueStatus(ResourceModel):
         ge=0,
         description="metadata.generation of the spec the operator last acted on.",
         json_schema_extra={"format": "int64"},
+    )
+    rotation: RotationStatus | None = Field(
+        None, description="The last password rotation, when there was one."
     )
     conditions: list[Condition] = Field(
         default_factory=list,
@@ -199,6 +236,8 @@ class Findings:
     latency_ms: float | None = None
     #: Unix time of the PING the reachability comes from.
     probed_at: float | None = None
+    #: The password rotation under way or last done (None: keep what status shows).
+    rotation: RotationStatus | None = None
 
 
 def now_utc() -> datetime.datetime:
@@ -296,6 +335,7 @@ def compose_status(
         if found.probed_at is not None
         else previous.last_probe_time,
         observed_generation=found.generation,
+        rotation=found.rotation if found.rotation is not None else previous.rotation,
         conditions=conditions,
     )
 
@@ -346,4 +386,10 @@ def _significant_fields(status: RedisQueueStatus) -> tuple[Any, ...]:
     conditions = tuple(
         (c.type, c.status, c.reason, c.observed_generation) for c in status.conditions
     )
-    return (status.phase, status.endpoint, status.observed_generation, conditions)
+    rotation = status.rotation
+    turn = (
+        None
+        if rotation is None
+        else (rotation.phase, rotation.started_at, rotation.remove_after, rotation.message)
+    )
+    return (status.phase, status.endpoint, status.observed_generation, conditions, turn)

@@ -33,9 +33,12 @@ async def inject_contract(
     contract: ConnectionContract,
     *,
     release_dropped: bool = True,
+    changed: list[str] | None = None,
 ) -> ConditionValue:
     """Apply the contract to every Secret in ``spec.inject``; drop it from Secrets that left
     (unless ``release_dropped`` is False: a new RedisQueue has written nowhere yet).
+    ``changed`` collects the Secrets whose contract keys the apply changed (apps that read
+    them only at start need a restart).
 
     Returns the Injected condition; raises :class:`SetupError` carrying it on failure.
     """
@@ -56,6 +59,8 @@ async def inject_contract(
         except KubeError as exc:
             failed = _failure(secret_name, exc)
             raise SetupError(failed.reason, failed.message) from None
+        if changed is not None and contract_changed(live, body):
+            changed.append(secret_name)
     if release_dropped:
         await release_dropped_secrets(kube, names, set(targets))
     plural = "s " if len(targets) > 1 else " "
@@ -78,6 +83,14 @@ async def _refuse_special_target(kube: Kube, namespace: str, secret_name: str) -
     if live is not None:
         refuse_special(live, namespace, secret_name, "spec.inject")
     return live
+
+
+def contract_changed(live: Mapping[str, Any] | None, body: Mapping[str, Any]) -> bool:
+    """Whether applying ``body`` changes a contract key of ``live`` (adds, alters or drops one)."""
+    data, wanted = (live or {}).get("data") or {}, body.get("data") or {}
+    if any(data.get(key) != value for key, value in wanted.items()):
+        return True
+    return any(key in data and key not in wanted for key in CONTRACT_KEYS)
 
 
 def already_applied(live: Mapping[str, Any] | None, body: Mapping[str, Any], manager: str) -> bool:

@@ -12,7 +12,7 @@ import logging
 
 from ..api.gate import WriteFenced
 from ..api.kube import Kube, KubeError, object_path
-from ..objects.events import build_ready_event, ready_transition_is_news
+from ..objects.events import build_ready_event, build_rotation_event, ready_transition_is_news
 from ..probing.result import ProbeResult, reachable_condition
 from ..readside.registry import QueueState
 from ..resource.identity import API_VERSION, KIND
@@ -51,6 +51,7 @@ def findings(state: QueueState, result: ProbeResult | None) -> Findings:
         provisioned=state.provisioned,
         latency_ms=(result.latency_ms or 0.0) if ok and result is not None else None,
         probed_at=result.at if result is not None else None,
+        rotation=state.rotation,
     )
 
 
@@ -115,3 +116,25 @@ class Reporter:
                     getattr(exc, "message", exc),
                     extra=about(state.namespace, state.name),
                 )
+
+    async def event(
+        self, state: QueueState, reason: str, message: str, *, warning: bool = False
+    ) -> None:
+        """Post an Event about ``state`` (a step of a rotation); failures are logged only."""
+        event = build_rotation_event(
+            state.names.involved,
+            reason,
+            message,
+            warning=warning,
+            instance=self.instance,
+            now=now_utc(),
+        )
+        try:
+            await self.kube.create(event)
+        except (KubeError, WriteFenced) as exc:
+            log.warning(
+                "%s: could not post event: %s",
+                state.ref,
+                getattr(exc, "message", exc),
+                extra=about(state.namespace, state.name),
+            )
