@@ -35,6 +35,11 @@ FINALIZER: Final = f"{KEY_PREFIX}finalizer"
 LABEL_REDISQUEUE: Final = f"{KEY_PREFIX}redisqueue"
 #: On the Redis pod template: resourceVersion of the password Secret it was started with.
 ANNOTATION_AUTH_REVISION: Final = f"{KEY_PREFIX}auth-secret-revision"
+#: On the objects the operator makes that carry no controller ownerReference (the generated
+#: password Secret under Retain, the data volume's claim): the uid of the RedisQueue they
+#: were made for. Labels say what an object is for; this says for which RedisQueue, proof
+#: that a label (which anyone who may edit the object can copy) cannot give.
+ANNOTATION_OWNER_UID: Final = f"{KEY_PREFIX}owner-uid"
 
 LABEL_NAME: Final = "app.kubernetes.io/name"
 LABEL_INSTANCE: Final = "app.kubernetes.io/instance"
