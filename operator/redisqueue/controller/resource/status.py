@@ -42,6 +42,10 @@ class Reason:
     SECRET_VALUE_INVALID: Final = "SecretValueInvalid"  # noqa: S105
     SECRET_REFUSED: Final = "SecretRefused"  # noqa: S105
     POLICY_REFUSED: Final = "PolicyRefused"
+    #: An object the operator would write exists and is not provably this RedisQueue's.
+    OWNERSHIP_CONFLICT: Final = "OwnershipConflict"
+    #: The admission policies that check authors are not installed as shipped.
+    ADMISSION_POLICIES_MISSING: Final = "AdmissionPoliciesMissing"
     INJECTED: Final = "Injected"
     NO_TARGETS: Final = "NoTargets"
     INJECT_CONFLICT: Final = "InjectConflict"
@@ -252,6 +256,10 @@ def phase(ready: ConditionValue, reachable: ConditionValue) -> str:
         return "AuthError"
     if ready.reason.startswith("Inject"):
         return "InjectError"
+    if ready.reason in {Reason.OWNERSHIP_CONFLICT, Reason.POLICY_REFUSED}:
+        return "Refused"
+    if ready.reason == Reason.ADMISSION_POLICIES_MISSING:
+        return "Paused"
     if reachable.status == "False":
         return "Unreachable"
     return "Error"
