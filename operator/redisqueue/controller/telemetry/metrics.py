@@ -60,7 +60,8 @@ PING_DURATION = Histogram(
 )
 PROBES = Counter(
     "redisqueue_probes",
-    "Health probes sent, by outcome (ok, unreachable, auth_failed, timeout, tls_error, error).",
+    "Health probes sent, by outcome (ok, unreachable, auth_failed, timeout, tls_error, "
+    "refused, error).",
     ["namespace", "name", "outcome"],
 )
 LAST_PROBE = Gauge(
