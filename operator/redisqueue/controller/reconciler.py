@@ -11,7 +11,9 @@ leader, the kopf handlers (:mod:`.handlers`) and the read side call these:
   changed (no API request otherwise);
 * :meth:`Reconciler.secret_changed` when a Secret a RedisQueue reads changed: re-resolve
   the contract, so a rotated password is re-injected at once, without polling;
-* :meth:`Reconciler.finalize` on delete: stop probing and remove what it wrote.
+* :meth:`Reconciler.finalize` on delete: stop probing and remove what it wrote;
+* :meth:`Reconciler.refuse` and :meth:`Reconciler.readmit` when the admission policies go
+  missing and come back (:mod:`.readside.guard`).
 
 Status is the truth about the last PING and the last write; an event is posted on every
 change of ``Ready``, not per probe. Nothing written anywhere carries a credential.
@@ -26,7 +28,9 @@ from typing import Any
 
 from redisqueue.contract import ConnectionContract
 
+from .api.gate import WriteFenced
 from .api.kube import Kube, KubeError
+from .objects.workload import OperatorPeer
 from .probing.result import ProbeResult
 from .readside.registry import QueueState
 from .readside.side import ReadSide
@@ -49,9 +53,18 @@ log = logging.getLogger("redisqueue.operator")
 class Reconciler:
     """The leader's writes for all RedisQueues, on top of the read side."""
 
-    def __init__(self, kube: Kube, side: ReadSide, *, instance: str | None = None) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        side: ReadSide,
+        *,
+        instance: str | None = None,
+        peer: OperatorPeer | None = None,
+    ) -> None:
         self.kube = kube
         self.side = side
+        #: The operator's pods, let in by each provisioned Redis's NetworkPolicy.
+        self.peer = peer or OperatorPeer()
         self.report = Reporter(kube, instance or os.environ.get("HOSTNAME", "redisqueue-operator"))
 
     # -- create / update / resume ----------------------------------------------------------
@@ -88,6 +101,24 @@ class Reconciler:
             await self.side.ensure_probe(state, spec, contract)
         await self._probe_and_report(state)
 
+    async def readmit(self, body: Mapping[str, Any]) -> None:
+        """Reconcile ``body`` again outside kopf (the admission policies are back, and kopf
+        has set aside the RedisQueues it was refused for)."""
+        try:
+            await self.reconcile(body)
+        except (InvalidSpecError, SetupError, KubeError, WriteFenced) as exc:
+            names = QueueNames.of(body)
+            log.info(
+                "%s: not taken up again: %s",
+                names.ref,
+                getattr(exc, "message", None) or exc,
+                extra=about(names.namespace, names.name),
+            )
+
+    async def refuse(self, state: QueueState, why: ConditionValue) -> None:
+        """Stop acting on ``state``: no probe, and ``why`` in its status."""
+        await self._refuse(state, why)
+
     async def _refuse(self, state: QueueState, why: ConditionValue) -> None:
         state.spec = None
         state.setup_problem = why
@@ -102,7 +133,7 @@ class Reconciler:
         # reaches secret_changed (which waits for the lock this runs under).
         self.side.registry.set_reads(state, state.names.read_secrets(spec))
         if spec.mode == "provision":
-            await ensure_provisioned(self.kube, state.names, spec, self.side.secrets)
+            await ensure_provisioned(self.kube, state.names, spec, self.side.secrets, self.peer)
         contract = await self.side.contract(state, spec)
         await self._inject(state, spec, contract, release_dropped=release_dropped)
         return contract
@@ -165,7 +196,9 @@ class Reconciler:
                     if spec.mode == "provision":
                         # Redis reads its password only at start: re-apply the StatefulSet so
                         # the new Secret revision in its pod template rolls the pod.
-                        await ensure_provisioned(self.kube, state.names, spec, self.side.secrets)
+                        await ensure_provisioned(
+                            self.kube, state.names, spec, self.side.secrets, self.peer
+                        )
                     await self._inject(state, spec, contract)
                     await self.side.ensure_probe(state, spec, contract)
                 state.setup_problem = None
@@ -189,6 +222,17 @@ class Reconciler:
         try:
             spec = parse_spec(body.get("spec"))
         except SpecError:
+            return
+        guard = self.side.guard
+        if guard is not None and guard.problem is not None:
+            # Whatever this RedisQueue names was not checked against its author: touch none
+            # of it. Injected keys and retained data stay where they are.
+            log.warning(
+                "%s: deleted while the admission policies are not in force; nothing it named "
+                "is released or deleted",
+                names.ref,
+                extra=about(names.namespace, names.name),
+            )
             return
         await release_all(self.kube, names, spec)
         if spec.mode == "provision" and spec.deletion_policy == "Delete":
