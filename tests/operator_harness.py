@@ -26,16 +26,34 @@ import yaml
 from kube_controlplane import ControlPlane
 from redis_server import free_port
 from redisqueue.controller.api.kube import Kube, object_path
+from redisqueue.controller.resource.policy import DEFAULT_DENIED_HOSTS
 
 REPO = Path(__file__).resolve().parent.parent
 OPERATOR_NAMESPACE = "redisqueue-system"
 OPERATOR_SERVICE_ACCOUNT = "redisqueue-operator"
+#: The tests' Redis servers listen on loopback, which the shipped policy refuses: the tests'
+#: install denies everything the shipped one does but loopback (as an installer may).
+LOOPBACK = ("127.0.0.0/8", "::1/128")
+TEST_DENIED_HOSTS = ",".join(h for h in DEFAULT_DENIED_HOSTS if h not in LOOPBACK)
+
+
+def _allow_loopback(doc: dict[str, Any]) -> dict[str, Any]:
+    """The operator policy of 70-operator-policy.yaml without loopback in its denied CIDRs."""
+    for variable in doc["spec"]["variables"]:
+        if variable["name"] == "deniedCIDRs":
+            cidrs = [c for c in variable["expression"].strip("[] \n").split(",") if c.strip()]
+            kept = [c.strip() for c in cidrs if c.strip().strip("'") not in LOOPBACK]
+            variable["expression"] = "[" + ", ".join(kept) + "]"
+    return doc
+
 
 T = TypeVar("T")
 
 
-def install_crd_and_rbac(plane: ControlPlane) -> None:
-    """kubectl apply the CRD and the operator's namespace, ServiceAccount and RBAC."""
+def install_crd_and_rbac(plane: ControlPlane, *, allow_loopback: bool = True) -> None:
+    """kubectl apply the CRD and the operator's namespace, ServiceAccount, RBAC and admission
+    policies (the operator policy, unless ``allow_loopback`` is False, without loopback in its
+    denied networks: the tests' Redis servers are there)."""
     plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
     plane.wait_established("redisqueues.redisqueue.dev")
     docs: list[dict[str, Any]] = []
@@ -54,6 +72,14 @@ def install_crd_and_rbac(plane: ControlPlane) -> None:
         "ValidatingAdmissionPolicyBinding",
     }
     selected = [d for d in docs if d.get("kind") in wanted]
+    if allow_loopback:
+        selected = [
+            _allow_loopback(d)
+            if d["kind"] == "ValidatingAdmissionPolicy"
+            and d["metadata"]["name"] == "redisqueue-operator-policy"
+            else d
+            for d in selected
+        ]
     assert any(d["kind"] == "ClusterRole" for d in selected), "manifests lack the ClusterRole"
     plane.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(selected))
 
@@ -94,11 +120,15 @@ class OperatorProcess:
         wait_for: str = "/readyz",
         operator_args: Sequence[str] = (),
         environ: dict[str, str] | None = None,
+        command_prefix: Sequence[str] = (),
     ) -> None:
         # The test install's policy names loopback, where the tests' Redis servers listen, so
         # their failures are reported with the cause (tests/test_tenancy_e2e.py runs one that
         # names nothing).
-        self.environ = {"REDISQUEUE_ALLOWED_HOSTS": "127.0.0.0/8,::1/128,localhost"}
+        self.environ = {
+            "REDISQUEUE_ALLOWED_HOSTS": "127.0.0.0/8,::1/128,localhost",
+            "REDISQUEUE_DENIED_HOSTS": TEST_DENIED_HOSTS,
+        }
         self.environ.update(environ or {})
         self.kubeconfig = kubeconfig
         self.workdir = workdir
@@ -109,6 +139,8 @@ class OperatorProcess:
         self.identity = identity
         self.extra_args = tuple(extra_args)
         self.wait_for = wait_for
+        #: Runs the process through another command (e.g. tests/local_dns.py's isolation).
+        self.command_prefix = tuple(command_prefix)
         self.port = free_port()
         self.log_path = workdir / f"{identity}.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -125,6 +157,7 @@ class OperatorProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [
+                *self.command_prefix,
                 sys.executable,
                 "-m",
                 "redisqueue.controller",
