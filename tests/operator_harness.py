@@ -50,11 +50,20 @@ def _allow_loopback(doc: dict[str, Any]) -> dict[str, Any]:
 T = TypeVar("T")
 
 
-def install_crd_and_rbac(plane: ControlPlane, *, allow_loopback: bool = True) -> None:
-    """kubectl apply the CRD and the operator's namespace, ServiceAccount, RBAC and admission
-    policies (the operator policy, unless ``allow_loopback`` is False, without loopback in its
-    denied networks: the tests' Redis servers are there)."""
-    plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+def install_crd_and_rbac(
+    plane: ControlPlane, *, allow_loopback: bool = True, policies: bool = True
+) -> None:
+    """kubectl apply the CRD and the operator's namespace, ServiceAccount, RBAC and (unless
+    ``policies`` is False) admission policies (the operator policy, unless ``allow_loopback``
+    is False, without loopback in its denied networks: the tests' Redis servers are there)."""
+    crds = REPO / "crds"
+    plane.kubectl(
+        "apply",
+        "--server-side",
+        "--force-conflicts",  # puts back what a test changed
+        "-f",
+        str(crds if policies else crds / "redisqueue.dev_redisqueues.yaml"),
+    )
     plane.wait_established("redisqueues.redisqueue.dev")
     docs: list[dict[str, Any]] = []
     for path in sorted((REPO / "manifests" / "operator").glob("*.yaml")):
@@ -71,6 +80,8 @@ def install_crd_and_rbac(plane: ControlPlane, *, allow_loopback: bool = True) ->
         "ValidatingAdmissionPolicy",
         "ValidatingAdmissionPolicyBinding",
     }
+    if not policies:
+        wanted -= {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
     selected = [d for d in docs if d.get("kind") in wanted]
     if allow_loopback:
         selected = [
