@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from dnslib import AAAA, QTYPE, RR, A, DNSRecord
-from dnslib.server import BaseResolver, DNSServer
+from dnslib.server import BaseResolver, DNSLogger, DNSServer
 
 #: Loopback, and not systemd-resolved's 127.0.0.53.
 DNS_ADDRESS = "127.0.0.153"
@@ -53,7 +53,8 @@ class LocalDNS:
         self.lock = threading.Lock()
         self.resolv_conf = workdir / "resolv.conf"
         self.resolv_conf.write_text(f"nameserver {address}\noptions attempts:1 timeout:1\n")
-        self._server = DNSServer(_Answers(self), port=53, address=address)
+        quiet = DNSLogger(log="-request,-reply,-truncated,-error,-recv,-send,-data", prefix=False)
+        self._server = DNSServer(_Answers(self), port=53, address=address, logger=quiet)
 
     def start(self) -> LocalDNS:
         if os.geteuid() != 0:
