@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from kube_controlplane import ControlPlane
 from redis_server import free_port
@@ -354,4 +355,70 @@ async def events_for(kube: Kube, namespace: str, name: str) -> list[dict[str, An
         for e in items
         if e["involvedObject"].get("name") == name
         and e["involvedObject"].get("kind") == "RedisQueue"
+    ]
+
+
+async def leader_and_standby(
+    plane: ControlPlane,
+    workdir: Path,
+    *,
+    environ: dict[str, str] | None = None,
+    lease_seconds: float = 15.0,
+) -> tuple[OperatorProcess, OperatorProcess]:
+    """Two replicas with leader election, as the install runs them; (leader, standby) once
+    one holds the Lease. The caller stops both."""
+    namespace = OPERATOR_NAMESPACE
+    plane.kubectl("delete", "lease", "-n", namespace, "--all", check=False)
+    kubeconfig = service_account_kubeconfig(plane, workdir)
+    started = [
+        OperatorProcess(
+            kubeconfig,
+            workdir,
+            identity=identity,
+            extra_args=(
+                "--leader-election",
+                "--lease-namespace",
+                namespace,
+                "--lease-duration",
+                str(lease_seconds),
+            ),
+            environ=environ,
+        ).start()
+        for identity in ("replica-a", "replica-b")
+    ]
+    lease = object_path("coordination.k8s.io/v1", "Lease", namespace, "redisqueue-operator")
+    kube = Kube.from_kubeconfig(plane.kubeconfig)
+    try:
+
+        async def holder() -> str | None:
+            found = await kube.get(lease)
+            return None if found is None else (found.get("spec") or {}).get("holderIdentity")
+
+        leader = await eventually(holder, timeout=30, what="a Lease holder")
+    finally:
+        await kube.close()
+    first, second = started
+    return (first, second) if leader == first.identity else (second, first)
+
+
+def peak_rss_mib(process: OperatorProcess) -> float:
+    """The process's peak resident memory so far (VmHWM), in MiB."""
+    assert process.proc is not None
+    for line in Path(f"/proc/{process.proc.pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM in /proc status")
+
+
+def samples_of(
+    process: OperatorProcess, namespace: str, name: str
+) -> list[tuple[str, dict[str, str]]]:
+    """Every sample (metric name, labels) of ``process``'s /metrics about RedisQueue ``name``."""
+    status, text = process.http("/metrics")
+    assert status == 200, status
+    return [
+        (sample.name, dict(sample.labels))
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.labels.get("namespace") == namespace and sample.labels.get("name") == name
     ]

@@ -36,6 +36,7 @@ from operator_harness import (
     create_rq,
     eventually,
     install_crd_and_rbac,
+    samples_of,
     service_account_kubeconfig,
     wait_for_ready,
 )
@@ -127,12 +128,6 @@ def external(host: str, port: int) -> dict[str, Any]:
     }
 
 
-def series(process: OperatorProcess, namespace: str, name: str) -> list[str]:
-    _, text = process.http("/metrics")
-    labels = f'namespace="{namespace}",name="{name}"'
-    return [line for line in text.splitlines() if labels in line]
-
-
 async def test_no_spelling_of_a_refused_address_is_probed_by_either_replica(
     replicas: tuple[OperatorProcess, OperatorProcess],
     kube: Kube,
@@ -174,6 +169,8 @@ async def test_no_spelling_of_a_refused_address_is_probed_by_either_replica(
         return standby.health(namespace, "control")[0] == 200
 
     await eventually(standby_probes_control, timeout=30, what="the standby probing the control")
+    for process in (leader, standby):
+        assert samples_of(process, namespace, "control")  # the series of what is probed
     for name, host in spellings.items():
         if name in at_admission:
             continue
@@ -181,7 +178,7 @@ async def test_no_spelling_of_a_refused_address_is_probed_by_either_replica(
         assert "refuses" in condition(rq, "Ready")["message"], (name, host)
         for process in (leader, standby):
             assert process.health(namespace, name)[0] == 404, (process.identity, name)
-            assert series(process, namespace, name) == [], (process.identity, name)
+            assert samples_of(process, namespace, name) == [], (process.identity, name)
     # Several probe intervals later, nobody has dialled the victim but this test itself.
     probed = connections(victim)
     assert probed - before == 1, f"{probed - before - 1} connections reached the victim"

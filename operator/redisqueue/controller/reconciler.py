@@ -201,9 +201,12 @@ class Reconciler:
                         )
                     await self._inject(state, spec, contract)
                     await self.side.ensure_probe(state, spec, contract)
-                state.setup_problem = None
+                state.setup_problem = state.refused = None
             except SetupError as exc:
+                # Without its credentials there is nothing honest to PING (as on a standby):
+                # the probe stops until the Secret is back.
                 state.setup_problem = ConditionValue("False", exc.reason, exc.message)
+                await self.side.stop_probing(state, state.setup_problem)
             except KubeError as exc:
                 log.warning(
                     "%s: API error while refreshing: %s",

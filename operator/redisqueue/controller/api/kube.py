@@ -380,6 +380,8 @@ class Kube:
             async for chunk in response.content.iter_any():  # one JSON object a line
                 buffer += chunk
                 while (end := buffer.find(b"\n")) >= 0:
+                    if end > max_event_bytes:  # whole, but too large: not parsed either
+                        raise EventTooLarge(path, max_event_bytes)
                     line = bytes(buffer[:end])
                     del buffer[: end + 1]
                     if line.strip():
