@@ -19,6 +19,9 @@ The roles differ only in who feeds it and what follows a probe:
 
 A standby that becomes the leader keeps its registry, probes and schedule: it stops its own
 RedisQueue watch and installs the writer.
+
+Long on purpose: this is the one path every role's reading takes (admission against the
+policies, the probe, the watches that feed them); split, a role could go round a rule.
 """
 
 from __future__ import annotations
