@@ -5,6 +5,9 @@ functions that compose it and decide when it must be written.
 :class:`RedisQueueStatus`: ``phase``, ``endpoint``, ``latencyMs``, ``lastProbeTime``,
 ``observedGeneration`` and the ``Ready``, ``Reachable`` and ``Injected`` conditions, the
 model the CRD's status schema is generated from. Nothing in it carries a credential.
+
+Long on purpose: the reasons, the model and the functions that compose and phrase it are one
+vocabulary; kept apart, a reason could be added without its phase or its place in Ready.
 """
 
 from __future__ import annotations
@@ -42,10 +45,8 @@ class Reason:
     SECRET_VALUE_INVALID: Final = "SecretValueInvalid"  # noqa: S105
     SECRET_REFUSED: Final = "SecretRefused"  # noqa: S105
     POLICY_REFUSED: Final = "PolicyRefused"
-    #: An object the operator would write exists and is not provably this RedisQueue's.
-    OWNERSHIP_CONFLICT: Final = "OwnershipConflict"
-    #: The admission policies that check authors are not installed as shipped.
-    ADMISSION_POLICIES_MISSING: Final = "AdmissionPoliciesMissing"
+    OWNERSHIP_CONFLICT: Final = "OwnershipConflict"  # a same-named object not provably its own
+    ADMISSION_POLICIES_MISSING: Final = "AdmissionPoliciesMissing"  # not installed as shipped
     INJECTED: Final = "Injected"
     NO_TARGETS: Final = "NoTargets"
     INJECT_CONFLICT: Final = "InjectConflict"
@@ -258,7 +259,7 @@ def phase(ready: ConditionValue, reachable: ConditionValue) -> str:
         return "InjectError"
     if ready.reason in {Reason.OWNERSHIP_CONFLICT, Reason.POLICY_REFUSED}:
         return "Refused"
-    if ready.reason == Reason.ADMISSION_POLICIES_MISSING:
+    if ready.reason == Reason.ADMISSION_POLICIES_MISSING:  # the operator acts on nothing
         return "Paused"
     if reachable.status == "False":
         return "Unreachable"
