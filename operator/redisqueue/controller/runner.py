@@ -22,8 +22,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Collection
 
 import kopf
 from aiohttp import web
@@ -34,18 +33,10 @@ from .api.kube import Kube, KubeError, object_path
 from .api.lease import LeaderElector
 from .api.lease import LeaseSettings as Election
 from .api.login import identify, login
-from .objects.workload import OperatorPeer
-from .readside.guard import AdmissionGuard
+from .readside.guard import PEERS_ENV, AdmissionGuard, Safeguards
 from .readside.side import ReadSide
 from .reconciler import Reconciler
-from .resource.admission import (
-    DEFAULT_INTERVAL_SECONDS,
-    ENV_INTERVAL,
-    ENV_POLICY_NAMES,
-    ENV_REQUIRED,
-    PolicyNamesError,
-    policy_names,
-)
+from .resource.admission import ENV_REQUIRED, PolicyNamesError, policy_names
 from .resource.policy import OperatorPolicy, PolicyError
 from .serving.auth import TokenAuthorizer
 from .serving.health import create_app
@@ -60,47 +51,6 @@ kopf.on.login()(login)
 
 #: A probe this late past its interval means the probe schedule stopped.
 STALL_GRACE_SECONDS = 60.0
-#: Labels that select this install's operator pods (the chart and manifests set it): a
-#: stopping leader asks whether one of them is there to take over, and each provisioned
-#: Redis's NetworkPolicy lets them in.
-PEERS_ENV = "REDISQUEUE_PEER_SELECTOR"
-#: The operator's own namespace (the downward API in the install).
-NAMESPACE_ENV = "POD_NAMESPACE"
-
-
-@dataclass(frozen=True, slots=True)
-class Safeguards:
-    """What the installer set around the operator (read from the environment at start)."""
-
-    #: The admission policies that must be in force (role -> name); None: the installer opted
-    #: out (a single-tenant cluster).
-    admission_policies: Mapping[str, str] | None
-    #: Seconds between two checks of the admission policies.
-    admission_interval: float = DEFAULT_INTERVAL_SECONDS
-    #: The operator's own pods, for the provisioned Redis's NetworkPolicies.
-    peer: OperatorPeer = field(default_factory=OperatorPeer)
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> Safeguards:
-        """Raises ValueError (naming the variable) for a setting it cannot read."""
-        required = environ.get(ENV_REQUIRED, "true").strip().lower()
-        if required not in {"true", "false"}:
-            raise ValueError(f"{ENV_REQUIRED}: expected true or false, got {required!r}")
-        names = policy_names(environ.get(ENV_POLICY_NAMES)) if required == "true" else None
-        raw_interval = environ.get(ENV_INTERVAL, "").strip()
-        try:
-            interval = float(raw_interval) if raw_interval else DEFAULT_INTERVAL_SECONDS
-        except ValueError:
-            interval = 0.0
-        if interval <= 0:
-            raise ValueError(f"{ENV_INTERVAL}: expected a number of seconds above 0")
-        labels = {}
-        for part in environ.get(PEERS_ENV, "").split(","):
-            key, _, value = part.partition("=")
-            if key.strip():
-                labels[key.strip()] = value.strip()
-        peer = OperatorPeer(environ.get(NAMESPACE_ENV) or None, labels)
-        return cls(names, interval, peer)
 
 
 class Liveness:

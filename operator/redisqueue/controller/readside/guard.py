@@ -16,10 +16,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Final
 
 from ..api.kube import Kube, KubeError
-from ..resource.admission import DEFAULT_INTERVAL_SECONDS, binding_problem, policy_problem
+from ..objects.workload import OperatorPeer
+from ..resource.admission import (
+    DEFAULT_INTERVAL_SECONDS,
+    ENV_INTERVAL,
+    ENV_POLICY_NAMES,
+    ENV_REQUIRED,
+    binding_problem,
+    policy_names,
+    policy_problem,
+)
 from ..resource.identity import JSON
 
 log = logging.getLogger("redisqueue.operator")
@@ -32,6 +42,47 @@ REFUSAL: Final = (
 )
 
 Changed = Callable[[str | None], Awaitable[None]]
+
+#: Labels that select this install's operator pods, and its namespace (the chart and manifests
+#: set them): a stopping leader asks whether one of them is there to take over, and each
+#: provisioned Redis's NetworkPolicy lets them in.
+PEERS_ENV: Final = "REDISQUEUE_PEER_SELECTOR"
+NAMESPACE_ENV: Final = "POD_NAMESPACE"
+
+
+@dataclass(frozen=True, slots=True)
+class Safeguards:
+    """What the installer set around the operator (read from the environment at start)."""
+
+    #: The admission policies that must be in force (role -> name); None: the installer opted
+    #: out (a single-tenant cluster).
+    admission_policies: Mapping[str, str] | None
+    #: Seconds between two checks of the admission policies.
+    admission_interval: float = DEFAULT_INTERVAL_SECONDS
+    #: The operator's own pods, for the provisioned Redis's NetworkPolicies.
+    peer: OperatorPeer = field(default_factory=OperatorPeer)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Safeguards:
+        """Raises ValueError (naming the variable) for a setting it cannot read."""
+        required = environ.get(ENV_REQUIRED, "true").strip().lower()
+        if required not in {"true", "false"}:
+            raise ValueError(f"{ENV_REQUIRED}: expected true or false, got {required!r}")
+        names = policy_names(environ.get(ENV_POLICY_NAMES)) if required == "true" else None
+        raw_interval = environ.get(ENV_INTERVAL, "").strip()
+        try:
+            interval = float(raw_interval) if raw_interval else DEFAULT_INTERVAL_SECONDS
+        except ValueError:
+            interval = 0.0
+        if interval <= 0:
+            raise ValueError(f"{ENV_INTERVAL}: expected a number of seconds above 0")
+        labels = {}
+        for part in environ.get(PEERS_ENV, "").split(","):
+            key, _, value = part.partition("=")
+            if key.strip():
+                labels[key.strip()] = value.strip()
+        peer = OperatorPeer(environ.get(NAMESPACE_ENV) or None, labels)
+        return cls(names, interval, peer)
 
 
 class AdmissionGuard:
