@@ -3,14 +3,16 @@
 Starts the local control plane (tests/controlplane), a redis-server and the operator with
 the install path's ServiceAccount, then, in one run:
 
-1. the baselines: the API server's own idle request rate; the time to create N
-   RedisQueues with no operator running (raw API-server creates of the same objects); and
-   the floor, the writes any controller must make for them, by a plain client;
+1. the baselines: the time to create N RedisQueues with no operator running (raw
+   API-server creates of the same objects); and the floor, the writes any controller must
+   make for them, by a plain client;
 2. N RedisQueues created with the operator running (external mode, one Redis, each
    injecting into its own app Secret): time until all are Ready with the Secret injected,
    as a ratio of the raw creates, and p50/p95 create-to-Ready;
-3. operator RSS, idle API requests/s (``apiserver_request_total``, WATCH excluded, minus
-   the baseline), Redis connections of the operator (``CLIENT LIST``);
+3. operator RSS; the operator's API requests at rest, by verb and resource, from the API
+   server's audit log over a window at least twice the operator's longest periodic
+   interval (its watches restart every WATCH_TIMEOUT_SECONDS); Redis connections of the
+   operator (``CLIENT LIST``);
 4. restart with N existing: time until every RedisQueue is probed again, and whether any
    Event was posted twice;
 5. churn: delete all N and look for leftovers (contract keys, labels, finalizers, metric
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import os
 import re
 import signal
@@ -53,7 +56,12 @@ from operator_harness import (  # noqa: E402
     service_account_kubeconfig,
 )
 from redis_server import RedisServer  # noqa: E402
-from redisqueue.controller.api.kube import Kube, object_path  # noqa: E402
+from redisqueue.controller.api.kube import (  # noqa: E402
+    TOKEN_MAX_AGE_SECONDS,
+    WATCH_TIMEOUT_SECONDS,
+    Kube,
+    object_path,
+)
 
 GROUP, VERSION, PLURAL = "redisqueue.dev", "v1alpha1", "redisqueues"
 API = f"{GROUP}/{VERSION}"
@@ -110,22 +118,41 @@ def request_counts(plane: ControlPlane) -> Counter[str]:
     return counts
 
 
-def api_requests(plane: ControlPlane) -> float:
-    """Requests the API server has answered so far, WATCH (long-running) excluded."""
-    return float(sum(request_counts(plane).values()))
-
-
 def per_object(before: Counter[str], after: Counter[str], count: int) -> dict[str, float]:
     """Requests per object between two readings, largest first (the readings excluded)."""
     diff = after - before
     return {k: v / count for k, v in diff.most_common() if v >= count / 10}
 
 
-def idle_rate(plane: ControlPlane, seconds: float) -> float:
-    before = api_requests(plane)
-    time.sleep(seconds)
-    # The metrics read itself is one request; leave it out.
-    return (api_requests(plane) - before - 1) / seconds
+#: The operator's periodic activities at rest and their periods (seconds): watches are
+#: started again when the API server ends them; the mounted token is re-read (no request).
+PERIODS: dict[str, float] = {
+    "watch restart": float(WATCH_TIMEOUT_SECONDS),
+    "token re-read": TOKEN_MAX_AGE_SECONDS,
+    "probe interval": 10.0,
+}
+IDLE_WINDOW_SECONDS = 2 * max(PERIODS.values())
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+async def operator_requests_at_rest(plane: ControlPlane, seconds: float) -> Counter[str]:
+    """The operator's requests (by "verb resource[/subresource]") the API server received
+    during ``seconds`` of rest, from its audit log (each request once)."""
+    since = utc_now()
+    await asyncio.sleep(seconds)
+    until = utc_now()
+    seen: dict[str, str] = {}
+    for event in plane.audited("redisqueue-operator"):
+        if since <= event["requestReceivedTimestamp"] < until:
+            ref = event.get("objectRef") or {}
+            what = ref.get("resource", "") + (
+                f"/{ref['subresource']}" if ref.get("subresource") else ""
+            )
+            seen[event["auditID"]] = f"{event['verb']} {what}"
+    return Counter(seen.values())
 
 
 def operator_connections(server: RedisServer) -> int:
@@ -406,7 +433,6 @@ async def run(  # noqa: PLR0915 - one scenario, read top to bottom
 
         # 1. Baselines: the control plane alone; raw creates of the same objects; and the
         # writes any controller must make for them (the floor), by a plain client.
-        figures["idle_baseline_rps"] = idle_rate(plane, args.idle_seconds)
         meter = CpuMeter(plane)
         meter.start()
         raw_seconds, _ = await create_all(kube, "raw", n, server, args.concurrency)
@@ -476,7 +502,8 @@ async def run(  # noqa: PLR0915 - one scenario, read top to bottom
 
         # 3. Steady state.
         await asyncio.sleep(5)
-        figures["idle_rps"] = idle_rate(plane, args.idle_seconds) - figures["idle_baseline_rps"]
+        figures["idle_seconds"] = args.idle_seconds
+        figures["idle_requests"] = await operator_requests_at_rest(plane, args.idle_seconds)
         figures["rss_mib"] = rss_mib(operator.proc.pid)  # type: ignore[union-attr]
         figures["rss_peak_mib"] = rss_mib(operator.proc.pid, "VmHWM")  # type: ignore[union-attr]
         figures["redis_connections"] = operator_connections(server)
@@ -618,9 +645,12 @@ def report(f: dict[str, Any]) -> None:
             f"operator RSS over {len(f['rss_cycles_mib'])} more create+delete cycles: {cycles}; "
             f"contract Secrets and series left: {f['left_after_cycles']}"
         )
+    idle, window = f["idle_requests"], f["idle_seconds"]
+    listed = ", ".join(f"{what} {count}" for what, count in idle.most_common()) or "none"
+    periods = ", ".join(f"{name} {seconds:g} s" for name, seconds in PERIODS.items())
     print(
-        f"idle API requests/s caused by the operator: {f['idle_rps']:.2f} "
-        f"(control plane alone: {f['idle_baseline_rps']:.2f})"
+        f"operator's API requests at rest over {window:.0f} s (periodic activities: {periods}): "
+        f"{sum(idle.values())}, {sum(idle.values()) / window:.3f}/s ({listed})"
     )
     print(f"Redis connections of the operator (one endpoint): {f['redis_connections']}")
     eb, ea = f["events_before"], f["events_after"]
@@ -650,7 +680,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=20, help="creates in flight")
-    parser.add_argument("--idle-seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=IDLE_WINDOW_SECONDS,
+        help=f"rest window (default {IDLE_WINDOW_SECONDS:g}: twice the longest periodic interval)",
+    )
     parser.add_argument("--interval-wait", type=float, default=12.0, help="after restart")
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument(

@@ -672,6 +672,46 @@ class ControlPlane:
 
     # ---------------------------------------------------------------- internals
 
+    @property
+    def audit_log(self) -> Path:
+        """The API server's own record of every write a ServiceAccount made (JSON lines)."""
+        assert self.workdir is not None
+        return self.workdir / "audit.log"
+
+    def _audit_policy(self) -> Path:
+        # Requests by ServiceAccounts (the operator's among them), at Metadata level: who,
+        # what, when, with which User-Agent; never a body (Secrets pass by).
+        assert self.workdir is not None
+        policy = self.workdir / "audit-policy.yaml"
+        policy.write_text(
+            "apiVersion: audit.k8s.io/v1\n"
+            "kind: Policy\n"
+            "omitStages: [RequestReceived]\n"
+            "rules:\n"
+            "  - level: Metadata\n"
+            "    userGroups: [system:serviceaccounts]\n"
+            "  - level: None\n"
+        )
+        return policy
+
+    def audited(self, user_agent_prefix: str) -> list[dict[str, Any]]:
+        """Audit events of ServiceAccounts' requests whose User-Agent starts with
+        ``user_agent_prefix``, in the order the API server completed them."""
+        events = []
+        for line in self.audit_log.read_text().splitlines():
+            event = json.loads(line)
+            if str(event.get("userAgent", "")).startswith(user_agent_prefix):
+                events.append(event)
+        return events
+
+    def audited_writes(self, user_agent_prefix: str) -> list[dict[str, Any]]:
+        """The writes among :meth:`audited`."""
+        return [
+            e
+            for e in self.audited(user_agent_prefix)
+            if e.get("verb") in {"create", "update", "patch", "delete"}
+        ]
+
     def _spawn(self, name: str, args: list[str]) -> _Child:
         assert self.workdir is not None and self.bin_dir is not None
         log = self.workdir / f"{name}.log"
@@ -751,6 +791,10 @@ class ControlPlane:
                 "--allow-privileged=true",
                 f"--cert-dir={self.workdir / 'apiserver-certs'}",
                 "--v=0",
+                f"--audit-policy-file={self._audit_policy()}",
+                f"--audit-log-path={self.audit_log}",
+                "--audit-log-format=json",
+                "--audit-log-mode=blocking",
                 *self.extra_apiserver_args,
             ],
         )

@@ -95,14 +95,22 @@ def test_dashboard_has_the_panels_platform_engineers_look_for() -> None:
         "Server: commands per second",
         "Server: memory used",
         "Reconciles by outcome",
+        "Leader",
         "Pool connections",
         "Pool waits",
         "Commands per second",
         "Command latency",
         "Retries and reconnects",
     } <= titles
-    variables = {v["name"] for v in dashboard["templating"]["list"]}
-    assert variables == {"datasource", "namespace", "name", "client"}
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert set(variables) == {"datasource", "cluster", "namespace", "name", "client"}
+    # One Grafana over several clusters picks one; without a cluster label, All matches.
+    assert variables["cluster"]["includeAll"] and variables["cluster"]["allValue"] == ".*"
+    for title, expr in panel_queries(dashboard):
+        assert 'cluster=~"$cluster"' in expr, f"{title} ignores the cluster variable: {expr}"
+        if "redisqueue_" in expr and "redisqueue_client_" not in expr and "reconcile" not in expr:
+            # every replica exports these: aggregated by RedisQueue, one line per queue
+            assert "by (namespace, name" in expr or "redisqueue_operator_leader" in expr, title
     # Every query uses the data source variable, so the sidecar import works on any Grafana.
     for panel in dashboard["panels"]:
         if panel["type"] != "row":
@@ -222,6 +230,7 @@ async def test_every_panel_query_returns_data_from_a_real_operator_and_app(
     )
 
     variables = {
+        "cluster": ".*",  # All: this Prometheus adds no cluster label
         "namespace": namespace,
         "name": name,
         "client": APP_CLIENT,

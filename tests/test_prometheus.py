@@ -312,6 +312,8 @@ def test_chart_alert_rules_pass_promtool_check_rules(chart_rules: Path, promtool
         "RedisQueueOperatorReconcileErrors",
         "RedisQueueProbesStopped",
         "RedisQueueOperatorAbsent",
+        "RedisQueueOperatorNoLeader",
+        "RedisQueuePartiallyUnreachable",
         "RedisQueueDepthGrowing",
     }
     checked = promtool.run("check", "rules", "--lint=all", "--lint-fatal", str(chart_rules))
@@ -368,7 +370,7 @@ def test_redisqueue_down_fires_after_its_for_duration_and_not_when_up(
     chart_rules: Path, promtool: Promtool, tmp_path: Path
 ) -> None:
     down = _alerts(chart_rules)["RedisQueueDown"]
-    assert down["expr"] == "redisqueue_up == 0" and down["for"] == "2m"
+    assert down["expr"] == "max by (namespace, name) (redisqueue_up) == 0" and down["for"] == "2m"
     description = re.sub(
         r"\{\{ \$labels\.(namespace|name) \}\}",
         lambda m: {"namespace": "shop", "name": "jobs"}[m.group(1)],
@@ -453,7 +455,9 @@ def test_probes_stopped_fires_when_a_queue_is_no_longer_probed_and_not_before(
 ) -> None:
     rule = _alerts(chart_rules)["RedisQueueProbesStopped"]
     expr = " ".join(rule["expr"].split())
-    assert expr == "time() - redisqueue_last_probe_timestamp_seconds > 300", expr
+    assert expr == (
+        "time() - max by (namespace, name) (redisqueue_last_probe_timestamp_seconds) > 300"
+    ), expr
     assert rule["for"] == "2m"
     # shop/fresh is probed every 15 s (its timestamp follows the clock); shop/stuck's last
     # probe completed at t=120s and its timestamp stays there, as the operator keeps
@@ -569,3 +573,110 @@ def test_operator_absent_fires_when_its_target_is_down_or_gone_and_not_while_scr
         ),
     )
     assert early.returncode != 0, early.stdout + early.stderr
+
+
+def test_two_replicas_make_one_down_alert_and_one_sided_failures_only_a_warning(
+    chart_rules: Path, promtool: Promtool, tmp_path: Path
+) -> None:
+    """Each replica exports its own series (pod a, pod b). shop/jobs is down for both: one
+    RedisQueueDown. shop/split is reached by pod a only: no Down, but after 10 minutes one
+    RedisQueuePartiallyUnreachable."""
+    rules = _alerts(chart_rules)
+    series = [
+        ('redisqueue_up{namespace="shop",name="jobs",pod="a"}', "0x60"),
+        ('redisqueue_up{namespace="shop",name="jobs",pod="b"}', "0x60"),
+        ('redisqueue_up{namespace="shop",name="split",pod="a"}', "1x60"),
+        ('redisqueue_up{namespace="shop",name="split",pod="b"}', "0x60"),
+    ]
+
+    def alert(name: str, queue: str, severity: str) -> list[dict[str, Any]]:
+        annotations = rules[name]["annotations"]
+        return [
+            {
+                "exp_labels": {"severity": severity, "namespace": "shop", "name": queue},
+                "exp_annotations": {
+                    "summary": annotations["summary"]
+                    .replace("{{ $labels.namespace }}", "shop")
+                    .replace("{{ $labels.name }}", queue),
+                    "runbook_url": RUNBOOK_BASE + f"{name}.md",
+                    "description": annotations["description"]
+                    .replace("{{ $labels.namespace }}", "shop")
+                    .replace("{{ $labels.name }}", queue),
+                },
+            }
+        ]
+
+    down = _promtool_test(
+        promtool,
+        tmp_path / "down-two-replicas.test.yaml",
+        _alert_unit_test(
+            chart_rules,
+            "one Down per RedisQueue, only when no replica reaches it",
+            "RedisQueueDown",
+            series,
+            [
+                ("3m", alert("RedisQueueDown", "jobs", "critical")),
+                ("14m", alert("RedisQueueDown", "jobs", "critical")),
+            ],
+        ),
+    )
+    assert down.returncode == 0, down.stdout + down.stderr
+    partial = _promtool_test(
+        promtool,
+        tmp_path / "partial.test.yaml",
+        _alert_unit_test(
+            chart_rules,
+            "a one-sided failure is a warning after 10m, never Down",
+            "RedisQueuePartiallyUnreachable",
+            series,
+            [("9m", []), ("11m", alert("RedisQueuePartiallyUnreachable", "split", "warning"))],
+        ),
+    )
+    assert partial.returncode == 0, partial.stdout + partial.stderr
+
+
+def test_no_leader_fires_when_replicas_are_scraped_but_none_leads(
+    chart_rules: Path, promtool: Promtool, tmp_path: Path
+) -> None:
+    rule = _alerts(chart_rules)["RedisQueueOperatorNoLeader"]
+    assert rule["for"] == "2m"
+    where = 'job="redisqueue-operator",namespace="redisqueue-system"'
+    a = "redisqueue_operator_leader{" + where + ',pod="a"}'
+    b = "redisqueue_operator_leader{" + where + ',pod="b"}'
+    firing = [
+        {
+            "exp_labels": {"severity": "critical"},
+            "exp_annotations": {
+                "summary": rule["annotations"]["summary"],
+                "runbook_url": RUNBOOK_BASE + "RedisQueueOperatorNoLeader.md",
+                "description": rule["annotations"]["description"],
+            },
+        }
+    ]
+    # a leads for 5m, then loses the Lease and nobody takes over (say its RBAC broke);
+    # b stands by throughout.
+    series = [(a, "1x20 0x40"), (b, "0x60")]
+    proc = _promtool_test(
+        promtool,
+        tmp_path / "no-leader.test.yaml",
+        _alert_unit_test(
+            chart_rules,
+            "NoLeader fires 2m after the last leader is gone",
+            "RedisQueueOperatorNoLeader",
+            series,
+            [("4m", []), ("6m", []), ("7m30s", firing)],
+        ),
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    handover = _promtool_test(
+        promtool,
+        tmp_path / "handover.test.yaml",
+        _alert_unit_test(
+            chart_rules,
+            "a failover that completes within 2m is not an alert",
+            "RedisQueueOperatorNoLeader",
+            [(a, "1x20 0x40"), (b, "0x24 1x36")],
+            [("6m", []), ("9m", [])],
+        ),
+    )
+    assert handover.returncode == 0, handover.stdout + handover.stderr

@@ -282,7 +282,7 @@ def test_dockerignore_sends_only_what_the_dockerfile_copies() -> None:
     for src in copied:
         assert not _dockerignored(src, patterns), f"{src} is copied but ignored"
         assert (REPO / src).exists(), src
-    assert not _dockerignored("operator/redisqueue/cli.py", patterns)
+    assert not _dockerignored("operator/redisqueue/controller/cli.py", patterns)
     for private in (".env", ".venv/bin/python", ".cache/prometheus", ".git/config", "tests/x.py"):
         assert _dockerignored(private, patterns), f"{private} would be sent to the builder"
     assert _dockerignored("operator/redisqueue/__pycache__/cli.cpython-311.pyc", patterns)

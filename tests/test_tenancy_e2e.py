@@ -434,7 +434,8 @@ def _as_operator(
 def _statefulset(namespace: str, **pod: Any) -> dict[str, Any]:
     """The StatefulSet the operator builds for a RedisQueue ``x``, with ``pod`` fields set."""
     names = QueueNames(namespace, "x", str(uuid.uuid4()))
-    body = build_statefulset(names, parse_spec({"redis": {"provision": {}}}))
+    spec = parse_spec({"redis": {"provision": {}}})
+    body = build_statefulset(names.with_spec(spec), spec)
     body["spec"]["template"]["spec"].update(pod)
     return body
 

@@ -382,8 +382,8 @@ async def test_delete_removes_only_what_is_stamped_with_the_redisqueues_uid(
 
 def _operator_shaped(namespace: str, uid: str, name: str = "x") -> dict[str, dict[str, Any]]:
     """What the operator builds for the RedisQueue ``name`` with ``uid``."""
-    names = QueueNames(namespace, name, uid)
     spec = parse_spec(PROVISION)
+    names = QueueNames(namespace, name, uid).with_spec(spec)
     return {
         "StatefulSet": build_statefulset(names, spec),
         "Service": build_service(names, spec),

@@ -700,7 +700,7 @@ def test_handoff_renders_the_secret_then_the_redisqueue(token_file: Path) -> Non
             "namespace": "marketplace",
             "labels": {
                 "app.kubernetes.io/part-of": "redisqueue",
-                "redisqueue.dev/queue": "analysis-jobs",
+                "redisqueue.dev/redisqueue": "analysis-jobs",
             },
             "annotations": {"redisqueue.dev/source-secret-arn": SECRET_ARN},
         },

@@ -199,7 +199,6 @@ FIELDS: Final[tuple[ContractField[Any], ...]] = (
     BACKOFF_CAP_SECONDS,
     RETRY_ATTEMPTS,
 )
-FIELDS_BY_ATTR: Final = {f.attr: f for f in FIELDS}
 
 #: Every key the contract may write. The operator owns exactly these keys in an app Secret
 #: and removes only these on deletion.

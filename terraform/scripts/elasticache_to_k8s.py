@@ -48,6 +48,8 @@ import yaml
 
 API_VERSION = "redisqueue.dev/v1alpha1"
 KIND = "RedisQueue"
+#: The label the operator reads to tie an object to its RedisQueue.
+LABEL_REDISQUEUE = "redisqueue.dev/redisqueue"
 
 # Output names of terraform/environments/*/outputs.tf that the hand-off reads.
 OUTPUT_HOST = "redis_primary_endpoint"
@@ -298,7 +300,7 @@ def build_secret(
             "namespace": namespace,
             "labels": {
                 "app.kubernetes.io/part-of": "redisqueue",
-                "redisqueue.dev/queue": queue_name,
+                LABEL_REDISQUEUE: queue_name,
             },
             "annotations": {"redisqueue.dev/source-secret-arn": secret_arn},
         },

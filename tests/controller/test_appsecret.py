@@ -33,7 +33,9 @@ def external(**fields: Any) -> RedisQueueSpec:
 
 def test_contract_for_a_provisioned_redis() -> None:
     spec = parse_spec({"redis": {"provision": {}}, "environment": "production"})
-    host, port = NAMES.endpoint(spec)
+    endpoint = NAMES.with_spec(spec).endpoint
+    assert endpoint is not None
+    host, port = endpoint
     contract = build_contract(spec, host, port, "s3cret")
     env = contract.to_env()
     assert env["REDIS_URL"] == "redis://:s3cret@analysis-jobs-redis.marketplace.svc:6379/0"
@@ -49,7 +51,9 @@ def test_contract_for_a_provisioned_redis() -> None:
 
 def test_the_spec_socket_timeout_reaches_the_app_secret() -> None:
     spec = parse_spec({"redis": {"provision": {}}, "pool": {"socketTimeoutSeconds": 2.5}})
-    host, port = NAMES.endpoint(spec)
+    endpoint = NAMES.with_spec(spec).endpoint
+    assert endpoint is not None
+    host, port = endpoint
     env = build_contract(spec, host, port, "s3cret").to_env()
     assert env["REDIS_SOCKET_TIMEOUT_SECONDS"] == "2.5"
 

@@ -8,11 +8,8 @@ from typing import Any
 
 import pytest
 
-from redisqueue.controller.readside.contracts import (
-    SPECIAL_SECRET_TYPES,
-    refuse_special,
-    secret_value,
-)
+from redisqueue.controller.readside.contracts import secret_value
+from redisqueue.controller.readside.secrets import SPECIAL_SECRET_TYPES, refuse_special
 from redisqueue.controller.resource.errors import SetupError
 from redisqueue.controller.resource.names import SecretKeyRef
 

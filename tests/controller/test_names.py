@@ -22,15 +22,15 @@ def external(**fields: Any) -> RedisQueueSpec:
 
 
 def test_names_follow_one_scheme() -> None:
-    assert NAMES.endpoint(provision()) == ("analysis-jobs-redis.marketplace.svc", 6379)
+    assert NAMES.with_spec(provision()).endpoint == ("analysis-jobs-redis.marketplace.svc", 6379)
     assert NAMES.generated_secret == "analysis-jobs-redis-auth"
     assert NAMES.data_claim == "data-analysis-jobs-redis-0"
     assert NAMES.workload == "analysis-jobs-redis"
 
 
 def test_endpoint_for_external_is_the_spec_host_and_port() -> None:
-    assert NAMES.endpoint(external(port=6380)) == ("redis.example.com", 6380)
-    assert NAMES.endpoint(provision())[0].endswith(".marketplace.svc")
+    assert NAMES.with_spec(external(port=6380)).endpoint == ("redis.example.com", 6380)
+    assert NAMES.with_spec(provision()).endpoint[0].endswith(".marketplace.svc")
 
 
 def test_owner_of_reads_a_redisqueue_body() -> None:
@@ -56,15 +56,17 @@ def test_labels_are_the_recommended_kubernetes_labels() -> None:
 
 
 def test_auth_secret_key_ref_by_mode() -> None:
-    assert NAMES.password_ref(provision()) == SecretKeyRef("analysis-jobs-redis-auth", "password")
-    assert NAMES.password_ref(external()) is None
+    assert NAMES.with_spec(provision()).password == SecretKeyRef(
+        "analysis-jobs-redis-auth", "password"
+    )
+    assert NAMES.with_spec(external()).password is None
     with_secret = parse_spec(
         {
             "redis": {"external": {"host": "h"}},
             "auth": {"secretRef": {"name": "redis-auth"}},
         }
     )
-    assert NAMES.password_ref(with_secret) == SecretKeyRef("redis-auth", "password")
+    assert NAMES.with_spec(with_secret).password == SecretKeyRef("redis-auth", "password")
 
 
 def test_long_redisqueue_names_get_distinct_field_managers_within_the_limit() -> None:

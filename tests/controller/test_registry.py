@@ -33,7 +33,7 @@ def test_a_new_uid_under_an_old_name_is_a_new_redisqueue() -> None:
     old = registry.get(QueueRef("team", "a"), "uid-1")
     assert old is not None
     registry.set_reads(old, frozenset({"auth"}))
-    replaced = registry.add(QueueNames("team", "a", "uid-2"))
+    _, replaced = registry.add(QueueNames("team", "a", "uid-2"))
     assert replaced is old
     assert registry.get(QueueRef("team", "a"), "uid-1") is None
     assert registry.get(QueueRef("team", "a"), "uid-2") is not None

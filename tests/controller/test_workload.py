@@ -46,7 +46,8 @@ def external(**fields: Any) -> RedisQueueSpec:
 
 
 def statefulset(spec: RedisQueueSpec | None = None, **kwargs: Any) -> dict[str, Any]:
-    return build_statefulset(NAMES, spec or provision(), **kwargs)
+    spec = spec or provision()
+    return build_statefulset(NAMES.with_spec(spec), spec, **kwargs)
 
 
 def container(sts: dict[str, Any]) -> dict[str, Any]:
@@ -511,11 +512,11 @@ def test_objects_that_outlive_the_redisqueue_carry_its_uid() -> None:
     for owned in (True, False):
         secret = build_auth_secret(NAMES, "pw", owned=owned)
         assert secret["metadata"]["annotations"] == {"redisqueue.dev/owner-uid": NAMES.uid}
-    sts = build_statefulset(NAMES, provision(), claim_owner=NAMES.uid)
+    sts = statefulset(provision(), claim_owner=NAMES.uid)
     claim = sts["spec"]["volumeClaimTemplates"][0]["metadata"]
     assert claim["annotations"] == {"redisqueue.dev/owner-uid": NAMES.uid}
     # A StatefulSet made before claims were stamped keeps its (immutable) template as it is.
-    old = build_statefulset(NAMES, provision(), claim_owner=None)
+    old = statefulset(provision(), claim_owner=None)
     assert "annotations" not in old["spec"]["volumeClaimTemplates"][0]["metadata"]
 
 
@@ -524,7 +525,7 @@ def test_the_network_policy_selects_the_redis_pod_and_lets_in_the_apps_and_the_o
 
     peer = OperatorPeer("redisqueue-system", {"app.kubernetes.io/name": "redisqueue-operator"})
     default = build_network_policy(NAMES, provision(), peer)
-    sts = build_statefulset(NAMES, provision())
+    sts = statefulset(provision())
     assert default["metadata"]["ownerReferences"] == [owner_reference(OWNER)]
     assert default["spec"]["podSelector"] == sts["spec"]["selector"]
     assert default["spec"]["policyTypes"] == ["Ingress"]

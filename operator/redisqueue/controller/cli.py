@@ -16,6 +16,7 @@ from redisqueue import __version__
 from redisqueue.contract import redact_url
 from redisqueue.settings import SettingsError, load_settings
 
+from .resource.spec import DEFAULT_HEALTH_INTERVAL_SECONDS, DEFAULT_HEALTH_TIMEOUT_SECONDS
 from .telemetry.logs import LOG_FORMATS, configure
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -96,11 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument(
         "--interval",
         type=_positive,
-        default=10.0,
-        help="seconds between background probes (default 10)",
+        default=DEFAULT_HEALTH_INTERVAL_SECONDS,
+        help=f"seconds between background probes (default {DEFAULT_HEALTH_INTERVAL_SECONDS:g})",
     )
     dev.add_argument(
-        "--timeout", type=_positive, default=2.0, help="PING timeout in seconds (default 2)"
+        "--timeout",
+        type=_positive,
+        default=DEFAULT_HEALTH_TIMEOUT_SECONDS,
+        help=f"PING timeout in seconds (default {DEFAULT_HEALTH_TIMEOUT_SECONDS:g})",
     )
     dev.add_argument("--env-file", default=".env", help="dotenv file to read (default .env)")
     dev.add_argument(

@@ -14,7 +14,7 @@ from redisqueue.backoff import exponential_delay
 
 from .api.gate import WriteFenced
 from .api.kopfstorage import MemoryDiffBase, UnmarkedProgressStorage
-from .api.kube import KubeError
+from .api.kube import WATCH_TIMEOUT_SECONDS, KubeError
 from .reconciler import Reconciler
 from .resource.errors import InvalidSpecError, SetupError
 from .resource.identity import DOMAIN, FINALIZER, GROUP, PLURAL, VERSION
@@ -41,7 +41,7 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.diffbase_storage = MemoryDiffBase()
     # Events are posted by the Reconciler on Ready transitions only, not per handler run.
     settings.posting.enabled = False
-    settings.watching.server_timeout = 300
+    settings.watching.server_timeout = WATCH_TIMEOUT_SECONDS
     # Under a burst of creates the watch lags behind the operator's own patches; without
     # waiting for them, kopf takes a stale copy for a new object and runs creation twice.
     settings.persistence.consistency_timeout = 30.0

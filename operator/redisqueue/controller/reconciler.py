@@ -32,6 +32,7 @@ from .api.gate import WriteFenced
 from .api.kube import Kube, KubeError
 from .objects.workload import OperatorPeer
 from .probing.result import ProbeResult
+from .readside.contracts import resolve_contract
 from .readside.registry import QueueState
 from .readside.side import ReadSide
 from .resource.errors import InvalidSpecError, SetupError
@@ -91,6 +92,7 @@ class Reconciler:
                 await self._refuse(state, refused)
                 raise InvalidSpecError(refused.message)
             state.spec = spec
+            state.names = state.names.with_spec(spec)
             try:
                 contract = await self._set_up(state, spec, release_dropped=not created)
             except SetupError as exc:
@@ -131,10 +133,10 @@ class Reconciler:
         """Provision (provision mode), resolve the contract and inject it."""
         # Follow the Secrets this spec reads before reading them: a change from now on
         # reaches secret_changed (which waits for the lock this runs under).
-        self.side.registry.set_reads(state, state.names.read_secrets(spec))
+        self.side.follow(state, spec)
         if spec.mode == "provision":
             await ensure_provisioned(self.kube, state.names, spec, self.side.secrets, self.peer)
-        contract = await self.side.contract(state, spec)
+        contract = await resolve_contract(state.names, spec, self.side.secrets)
         await self._inject(state, spec, contract, release_dropped=release_dropped)
         return contract
 
@@ -186,7 +188,7 @@ class Reconciler:
                 return
             before = (state.contract, state.setup_problem)
             try:
-                contract = await self.side.contract(state, spec)
+                contract = await resolve_contract(state.names, spec, self.side.secrets)
                 if contract != state.contract:
                     log.info(
                         "%s: credentials or endpoint changed; re-injecting",

@@ -58,6 +58,9 @@ MERGE: Final = "application/merge-patch+json"
 POOL_SIZE: Final = 64
 #: A mounted (bound) token is rotated by the kubelet; it is read again after this long.
 TOKEN_MAX_AGE_SECONDS: Final = 60.0
+#: How long a watch lasts before the API server ends it and it is started again (the
+#: longest periodic activity of the operator at rest: one request per watch per period).
+WATCH_TIMEOUT_SECONDS: Final = 300
 #: The longest any single request may take.
 REQUEST_TIMEOUT_SECONDS: Final = 300.0
 #: Items per page of a LIST: a namespace with thousands of Secrets is read in pieces, never
@@ -345,7 +348,7 @@ class Kube:
         path: str,
         resource_version: str,
         *,
-        timeout_seconds: int = 300,
+        timeout_seconds: int = WATCH_TIMEOUT_SECONDS,
         metadata_only: bool = False,
         max_event_bytes: int = MAX_EVENT_BYTES,
         initial_events: bool = False,

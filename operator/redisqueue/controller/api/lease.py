@@ -89,6 +89,7 @@ class LeaderElector:
         self._record_seen_at = 0.0
         self._renewed_at = 0.0  # loop time at which the last successful renewal started
         self._lease: dict[str, Any] | None = None  # as last written by this replica
+        self._expires_at: float | None = None  # when another holder's Lease runs out
         metrics.LEADER.set(0)
 
     @property
@@ -139,7 +140,12 @@ class LeaderElector:
                 return
             if self.lost.is_set():
                 return
-            await asyncio.sleep(max(0.0, self.settings.retry_seconds - (loop.time() - started)))
+            wait = self.settings.retry_seconds - (loop.time() - started)
+            if not self.leading.is_set() and self._expires_at is not None:
+                # A standby tries again the moment the holder's Lease runs out, not up to a
+                # retry period later.
+                wait = min(wait, self._expires_at - loop.time())
+            await asyncio.sleep(max(0.0, wait))
 
     async def try_acquire_or_renew(self) -> bool:
         """One round: True when this replica holds the Lease afterwards."""
@@ -171,6 +177,7 @@ class LeaderElector:
                 self._depose()
                 return False
             duration = float(spec.get("leaseDurationSeconds") or self.settings.lease_seconds)
+            self._expires_at = self._record_seen_at + duration if holder is not None else None
             if holder is not None and now - self._record_seen_at < duration:
                 return False  # a live leader
         lease["spec"] = self._spec(spec, acquire=holder != me)

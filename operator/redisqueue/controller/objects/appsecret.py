@@ -7,12 +7,14 @@ keys it wrote, never the app's other keys.
 
 from __future__ import annotations
 
+import base64
+
 from redisqueue.contract import DEFAULT_DB, ConnectionContract
 
 from ..resource.identity import JSON, LABEL_REDISQUEUE
 from ..resource.names import Owner, QueueNames
 from ..resource.spec import RedisQueueSpec, resolved_pool_max
-from .meta import b64, owner_reference
+from .meta import owner_reference
 
 
 def build_contract(
@@ -89,7 +91,10 @@ def build_injected_secret_apply(
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": metadata,
-        "data": {key: b64(value) for key, value in contract.to_env().items()},
+        "data": {
+            key: base64.b64encode(value.encode()).decode("ascii")
+            for key, value in contract.to_env().items()
+        },
     }
 
 

@@ -311,8 +311,8 @@ def build_statefulset(
     if provision.storage.storage_class_name is not None:
         claim_spec["storageClassName"] = provision.storage.storage_class_name
 
-    password_ref = names.password_ref(spec)
-    assert password_ref is not None  # provision always has a password Secret
+    password_ref = names.password
+    assert password_ref is not None, "names.with_spec(spec) first: provision has a password"
     password_env = {
         "name": PASSWORD_ENV,
         "valueFrom": {"secretKeyRef": {"name": password_ref.name, "key": password_ref.key}},

@@ -37,10 +37,12 @@ from .bounded import ReplyRejected, limit_replies
 from .dial import DialCheck, check_every_dial
 from .result import QueueKey
 
-#: PINGs outstanding at once per endpoint; later callers share the one sent after them.
-MAX_IN_FLIGHT: Final = 2
-#: The shortest time between two PINGs sent to one endpoint: callers arriving within it share
-#: the next PING (still one sent after they arrived).
+#: PINGs outstanding at once per endpoint; later callers share the one sent after them. One:
+#: a busy health endpoint's requests then share PINGs in larger groups (a PING costs about
+#: as much CPU as a dozen health answers), and a slow Redis is asked once, not twice.
+MAX_IN_FLIGHT: Final = 1
+#: The shortest time between two PINGs to one endpoint: callers arriving within it share the
+#: next PING (still sent after they arrived); no flood of requests makes more than ten a second.
 MIN_PING_SPACING_SECONDS: Final = 0.1
 #: INFO is read at most this often per endpoint; callers in between reuse the last answer.
 INFO_MAX_AGE_SECONDS: Final = 1.0
@@ -122,7 +124,10 @@ class Endpoint:
             db=contract.db,
             username=contract.username,
             password=contract.password,
-            socket_timeout=timeout,
+            # Every call below runs under asyncio.timeout(self.timeout), which cancels it and
+            # drops the connection; a read timeout of redis-py's own on top would wrap each
+            # read in one more task and cost a PING about half its CPU again.
+            socket_timeout=None,
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 1),
             max_connections=MAX_IN_FLIGHT + 2,
@@ -132,7 +137,7 @@ class Endpoint:
         limit_replies(self.client)  # a tenant's endpoint decides nothing about our memory
         if dial_check is not None:
             check_every_dial(self.client, dial_check)  # no name is dialled unchecked
-        self._pending: asyncio.Future[PingOutcome] | None = None  # the next PING's waiters
+        self._waiters: list[asyncio.Future[PingOutcome]] | None = None  # the next PING's
         self._launch_scheduled = False
         self._in_flight = 0
         self._launched_at = -MIN_PING_SPACING_SECONDS
@@ -151,10 +156,15 @@ class Endpoint:
         ``MAX_IN_FLIGHT`` PINGs are outstanding; beyond that the shared PING is sent as soon as
         one of them returns.
         """
-        if self._pending is None:
-            self._pending = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[PingOutcome] = loop.create_future()
+        if self._waiters is None:
+            self._waiters = []
             self._schedule()
-        return await asyncio.shield(self._pending)
+        # Each caller waits on a future of its own: one that gives up (a cancelled health
+        # request) takes nothing from the others, without a shield per caller.
+        self._waiters.append(waiter)
+        return await waiter
 
     def _schedule(self) -> None:
         if self._in_flight >= MAX_IN_FLIGHT or self._launch_scheduled:
@@ -169,8 +179,8 @@ class Endpoint:
 
     def _launch(self) -> None:
         self._launch_scheduled = False
-        waiting, self._pending = self._pending, None
-        if waiting is None or waiting.done():
+        waiters, self._waiters = self._waiters, None
+        if not waiters:
             return
         self._launched_at = asyncio.get_running_loop().time()
         self._in_flight += 1
@@ -178,14 +188,15 @@ class Endpoint:
 
         def deliver(done: asyncio.Task[PingOutcome]) -> None:
             self._in_flight -= 1
-            if not waiting.done():
-                if done.cancelled():
-                    waiting.cancel()
-                elif (exc := done.exception()) is not None:
-                    waiting.set_exception(exc)
+            outcome = None if done.cancelled() else done.result()
+            for waiter in waiters:
+                if waiter.done():
+                    continue
+                if outcome is None:
+                    waiter.cancel()
                 else:
-                    waiting.set_result(done.result())
-            if self._pending is not None:
+                    waiter.set_result(outcome)
+            if self._waiters is not None:
                 self._schedule()
 
         task.add_done_callback(deliver)

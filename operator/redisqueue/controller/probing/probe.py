@@ -10,7 +10,7 @@ restart that has already finished is not reported as an outage.
 ``check()`` guarantees that the answer comes from a PING *sent after the call began*:
 callers never get the result of a PING that was already on the wire when they arrived;
 callers that arrive together share the next one. A burst of health requests therefore
-costs one PING per endpoint per turn of the event loop, at most two at a time.
+costs one PING per endpoint per turn of the event loop, one at a time.
 """
 
 from __future__ import annotations
@@ -128,16 +128,18 @@ class Probe:
         self.closed = False
         self._outcome: PingOutcome | None = None  # the shared PING ``last`` was made from
         self._endpoints = endpoints if endpoints is not None else EndpointPool()
-        self._shared = self._endpoints.acquire(contract, timeout)
-        self._up = metrics.UP.labels(namespace, name)
-        self._latency = metrics.PING_DURATION.labels(namespace, name)
-        self._last_probe = metrics.LAST_PROBE.labels(namespace, name)
+        #: The endpoint this probe PINGs through, shared with every RedisQueue on it.
+        self.shared = self._endpoints.acquire(contract, timeout)
 
     # -- the coalesced check ------------------------------------------------------------
     async def check(self) -> ProbeResult:
         """A result from a PING sent after this call began (shared with concurrent calls,
         and with every RedisQueue on the same endpoint; see :meth:`Endpoint.ping`)."""
-        outcome = await self._shared.ping()
+        return self.take(await self.shared.ping())
+
+    def take(self, outcome: PingOutcome) -> ProbeResult:
+        """This RedisQueue's result of a PING its endpoint answered (recorded once per PING;
+        callers that already awaited the endpoint's PING pass its outcome here)."""
         if outcome is self._outcome and self.last is not None:
             return self.last  # another caller of this probe already turned it into a result
         result = self._result(outcome)
@@ -161,11 +163,9 @@ class Probe:
 
     def _record(self, result: ProbeResult) -> None:
         previous, self.last = self.last, result
-        self._up.set(1 if result.ok else 0)
-        self._last_probe.set(result.at)
-        metrics.PROBES.labels(self.namespace, self.name, result.reason).inc()
+        latency = (result.latency_seconds or 0.0) if result.ok else None
+        metrics.SERIES.probed(self.namespace, self.name, result.reason, result.at, latency)
         if result.ok:
-            self._latency.observe(result.latency_seconds or 0.0)
             if previous is None:
                 log.info(
                     "%s/%s: redis at %s connected (%s)",
@@ -204,7 +204,7 @@ class Probe:
         """INFO and queue depths into metrics (read in one pipeline per endpoint with every
         other RedisQueue asking at the same time); errors leave the last values alone."""
         try:
-            details = await self._shared.details(self.queues)
+            details = await self.shared.details(self.queues)
         except Exception as exc:  # a hostile reply must not end the probe loop
             log.debug(
                 "%s/%s: details of redis at %s not collected (%s)",
@@ -218,14 +218,12 @@ class Probe:
         if self.closed:
             return
         if details.info is not None:
-            metrics.SERVER_INFO.update(self.namespace, self.name, details.info)
+            metrics.SERIES.server(self.namespace, self.name, details.info)
         for queue, reading in details.queues.items():
-            metrics.QUEUE_DEPTH.labels(self.namespace, self.name, queue.key, queue.type).set(
-                reading.depth
-            )
+            metrics.SERIES.depth(self.namespace, self.name, queue.key, queue.type, reading.depth)
             if queue.group and reading.pending is not None:
-                metrics.QUEUE_PENDING.labels(self.namespace, self.name, queue.key, queue.group).set(
-                    reading.pending
+                metrics.SERIES.pending(
+                    self.namespace, self.name, queue.key, queue.group, reading.pending
                 )
 
     async def close(self) -> None:
@@ -233,4 +231,4 @@ class Probe:
         if self.closed:
             return
         self.closed = True
-        await self._endpoints.release(self._shared)
+        await self._endpoints.release(self.shared)

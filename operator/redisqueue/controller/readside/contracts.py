@@ -7,44 +7,17 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Final
+from collections.abc import Mapping
+from typing import Any
 
 from redisqueue.contract import ConnectionContract
 
 from ..objects.appsecret import build_contract
 from ..resource.errors import SetupError
-from ..resource.identity import JSON
 from ..resource.names import QueueNames, SecretKeyRef
 from ..resource.spec import RedisQueueSpec
 from ..resource.status import Reason
-
-#: Secret types that hold a credential of the cluster or of another system. The operator never
-#: reads them for a RedisQueue and never writes into them, whoever asks.
-SPECIAL_SECRET_TYPES: Final = frozenset(
-    {
-        "kubernetes.io/service-account-token",
-        "kubernetes.io/tls",
-        "kubernetes.io/dockercfg",
-        "kubernetes.io/dockerconfigjson",
-        "bootstrap.kubernetes.io/token",
-    }
-)
-
-#: Reads Secret ``name`` of the RedisQueue's namespace; ``what`` says in errors what for.
-ReadSecret = Callable[[str, str], Awaitable[JSON]]
-
-
-def refuse_special(secret: Mapping[str, Any], namespace: str, name: str, what: str) -> None:
-    """Raise :class:`SetupError` when ``secret`` is of a type the operator never touches."""
-    kind = secret.get("type") or "Opaque"
-    if kind in SPECIAL_SECRET_TYPES:
-        raise SetupError(
-            Reason.SECRET_REFUSED,
-            f"Secret {namespace}/{name} ({what}) is of type {kind}; the operator never reads "
-            "or writes service-account-token, TLS, docker-config or bootstrap-token Secrets: "
-            "use an Opaque Secret",
-        )
+from .secrets import SecretStore, refuse_special
 
 
 def decode_secret_value(secret: Mapping[str, Any], key: str) -> str | None:
@@ -77,15 +50,16 @@ def secret_value(secret: Mapping[str, Any], namespace: str, ref: SecretKeyRef, w
 
 
 async def resolve_contract(
-    names: QueueNames, spec: RedisQueueSpec, read: ReadSecret
+    names: QueueNames, spec: RedisQueueSpec, secrets: SecretStore
 ) -> ConnectionContract:
-    """The contract for ``spec``, reading the Secrets it names with ``read``."""
-    host, port = names.endpoint(spec)
+    """The contract for ``spec``, with the Secrets it names from ``secrets``."""
+    assert names.endpoint is not None, "names.with_spec(spec) first"
+    host, port = names.endpoint
     password = ca_pem = None
-    if (ref := names.password_ref(spec)) is not None:
-        secret = await read(ref.name, "password")
+    if (ref := names.password) is not None:
+        secret = await secrets.get(names.namespace, ref.name, "password")
         password = secret_value(secret, names.namespace, ref, "password")
-    if (ref := names.ca_ref(spec)) is not None:
-        secret = await read(ref.name, "TLS CA certificate")
+    if (ref := names.ca) is not None:
+        secret = await secrets.get(names.namespace, ref.name, "TLS CA certificate")
         ca_pem = secret_value(secret, names.namespace, ref, "TLS CA certificate")
     return build_contract(spec, host, port, password, ca_pem=ca_pem)

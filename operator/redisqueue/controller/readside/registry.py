@@ -31,6 +31,10 @@ class QueueState:
     """What this replica knows about one RedisQueue."""
 
     names: QueueNames
+    # Copied from ``names`` once: read on every step.
+    ref: QueueRef = field(init=False)
+    namespace: str = field(init=False)
+    name: str = field(init=False)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     spec: RedisQueueSpec | None = None
     generation: int | None = None
@@ -53,17 +57,9 @@ class QueueState:
     probed_at: float = 0.0  # the last scheduled probe (the liveness check reads it)
     pinged_at: float = 0.0  # the last PING by any path (reconcile, tick, rotation)
 
-    @property
-    def ref(self) -> QueueRef:
-        return self.names.ref
-
-    @property
-    def namespace(self) -> str:
-        return self.names.namespace
-
-    @property
-    def name(self) -> str:
-        return self.names.name
+    def __post_init__(self) -> None:
+        self.ref = self.names.ref
+        self.namespace, self.name = self.ref
 
     @property
     def interval(self) -> float:
@@ -87,12 +83,12 @@ class Registry:
             return None
         return state
 
-    def add(self, names: QueueNames) -> QueueState | None:
+    def add(self, names: QueueNames) -> tuple[QueueState, QueueState | None]:
         """Start following ``names`` (a new RedisQueue, or a new one under an old name);
-        returns the state it replaced, whose probe the caller closes."""
-        replaced = self.forget(names.ref)
-        self._states[names.ref] = QueueState(names)
-        return replaced
+        returns its state and the state it replaced, whose probe the caller closes."""
+        replaced = self.forget(names.ref) if names.ref in self._states else None
+        state = self._states[names.ref] = QueueState(names)
+        return state, replaced
 
     def set_reads(self, state: QueueState, secrets: frozenset[str]) -> None:
         """Record that ``state`` reads exactly ``secrets`` from now on."""

@@ -12,16 +12,39 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from ..api.kube import Kube, KubeError, object_path
 from ..resource.errors import SetupError
 from ..resource.identity import JSON
 from ..resource.status import Reason
-from .contracts import SPECIAL_SECRET_TYPES, refuse_special
 from .registry import Registry
 
 Key = tuple[str, str]
+
+#: Secret types that hold a credential of the cluster or of another system. The operator never
+#: reads them for a RedisQueue and never writes into them, whoever asks.
+SPECIAL_SECRET_TYPES: Final = frozenset(
+    {
+        "kubernetes.io/service-account-token",
+        "kubernetes.io/tls",
+        "kubernetes.io/dockercfg",
+        "kubernetes.io/dockerconfigjson",
+        "bootstrap.kubernetes.io/token",
+    }
+)
+
+
+def refuse_special(secret: Mapping[str, Any], namespace: str, name: str, what: str) -> None:
+    """Raise :class:`SetupError` when ``secret`` is of a type the operator never touches."""
+    kind = secret.get("type") or "Opaque"
+    if kind in SPECIAL_SECRET_TYPES:
+        raise SetupError(
+            Reason.SECRET_REFUSED,
+            f"Secret {namespace}/{name} ({what}) is of type {kind}; the operator never reads "
+            "or writes service-account-token, TLS, docker-config or bootstrap-token Secrets: "
+            "use an Opaque Secret",
+        )
 
 
 def _slim(secret: Mapping[str, Any]) -> JSON:

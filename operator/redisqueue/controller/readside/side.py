@@ -40,7 +40,7 @@ from ..probing.endpoints import EndpointPool
 from ..probing.probe import Probe
 from ..probing.result import ProbeResult, QueueKey
 from ..resource.errors import SetupError
-from ..resource.identity import API_VERSION, JSON, KIND, QueueRef
+from ..resource.identity import API_VERSION, KIND, QueueRef
 from ..resource.names import QueueNames
 from ..resource.policy import IPAddress, OperatorPolicy, host_address
 from ..resource.spec import (
@@ -109,16 +109,14 @@ class ReadSide:
     # -- the registry -------------------------------------------------------------------------
     async def track(self, body: Mapping[str, Any]) -> QueueState:
         """The state of the RedisQueue in ``body``; a new one when its uid changed."""
-        names = QueueNames.of(body)
-        state = self.registry.get(names.ref, names.uid)
+        meta = body["metadata"]
+        ref, uid = QueueRef(meta["namespace"], meta["name"]), str(meta.get("uid") or "")
+        state = self.registry.get(ref, uid)
         if state is None:
-            replaced = self.registry.add(names)
+            state, replaced = self.registry.add(QueueNames(ref.namespace, ref.name, uid))
             if replaced is not None:  # deleted and made again under the same name
                 await self._release(replaced)
-                metrics.forget_queue(names.namespace, names.name)
-            state = self.registry.get(names.ref)
-            assert state is not None
-        meta = body["metadata"]
+                metrics.forget_queue(ref.namespace, ref.name)
         state.labels = dict(meta.get("labels") or {})
         return state
 
@@ -170,15 +168,13 @@ class ReadSide:
             problem = self.policy.host_problem(external.host, resolved)
         return None if problem is None else ConditionValue("False", Reason.POLICY_REFUSED, problem)
 
-    async def contract(self, state: QueueState, spec: RedisQueueSpec) -> ConnectionContract:
-        """The contract of ``spec``, from the Secrets it reads (raises :class:`SetupError`)."""
-        self.registry.set_reads(state, state.names.read_secrets(spec))
-        self.secrets.prune()
-
-        async def read(name: str, what: str) -> JSON:
-            return await self.secrets.get(state.namespace, name, what)
-
-        return await resolve_contract(state.names, spec, read)
+    def follow(self, state: QueueState, spec: RedisQueueSpec) -> None:
+        """Follow the Secrets ``spec`` reads from now on (a change reaches the writer, or the
+        standby's refresh); forget those no RedisQueue reads any more."""
+        reads = state.names.reads
+        if reads != state.reads:
+            self.registry.set_reads(state, reads)
+            self.secrets.prune()
 
     async def ensure_probe(
         self, state: QueueState, spec: RedisQueueSpec, contract: ConnectionContract
@@ -269,11 +265,13 @@ class ReadSide:
                 await self.stop_probing(state, refused)
                 return
             state.spec = spec
+            state.names = state.names.with_spec(spec)
+            self.follow(state, spec)
             await self._refresh(state, spec)
 
     async def _refresh(self, state: QueueState, spec: RedisQueueSpec) -> None:
         try:
-            contract = await self.contract(state, spec)
+            contract = await resolve_contract(state.names, spec, self.secrets)
         except SetupError as exc:
             # Without credentials there is nothing honest to PING; the leader reports why.
             log.debug("%s: not probed on this replica (%s)", state.ref, exc.message)

@@ -13,6 +13,7 @@ helpers for one name at a time. Pure: no I/O.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -91,13 +92,15 @@ def selector_labels(name: str) -> dict[str, str]:
     return {LABEL_NAME: "redis", LABEL_INSTANCE: name, LABEL_MANAGED_BY: MANAGED_BY}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class QueueNames:
-    """The names, labels, owner and endpoint of one RedisQueue and its objects."""
+    """The names, labels and owner of one RedisQueue and its objects and, once a spec is
+    known (:meth:`with_spec`), its endpoint and the Secrets its contract reads."""
 
     namespace: str
     name: str
     uid: str = ""
+    ref: QueueRef = field(init=False)
     #: Service and StatefulSet of a provisioned Redis.
     workload: str = field(init=False)
     #: The password Secret the operator generates when ``spec.auth`` names none.
@@ -108,47 +111,52 @@ class QueueNames:
     inject_manager: str = field(init=False)
     #: The ``redisqueue.dev/redisqueue`` label value on the app Secrets it writes.
     source_label: str = field(init=False)
+    #: Labels that select the Redis pod (and find its PVC); immutable once created.
+    selector_labels: Mapping[str, str] = field(init=False)
+    #: Labels of every object the operator creates for this RedisQueue.
+    labels: Mapping[str, str] = field(init=False)
+    #: This RedisQueue as the owner of the objects made for it.
+    owner: Owner = field(init=False)
+    #: Who the object is, for Events: only its identity, not its body.
+    involved: Mapping[str, Any] = field(init=False)
+    # From the spec (see with_spec):
+    #: Host and port apps connect to, in either mode; ``host:port`` as status shows it.
+    endpoint: tuple[str, int] | None = field(init=False, default=None)
+    endpoint_text: str | None = field(init=False, default=None)
+    #: The Secret key that holds the password (None: an external Redis without one).
+    password: SecretKeyRef | None = field(init=False, default=None)
+    #: The Secret key that holds a private CA for TLS, when the spec names one.
+    ca: SecretKeyRef | None = field(init=False, default=None)
+    #: The Secrets (same namespace) whose contents the contract depends on.
+    reads: frozenset[str] = field(init=False, default=frozenset())
 
     def __post_init__(self) -> None:
         workload = f"{self.name}-redis"
-        object.__setattr__(self, "workload", workload)
-        object.__setattr__(self, "generated_secret", f"{workload}-auth")
-        object.__setattr__(self, "data_claim", f"{DATA_VOLUME}-{workload}-0")
-        object.__setattr__(self, "inject_manager", inject_field_manager(self.name))
-        object.__setattr__(self, "source_label", source_label_value(self.name))
+        selector = selector_labels(self.name)
+        for key, value in {
+            "ref": QueueRef(self.namespace, self.name),
+            "workload": workload,
+            "generated_secret": f"{workload}-auth",
+            "data_claim": f"{DATA_VOLUME}-{workload}-0",
+            "inject_manager": inject_field_manager(self.name),
+            "source_label": source_label_value(self.name),
+            "selector_labels": selector,
+            "labels": {**selector, LABEL_PART_OF: "redisqueue", LABEL_COMPONENT: "queue"},
+            "owner": Owner(apiVersion=API_VERSION, kind=KIND, name=self.name, uid=self.uid),
+            "involved": {
+                "apiVersion": API_VERSION,
+                "kind": KIND,
+                "metadata": {"namespace": self.namespace, "name": self.name, "uid": self.uid},
+            },
+        }.items():
+            object.__setattr__(self, key, value)
 
     @classmethod
-    def of(cls, body: Mapping[str, Any]) -> QueueNames:
+    def of(cls, body: Mapping[str, Any], spec: RedisQueueSpec | None = None) -> QueueNames:
         """The names of the RedisQueue in ``body`` (as the API server returned it)."""
         meta = body["metadata"]
-        return cls(str(meta["namespace"]), str(meta["name"]), str(meta.get("uid") or ""))
-
-    @property
-    def ref(self) -> QueueRef:
-        return QueueRef(self.namespace, self.name)
-
-    @property
-    def selector_labels(self) -> dict[str, str]:
-        return selector_labels(self.name)
-
-    @property
-    def labels(self) -> dict[str, str]:
-        """Labels of every object the operator creates for this RedisQueue."""
-        return {**self.selector_labels, LABEL_PART_OF: "redisqueue", LABEL_COMPONENT: "queue"}
-
-    @property
-    def owner(self) -> Owner:
-        """This RedisQueue as the owner of the objects made for it."""
-        return Owner(apiVersion=API_VERSION, kind=KIND, name=self.name, uid=self.uid)
-
-    @property
-    def involved(self) -> dict[str, Any]:
-        """Who the object is, for Events: only its identity, not its body."""
-        return {
-            "apiVersion": API_VERSION,
-            "kind": KIND,
-            "metadata": {"namespace": self.namespace, "name": self.name, "uid": self.uid},
-        }
+        names = cls(str(meta["namespace"]), str(meta["name"]), str(meta.get("uid") or ""))
+        return names if spec is None else names.with_spec(spec)
 
     @property
     def service_host(self) -> str:
@@ -156,35 +164,36 @@ class QueueNames:
         cluster domain."""
         return f"{self.workload}.{self.namespace}.svc"
 
-    def endpoint(self, spec: RedisQueueSpec) -> tuple[str, int]:
-        """Host and port apps connect to, in either mode."""
-        if spec.redis.external is not None:
-            return spec.redis.external.host, spec.redis.external.port
-        return self.service_host, REDIS_PORT
+    def with_spec(self, spec: RedisQueueSpec) -> QueueNames:
+        """These names with what ``spec`` decides: the endpoint and the Secrets read.
 
-    def endpoint_text(self, spec: RedisQueueSpec) -> str:
-        """``host:port`` (IPv6 in brackets) as status and messages show it."""
-        return format_endpoint(*self.endpoint(spec))
-
-    def password_ref(self, spec: RedisQueueSpec) -> SecretKeyRef | None:
-        """The Secret key that holds the password, or None for an external Redis without one.
-
-        For provision this is ``spec.auth.secretRef`` when set, else the generated Secret.
+        For provision the password is ``spec.auth.secretRef`` when set, else the generated
+        Secret; the endpoint is the Service's.
         """
-        if spec.auth is not None and spec.auth.secret_ref is not None:
-            return SecretKeyRef(spec.auth.secret_ref.name, spec.auth.secret_ref.key)
-        if spec.mode == "provision":
-            return SecretKeyRef(self.generated_secret, DEFAULT_AUTH_SECRET_KEY)
-        return None
-
-    def ca_ref(self, spec: RedisQueueSpec) -> SecretKeyRef | None:
-        """The Secret key that holds a private CA for TLS, when the spec names one."""
         external = spec.redis.external
+        endpoint = (
+            (external.host, external.port)
+            if external is not None
+            else (self.service_host, REDIS_PORT)
+        )
+        if spec.auth is not None and spec.auth.secret_ref is not None:
+            password: SecretKeyRef | None = SecretKeyRef(
+                spec.auth.secret_ref.name, spec.auth.secret_ref.key
+            )
+        elif external is None:
+            password = SecretKeyRef(self.generated_secret, DEFAULT_AUTH_SECRET_KEY)
+        else:
+            password = None
+        ca = None
         if external is not None and external.tls.enabled and external.tls.ca_secret_ref:
-            return SecretKeyRef(external.tls.ca_secret_ref.name, external.tls.ca_secret_ref.key)
-        return None
-
-    def read_secrets(self, spec: RedisQueueSpec) -> frozenset[str]:
-        """The Secrets (same namespace) whose contents the contract of ``spec`` depends on."""
-        refs = (self.password_ref(spec), self.ca_ref(spec))
-        return frozenset(ref.name for ref in refs if ref is not None)
+            ca = SecretKeyRef(external.tls.ca_secret_ref.name, external.tls.ca_secret_ref.key)
+        named = copy.copy(self)
+        for key, value in {
+            "endpoint": endpoint,
+            "endpoint_text": format_endpoint(*endpoint),
+            "password": password,
+            "ca": ca,
+            "reads": frozenset(ref.name for ref in (password, ca) if ref is not None),
+        }.items():
+            object.__setattr__(named, key, value)
+        return named

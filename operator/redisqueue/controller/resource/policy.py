@@ -30,7 +30,6 @@ Pure: no I/O (the caller resolves names and passes the addresses).
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
@@ -59,9 +58,6 @@ DEFAULT_DENIED_HOSTS: Final = (
     "instance-data.ec2.internal",
     "metadata.azure.com",
 )
-
-
-_DNS_LABEL: Final = re.compile(r"[a-z0-9_]([-a-z0-9_]*[a-z0-9_])?")
 
 
 class PolicyError(ValueError):

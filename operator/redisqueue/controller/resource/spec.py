@@ -17,6 +17,7 @@ field it guards.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Mapping
@@ -1051,7 +1052,7 @@ class RedisQueueSpec(ResourceModel):
             raise ValueError(MSG_USERNAME_EXTERNAL_ONLY)
         return self
 
-    @property
+    @functools.cached_property
     def mode(self) -> Mode:
         """``provision`` or ``external``."""
         return "provision" if self.redis.provision is not None else "external"

@@ -274,13 +274,15 @@ def compose_status(
     A condition's ``lastTransitionTime`` moves only when its status changes.
     """
     ready = ready_condition(found)
+    stamp = _utc(now)
+    written = {c.type: c for c in previous.conditions}
     conditions = []
     for kind, value in (
         (CONDITION_READY, ready),
         (CONDITION_REACHABLE, found.reachable),
         (CONDITION_INJECTED, found.injected),
     ):
-        before = previous.condition(kind)
+        before = written.get(kind)
         unchanged = before is not None and before.status == value.status
         conditions.append(
             Condition(
@@ -290,7 +292,7 @@ def compose_status(
                 message=value.message[:MAX_MESSAGE_LENGTH],
                 last_transition_time=before.last_transition_time
                 if unchanged and before is not None
-                else _utc(now),
+                else stamp,
                 observed_generation=found.generation,
             )
         )

@@ -32,6 +32,7 @@ from redisqueue.backoff import ContractBackoff
 from redisqueue.settings import RedisSettings
 
 from ..probing.probe import Probe
+from ..resource.spec import DEFAULT_HEALTH_INTERVAL_SECONDS, DEFAULT_HEALTH_TIMEOUT_SECONDS
 from .health import ProbeList, create_app
 
 log = logging.getLogger("redisqueue.dev")
@@ -218,8 +219,8 @@ def run(
     *,
     host: str = "127.0.0.1",
     port: int = 3000,
-    interval: float = 10.0,
-    timeout: float = 2.0,
+    interval: float = DEFAULT_HEALTH_INTERVAL_SECONDS,
+    timeout: float = DEFAULT_HEALTH_TIMEOUT_SECONDS,
     start_redis: bool = True,
     env_file: str | Path | None = ".env",
 ) -> int:

@@ -15,7 +15,7 @@ from redisqueue.contract import CONTRACT_KEYS, ConnectionContract
 
 from ..api.kube import Kube, KubeError, object_path
 from ..objects.appsecret import build_injected_secret_apply, build_injected_secret_release
-from ..readside.contracts import refuse_special
+from ..readside.secrets import refuse_special
 from ..resource.errors import SetupError
 from ..resource.identity import JSON, LABEL_REDISQUEUE
 from ..resource.names import QueueNames

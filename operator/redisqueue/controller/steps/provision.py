@@ -89,7 +89,7 @@ async def ensure_provisioned(
         )
         secrets.remember(secret)
         auth_revision = str(secret["metadata"].get("resourceVersion", ""))
-    elif (ref := names.password_ref(spec)) is not None:
+    elif (ref := names.password) is not None:
         secret = await secrets.get(ns, ref.name, "password")
         auth_revision = str(secret["metadata"].get("resourceVersion", ""))
     if adopt_claim is not None:

@@ -7,6 +7,7 @@ Nothing written carries a credential.
 
 from __future__ import annotations
 
+import datetime
 import logging
 
 from ..api.gate import WriteFenced
@@ -36,7 +37,7 @@ def findings(state: QueueState, result: ProbeResult | None) -> Findings:
     if state.contract is not None:
         endpoint: str | None = state.contract.endpoint
     elif spec is not None:
-        endpoint = state.names.endpoint_text(spec)
+        endpoint = state.names.endpoint_text
     else:
         endpoint = None
     ok = result is not None and result.ok
@@ -65,16 +66,20 @@ class Reporter:
     ) -> None:
         """Write the status ``state`` and ``result`` call for, if it differs from the one
         written (or ``force``), and an Event when Ready changed."""
-        wanted = compose_status(state.status, findings(state, result), now_utc())
+        now = now_utc()
+        wanted = compose_status(state.status, findings(state, result), now)
         if not force and not status_needs_write(state.status, wanted):
             return
-        await self._write(state, wanted, probed=result is not None)
+        await self._write(state, wanted, now, probed=result is not None)
 
     async def stopped(self, state: QueueState) -> None:
         """Mark ``state``'s status as no longer checked (the operator stops for good)."""
-        await self._write(state, unchecked_status(state.status, now_utc()), probed=False)
+        now = now_utc()
+        await self._write(state, unchecked_status(state.status, now), now, probed=False)
 
-    async def _write(self, state: QueueState, wanted: RedisQueueStatus, *, probed: bool) -> None:
+    async def _write(
+        self, state: QueueState, wanted: RedisQueueStatus, now: datetime.datetime, *, probed: bool
+    ) -> None:
         path = object_path(API_VERSION, KIND, state.namespace, state.name, "status")
         try:
             await self.kube.merge_patch(path, {"status": wanted.to_patch()})
@@ -99,7 +104,7 @@ class Reporter:
                 ready.model_dump(mode="json"),
                 before,
                 instance=self.instance,
-                now=now_utc(),
+                now=now,
             )
             try:
                 await self.kube.create(event)
