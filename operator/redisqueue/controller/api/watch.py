@@ -20,15 +20,21 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final
 
 from .gate import WriteFenced
-from .kube import INITIAL_EVENTS_END, MAX_EVENT_BYTES, PAGE_SIZE, EventTooLarge, Kube, KubeError
+from .kube import (
+    INITIAL_EVENTS_END,
+    MAX_EVENT_BYTES,
+    PAGE_SIZE,
+    WATCH_TIMEOUT_SECONDS,
+    EventTooLarge,
+    Kube,
+    KubeError,
+)
 
 log = logging.getLogger("redisqueue.watch")
 
 #: Pause before listing again after a failure (doubling up to the cap while it lasts).
 RELIST_DELAY_SECONDS: Final = 1.0
 RELIST_DELAY_CAP_SECONDS: Final = 30.0
-#: How long the API server keeps one watch open before it ends it (and it is started again).
-WATCH_TIMEOUT_SECONDS: Final = 300
 
 Handle = Callable[[str, Mapping[str, Any]], Awaitable[None]]
 Listed = Callable[[Sequence[Mapping[str, Any]]], Awaitable[None]]
