@@ -93,7 +93,16 @@ def install_crd_and_rbac(
             for d in selected
         ]
     assert any(d["kind"] == "ClusterRole" for d in selected), "manifests lack the ClusterRole"
-    plane.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(selected))
+    # Server-side, forcing: puts back whatever a test changed, however it changed it.
+    plane.kubectl(
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--field-manager=test-install",
+        "-f",
+        "-",
+        input=yaml.safe_dump_all(selected),
+    )
 
 
 def service_account_kubeconfig(plane: ControlPlane, directory: Path) -> Path:

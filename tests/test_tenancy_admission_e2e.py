@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from kube_controlplane import ControlPlane
-from operator_harness import OperatorProcess, eventually, rq_path
+from operator_harness import OperatorProcess, eventually, install_crd_and_rbac, rq_path
 from redisqueue.controller.api.kube import Kube, KubeError
 from redisqueue.controller.resource.spec import MAX_INJECT_TARGETS
 from test_tenancy_e2e import APP_TEAM_RULES, TENANT_RULES, policy_active, user_kube
@@ -236,11 +236,7 @@ async def test_the_installers_allow_list_opens_pod_shaping_to_every_author(
         still = {"redis": {"provision": {"podLabels": {"app": "web"}}}}
         assert "podLabels: app" in await verdict(tenant, namespace, still)
     finally:
-        current = json.loads(
-            control_plane.kubectl("get", "validatingadmissionpolicy", name, "-o", "json").stdout
-        )
-        before["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-        control_plane.kubectl("replace", "-f", "-", input=json.dumps(before))
+        install_crd_and_rbac(control_plane)  # the shipped lists again
 
 
 async def test_reaching_beyond_the_namespace_needs_the_right_to_make_network_policies(
