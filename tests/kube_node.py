@@ -550,18 +550,27 @@ class Node:
     # ---------------------------------------------------------------- internals
 
     def _lock(self) -> None:
-        RUN_DIR.mkdir(parents=True, exist_ok=True)
-        fd = os.open(LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
         deadline = time.monotonic() + self.lock_timeout
         while True:
+            RUN_DIR.mkdir(parents=True, exist_ok=True)
+            fd = os.open(LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
             except BlockingIOError:
+                os.close(fd)
                 if time.monotonic() > deadline:
-                    os.close(fd)
                     raise NodeError(f"another test node holds {LOCK_FILE}") from None
                 time.sleep(1)
+                continue
+            # The holder before removes the lock file and its folder when it lets go: a lock
+            # on a file no longer at LOCK_FILE locks nothing, so open it again.
+            try:
+                current = os.stat(LOCK_FILE).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                current = False
+            if current:
+                break
+            os.close(fd)
         self._lock_fd = fd
 
     def _unlock(self) -> None:
