@@ -62,6 +62,7 @@ from redisqueue.controller.api.kube import (  # noqa: E402
     Kube,
     object_path,
 )
+from redisqueue.controller.resource.admission import DEFAULT_INTERVAL_SECONDS  # noqa: E402
 
 GROUP, VERSION, PLURAL = "redisqueue.dev", "v1alpha1", "redisqueues"
 API = f"{GROUP}/{VERSION}"
@@ -125,11 +126,13 @@ def per_object(before: Counter[str], after: Counter[str], count: int) -> dict[st
 
 
 #: The operator's periodic activities at rest and their periods (seconds): watches are
-#: started again when the API server ends them; the mounted token is re-read (no request).
+#: started again when the API server ends them; the mounted token is re-read (no request);
+#: the admission policies are read again (GETs).
 PERIODS: dict[str, float] = {
     "watch restart": float(WATCH_TIMEOUT_SECONDS),
     "token re-read": TOKEN_MAX_AGE_SECONDS,
     "probe interval": 10.0,
+    "admission policy check": DEFAULT_INTERVAL_SECONDS,
 }
 IDLE_WINDOW_SECONDS = 2 * max(PERIODS.values())
 

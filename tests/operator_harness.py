@@ -22,21 +22,49 @@ from typing import Any, TypeVar
 
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from kube_controlplane import ControlPlane
 from redis_server import free_port
 from redisqueue.controller.api.kube import Kube, object_path
+from redisqueue.controller.resource.policy import DEFAULT_DENIED_HOSTS
 
 REPO = Path(__file__).resolve().parent.parent
 OPERATOR_NAMESPACE = "redisqueue-system"
 OPERATOR_SERVICE_ACCOUNT = "redisqueue-operator"
+#: The tests' Redis servers listen on loopback, which the shipped policy refuses: the tests'
+#: install denies everything the shipped one does but loopback (as an installer may).
+LOOPBACK = ("127.0.0.0/8", "::1/128")
+TEST_DENIED_HOSTS = ",".join(h for h in DEFAULT_DENIED_HOSTS if h not in LOOPBACK)
+
+
+def _allow_loopback(doc: dict[str, Any]) -> dict[str, Any]:
+    """The operator policy of 70-operator-policy.yaml without loopback in its denied CIDRs."""
+    for variable in doc["spec"]["variables"]:
+        if variable["name"] == "deniedCIDRs":
+            cidrs = [c for c in variable["expression"].strip("[] \n").split(",") if c.strip()]
+            kept = [c.strip() for c in cidrs if c.strip().strip("'") not in LOOPBACK]
+            variable["expression"] = "[" + ", ".join(kept) + "]"
+    return doc
+
 
 T = TypeVar("T")
 
 
-def install_crd_and_rbac(plane: ControlPlane) -> None:
-    """kubectl apply the CRD and the operator's namespace, ServiceAccount and RBAC."""
-    plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+def install_crd_and_rbac(
+    plane: ControlPlane, *, allow_loopback: bool = True, policies: bool = True
+) -> None:
+    """kubectl apply the CRD and the operator's namespace, ServiceAccount, RBAC and (unless
+    ``policies`` is False) admission policies (the operator policy, unless ``allow_loopback``
+    is False, without loopback in its denied networks: the tests' Redis servers are there)."""
+    crds = REPO / "crds"
+    plane.kubectl(
+        "apply",
+        "--server-side",
+        "--force-conflicts",  # puts back what a test changed
+        "-f",
+        str(crds if policies else crds / "redisqueue.dev_redisqueues.yaml"),
+    )
     plane.wait_established("redisqueues.redisqueue.dev")
     docs: list[dict[str, Any]] = []
     for path in sorted((REPO / "manifests" / "operator").glob("*.yaml")):
@@ -53,9 +81,28 @@ def install_crd_and_rbac(plane: ControlPlane) -> None:
         "ValidatingAdmissionPolicy",
         "ValidatingAdmissionPolicyBinding",
     }
+    if not policies:
+        wanted -= {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
     selected = [d for d in docs if d.get("kind") in wanted]
+    if allow_loopback:
+        selected = [
+            _allow_loopback(d)
+            if d["kind"] == "ValidatingAdmissionPolicy"
+            and d["metadata"]["name"] == "redisqueue-operator-policy"
+            else d
+            for d in selected
+        ]
     assert any(d["kind"] == "ClusterRole" for d in selected), "manifests lack the ClusterRole"
-    plane.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(selected))
+    # Server-side, forcing: puts back whatever a test changed, however it changed it.
+    plane.kubectl(
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--field-manager=test-install",
+        "-f",
+        "-",
+        input=yaml.safe_dump_all(selected),
+    )
 
 
 def service_account_kubeconfig(plane: ControlPlane, directory: Path) -> Path:
@@ -94,11 +141,15 @@ class OperatorProcess:
         wait_for: str = "/readyz",
         operator_args: Sequence[str] = (),
         environ: dict[str, str] | None = None,
+        command_prefix: Sequence[str] = (),
     ) -> None:
         # The test install's policy names loopback, where the tests' Redis servers listen, so
         # their failures are reported with the cause (tests/test_tenancy_e2e.py runs one that
         # names nothing).
-        self.environ = {"REDISQUEUE_ALLOWED_HOSTS": "127.0.0.0/8,::1/128,localhost"}
+        self.environ = {
+            "REDISQUEUE_ALLOWED_HOSTS": "127.0.0.0/8,::1/128,localhost",
+            "REDISQUEUE_DENIED_HOSTS": TEST_DENIED_HOSTS,
+        }
         self.environ.update(environ or {})
         self.kubeconfig = kubeconfig
         self.workdir = workdir
@@ -109,6 +160,8 @@ class OperatorProcess:
         self.identity = identity
         self.extra_args = tuple(extra_args)
         self.wait_for = wait_for
+        #: Runs the process through another command (e.g. tests/local_dns.py's isolation).
+        self.command_prefix = tuple(command_prefix)
         self.port = free_port()
         self.log_path = workdir / f"{identity}.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -126,6 +179,7 @@ class OperatorProcess:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [
+                    *self.command_prefix,
                     sys.executable,
                     "-m",
                     "redisqueue.controller",
@@ -311,4 +365,70 @@ async def events_for(kube: Kube, namespace: str, name: str) -> list[dict[str, An
         for e in items
         if e["involvedObject"].get("name") == name
         and e["involvedObject"].get("kind") == "RedisQueue"
+    ]
+
+
+async def leader_and_standby(
+    plane: ControlPlane,
+    workdir: Path,
+    *,
+    environ: dict[str, str] | None = None,
+    lease_seconds: float = 15.0,
+) -> tuple[OperatorProcess, OperatorProcess]:
+    """Two replicas with leader election, as the install runs them; (leader, standby) once
+    one holds the Lease. The caller stops both."""
+    namespace = OPERATOR_NAMESPACE
+    plane.kubectl("delete", "lease", "-n", namespace, "--all", check=False)
+    kubeconfig = service_account_kubeconfig(plane, workdir)
+    started = [
+        OperatorProcess(
+            kubeconfig,
+            workdir,
+            identity=identity,
+            extra_args=(
+                "--leader-election",
+                "--lease-namespace",
+                namespace,
+                "--lease-duration",
+                str(lease_seconds),
+            ),
+            environ=environ,
+        ).start()
+        for identity in ("replica-a", "replica-b")
+    ]
+    lease = object_path("coordination.k8s.io/v1", "Lease", namespace, "redisqueue-operator")
+    kube = Kube.from_kubeconfig(plane.kubeconfig)
+    try:
+
+        async def holder() -> str | None:
+            found = await kube.get(lease)
+            return None if found is None else (found.get("spec") or {}).get("holderIdentity")
+
+        leader = await eventually(holder, timeout=30, what="a Lease holder")
+    finally:
+        await kube.close()
+    first, second = started
+    return (first, second) if leader == first.identity else (second, first)
+
+
+def peak_rss_mib(process: OperatorProcess) -> float:
+    """The process's peak resident memory so far (VmHWM), in MiB."""
+    assert process.proc is not None
+    for line in Path(f"/proc/{process.proc.pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM in /proc status")
+
+
+def samples_of(
+    process: OperatorProcess, namespace: str, name: str
+) -> list[tuple[str, dict[str, str]]]:
+    """Every sample (metric name, labels) of ``process``'s /metrics about RedisQueue ``name``."""
+    status, text = process.http("/metrics")
+    assert status == 200, status
+    return [
+        (sample.name, dict(sample.labels))
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.labels.get("namespace") == namespace and sample.labels.get("name") == name
     ]

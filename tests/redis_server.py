@@ -135,6 +135,7 @@ class RedisServer:
         tls: TLSFiles | None = None,
         port: int | None = None,
         unix_socket: Path | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
         self.workdir = workdir
         self.unix_socket = unix_socket
@@ -142,7 +143,8 @@ class RedisServer:
         self.password = password
         self.tls = tls
         self.port = port or free_port()
-        self.host = "127.0.0.1"
+        #: The loopback address it listens on (any of 127.0.0.0/8 works without setup).
+        self.host = host
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -157,7 +159,7 @@ class RedisServer:
 
     def _config(self) -> str:
         lines = [
-            "bind 127.0.0.1",
+            f"bind {self.host}",
             f'dir "{self.workdir}"',
             'save ""',
             "appendonly no",

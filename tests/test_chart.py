@@ -20,8 +20,14 @@ import pytest
 import yaml
 
 from kube_controlplane import ControlPlane
-from operator_harness import OperatorProcess, b64, unb64
+from operator_harness import TEST_DENIED_HOSTS, OperatorProcess, b64, unb64
 from redis_server import RedisServer
+from redisqueue.controller.resource.admission import (
+    INSTALLER_VARIABLES,
+    SHIPPED_FINGERPRINTS,
+    fingerprint,
+    policy_names,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "charts" / "redisqueue-operator"
@@ -328,6 +334,7 @@ def test_default_render_is_the_plain_install_and_nothing_else(control_plane: Con
         "redisqueue-operator",
         "redisqueue-operator-leader-election",
         "redisqueue-operator-author-permissions",
+        "redisqueue-operator-author-provision",
         "redisqueue-operator-object-shapes",
         "redisqueue-operator-restarts",
         "redisqueue-operator-policy",
@@ -342,20 +349,25 @@ def _policy(path: Path) -> dict[str, Doc]:
     return {d["kind"]: d for d in _load_all(path.read_text())}
 
 
+def _policies(path: Path) -> dict[tuple[str, str], Doc]:
+    return {(d["kind"], d["metadata"]["name"]): d for d in _load_all(path.read_text())}
+
+
 def test_admission_policies_are_the_plain_ones_for_the_releases_service_account(
     control_plane: ControlPlane,
 ) -> None:
     docs = render(control_plane, release="acme")
     rendered = {(d["kind"], d["metadata"]["name"]): d for d in docs if "Admission" in d["kind"]}
-    author = _policy(REPO / "crds" / "redisqueue.dev_admission-policy.yaml")
+    author = _policies(REPO / "crds" / "redisqueue.dev_admission-policy.yaml")
     shapes = _policy(REPO / "manifests" / "operator" / "60-operator-admission-policy.yaml")
     name = "acme-redisqueue-operator"
-    for kind in ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"):
-        got = rendered[(kind, f"{name}-author-permissions")]["spec"]
-        want = author[kind]["spec"]
-        if kind.endswith("Binding"):
-            want = {**want, "policyName": f"{name}-author-permissions"}
-        assert got == want
+    for role in ("author-permissions", "author-provision"):
+        for kind in ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"):
+            got = rendered[(kind, f"{name}-{role}")]["spec"]
+            want = author[(kind, f"redisqueue-{role}")]["spec"]
+            if kind.endswith("Binding"):
+                want = {**want, "policyName": f"{name}-{role}"}
+            assert got == want
     restarts = _policy(REPO / "manifests" / "operator" / "65-operator-restart-policy.yaml")
     for suffix, plain_file in (("object-shapes", shapes), ("restarts", restarts)):
         got = rendered[("ValidatingAdmissionPolicy", f"{name}-{suffix}")]["spec"]
@@ -371,7 +383,7 @@ def test_admission_policies_are_the_plain_ones_for_the_releases_service_account(
     got = rendered[("ValidatingAdmissionPolicy", f"{name}-policy")]["spec"]
     want = _policy(REPO / "manifests" / "operator" / "70-operator-policy.yaml")
     want_spec = want["ValidatingAdmissionPolicy"]["spec"]
-    lists = {"allowedCIDRs", "allowedSuffixes", "deniedCIDRs", "deniedSuffixes", "allowedImages"}
+    lists = INSTALLER_VARIABLES
     for variable in want_spec["variables"]:
         if variable["name"] in lists:
             variable["expression"] = ast.literal_eval(variable["expression"])
@@ -386,20 +398,55 @@ def test_admission_policies_are_the_plain_ones_for_the_releases_service_account(
         denied[0]["expression"] + denied[1]["expression"]
     )
     assert env["REDISQUEUE_ALLOWED_HOSTS"] == "" and env["REDISQUEUE_ALLOWED_IMAGES"] == ""
+    # The operator checks the release's five policies (fail closed) under their names here.
+    assert policy_names(env["REDISQUEUE_ADMISSION_POLICIES"]) == {
+        "author-permissions": f"{name}-author-permissions",
+        "author-provision": f"{name}-author-provision",
+        "object-shapes": f"{name}-object-shapes",
+        "operator-restarts": f"{name}-restarts",
+        "operator-policy": f"{name}-policy",
+    }
+    assert env["REDISQUEUE_REQUIRE_ADMISSION_POLICIES"] == "true"
+    # ... and what it finds there is what it ships (the fingerprints of the shipped files).
+    for role, suffix in (
+        ("author-permissions", "author-permissions"),
+        ("author-provision", "author-provision"),
+        ("object-shapes", "object-shapes"),
+        ("operator-restarts", "restarts"),
+        ("operator-policy", "policy"),
+    ):
+        spec = rendered[("ValidatingAdmissionPolicy", f"{name}-{suffix}")]["spec"]
+        assert fingerprint(spec) == SHIPPED_FINGERPRINTS[role], role
 
-    off = render(
-        control_plane,
-        "--set",
-        "admissionPolicies.authorPermissions=false,admissionPolicies.operatorObjectShapes=false",
-        "--set",
-        "admissionPolicies.operatorPolicy=false",
+    switches = (
+        "admissionPolicies.authorPermissions=false,admissionPolicies.operatorObjectShapes=false,"
+        "admissionPolicies.operatorPolicy=false"
     )
+    # Turning a policy off while the operator requires them all is refused, with the way out.
+    refused = control_plane.helm("template", "rq", str(CHART), "--set", switches, check=False)
+    assert refused.returncode != 0 and "admissionPolicies.required=false" in refused.stderr
+    off = render(control_plane, "--set", switches, "--set", "admissionPolicies.required=false")
     assert not [d for d in off if "Admission" in d["kind"]]
+    env = {e["name"]: e.get("value") for e in container(only(off, "Deployment"))["env"]}
+    assert env["REDISQUEUE_REQUIRE_ADMISSION_POLICIES"] == "false"
+
+
+def _without_names(rules: list[Doc]) -> list[Doc]:
+    # The admission policies are read by name: the chart's carry the release's name.
+    return [{k: v for k, v in rule.items() if k != "resourceNames"} for rule in rules]
 
 
 def test_clusterrole_rules_equal_the_plain_manifest_rules(control_plane: ControlPlane) -> None:
     rendered = only(render(control_plane), "ClusterRole")
-    assert rendered["rules"] == _manifest("ClusterRole")["rules"]
+    assert _without_names(rendered["rules"]) == _without_names(_manifest("ClusterRole")["rules"])
+    (named,) = [r for r in rendered["rules"] if r.get("resourceNames")]
+    assert named["resourceNames"] == [
+        "redisqueue-operator-author-permissions",
+        "redisqueue-operator-author-provision",
+        "redisqueue-operator-object-shapes",
+        "redisqueue-operator-restarts",
+        "redisqueue-operator-policy",
+    ]
 
 
 def test_deployment_matches_the_plain_manifest_and_is_locked_down(
@@ -544,9 +591,20 @@ def test_watch_namespaces_pass_namespace_args_and_bind_rbac_only_there(
     cluster_role = next(
         d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"].endswith("-cluster")
     )
-    resources = {r for rule in cluster_role["rules"] for r in rule["resources"]}
-    assert resources == {"namespaces", "customresourcedefinitions"}
-    assert {v for rule in cluster_role["rules"] for v in rule["verbs"]} == {"list", "watch"}
+    verbs = {
+        (r, v) for rule in cluster_role["rules"] for r in rule["resources"] for v in rule["verbs"]
+    }
+    assert verbs == {
+        ("namespaces", "list"),
+        ("namespaces", "watch"),
+        ("customresourcedefinitions", "list"),
+        ("customresourcedefinitions", "watch"),
+        # Fail closed (by name) and --auth: reads and reviews, nothing namespaced.
+        ("validatingadmissionpolicies", "get"),
+        ("validatingadmissionpolicybindings", "get"),
+        ("tokenreviews", "create"),
+        ("subjectaccessreviews", "create"),
+    }
 
 
 @pytest.mark.parametrize(
@@ -957,6 +1015,8 @@ def test_service_account_of_a_namespaced_install_reaches_only_its_namespaces(
             ("", "namespaces", "watch"),
             ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
             ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
+            ("authentication.k8s.io", "tokenreviews", "create"),
+            ("authorization.k8s.io", "subjectaccessreviews", "create"),
         }
         for check in ALLOWED_EVERYWHERE:
             assert _can_i(cp, kubeconfig, *check, "-n", watched), check
@@ -983,10 +1043,16 @@ def test_operator_runs_with_only_the_chart_service_account_permissions(
     """The real operator, authenticated as the chart's ServiceAccount, serves a RedisQueue."""
     cp = control_plane
     assert redis_server.password
-    # No kubelet runs the Deployment's pod here; the operator runs as a local process instead.
-    release.install("--set", "replicaCount=0")
+    # No kubelet runs the Deployment's pod here; the operator runs as a local process instead,
+    # with the Deployment's environment for its admission policies. Loopback, where the test's
+    # Redis listens, is left out of the denied hosts (as an installer may).
+    denied = json.dumps(TEST_DENIED_HOSTS.split(","))
+    release.install("--set", "replicaCount=0", "--set-json", f"operatorPolicy.deniedHosts={denied}")
+    deployment = next(d for d in release.manifest() if d["kind"] == "Deployment")
+    env = {e["name"]: e.get("value") for e in container(deployment)["env"]}
     kubeconfig = token_kubeconfig(cp, namespace, release.fullname, tmp_path)
-    operator = OperatorProcess(kubeconfig, tmp_path).start()
+    names = {"REDISQUEUE_ADMISSION_POLICIES": env["REDISQUEUE_ADMISSION_POLICIES"]}
+    operator = OperatorProcess(kubeconfig, tmp_path, environ=names).start()
     try:
         secret = {
             "apiVersion": "v1",

@@ -308,17 +308,21 @@ def test_helm_install_runs_the_operator_and_serves_health_through_its_service(
 # --------------------------------------------------------------------------- (2) provision
 
 
-def provision_manifest(node: Node) -> str:
-    """manifests/examples/provision.yaml with the Redis image built here instead of Docker Hub's."""
+def provision_manifest(node: Node, *, adopt: bool = False) -> str:
+    """manifests/examples/provision.yaml with the Redis image built here instead of Docker
+    Hub's (and, with ``adopt``, taking back the data a deleted one retained)."""
     doc = yaml.safe_load((REPO / "manifests" / "examples" / "provision.yaml").read_text())
     doc["spec"]["redis"]["provision"]["image"] = node.images["redis"].ref
+    if adopt:
+        doc["spec"]["redis"]["provision"]["adoptRetained"] = True
     return yaml.safe_dump(doc)
 
 
-def apply_provision(node: Node, namespace: str) -> float:
+def apply_provision(node: Node, namespace: str, *, adopt: bool = False) -> float:
     """Apply the example and return the seconds from apply to Ready=True."""
     started = time.monotonic()
-    node.kubectl("apply", "-n", namespace, "-f", "-", input=provision_manifest(node))
+    manifest = provision_manifest(node, adopt=adopt)
+    node.kubectl("apply", "-n", namespace, "-f", "-", input=manifest)
     node.kubectl(
         "wait",
         "-n",
@@ -811,8 +815,8 @@ def test_retain_keeps_volume_and_jobs_and_delete_removes_them(
         timeout=120,
     )
     assert jsonpath(node, "pvc", "-n", namespace, pvc, "-o", "jsonpath={.status.phase}") == "Bound"
-    # Re-created, it finds the old jobs on the old volume.
-    apply_provision(node, namespace)
+    # Re-created, and asked to adopt them, it finds the old jobs on the old volume.
+    apply_provision(node, namespace, adopt=True)
     jobs = redis_call(node, namespace, "print(json.dumps(r.lrange('phase1:jobs', 0, -1)))")
     assert jobs == ["kept-1", "kept-2"]
 

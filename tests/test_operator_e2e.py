@@ -443,7 +443,11 @@ async def test_provision_mode_creates_owned_objects_and_reports_provisioning(
 
 
 async def _fake_claim(kube: Kube, namespace: str, name: str) -> None:
-    # What the StatefulSet controller would create for the pod (not running here).
+    # What the StatefulSet controller (not running here) would create for the pod: a claim
+    # with the template's labels and annotations (the RedisQueue's uid among them).
+    sts = await kube.get(object_path("apps/v1", "StatefulSet", namespace, f"{name}-redis"))
+    assert sts is not None
+    template = sts["spec"]["volumeClaimTemplates"][0]["metadata"]
     await kube.create(
         {
             "apiVersion": "v1",
@@ -451,11 +455,8 @@ async def _fake_claim(kube: Kube, namespace: str, name: str) -> None:
             "metadata": {
                 "name": f"data-{name}-redis-0",
                 "namespace": namespace,
-                "labels": {
-                    "app.kubernetes.io/instance": name,
-                    "app.kubernetes.io/managed-by": "redisqueue-operator",
-                    "app.kubernetes.io/name": "redis",
-                },
+                "labels": template["labels"],
+                "annotations": template.get("annotations") or {},
             },
             "spec": {
                 "accessModes": ["ReadWriteOnce"],

@@ -18,6 +18,7 @@ import base64
 import contextlib
 import json
 import subprocess
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,9 @@ from operator_harness import (
 )
 from redis_server import RedisServer
 from redisqueue.controller.api.kube import Kube, KubeError, object_path
+from redisqueue.controller.objects.workload import build_statefulset
+from redisqueue.controller.resource.names import QueueNames
+from redisqueue.controller.resource.spec import parse_spec
 
 pytestmark = pytest.mark.k8s
 
@@ -196,7 +200,7 @@ async def test_a_tenant_cannot_make_the_operator_read_write_or_run_for_them(
             "hijack-app",
             external("127.0.0.1", 1, inject=[{"secretName": "app-config"}]),
         )
-        assert "spec.inject: you may not patch every Secret it names (app-config)" in message
+        assert "spec.inject[0].secretName: you may not patch Secret app-config" in message
 
         # Running an image of the tenant's choice with the password in its environment.
         message = await refused(
@@ -428,24 +432,12 @@ def _as_operator(
 
 
 def _statefulset(namespace: str, **pod: Any) -> dict[str, Any]:
-    labels = {"app.kubernetes.io/managed-by": "redisqueue-operator", "app": "x"}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "StatefulSet",
-        "metadata": {"name": "x", "namespace": namespace, "labels": labels},
-        "spec": {
-            "serviceName": "x",
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "automountServiceAccountToken": False,
-                    "containers": [{"name": "c", "image": "redis:7.2-alpine"}],
-                    **pod,
-                },
-            },
-        },
-    }
+    """The StatefulSet the operator builds for a RedisQueue ``x``, with ``pod`` fields set."""
+    names = QueueNames(namespace, "x", str(uuid.uuid4()))
+    spec = parse_spec({"redis": {"provision": {}}})
+    body = build_statefulset(names.with_spec(spec), spec)
+    body["spec"]["template"]["spec"].update(pod)
+    return body
 
 
 async def test_a_leaked_operator_token_creates_only_objects_of_the_operators_shape(
@@ -471,10 +463,16 @@ async def test_a_leaked_operator_token_creates_only_objects_of_the_operators_sha
             namespace,
             containers=[{"name": "c", "image": "busybox", "securityContext": {"privileged": True}}],
         ),
-        "hostPath": _statefulset(namespace, volumes=[{"name": "root", "hostPath": {"path": "/"}}]),
+        "hostPath": _statefulset(
+            namespace,
+            volumes=[
+                {"name": "config", "hostPath": {"path": "/"}},
+                {"name": "tmp", "emptyDir": {}},
+            ],
+        ),
         "unlabelled": {
             **_statefulset(namespace),
-            "metadata": {"name": "y", "namespace": namespace},
+            "metadata": {"name": "y-redis", "namespace": namespace},
         },
         "nodePort": {
             "apiVersion": "v1",

@@ -9,13 +9,12 @@ from typing import Any
 import pytest
 
 from harness.fake_kube import FakeKube
-from harness.fast_tier import NAMESPACE, MakeQueue, secret
+from harness.fast_tier import LOOPBACK_ALLOWED, NAMESPACE, MakeQueue, secret
 from redis_server import RedisServer
 from redisqueue.controller.api.gate import WRITE_GATE
 from redisqueue.controller.readside.side import ReadSide
 from redisqueue.controller.reconciler import Reconciler
 from redisqueue.controller.resource.identity import API_VERSION, KIND
-from redisqueue.controller.resource.policy import OperatorPolicy
 
 
 @pytest.fixture
@@ -26,7 +25,7 @@ def fake_kube() -> FakeKube:
 
 @pytest.fixture
 async def side(fake_kube: FakeKube) -> AsyncIterator[ReadSide]:
-    read_side = ReadSide(fake_kube, policy=OperatorPolicy())  # type: ignore[arg-type]
+    read_side = ReadSide(fake_kube, policy=LOOPBACK_ALLOWED)  # type: ignore[arg-type]
     yield read_side
     await read_side.close()
 

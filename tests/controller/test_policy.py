@@ -44,7 +44,7 @@ def test_a_name_that_resolves_into_a_denied_network_is_refused() -> None:
     assert DEFAULT.host_problem("redis.example.com", [ipaddress.ip_address("10.1.2.3")]) is None
 
 
-@pytest.mark.parametrize("host", ["redis.example.com", "10.0.0.7", "::1", "localhost"])
+@pytest.mark.parametrize("host", ["redis.example.com", "10.0.0.7", "localhost"])
 def test_ordinary_hosts_pass_an_empty_allow_list(host: str) -> None:
     assert DEFAULT.host_problem(host) is None
     assert not DEFAULT.trusted(host)

@@ -8,7 +8,7 @@ import redis
 from prometheus_client import REGISTRY
 
 from harness.fake_kube import FakeKube
-from harness.fast_tier import NAMESPACE, MakeQueue, decoded, secret
+from harness.fast_tier import LOOPBACK_ALLOWED, NAMESPACE, MakeQueue, decoded, secret
 from redis_server import RedisServer
 from redisqueue.controller.readside.side import ReadSide
 from redisqueue.controller.reconciler import Reconciler
@@ -172,7 +172,8 @@ async def test_a_stopped_operator_marks_status_unchecked_without_events(
     await reconciler.report.stopped(state)
     assert ready(fake_kube) == ("Unknown", "OperatorStopped")
     # a new operator process starts from the object as it is
-    restarted = Reconciler(fake_kube, ReadSide(fake_kube), instance="next")  # type: ignore[arg-type]
+    side = ReadSide(fake_kube, policy=LOOPBACK_ALLOWED)  # type: ignore[arg-type]
+    restarted = Reconciler(fake_kube, side, instance="next")  # type: ignore[arg-type]
     await restarted.reconcile(fake_kube.find("RedisQueue", NAMESPACE, "orders") or body)
     assert ready(fake_kube) == ("True", "Ready")
     assert events(fake_kube) == [("Normal", "Ready")]  # neither the stop nor the start

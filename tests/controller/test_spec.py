@@ -42,7 +42,7 @@ def test_minimal_provision_spec_gets_every_default() -> None:
     assert spec.mode == "provision"
     assert spec.environment == "development"
     assert spec.redis.provision is not None
-    assert spec.redis.provision.image == "redis:7.2-alpine"
+    assert spec.redis.provision.image == "redis:7.2.11-alpine"
     assert spec.redis.provision.storage.size == "1Gi"
     assert spec.redis.provision.storage.storage_class_name is None
     assert spec.redis.provision.append_only is True

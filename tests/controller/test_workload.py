@@ -565,3 +565,67 @@ def test_a_real_redis_server_runs_with_the_extra_config(tmp_path: Path) -> None:
         assert started.client(probe, PROBE_USER).info("server")["configured_hz"] == 20
     finally:
         started.stop()
+
+
+# --- second pass: what proves an object is the RedisQueue's, and who reaches its Redis ------
+
+
+def test_objects_that_outlive_the_redisqueue_carry_its_uid() -> None:
+    from redisqueue.controller.objects.workload import build_auth_secret
+
+    for owned in (True, False):
+        secret = build_auth_secret(NAMES, "pw", owned=owned)
+        assert secret["metadata"]["annotations"] == {"redisqueue.dev/owner-uid": NAMES.uid}
+    sts = statefulset(provision(), claim_owner=NAMES.uid)
+    claim = sts["spec"]["volumeClaimTemplates"][0]["metadata"]
+    assert claim["annotations"] == {"redisqueue.dev/owner-uid": NAMES.uid}
+    # A StatefulSet made before claims were stamped keeps its (immutable) template as it is.
+    old = statefulset(provision(), claim_owner=None)
+    assert "annotations" not in old["spec"]["volumeClaimTemplates"][0]["metadata"]
+
+
+def test_the_network_policy_selects_the_redis_pod_and_lets_in_the_apps_and_the_operator() -> None:
+    from redisqueue.controller.objects.workload import OperatorPeer, build_network_policy
+
+    peer = OperatorPeer("redisqueue-system", {"app.kubernetes.io/name": "redisqueue-operator"})
+    default = build_network_policy(NAMES, provision(), peer)
+    sts = statefulset(provision())
+    assert default["metadata"]["ownerReferences"] == [owner_reference(OWNER)]
+    assert default["spec"]["podSelector"] == sts["spec"]["selector"]
+    assert default["spec"]["policyTypes"] == ["Ingress"]
+    apps, operator = default["spec"]["ingress"]
+    assert apps["from"] == [{"podSelector": {}}]  # the RedisQueue's own namespace
+    assert operator["from"][0]["namespaceSelector"] == {
+        "matchLabels": {"kubernetes.io/metadata.name": "redisqueue-system"}
+    }
+    chosen = build_network_policy(
+        NAMES,
+        provision(
+            networkPolicy={
+                "allowFrom": [
+                    {"podSelector": {"matchLabels": {"app": "worker"}}},
+                    {
+                        "namespaceSelector": {"matchLabels": {"team": "web"}},
+                        "podSelector": {
+                            "matchExpressions": [{"key": "tier", "operator": "In", "values": ["a"]}]
+                        },
+                    },
+                ]
+            }
+        ),
+        OperatorPeer(),
+    )
+    assert chosen["spec"]["ingress"] == [
+        {
+            "ports": [{"port": 6379, "protocol": "TCP"}],
+            "from": [
+                {"podSelector": {"matchLabels": {"app": "worker"}}},
+                {
+                    "podSelector": {
+                        "matchExpressions": [{"key": "tier", "operator": "In", "values": ["a"]}]
+                    },
+                    "namespaceSelector": {"matchLabels": {"team": "web"}},
+                },
+            ],
+        }
+    ]  # no operator rule when the operator runs outside the cluster

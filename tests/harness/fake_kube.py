@@ -42,6 +42,7 @@ _KINDS = {
     "pods": ("v1", "Pod"),
     "statefulsets": ("apps/v1", "StatefulSet"),
     "deployments": ("apps/v1", "Deployment"),
+    "networkpolicies": ("networking.k8s.io/v1", "NetworkPolicy"),
     "leases": ("coordination.k8s.io/v1", "Lease"),
     "redisqueues": ("redisqueue.dev/v1alpha1", "RedisQueue"),
 }
@@ -176,9 +177,12 @@ class FakeKube:
             and _selects(selector, o["metadata"].get("labels") or {})
         ]
 
-    async def list(self, path: str, *, label_selector: str | None = None) -> list[JSON]:
+    async def list(
+        self, path: str, *, label_selector: str | None = None, metadata_only: bool = False
+    ) -> list[JSON]:
         self._called("GET", path)
-        return self._items(where(path), label_selector)
+        items = self._items(where(path), label_selector)
+        return [{"metadata": i["metadata"]} for i in items] if metadata_only else items
 
     async def list_pages(
         self,
@@ -203,6 +207,12 @@ class FakeKube:
         queue: asyncio.Queue[tuple[str, JSON]] = asyncio.Queue()
         entry = (where(path), queue)
         self._watchers.append(entry)
+        if options.get("initial_events"):  # a watch list: the current state, then a bookmark
+            for item in self._items(where(path), None):
+                queue.put_nowait(("ADDED", item))
+            end = {"resourceVersion": str(next(self._versions))}
+            end["annotations"] = {"k8s.io/initial-events-end": "true"}  # type: ignore[assignment]
+            queue.put_nowait(("BOOKMARK", {"metadata": end}))
         try:
             while True:
                 kind, obj = await queue.get()
@@ -221,6 +231,11 @@ class FakeKube:
         assert at.name is not None
         live = self.objects.get((at.plural, at.namespace, at.name))
         body = copy.deepcopy(dict(obj))
+        uid = body["metadata"].get("uid")
+        if uid and live is None:
+            raise KubeError(409, "Conflict", f"uid mismatch: no existing object {at.name!r}")
+        if uid and live is not None and live["metadata"]["uid"] != uid:
+            raise KubeError(422, "Invalid", "metadata.uid: field is immutable")
         merged = merge_patch(live or {}, body) if live else body
         merged["metadata"] = merge_patch(live["metadata"] if live else {}, body["metadata"])
         owned = {
@@ -297,10 +312,15 @@ class FakeKube:
             patch = {k: v for k, v in patch.items() if k != "status"}
         return copy.deepcopy(self._store(merge_patch(live, patch), "MODIFIED"))
 
-    async def delete(self, path: str, *, propagation: str = "Background") -> bool:
+    async def delete(
+        self, path: str, *, propagation: str = "Background", uid: str | None = None
+    ) -> bool:
         self._called("DELETE", path)
         at = where(path)
-        live = self.objects.pop((at.plural, at.namespace, str(at.name)), None)
+        key = (at.plural, at.namespace, str(at.name))
+        if uid and key in self.objects and self.objects[key]["metadata"]["uid"] != uid:
+            raise KubeError(409, "Conflict", "Precondition failed: UID in precondition")
+        live = self.objects.pop(key, None)
         if live is None:
             return False
         self._notify("DELETED", live)

@@ -6,7 +6,20 @@ import base64
 from collections.abc import Callable
 from typing import Any
 
+from redisqueue.controller.resource.policy import (
+    DEFAULT_DENIED_HOSTS,
+    ENV_DENIED_HOSTS,
+    OperatorPolicy,
+)
+
 NAMESPACE = "shop"
+
+#: The tests' Redis servers listen on loopback, which the default policy refuses: the tests'
+#: install denies what the default denies but loopback (as an installer may).
+LOOPBACK: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+LOOPBACK_ALLOWED = OperatorPolicy.from_env(
+    {ENV_DENIED_HOSTS: ",".join(h for h in DEFAULT_DENIED_HOSTS if h not in LOOPBACK)}
+)
 
 #: Stores a RedisQueue in the in-memory API and returns it.
 MakeQueue = Callable[..., dict[str, Any]]

@@ -109,12 +109,13 @@ otherwise.
   - apiGroups: [""]
     resources: [secrets]
     verbs: [get, list, watch, create, patch, delete]
-  # provision mode: the Redis Service and StatefulSet, server-side applied (create, patch);
-  # the StatefulSet's readiness is read (get). Deleted by the garbage collector through their
-  # ownerReferences, so no delete verb.
+  # provision mode: the Redis Service and StatefulSet, read first (get: only one controlled
+  # by its RedisQueue is changed), then server-side applied (create, patch); the StatefulSet's
+  # readiness is read too. Deleted by the garbage collector through their ownerReferences, so
+  # no delete verb.
   - apiGroups: [""]
     resources: [services]
-    verbs: [create, patch]
+    verbs: [get, create, patch]
   - apiGroups: [apps]
     resources: [statefulsets]
     verbs: [get, create, patch]
@@ -124,11 +125,17 @@ otherwise.
   - apiGroups: [apps]
     resources: [deployments]
     verbs: [get, patch]
-  # The data volume: found by label, grown when storage.size grows, deleted under
-  # deletionPolicy Delete.
+  # The data volume: read by name (whose it is: the uid it is stamped with), grown when
+  # storage.size grows, stamped when a RedisQueue adopts it, deleted under deletionPolicy
+  # Delete.
   - apiGroups: [""]
     resources: [persistentvolumeclaims]
-    verbs: [list, patch, delete]
+    verbs: [get, patch, delete]
+  # The NetworkPolicy in front of each provisioned Redis: read, server-side applied, deleted
+  # when the spec turns it off.
+  - apiGroups: [networking.k8s.io]
+    resources: [networkpolicies]
+    verbs: [get, create, patch, delete]
   # Events about reconciles and probes, on the RedisQueue.
   - apiGroups: ["", events.k8s.io]
     resources: [events]
@@ -141,4 +148,40 @@ otherwise.
   - apiGroups: [apiextensions.k8s.io]
     resources: [customresourcedefinitions]
     verbs: [list, watch]
+{{- end }}
+
+{{/*
+The operator's cluster-scoped permissions beyond namespaces and CRDs (in the ClusterRole of
+both install modes): its admission policies, read by name, and the reviews --auth asks for.
+*/}}
+{{- define "redisqueue-operator.clusterRules" -}}
+  # Fail closed: the operator reads its admission policies and their bindings at start and
+  # every five minutes, and acts on no RedisQueue while they are not installed as shipped.
+  - apiGroups: [admissionregistration.k8s.io]
+    resources: [validatingadmissionpolicies, validatingadmissionpolicybindings]
+    verbs: [get]
+    resourceNames:
+      {{- range (include "redisqueue-operator.admissionPolicyNames" . | fromJsonArray) }}
+      - {{ . }}
+      {{- end }}
+  # --auth: who a bearer token belongs to, and whether that user may read health and metrics
+  # (as kube-rbac-proxy asks).
+  - apiGroups: [authentication.k8s.io]
+    resources: [tokenreviews]
+    verbs: [create]
+  - apiGroups: [authorization.k8s.io]
+    resources: [subjectaccessreviews]
+    verbs: [create]
+{{- end }}
+
+{{/* The names of the five admission policies (and their bindings), as a JSON list. */}}
+{{- define "redisqueue-operator.admissionPolicyNames" -}}
+{{- $name := include "redisqueue-operator.fullname" . -}}
+{{- list (printf "%s-author-permissions" $name) (printf "%s-author-provision" $name) (printf "%s-object-shapes" $name) (printf "%s-restarts" $name) (printf "%s-policy" $name) | toJson -}}
+{{- end }}
+
+{{/* REDISQUEUE_ADMISSION_POLICIES: each policy's role and installed name. */}}
+{{- define "redisqueue-operator.admissionPolicyEnv" -}}
+{{- $name := include "redisqueue-operator.fullname" . -}}
+{{- printf "author-permissions=%s-author-permissions,author-provision=%s-author-provision,object-shapes=%s-object-shapes,operator-restarts=%s-restarts,operator-policy=%s-policy" $name $name $name $name $name -}}
 {{- end }}

@@ -144,6 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     op.add_argument("--port", type=_port, default=8080, help="health/metrics port (default 8080)")
     op.add_argument(
+        "--auth",
+        action="store_true",
+        default=os.environ.get("REDISQUEUE_METRICS_AUTH", "").strip().lower() == "true",
+        help="require a Kubernetes bearer token allowed to get the path (TokenReview and "
+        "SubjectAccessReview) for /metrics and /api/health/... (default: $REDISQUEUE_METRICS_AUTH)",
+    )
+    op.add_argument(
         "--standalone",
         action="store_true",
         help="do not coordinate with other operator replicas (kopf peering)",
@@ -266,6 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     port=args.port,
                     standalone=args.standalone or election is not None,
                     election=election,
+                    auth=args.auth,
                 )
             except NoClusterError as exc:
                 print(f"redisqueue operator: {exc}", file=sys.stderr)

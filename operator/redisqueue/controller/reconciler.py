@@ -12,7 +12,9 @@ leader, the kopf handlers (:mod:`.handlers`) and the read side call these:
 * :meth:`Reconciler.secret_changed` when a Secret a RedisQueue reads changed: re-resolve
   the contract, so a rotated password is re-injected at once, without polling; a changed
   password starts a rotation with two valid passwords (:mod:`.steps.rotation`);
-* :meth:`Reconciler.finalize` on delete: stop probing and remove what it wrote.
+* :meth:`Reconciler.finalize` on delete: stop probing and remove what it wrote;
+* :meth:`Reconciler.refuse` and :meth:`Reconciler.readmit` when the admission policies go
+  missing and come back (:mod:`.readside.guard`).
 
 Status is the truth about the last PING and the last write; an event is posted on every
 change of ``Ready``, not per probe. Nothing written anywhere carries a credential.
@@ -27,8 +29,10 @@ from typing import Any
 
 from redisqueue.contract import ConnectionContract
 
+from .api.gate import WriteFenced
 from .api.kube import Kube, KubeError
 from .objects.restart import restart_stamp
+from .objects.workload import OperatorPeer
 from .probing.result import ProbeResult
 from .readside.contracts import resolve_contract
 from .readside.registry import QueueState
@@ -62,9 +66,12 @@ class Reconciler:
         instance: str | None = None,
         redis_address: Address | None = None,
         clock: Clock | None = None,
+        peer: OperatorPeer | None = None,
     ) -> None:
         self.kube = kube
         self.side = side
+        #: The operator's pods, let in by each provisioned Redis's NetworkPolicy.
+        self.peer = peer or OperatorPeer()
         self.report = Reporter(kube, instance or os.environ.get("HOSTNAME", "redisqueue-operator"))
         # ``redis_address`` and ``clock`` exist for tests (a provisioned Redis outside a
         # cluster, a grace period without waiting).
@@ -125,6 +132,24 @@ class Reconciler:
             await self._probe_and_report(state)
             await self.rotations.announce(state)
 
+    async def readmit(self, body: Mapping[str, Any]) -> None:
+        """Reconcile ``body`` again outside kopf (the admission policies are back, and kopf
+        has set aside the RedisQueues it was refused for)."""
+        try:
+            await self.reconcile(body)
+        except (InvalidSpecError, SetupError, KubeError, WriteFenced) as exc:
+            names = QueueNames.of(body)
+            log.info(
+                "%s: not taken up again: %s",
+                names.ref,
+                getattr(exc, "message", None) or exc,
+                extra=about(names.namespace, names.name),
+            )
+
+    async def refuse(self, state: QueueState, why: ConditionValue) -> None:
+        """Stop acting on ``state``: no probe, and ``why`` in its status."""
+        await self._refuse(state, why)
+
     async def _refuse(self, state: QueueState, why: ConditionValue) -> None:
         state.spec = None
         state.setup_problem = why
@@ -139,7 +164,7 @@ class Reconciler:
         # reaches secret_changed (which waits for the lock this runs under).
         self.side.follow(state, spec)
         if spec.mode == "provision":
-            await ensure_provisioned(self.kube, state.names, spec, self.side.secrets)
+            await ensure_provisioned(self.kube, state.names, spec, self.side.secrets, self.peer)
         contract = await resolve_contract(state.names, spec, self.side.secrets)
         await self._inject(state, spec, contract, release_dropped=release_dropped)
         return contract
@@ -241,9 +266,12 @@ class Reconciler:
                     await self._inject(state, spec, contract, stamp=stamp)
                     credential = await self.side.probe_credential(state, spec, contract)
                     await self.side.ensure_probe(state, spec, contract, credential=credential)
-                state.setup_problem = None
+                state.setup_problem = state.refused = None
             except SetupError as exc:
+                # Without its credentials there is nothing honest to PING (as on a standby):
+                # the probe stops until the Secret is back.
                 state.setup_problem = ConditionValue("False", exc.reason, exc.message)
+                await self.side.stop_probing(state, state.setup_problem)
             except KubeError as exc:
                 log.warning(
                     "%s: API error while refreshing: %s",
@@ -270,6 +298,17 @@ class Reconciler:
         try:
             spec = parse_spec(body.get("spec"))
         except SpecError:
+            return
+        guard = self.side.guard
+        if guard is not None and guard.problem is not None:
+            # Whatever this RedisQueue names was not checked against its author: touch none
+            # of it. Injected keys and retained data stay where they are.
+            log.warning(
+                "%s: deleted while the admission policies are not in force; nothing it named "
+                "is released or deleted",
+                names.ref,
+                extra=about(names.namespace, names.name),
+            )
             return
         await release_all(self.kube, names, spec)
         if spec.mode == "provision" and spec.deletion_policy == "Delete":

@@ -8,6 +8,10 @@ RedisQueues with a read-only watch until they take over.
 A writer that stops for good (no other replica is there to take over: the install was
 removed or scaled to zero) marks every RedisQueue's status as no longer checked, so
 ``kubectl get rq`` does not go on showing a Ready nobody vouches for.
+
+Before acting on any RedisQueue every replica checks that the admission policies are in
+force, and checks again every few minutes (:mod:`.readside.guard`); the installer may opt out
+on a single-tenant cluster.
 """
 
 from __future__ import annotations
@@ -29,9 +33,12 @@ from .api.kube import Kube, KubeError, object_path
 from .api.lease import LeaderElector
 from .api.lease import LeaseSettings as Election
 from .api.login import identify, login, share_pool
+from .readside.guard import PEERS_ENV, AdmissionGuard, Safeguards
 from .readside.side import ReadSide
 from .reconciler import Reconciler
+from .resource.admission import ENV_REQUIRED, PolicyNamesError, policy_names
 from .resource.policy import OperatorPolicy, PolicyError
+from .serving.auth import TokenAuthorizer
 from .serving.health import create_app
 from .telemetry import metrics
 
@@ -44,9 +51,6 @@ kopf.on.login()(login)
 
 #: A probe this late past its interval means the probe schedule stopped.
 STALL_GRACE_SECONDS = 60.0
-#: Labels that select this install's operator pods (the chart and manifests set it): a
-#: stopping leader asks whether one of them is there to take over.
-PEERS_ENV = "REDISQUEUE_PEER_SELECTOR"
 
 
 class Liveness:
@@ -78,19 +82,36 @@ async def serve_operator(  # noqa: PLR0915 - the operator's life, read top to bo
     stop: asyncio.Event | None = None,
     election: Election | None = None,
     policy: OperatorPolicy | None = None,
+    safeguards: Safeguards | None = None,
+    auth: bool = False,
 ) -> int:
     """Serve health and metrics and run the read side; run kopf at once, or (with
-    ``election``) only while this replica holds the Lease.
+    ``election``) only while this replica holds the Lease. ``safeguards`` default to the
+    shipped admission policies under their plain-install names; ``auth`` requires a token
+    for health and metrics.
 
     Returns the exit status: 1 when leadership was lost (a restart makes it a standby)."""
     policy = policy or OperatorPolicy()
+    safeguards = safeguards or Safeguards(policy_names(None))
     stop = stop or _stop_on_signals()
     identify(election.identity if election is not None else os.environ.get("HOSTNAME", ""))
     kube = await _connect()
     share_pool(kube.connector())  # kopf's requests and ours over one bounded pool
-    side = ReadSide(kube, policy=policy, namespaces=namespaces)
+    guard = None
+    if safeguards.admission_policies is not None:
+        guard = AdmissionGuard(
+            kube, safeguards.admission_policies, interval=safeguards.admission_interval
+        )
+        await guard.update()  # before anything is admitted
+    else:
+        log.warning(
+            "admission policies not required (%s=false): RedisQueue authors are not checked; "
+            "only for clusters with a single tenant",
+            ENV_REQUIRED,
+        )
+    side = ReadSide(kube, policy=policy, namespaces=namespaces, guard=guard)
     instance = election.identity if election is not None else None
-    reconciler = Reconciler(kube, side, instance=instance)
+    reconciler = Reconciler(kube, side, instance=instance, peer=safeguards.peer)
     _log_policy(policy)
     kopf_ready = asyncio.Event()
     elector = LeaderElector(kube, election) if election is not None else None
@@ -107,16 +128,21 @@ async def serve_operator(  # noqa: PLR0915 - the operator's life, read top to bo
             return True, "standing by, probing every RedisQueue"
         return False, "starting"
 
-    app = create_app(side, liveness=liveness, readiness=readiness)
+    authorizer = TokenAuthorizer(kube) if auth else None
+    app = create_app(side, liveness=liveness, readiness=readiness, authorizer=authorizer)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     log.info(
-        "health and metrics on http://%s:%d (/api/health/redis, /metrics, /healthz)", host, port
+        "health and metrics on http://%s:%d (/api/health/redis, /metrics, /healthz)%s",
+        host,
+        port,
+        "; a bearer token is required but for /healthz and /readyz" if auth else "",
     )
     background = [
         asyncio.create_task(side.follow_secrets(), name="secrets"),
         asyncio.create_task(side.run_schedule(), name="probe schedule"),
+        asyncio.create_task(side.run_guard(), name="admission policies"),
     ]
     liveness.schedule_task = background[1]
     status = 0
@@ -261,10 +287,12 @@ def run_operator(
     port: int,
     standalone: bool,
     election: Election | None = None,
+    auth: bool = False,
 ) -> int:
     try:
         policy = OperatorPolicy.from_env(os.environ)
-    except PolicyError as exc:
+        safeguards = Safeguards.from_env(os.environ)
+    except (PolicyError, PolicyNamesError, ValueError) as exc:
         print(f"redisqueue operator: {exc}", file=sys.stderr)
         return 2
     status = 0
@@ -277,6 +305,8 @@ def run_operator(
                 standalone=standalone,
                 election=election,
                 policy=policy,
+                safeguards=safeguards,
+                auth=auth,
             )
         )
     except KeyboardInterrupt:

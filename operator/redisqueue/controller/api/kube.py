@@ -47,6 +47,7 @@ _PLURALS: Final = {
     "Event": "events",
     "Lease": "leases",
     "Pod": "pods",
+    "NetworkPolicy": "networkpolicies",
     "RedisQueue": PLURAL,
 }
 
@@ -77,6 +78,8 @@ METADATA_ONE: Final = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v
 LARGE_BODY_BYTES: Final = 1024 * 1024
 #: The largest watch event read (an etcd object is at most 1.5 MiB; JSON adds escapes).
 MAX_EVENT_BYTES: Final = 8 * 1024 * 1024
+#: The annotation of the BOOKMARK that ends a watch list's initial events.
+INITIAL_EVENTS_END: Final = "k8s.io/initial-events-end"
 
 
 class KubeError(Exception):
@@ -305,10 +308,15 @@ class Kube:
                 return None
             raise
 
-    async def list(self, path: str, *, label_selector: str | None = None) -> builtins.list[JSON]:
-        """Every item at ``path`` (read page by page)."""
+    async def list(
+        self, path: str, *, label_selector: str | None = None, metadata_only: bool = False
+    ) -> builtins.list[JSON]:
+        """Every item at ``path`` (read page by page); ``metadata_only``: names, labels and
+        versions, never a Secret's data."""
         items: builtins.list[JSON] = []
-        async for page, _ in self.list_pages(path, label_selector=label_selector):
+        async for page, _ in self.list_pages(
+            path, label_selector=label_selector, metadata_only=metadata_only
+        ):
             items += page
         return items
 
@@ -365,17 +373,23 @@ class Kube:
         timeout_seconds: int = WATCH_TIMEOUT_SECONDS,
         metadata_only: bool = False,
         max_event_bytes: int = MAX_EVENT_BYTES,
+        initial_events: bool = False,
     ) -> AsyncIterator[tuple[str, JSON]]:
         """(type, object) for each change at ``path`` after ``resource_version``, until the
         server ends the watch. An ``ERROR`` event (e.g. 410 Gone) raises :class:`KubeError`;
         an event over ``max_event_bytes`` raises :class:`EventTooLarge` (nothing of it is
-        kept). ``metadata_only`` watches PartialObjectMetadata."""
+        kept). ``metadata_only`` watches PartialObjectMetadata. ``initial_events`` (a
+        "watch list", ``sendInitialEvents``) starts with an ``ADDED`` event per existing object
+        and a ``BOOKMARK`` marked :data:`INITIAL_EVENTS_END`: the current state one object at a
+        time instead of one LIST answer held whole."""
         query = [
             ("watch", "true"),
             ("resourceVersion", resource_version),
             ("allowWatchBookmarks", "true"),
             ("timeoutSeconds", str(timeout_seconds)),
         ]
+        if initial_events:
+            query += [("sendInitialEvents", "true"), ("resourceVersionMatch", "NotOlderThan")]
         accept = f"{METADATA_ONE},application/json" if metadata_only else "application/json"
         response = await self._send(
             "GET",
@@ -391,7 +405,7 @@ class Kube:
             async for chunk in response.content.iter_any():  # one JSON object a line
                 buffer += chunk
                 while (end := buffer.find(b"\n")) >= 0:
-                    if end > max_event_bytes:
+                    if end > max_event_bytes:  # whole, but too large: not parsed either
                         raise EventTooLarge(path, max_event_bytes)
                     line = bytes(buffer[:end])
                     del buffer[: end + 1]
@@ -405,10 +419,16 @@ class Kube:
     async def merge_patch(self, path: str, patch: Mapping[str, Any]) -> JSON:
         return await self.request("PATCH", path, body=dict(patch), content_type=MERGE)
 
-    async def delete(self, path: str, *, propagation: str = "Background") -> bool:
-        """Delete the object at ``path``; False if it was already gone."""
+    async def delete(
+        self, path: str, *, propagation: str = "Background", uid: str | None = None
+    ) -> bool:
+        """Delete the object at ``path``; False if it was already gone. With ``uid``, only that
+        object: one deleted and made again under the same name meanwhile is left alone (409)."""
+        body: JSON = {"propagationPolicy": propagation}
+        if uid:
+            body["preconditions"] = {"uid": uid}
         try:
-            await self.request("DELETE", path, body={"propagationPolicy": propagation})
+            await self.request("DELETE", path, body=body)
         except KubeError as exc:
             if exc.not_found:
                 return False

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Final
 
-from ..resource.identity import JSON
+from ..resource.identity import ANNOTATION_OWNER_UID, JSON
 from ..resource.names import DATA_VOLUME, REDIS_PORT, QueueNames
 from ..resource.quantities import parse_quantity
 from ..resource.spec import DEFAULT_AUTH_SECRET_KEY, ProvisionedRedis, RedisQueueSpec
@@ -74,12 +75,14 @@ def build_auth_secret(names: QueueNames, password: str, *, owned: bool) -> JSON:
     so that a RedisQueue re-created with the same name picks up the same password.
 
     Create it only when it does not exist, and never replace the password of a live one: when
-    the policy changes, re-apply this body with the password read back from the Secret.
+    the policy changes, re-apply this body with the password read back from the Secret. It
+    always carries the RedisQueue's uid (:data:`ANNOTATION_OWNER_UID`): a retained Secret is
+    then told apart from one made for the RedisQueue that uses it now.
     """
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": metadata(names, names.generated_secret, owned=owned),
+        "metadata": metadata(names, names.generated_secret, owned=owned, stamped=True),
         "type": "Opaque",
         "data": {DEFAULT_AUTH_SECRET_KEY: b64(password)},
     }
@@ -249,13 +252,30 @@ LIVENESS_SCRIPT: Final = (
 )
 
 
-def claim_template_size(statefulset: Mapping[str, Any]) -> str | None:
-    """The storage request in a live StatefulSet's ``data`` volume claim template, if any."""
+def _claim_template(statefulset: Mapping[str, Any]) -> Mapping[str, Any] | None:
     for template in statefulset.get("spec", {}).get("volumeClaimTemplates", []) or []:
         if template.get("metadata", {}).get("name") == DATA_VOLUME:
-            size = template.get("spec", {}).get("resources", {}).get("requests", {}).get("storage")
-            return None if size is None else str(size)
+            found: Mapping[str, Any] = template
+            return found
     return None
+
+
+def claim_template_size(statefulset: Mapping[str, Any]) -> str | None:
+    """The storage request in a live StatefulSet's ``data`` volume claim template, if any."""
+    template = _claim_template(statefulset)
+    if template is None:
+        return None
+    size = template.get("spec", {}).get("resources", {}).get("requests", {}).get("storage")
+    return None if size is None else str(size)
+
+
+def claim_template_owner(statefulset: Mapping[str, Any]) -> str | None:
+    """The RedisQueue uid a live StatefulSet's claim template stamps its claim with (None for a
+    StatefulSet made before claims were stamped): kept as it is, templates are immutable."""
+    template = _claim_template(statefulset)
+    annotations = (template or {}).get("metadata", {}).get("annotations") or {}
+    value = annotations.get(ANNOTATION_OWNER_UID)
+    return str(value) if value else None
 
 
 def placement(names: QueueNames, provision: ProvisionedRedis) -> JSON:
@@ -292,6 +312,7 @@ def build_statefulset(
     spec: RedisQueueSpec,
     *,
     claim_size: str | None = None,
+    claim_owner: str | None = None,
 ) -> JSON:
     """The StatefulSet ``<name>-redis``: one Redis pod with its data volume.
 
@@ -309,6 +330,11 @@ def build_statefulset(
     collector removes it when the RedisQueue (owner of the StatefulSet) is deleted; under
     Retain the PVC has no owner and survives. The PVC carries :attr:`QueueNames.labels`, so
     a step may also delete it by label, which is harmless if it is already gone.
+
+    ``claim_owner`` is the RedisQueue uid the claim template stamps the data claim with
+    (:data:`ANNOTATION_OWNER_UID`), so that a claim retained after the RedisQueue is gone is
+    told apart from its successor's: the RedisQueue's own uid for a new StatefulSet,
+    ``claim_template_owner(live)`` for an existing one (None keeps an old template unstamped).
 
     The pod reads its secrets from mounted Secret volumes, never from environment variables:
     the template does not depend on a password, so a rotated one never rolls the pod (the
@@ -428,7 +454,7 @@ def build_statefulset(
                 {
                     "apiVersion": "v1",
                     "kind": "PersistentVolumeClaim",
-                    "metadata": {"name": DATA_VOLUME, "labels": names.labels},
+                    "metadata": _claim_metadata(names, claim_owner),
                     "spec": claim_spec,
                 }
             ],
@@ -436,6 +462,73 @@ def build_statefulset(
     }
 
 
+def _claim_metadata(names: QueueNames, owner: str | None) -> JSON:
+    meta: JSON = {"name": DATA_VOLUME, "labels": names.labels}
+    if owner:
+        meta["annotations"] = {ANNOTATION_OWNER_UID: owner}
+    return meta
+
+
 def build_pvc_resize_patch(size: str) -> JSON:
     """A merge patch that grows the data PVC to ``size`` (spec.redis.provision.storage.size)."""
     return {"spec": {"resources": {"requests": {"storage": size}}}}
+
+
+# --- NetworkPolicy ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorPeer:
+    """The operator's own pods, which PING every provisioned Redis: their namespace and labels
+    (``POD_NAMESPACE`` and ``REDISQUEUE_PEER_SELECTOR`` in the install). Unknown when the
+    operator runs outside the cluster; then no rule lets it in."""
+
+    namespace: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+def _selector(selector: Any) -> JSON:
+    dumped: JSON = selector.model_dump(by_alias=True, exclude_none=True)
+    return dumped
+
+
+def build_network_policy(names: QueueNames, spec: RedisQueueSpec, peer: OperatorPeer) -> JSON:
+    """The NetworkPolicy ``<name>-redis``: only ``networkPolicy.allowFrom`` (default: the
+    RedisQueue's namespace) and the operator's pods reach the Redis port; nothing else does,
+    on network plugins that enforce NetworkPolicy. Selects exactly this RedisQueue's Redis pod
+    (the StatefulSet's selector)."""
+    provision = _provision(spec)
+    peers: list[JSON] = []
+    for allowed in provision.network_policy.allow_from or []:
+        rule: JSON = {"podSelector": _selector(allowed.pod_selector)}
+        if allowed.namespace_selector is not None:
+            rule["namespaceSelector"] = _selector(allowed.namespace_selector)
+        peers.append(rule)
+    if not peers:
+        peers = [{"podSelector": {}}]  # every pod of the RedisQueue's own namespace
+    port = [{"port": REDIS_PORT, "protocol": "TCP"}]
+    ingress: list[JSON] = [{"ports": port, "from": peers}]
+    if peer.namespace and peer.labels:
+        ingress.append(
+            {
+                "ports": port,
+                "from": [
+                    {
+                        "namespaceSelector": {
+                            "matchLabels": {"kubernetes.io/metadata.name": peer.namespace}
+                        },
+                        "podSelector": {"matchLabels": dict(peer.labels)},
+                    }
+                ],
+            }
+        )
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(names, names.workload),
+        "spec": {
+            "podSelector": {"matchLabels": names.selector_labels},
+            "policyTypes": ["Ingress"],
+            "ingress": ingress,
+        },
+    }

@@ -7,7 +7,11 @@ bounded by :mod:`.bounded`, at most ``MAX_IN_FLIGHT + 2`` sockets), coalesces PI
 batches the detail reads (``INFO`` and queue depths) into one pipeline at a time: callers
 that arrive while one is out share the next. At most ``MAX_IN_FLIGHT`` PINGs and one
 pipeline use the pool at once, so however slow Redis is to answer, a PING never finds the
-pool used up (which would report a healthy Redis as unreachable). The per-RedisQueue view
+pool used up (which would report a healthy Redis as unreachable). PINGs to one endpoint are
+at least ``MIN_PING_SPACING_SECONDS`` apart: a flood of health requests shares them instead of
+multiplying them, so nobody who can send requests can make the operator PING a Redis more
+than ten times a second. Every connection resolves its host, checks each address against the
+operator's policy and dials only a checked one (:mod:`.dial`). The per-RedisQueue view
 (result, metrics, log lines) stays in :mod:`.probe`.
 
 :class:`EndpointPool` hands out endpoints by key and closes one when its last user leaves.
@@ -30,12 +34,16 @@ from redisqueue.contract import ConnectionContract, tls_options
 
 from ..telemetry.metrics import ServerInfo
 from .bounded import ReplyRejected, limit_replies
+from .dial import DialCheck, check_every_dial
 from .result import QueueKey
 
 #: PINGs outstanding at once per endpoint; later callers share the one sent after them. One:
 #: a busy health endpoint's requests then share PINGs in larger groups (a PING costs about
 #: as much CPU as a dozen health answers), and a slow Redis is asked once, not twice.
 MAX_IN_FLIGHT: Final = 1
+#: The shortest time between two PINGs to one endpoint: callers arriving within it share the
+#: next PING (still sent after they arrived); no flood of requests makes more than ten a second.
+MIN_PING_SPACING_SECONDS: Final = 0.1
 #: INFO is read at most this often per endpoint; callers in between reuse the last answer.
 INFO_MAX_AGE_SECONDS: Final = 1.0
 
@@ -94,7 +102,13 @@ def _info_int(info: object, field: str) -> int:
 class Endpoint:
     """A shared, bounded probe client for one Redis endpoint and credential."""
 
-    def __init__(self, key: EndpointKey, contract: ConnectionContract, timeout: float) -> None:
+    def __init__(
+        self,
+        key: EndpointKey,
+        contract: ConnectionContract,
+        timeout: float,
+        dial_check: DialCheck | None = None,
+    ) -> None:
         self.key = key
         self.endpoint = contract.endpoint
         self.timeout = timeout
@@ -121,9 +135,12 @@ class Endpoint:
             **ssl_kwargs,
         )
         limit_replies(self.client)  # a tenant's endpoint decides nothing about our memory
+        if dial_check is not None:
+            check_every_dial(self.client, dial_check)  # no name is dialled unchecked
         self._waiters: list[asyncio.Future[PingOutcome]] | None = None  # the next PING's
         self._launch_scheduled = False
         self._in_flight = 0
+        self._launched_at = -MIN_PING_SPACING_SECONDS
         # Detail reads waiting for the next pipeline, and the one pipeline under way.
         self._batch: list[tuple[tuple[QueueKey, ...], asyncio.Future[Details]]] = []
         self._details_task: asyncio.Task[None] | None = None
@@ -135,26 +152,37 @@ class Endpoint:
         """The outcome of a PING sent after this call began, shared with concurrent callers.
 
         Callers that arrive before the next PING is sent share it; it is sent on the next turn
-        of the event loop. At most ``MAX_IN_FLIGHT`` PINGs are outstanding; beyond that the
-        shared PING is sent as soon as one of them returns.
+        of the event loop, or ``MIN_PING_SPACING_SECONDS`` after the previous one. At most
+        ``MAX_IN_FLIGHT`` PINGs are outstanding; beyond that the shared PING is sent as soon as
+        one of them returns.
         """
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[PingOutcome] = loop.create_future()
         if self._waiters is None:
             self._waiters = []
-            if self._in_flight < MAX_IN_FLIGHT and not self._launch_scheduled:
-                self._launch_scheduled = True
-                loop.call_soon(self._launch)
+            self._schedule()
         # Each caller waits on a future of its own: one that gives up (a cancelled health
         # request) takes nothing from the others, without a shield per caller.
         self._waiters.append(waiter)
         return await waiter
+
+    def _schedule(self) -> None:
+        if self._in_flight >= MAX_IN_FLIGHT or self._launch_scheduled:
+            return
+        self._launch_scheduled = True
+        loop = asyncio.get_running_loop()
+        wait = self._launched_at + MIN_PING_SPACING_SECONDS - loop.time()
+        if wait > 0:
+            loop.call_later(wait, self._launch)
+        else:
+            loop.call_soon(self._launch)
 
     def _launch(self) -> None:
         self._launch_scheduled = False
         waiters, self._waiters = self._waiters, None
         if not waiters:
             return
+        self._launched_at = asyncio.get_running_loop().time()
         self._in_flight += 1
         task = asyncio.create_task(self._ping(), name=f"ping {self.endpoint}")
 
@@ -168,8 +196,8 @@ class Endpoint:
                     waiter.cancel()
                 else:
                     waiter.set_result(outcome)
-            if self._waiters is not None and not self._launch_scheduled:
-                self._launch()
+            if self._waiters is not None:
+                self._schedule()
 
         task.add_done_callback(deliver)
 
@@ -290,15 +318,18 @@ class Endpoint:
 class EndpointPool:
     """The endpoints in use, by key; an endpoint is closed when its last user releases it."""
 
-    def __init__(self) -> None:
+    def __init__(self, dial_check: DialCheck | None = None) -> None:
         self._endpoints: dict[EndpointKey, Endpoint] = {}
+        #: Checks every address each connection is about to dial (the operator's policy).
+        self.dial_check = dial_check
 
     def acquire(self, contract: ConnectionContract, timeout: float) -> Endpoint:
         """The shared endpoint for ``contract`` (created on first use); pair with release."""
         key = endpoint_key(contract, timeout)
         endpoint = self._endpoints.get(key)
         if endpoint is None:
-            endpoint = self._endpoints[key] = Endpoint(key, contract, timeout)
+            endpoint = Endpoint(key, contract, timeout, self.dial_check)
+            self._endpoints[key] = endpoint
         endpoint.users += 1
         return endpoint
 

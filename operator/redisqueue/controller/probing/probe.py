@@ -29,6 +29,7 @@ from redisqueue.contract import ConnectionContract
 from ..telemetry import metrics
 from ..telemetry.logs import about
 from .bounded import ReplyRejected
+from .dial import DialRefused
 from .endpoints import EndpointPool, PingOutcome
 from .result import ProbeOutcome, ProbeResult, QueueKey, format_latency
 
@@ -37,6 +38,10 @@ log = logging.getLogger("redisqueue.probe")
 
 def classify(exc: BaseException, endpoint: str, timeout: float) -> tuple[ProbeOutcome, str]:
     """Turn an exception into (reason, user-facing message) that never holds a secret."""
+    refused = exc if isinstance(exc, DialRefused) else exc.__cause__
+    if isinstance(refused, DialRefused):
+        # The name resolves into a network the policy refuses now: nothing was dialled.
+        return "refused", f"redis at {endpoint}: not dialled: {refused}"
     if isinstance(exc, AuthenticationError) or (
         isinstance(exc, ResponseError) and str(exc).startswith(("NOAUTH", "WRONGPASS"))
     ):
@@ -149,7 +154,10 @@ class Probe:
                 True, self.endpoint, "ok", latency_seconds=outcome.latency_seconds, at=outcome.at
             )
         reason, message = classify(outcome.error, self.endpoint, self.timeout)
-        if not self.detailed_errors and not (reason == "auth_failed" and self.contract.password):
+        masked = reason not in {"refused", "auth_failed"} or (
+            reason == "auth_failed" and not self.contract.password
+        )
+        if not self.detailed_errors and masked:
             reason, message = "unreachable", undetailed_failure(self.endpoint, self.timeout)
         return ProbeResult(False, self.endpoint, reason, error=message, at=outcome.at)
 

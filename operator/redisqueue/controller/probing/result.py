@@ -11,7 +11,9 @@ from typing import Final, Literal
 
 from ..resource.status import NOT_PROBED, ConditionValue, Reason
 
-ProbeOutcome = Literal["ok", "unreachable", "auth_failed", "timeout", "tls_error", "error"]
+ProbeOutcome = Literal[
+    "ok", "unreachable", "auth_failed", "timeout", "tls_error", "refused", "error"
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +53,7 @@ OUTCOME_REASONS: Final = {
     "auth_failed": Reason.AUTH_FAILED,
     "timeout": Reason.TIMEOUT,
     "tls_error": Reason.TLS_ERROR,
+    "refused": Reason.POLICY_REFUSED,
     "error": Reason.PROBE_FAILED,
 }
 

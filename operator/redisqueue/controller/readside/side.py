@@ -4,8 +4,10 @@ One :class:`ReadSide` per process keeps the :class:`Registry`, the Secrets the R
 read (:class:`SecretStore`, fed by a metadata-only watch), the shared probe pools, and the
 probe schedule. It is the one place where a probe is created, and so where the operator's
 policy is enforced (:meth:`ReadSide.admit`, :meth:`ReadSide.ensure_probe`): no role can probe
-a host the policy refuses. A deleted RedisQueue's probe, Secrets and metric series go with
-it on every replica (:meth:`ReadSide.forget`).
+a host the policy refuses, and every connection a probe opens checks the addresses it is
+about to dial again (:mod:`..probing.dial`). While the admission policies are not in force
+(:class:`AdmissionGuard`) it admits nothing. A deleted RedisQueue's probe, Secrets and metric
+series go with it on every replica (:meth:`ReadSide.forget`).
 
 The roles differ only in who feeds it and what follows a probe:
 
@@ -18,8 +20,9 @@ The roles differ only in who feeds it and what follows a probe:
 A standby that becomes the leader keeps its registry, probes and schedule: it stops its own
 RedisQueue watch and installs the writer.
 
-Long on purpose: the one place a probe is made, with every rule that guards it and both roles
-that feed it, reads as one module; split, a rule would stand apart from the probe it guards.
+Long on purpose: this is the one path every role's reading takes (admission against the
+policies, the one place a probe is made with every rule that guards it, the watches that feed
+them); split, a role could go round a rule.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from ..resource.spec import (
 from ..resource.status import ConditionValue, Reason
 from ..telemetry import metrics
 from .contracts import resolve_contract, resolve_probe_credential
+from .guard import AdmissionGuard
 from .registry import QueueState, Registry
 from .schedule import run_schedule
 from .secrets import SecretStore
@@ -70,6 +74,12 @@ class Writer(Protocol):
     async def secret_changed(self, state: QueueState) -> None:
         """A Secret ``state`` reads changed or went away."""
 
+    async def readmit(self, body: Mapping[str, Any]) -> None:
+        """Take the RedisQueue in ``body`` up again (the admission policies are back)."""
+
+    async def refuse(self, state: QueueState, why: ConditionValue) -> None:
+        """Stop acting on ``state`` and say ``why`` in its status."""
+
 
 class ReadSide:
     """Every RedisQueue in ``namespaces`` (all when empty), probed under ``policy``."""
@@ -80,13 +90,17 @@ class ReadSide:
         *,
         policy: OperatorPolicy | None = None,
         namespaces: Collection[str] = (),
+        guard: AdmissionGuard | None = None,
     ) -> None:
         self.kube = kube
         self.policy = policy or OperatorPolicy()
         self.scopes: list[str | None] = list(namespaces) or [None]
         self.registry = Registry()
         self.secrets = SecretStore(kube, self.registry)
-        self.endpoints = EndpointPool()
+        # Every dial of every probe connection is checked against the policy as it is then.
+        self.endpoints = EndpointPool(dial_check=self._dial_check)
+        #: The admission policies' guard; None when the installer opted out (or in tests).
+        self.guard = guard
         #: The leader's writes; None on a standby.
         self.writer: Writer | None = None
         #: Set once a standby has listed every RedisQueue in its scopes.
@@ -131,8 +145,14 @@ class ReadSide:
         return None if state is None else state.probe
 
     # -- the rules that guard reading ---------------------------------------------------------
+    def _dial_check(self, host: str, address: IPAddress) -> str | None:
+        return self.policy.address_problem(host, address)
+
     async def admit(self, spec: RedisQueueSpec) -> ConditionValue | None:
-        """Why the operator's policy refuses ``spec`` (host or image), or None."""
+        """Why the operator refuses ``spec`` (its admission policies are not in force, or its
+        own policy refuses the host or image), or None."""
+        if self.guard is not None and (refusal := self.guard.refusal) is not None:
+            return ConditionValue("False", Reason.ADMISSION_POLICIES_MISSING, refusal)
         external, provision = spec.redis.external, spec.redis.provision
         problem: str | None = None
         if provision is not None:
@@ -211,6 +231,33 @@ class ReadSide:
         state.contract = None
         await self._release(state)
         metrics.forget_queue(state.namespace, state.name)
+
+    # -- the admission policies come and go ------------------------------------------------------
+    async def run_guard(self) -> None:
+        """Re-check the admission policies periodically (see :class:`AdmissionGuard`)."""
+        if self.guard is not None:
+            await self.guard.run(self.guard_changed)
+
+    async def guard_changed(self, problem: str | None) -> None:
+        """The admission policies went missing (``problem``) or are back (None)."""
+        if problem is not None:
+            refusal = self.guard.refusal if self.guard is not None else problem
+            why = ConditionValue("False", Reason.ADMISSION_POLICIES_MISSING, refusal or problem)
+            for state in self.registry:
+                async with state.lock:
+                    state.spec = None
+                    if self.writer is not None:
+                        await self.writer.refuse(state, why)
+                    else:
+                        await self.stop_probing(state, why)
+            return
+        for scope in self.scopes:
+            async for page, _ in self.kube.list_pages(object_path(API_VERSION, KIND, scope)):
+                for body in page:
+                    if self.writer is not None:
+                        await self.writer.readmit(body)
+                    else:
+                        await self.observe(body)
 
     # -- a standby's RedisQueues ---------------------------------------------------------------
     async def observe(self, body: Mapping[str, Any]) -> None:

@@ -37,6 +37,11 @@ LABEL_REDISQUEUE: Final = f"{KEY_PREFIX}redisqueue"
 #: operator last restarted it because the contract changed (as ``kubectl rollout restart``
 #: does with its own annotation). The only field the operator ever changes in an app workload.
 ANNOTATION_RESTARTED_AT: Final = f"{KEY_PREFIX}restartedAt"
+#: On the objects the operator makes that carry no controller ownerReference (the generated
+#: password Secret under Retain, the data volume's claim): the uid of the RedisQueue they
+#: were made for. Labels say what an object is for; this says for which RedisQueue, proof
+#: that a label (which anyone who may edit the object can copy) cannot give.
+ANNOTATION_OWNER_UID: Final = f"{KEY_PREFIX}owner-uid"
 
 LABEL_NAME: Final = "app.kubernetes.io/name"
 LABEL_INSTANCE: Final = "app.kubernetes.io/instance"

@@ -7,10 +7,18 @@ RedisQueue's author:
 * ``REDISQUEUE_ALLOWED_HOSTS``: DNS suffixes (``cache.amazonaws.com`` allows that name and every
   name under it) and CIDRs (``10.20.0.0/16``), comma-separated. Empty: any host not denied.
 * ``REDISQUEUE_DENIED_HOSTS``: the same syntax, refused even when allowed. Defaults to
-  link-local addresses and the cloud metadata endpoints (:data:`DEFAULT_DENIED_HOSTS`).
+  loopback, the unspecified address, link-local addresses and the cloud metadata endpoints
+  (:data:`DEFAULT_DENIED_HOSTS`).
 * ``REDISQUEUE_ALLOWED_IMAGES``: image prefixes (``registry.example.com/redis:``) for
   ``spec.redis.provision.image``. Empty: any image (the admission policy still asks the author
   for the right to create StatefulSets when the image is not the default).
+
+An address is refused when it, or the IPv4 address it carries, is denied: IPv4-mapped
+(``::ffff:a.b.c.d``), IPv4-compatible (``::a.b.c.d``), NAT64 (``64:ff9b::/96``,
+``64:ff9b:1::/48``), 6to4 (``2002::/16``) and Teredo (``2001::/32``) addresses are checked in
+both forms, so no IPv6 spelling reaches a denied IPv4 network. Names are checked by every
+address they resolve to (:meth:`OperatorPolicy.address_problem`), when the RedisQueue is
+admitted and again each time a connection is dialled.
 
 A host the allow-list names explicitly is *trusted*: its connection failures are reported with
 their cause (refused, timeout, TLS). Any other host's failures all read the same, so status
@@ -33,9 +41,14 @@ ENV_ALLOWED_HOSTS: Final = "REDISQUEUE_ALLOWED_HOSTS"
 ENV_DENIED_HOSTS: Final = "REDISQUEUE_DENIED_HOSTS"
 ENV_ALLOWED_IMAGES: Final = "REDISQUEUE_ALLOWED_IMAGES"
 
-#: Link-local (where every cloud serves instance metadata and credentials), AWS's IPv6
-#: metadata address, and the metadata host names of the large clouds.
+#: Loopback and the unspecified address (in a pod: the operator itself), link-local (where
+#: every cloud serves instance metadata and credentials), AWS's IPv6 metadata address, and the
+#: metadata host names of the large clouds.
 DEFAULT_DENIED_HOSTS: Final = (
+    "127.0.0.0/8",
+    "::1/128",
+    "0.0.0.0/8",
+    "::/128",
     "169.254.0.0/16",
     "fe80::/10",
     "fd00:ec2::254/128",
@@ -129,6 +142,30 @@ def host_address(host: str) -> IPAddress | None:
     return address
 
 
+_IPV4_COMPATIBLE: Final = ipaddress.IPv6Network("::/96")
+_NAT64: Final = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
+
+
+def address_forms(address: IPAddress) -> tuple[IPAddress, ...]:
+    """``address`` and every IPv4 address an IPv6 spelling of it carries (mapped, compatible,
+    NAT64, 6to4, Teredo): the forms a denied network must not match."""
+    if isinstance(address, ipaddress.IPv4Address):
+        return (address,)
+    forms: list[IPAddress] = [address]
+    low32 = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if address.ipv4_mapped is not None:
+        forms.append(address.ipv4_mapped)
+    elif (address in _IPV4_COMPATIBLE and int(address) > 1) or any(  # not :: or ::1
+        address in prefix for prefix in _NAT64
+    ):
+        forms.append(low32)
+    if address.sixtofour is not None:
+        forms.append(address.sixtofour)
+    if address.teredo is not None:
+        forms.extend(address.teredo)  # (server, client)
+    return tuple(forms)
+
+
 _DEFAULT_DENIED: Final = HostRules.parse(",".join(DEFAULT_DENIED_HOSTS), ENV_DENIED_HOSTS)
 
 
@@ -162,6 +199,19 @@ class OperatorPolicy:
             return self.allowed.match_address(address)
         return self.allowed.match_name(host)
 
+    def denies_address(self, address: IPAddress) -> bool:
+        """Whether ``address`` (in any of its forms, see :func:`address_forms`) is denied."""
+        return any(self.denied.match_address(form) for form in address_forms(address))
+
+    def address_problem(self, host: str, address: IPAddress) -> str | None:
+        """Why the operator may not connect to ``address`` for ``host``, or None: the check
+        made for every address a name resolves to, and again before each dial."""
+        if not self.denies_address(address):
+            return None
+        if host_address(host) is not None:
+            return f"spec.redis.external.host: {host} is in a network the operator refuses"
+        return f"spec.redis.external.host: {host} resolves into a network the operator refuses"
+
     def host_problem(self, host: str, resolved: Iterable[IPAddress] = ()) -> str | None:
         """Why ``spec.redis.external.host`` is refused, or None.
 
@@ -170,16 +220,13 @@ class OperatorPolicy:
         """
         address = host_address(host)
         if address is not None:
-            if self.denied.match_address(address):
-                return f"spec.redis.external.host: {host} is in a network the operator refuses"
+            if (problem := self.address_problem(host, address)) is not None:
+                return problem
         elif self.denied.match_name(host):
             return f"spec.redis.external.host: {host} is a host name the operator refuses"
         for found in resolved:
-            mapped = host_address(str(found)) or found
-            if self.denied.match_address(mapped):
-                return (
-                    f"spec.redis.external.host: {host} resolves into a network the operator refuses"
-                )
+            if (problem := self.address_problem(host, found)) is not None:
+                return problem
         if self.allowed and not self.trusted(host):
             return (
                 f"spec.redis.external.host: {host} is not among the hosts this operator may "

@@ -69,7 +69,11 @@ Mode = Literal["provision", "external"]
 DeletionPolicy = Literal["Retain", "Delete"]
 QueueType = Literal["list", "stream"]
 
-DEFAULT_IMAGE: Final = "redis:7.2-alpine"
+#: Pinned to a patch release: with ``imagePullPolicy: IfNotPresent`` a node runs whatever it
+#: cached under the tag, so a floating tag (``7.2-alpine``) would run different Redis versions
+#: on different nodes. A tag can still be re-pushed (a rebuilt base image); for byte-identical
+#: pods name a digest (``redis:7.2.11-alpine@sha256:...``) in ``provision.image``.
+DEFAULT_IMAGE: Final = "redis:7.2.11-alpine"
 DEFAULT_STORAGE_SIZE: Final = "1Gi"
 DEFAULT_AUTH_SECRET_KEY: Final = "password"  # noqa: S105 - a key name, not a password
 DEFAULT_CA_SECRET_KEY: Final = "ca.crt"  # noqa: S105 - a key name
@@ -121,6 +125,16 @@ MSG_HOST: Final = (
     "must be a DNS name or an IP address, without scheme, port or credentials "
     "(the port goes in spec.redis.external.port)"
 )
+#: Everything a C resolver (inet_aton) reads as an IPv4 address: 2130706433, 0x7f.1, 0177.0.0.1.
+NUMERIC_HOST_PATTERN: Final = r"^((0[xX][0-9a-fA-F]*|[0-9]+)\.){0,3}(0[xX][0-9a-fA-F]*|[0-9]+)\.?$"
+_OCTET: Final = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+#: An IPv4 address as four decimal numbers without leading zeros.
+CANONICAL_IPV4_PATTERN: Final = rf"^{_OCTET}(\.{_OCTET}){{3}}$"
+MSG_HOST_NUMERIC: Final = (
+    "an IPv4 address must be written as four decimal numbers without leading zeros "
+    "(a.b.c.d); numeric forms such as 2130706433, 0x7f.1 or 0177.0.0.1 are refused, since "
+    "they hide which address is meant"
+)
 MSG_CAP_GE_BASE: Final = "capSeconds must be greater than or equal to baseSeconds"
 MSG_TIMEOUT_LT_INTERVAL: Final = "timeoutSeconds must be less than intervalSeconds"
 MSG_INSECURE_NEEDS_TLS: Final = "insecureSkipVerify applies only when tls.enabled is true"
@@ -164,7 +178,20 @@ OPERATOR_OWNED_DIRECTIVES: Final = (
     "replicaof",
     "slaveof",
     "protected-mode",
+    # CONFIG SET of dir, dbfilename and the like from any client: the classic way to write
+    # files with Redis's rights.
+    "enable-protected-configs",
+    "bind-source-addr",
+    "unixsocketgroup",
+    "oom-score-adj",
+    "oom-score-adj-values",
+    "syslog-enabled",
+    "syslog-ident",
+    "syslog-facility",
 )
+#: Directive families the operator owns whole: TLS (certificate and key files to read) and
+#: cluster mode (a node config file to write, and a Redis the contract cannot describe).
+OPERATOR_OWNED_DIRECTIVE_PREFIXES: Final = ("tls-", "cluster-")
 #: Pod labels the operator sets (its selector and identity); spec labels may not replace them.
 OPERATOR_POD_LABELS: Final = (
     LABEL_NAME,
@@ -180,8 +207,12 @@ MSG_CONFIG_DIRECTIVE: Final = (
     "extraConfig keys must be redis.conf directive names (lowercase letters, digits and "
     "'-', starting with a letter)"
 )
-MSG_CONFIG_OWNED: Final = "extraConfig may not set directives the operator owns: " + ", ".join(
-    OPERATOR_OWNED_DIRECTIVES
+MSG_CONFIG_OWNED: Final = (
+    "extraConfig may not set directives the operator owns or that loosen protected "
+    "configuration: "
+    + ", ".join(OPERATOR_OWNED_DIRECTIVES)
+    + ", "
+    + ", ".join(f"{p}*" for p in OPERATOR_OWNED_DIRECTIVE_PREFIXES)
 )
 MSG_POD_LABELS_OWNED: Final = "podLabels may not set the operator's labels: " + ", ".join(
     OPERATOR_POD_LABELS
@@ -246,6 +277,10 @@ def _check_storage_size(value: str) -> str:
 def _check_host(value: str) -> str:
     if not re.fullmatch(HOST_PATTERN, value):
         raise ValueError(MSG_HOST)
+    if re.fullmatch(NUMERIC_HOST_PATTERN, value) and not re.fullmatch(
+        CANONICAL_IPV4_PATTERN, value
+    ):
+        raise ValueError(MSG_HOST_NUMERIC)
     if ":" in value:
         # The pattern (shared with the CRD's CEL rule) admits the IPv6 alphabet and shape;
         # the address itself is checked here.
@@ -375,7 +410,14 @@ class ExternalRedis(ResourceModel):
         min_length=1,
         max_length=253,
         description="DNS name or IP address of the Redis primary endpoint, without scheme or port.",
-        json_schema_extra=_validations(cel(f"self.matches({_cel_string(HOST_PATTERN)})", MSG_HOST)),
+        json_schema_extra=_validations(
+            cel(f"self.matches({_cel_string(HOST_PATTERN)})", MSG_HOST),
+            cel(
+                f"!self.matches({_cel_string(NUMERIC_HOST_PATTERN)}) || "
+                f"self.matches({_cel_string(CANONICAL_IPV4_PATTERN)})",
+                MSG_HOST_NUMERIC,
+            ),
+        ),
     )
     port: int = Field(DEFAULT_PORT, **PORT.bounds(), description="TCP port of the Redis server.")
     db: int = Field(
@@ -479,7 +521,7 @@ def _check_extra_config(value: dict[str, str] | None) -> dict[str, str] | None:
     for key in value or {}:
         if not re.fullmatch(CONFIG_DIRECTIVE_PATTERN, key):
             raise ValueError(f"{MSG_CONFIG_DIRECTIVE}: {key!r}")
-        if key in OPERATOR_OWNED_DIRECTIVES:
+        if key in OPERATOR_OWNED_DIRECTIVES or key.startswith(OPERATOR_OWNED_DIRECTIVE_PREFIXES):
             raise ValueError(f"{MSG_CONFIG_OWNED} (got {key!r})")
     return value
 
@@ -559,6 +601,62 @@ class LocalObjectReference(ResourceModel):
     )
 
 
+class LabelSelectorRequirement(ResourceModel):
+    """One requirement of a label selector (metav1 LabelSelectorRequirement)."""
+
+    key: str = Field(min_length=1, max_length=316, description="The label key.")
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"] = Field(
+        description="In, NotIn, Exists or DoesNotExist."
+    )
+    values: list[LabelValue] | None = Field(
+        None, max_length=16, description="Values for In and NotIn."
+    )
+
+
+class LabelSelector(ResourceModel):
+    """Labels that select pods or namespaces (metav1 LabelSelector); empty selects all."""
+
+    match_labels: dict[str, LabelValue] | None = Field(
+        None, max_length=16, description="Labels the object must carry, with these values."
+    )
+    match_expressions: list[LabelSelectorRequirement] | None = Field(
+        None, max_length=8, description="Requirements the object's labels must meet."
+    )
+
+
+class NetworkPeer(ResourceModel):
+    """Pods that may connect to the Redis: those ``podSelector`` selects in the RedisQueue's
+    namespace, or, with ``namespaceSelector``, in the namespaces it selects."""
+
+    pod_selector: LabelSelector = Field(
+        default_factory=LabelSelector,
+        description="Pods that may connect; {} means every pod (of the namespaces meant).",
+        json_schema_extra={"default": {}},
+    )
+    namespace_selector: LabelSelector | None = Field(
+        None,
+        description="Namespaces the pods may be in; when omitted, only the RedisQueue's own. "
+        "Reaching beyond the namespace needs its author's right to create NetworkPolicies "
+        "there (checked at admission).",
+    )
+
+
+class RedisNetworkPolicy(ResourceModel):
+    """The NetworkPolicy in front of a provisioned Redis."""
+
+    enabled: bool = Field(
+        True,
+        description="Create a NetworkPolicy that lets only allowFrom (and the operator's own "
+        "pods, for the health probe) reach the Redis port. Enforced by network plugins that "
+        "implement NetworkPolicy.",
+    )
+    allow_from: list[NetworkPeer] | None = Field(
+        None,
+        max_length=8,
+        description="Who may connect. Default: every pod in the RedisQueue's namespace.",
+    )
+
+
 class ProvisionedRedis(ResourceModel):
     """A single-instance Redis that the operator runs in the cluster (StatefulSet + Service)."""
 
@@ -635,6 +733,18 @@ class ProvisionedRedis(ResourceModel):
             cel(f"self.all(k, !(k in {_cel_list(OPERATOR_POD_LABELS)}))", MSG_POD_LABELS_OWNED)
         ),
     )
+    network_policy: RedisNetworkPolicy = Field(
+        default_factory=RedisNetworkPolicy,
+        description="Which pods may reach the Redis; on by default.",
+        json_schema_extra={"default": {}},
+    )
+    adopt_retained: bool = Field(
+        False,
+        description="Reuse the data volume and the generated password Secret that a deleted "
+        "RedisQueue of the same name left behind (deletionPolicy Retain). Without it the "
+        "operator refuses to take them over (OwnershipConflict). Needs its author's right to "
+        "get both (checked at admission).",
+    )
     extra_config: Annotated[dict[str, ConfigValue] | None, AfterValidator(_check_extra_config)] = (
         Field(
             None,
@@ -648,7 +758,13 @@ class ProvisionedRedis(ResourceModel):
                     MSG_CONFIG_DIRECTIVE,
                 ),
                 cel(
-                    f"self.all(k, !(k in {_cel_list(OPERATOR_OWNED_DIRECTIVES)}))", MSG_CONFIG_OWNED
+                    f"self.all(k, !(k in {_cel_list(OPERATOR_OWNED_DIRECTIVES)})"
+                    + "".join(
+                        f" && !k.startsWith({_cel_string(p)})"
+                        for p in OPERATOR_OWNED_DIRECTIVE_PREFIXES
+                    )
+                    + ")",
+                    MSG_CONFIG_OWNED,
                 ),
             ),
         )

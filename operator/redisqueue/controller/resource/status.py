@@ -7,8 +7,9 @@ functions that compose it and decide when it must be written.
 model the CRD's status schema is generated from, with ``rotation`` (the last password
 rotation). Nothing in it carries a credential.
 
-Long on purpose: the status schema and the functions that fill it are one contract with
-users; split, the two would drift apart.
+Long on purpose: the reasons, the model and the functions that compose and phrase it are one
+vocabulary; kept apart, a reason could be added without its phase or its place in Ready, or
+the status schema could drift from the functions that fill it.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ class Reason:
     SECRET_VALUE_INVALID: Final = "SecretValueInvalid"  # noqa: S105
     SECRET_REFUSED: Final = "SecretRefused"  # noqa: S105
     POLICY_REFUSED: Final = "PolicyRefused"
+    OWNERSHIP_CONFLICT: Final = "OwnershipConflict"  # a same-named object not provably its own
+    ADMISSION_POLICIES_MISSING: Final = "AdmissionPoliciesMissing"  # not installed as shipped
     INJECTED: Final = "Injected"
     NO_TARGETS: Final = "NoTargets"
     INJECT_CONFLICT: Final = "InjectConflict"
@@ -291,6 +294,10 @@ def phase(ready: ConditionValue, reachable: ConditionValue) -> str:
         return "AuthError"
     if ready.reason.startswith("Inject"):
         return "InjectError"
+    if ready.reason in {Reason.OWNERSHIP_CONFLICT, Reason.POLICY_REFUSED}:
+        return "Refused"
+    if ready.reason == Reason.ADMISSION_POLICIES_MISSING:  # the operator acts on nothing
+        return "Paused"
     if reachable.status == "False":
         return "Unreachable"
     return "Error"

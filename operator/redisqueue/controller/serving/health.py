@@ -12,6 +12,9 @@ Routes:
 * ``GET /metrics`` -> Prometheus exposition (OpenMetrics when the scraper asks for it);
 * ``GET /healthz`` -> liveness: 200 while the process is doing its job, 503 otherwise;
 * ``GET /readyz`` -> readiness.
+
+With an authorizer (:mod:`.auth`, the operator's ``--auth``) every route but ``/healthz`` and
+``/readyz`` needs a bearer token whose user may ``get`` the path.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from prometheus_client.exposition import choose_encoder
 
 from ..probing.probe import Probe
 from ..probing.result import ProbeResult, format_latency
+from .auth import TokenAuthorizer
 from .selectors import SelectorError, parse_selector
 
 Check = Callable[[], tuple[bool, str]]
@@ -215,15 +219,43 @@ _NO_CACHE = {"Cache-Control": "no-store"}
 _JSON_NO_CACHE = {**_NO_CACHE, "Content-Type": "application/json; charset=utf-8"}
 
 
+#: Routes that answer without a token: the kubelet's probes.
+OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+
+
+def _require_token(authorizer: TokenAuthorizer) -> Any:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path in OPEN_PATHS:
+            response: web.StreamResponse = await handler(request)
+            return response
+        decision = await authorizer.decide(request.headers.get("Authorization"), request.path)
+        if decision.status != 200:
+            headers = dict(_NO_CACHE)
+            if decision.status == 401:
+                headers["WWW-Authenticate"] = 'Bearer realm="redisqueue-operator"'
+            return web.json_response(
+                {"status": "unknown", "error": decision.message},
+                status=decision.status,
+                headers=headers,
+            )
+        response = await handler(request)
+        return response
+
+    return middleware
+
+
 def create_app(
     probes: ProbeSource,
     *,
     liveness: Check = _always_ok,
     readiness: Check = _always_ok,
     registry: CollectorRegistry = REGISTRY,
+    authorizer: TokenAuthorizer | None = None,
 ) -> web.Application:
-    """The aiohttp application serving health and metrics for ``probes``."""
-    app = web.Application()
+    """The aiohttp application serving health and metrics for ``probes`` (to holders of a
+    token that ``authorizer`` accepts, when given)."""
+    app = web.Application(middlewares=[_require_token(authorizer)] if authorizer else [])
     app[PROBES_KEY] = probes
     app[LIVENESS_KEY] = liveness
     app[READINESS_KEY] = readiness

@@ -162,7 +162,10 @@ async def release_dropped_secrets(kube: Kube, names: QueueNames, keep: set[str])
     namespace, name = names.namespace, names.name
     selector = f"{LABEL_REDISQUEUE}={names.source_label}"
     try:
-        labelled = await kube.list(object_path("v1", "Secret", namespace), label_selector=selector)
+        # Names are all it needs: the data of Secrets labelled (by anyone) never crosses over.
+        labelled = await kube.list(
+            object_path("v1", "Secret", namespace), label_selector=selector, metadata_only=True
+        )
     except KubeError as exc:
         log.warning(
             "%s/%s: could not list injected Secrets: %s",

@@ -181,7 +181,7 @@ class QueueSeries(Collector):
         probes = CounterMetricFamily(
             "redisqueue_probes",
             "Health probes sent, by outcome (ok, unreachable, auth_failed, timeout, "
-            "tls_error, error).",
+            "tls_error, refused, error).",
             labels=[*labels, "outcome"],
         )
         last = GaugeMetricFamily(
