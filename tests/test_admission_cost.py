@@ -21,12 +21,15 @@ import pytest
 import yaml
 
 from go_tools import go_tool
-from redisqueue.controller.resource.spec import MAX_INJECT_TARGETS
+from redisqueue.controller.resource.spec import MAX_INJECT_TARGETS, MAX_RESTART_TARGETS
+
+pytestmark = pytest.mark.gotools
 
 REPO = Path(__file__).resolve().parents[1]
 NAMESPACE = "shop"
 PER_NAME_LIMIT = 12  # inject targets checked one by one (the author policy's rule)
 PULL_SECRETS = 8  # maxItems of provision.imagePullSecrets
+PER_NAME_RESTARTS = 8  # workloads to restart checked one by one (the provision policy's rule)
 
 
 def _policy(path: Path, name: str) -> dict[str, Any]:
@@ -197,3 +200,83 @@ def test_the_other_policies_stay_within_budget_with_every_list_full() -> None:
             assert result["admitted"] == (result["name"] in admitted), result
             if not result["admitted"]:
                 assert all("missing RBAC" in d for d in result["denials"]), result
+
+
+def _restarting(total: int) -> dict[str, Any]:
+    """A RedisQueue (Retain, nothing adopted) whose inject targets list ``total`` workloads to
+    restart, Deployments and StatefulSets in turn, at most 8 per Secret."""
+    inject = []
+    for start in range(0, total, MAX_RESTART_TARGETS):
+        inject.append(
+            {
+                "secretName": f"app-{len(inject)}",
+                "restart": [
+                    {"kind": "Deployment" if i % 2 == 0 else "StatefulSet", "name": f"w-{i}"}
+                    for i in range(start, min(total, start + MAX_RESTART_TARGETS))
+                ],
+            }
+        )
+    return {
+        "apiVersion": "redisqueue.dev/v1alpha1",
+        "kind": "RedisQueue",
+        "metadata": {"name": "jobs", "namespace": NAMESPACE},
+        "spec": {"redis": {"provision": {}}, "inject": inject},
+    }
+
+
+def test_the_restart_checks_stay_within_budget_at_every_length(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    policy = _policy(
+        REPO / "crds" / "redisqueue.dev_admission-policy.yaml", "redisqueue-author-provision"
+    )
+    workloads = [f"w-{i}" for i in range(MAX_INJECT_TARGETS * MAX_RESTART_TARGETS)]
+    authors: dict[str, list[dict[str, Any]]] = {
+        "namespace-wide": [
+            {"verbs": ["patch"], "group": "apps", "resource": "deployments"},
+            {"verbs": ["patch"], "group": "apps", "resource": "statefulsets"},
+        ],
+        "per-name": [
+            {"verbs": ["patch"], "group": "apps", "resource": "deployments", "names": workloads},
+            {"verbs": ["patch"], "group": "apps", "resource": "statefulsets", "names": workloads},
+        ],
+        "redisqueues-only": [],
+    }
+    lengths = [*range(0, 2 * PER_NAME_RESTARTS + 2), MAX_INJECT_TARGETS * MAX_RESTART_TARGETS]
+    cases = [
+        {
+            "name": f"{who} restart={n}",
+            "operation": "CREATE",
+            "object": _restarting(n),
+            "allow": [{**rule, "namespace": NAMESPACE} for rule in rules],
+        }
+        for who, rules in authors.items()
+        for n in lengths
+    ]
+    results = _measure(policy, cases)
+    with capsys.disabled():
+        shown = [r for r in results if int(r["name"].split("restart=")[1]) in {0, 1, 8, 9, 512}]
+        print("\nauthor-provision (restarts), CEL cost per evaluation:\n" + _table(shown))
+    for result in results:
+        assert not result["errors"], (result["name"], result["errors"])
+        assert result["cost"] + result["messageCost"] <= result["budget"], result["name"]
+        n = int(result["name"].split("restart=")[1])
+        who = result["name"].split()[0]
+        if who == "namespace-wide" or n == 0:
+            assert result["admitted"], result
+        elif who == "per-name":
+            assert result["admitted"] == (n <= PER_NAME_RESTARTS), result
+            if n > PER_NAME_RESTARTS:
+                assert len(result["denials"]) == 1, result
+                assert result["denials"][0].startswith(
+                    f"spec.inject[].restart names {n} workloads: more than 8 need patch"
+                ), result
+        else:
+            assert not result["admitted"], result
+            assert any(
+                d.startswith("spec.inject[].restart: you may not patch Deployment/w-0")
+                or "more than 8" in d
+                for d in result["denials"]
+            ), result
+    worst = max(r["cost"] for r in results if r["admitted"])
+    assert worst <= 0.9 * results[0]["budget"], worst
