@@ -37,7 +37,8 @@ from operator_harness import (  # noqa: E402
     service_account_kubeconfig,
 )
 from redis_server import RedisServer  # noqa: E402
-from redisqueue.controller.api.kube import Kube, object_path  # noqa: E402
+from redisqueue.controller.api.kube import Kube  # noqa: E402
+from redisqueue.controller.api.paths import object_path  # noqa: E402
 
 LEASE = object_path("coordination.k8s.io/v1", "Lease", OPERATOR_NAMESPACE, "redisqueue-operator")
 

@@ -60,8 +60,8 @@ from redisqueue.controller.api.kube import (  # noqa: E402
     TOKEN_MAX_AGE_SECONDS,
     WATCH_TIMEOUT_SECONDS,
     Kube,
-    object_path,
 )
+from redisqueue.controller.api.paths import object_path  # noqa: E402
 from redisqueue.controller.resource.admission import DEFAULT_INTERVAL_SECONDS  # noqa: E402
 
 GROUP, VERSION, PLURAL = "redisqueue.dev", "v1alpha1", "redisqueues"

@@ -26,7 +26,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from kube_controlplane import ControlPlane
 from redis_server import free_port
-from redisqueue.controller.api.kube import Kube, object_path
+from redisqueue.controller.api.kube import Kube
+from redisqueue.controller.api.paths import object_path
 from redisqueue.controller.resource.policy import DEFAULT_DENIED_HOSTS
 
 REPO = Path(__file__).resolve().parent.parent

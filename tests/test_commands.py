@@ -17,10 +17,10 @@ from redisqueue.commands import (
     REPORTS,
     SAFE_BLOCKING,
     batch_repeatable,
+    blocking,
     command_name,
     repeatable,
 )
-from redisqueue.connection import blocking
 
 
 @pytest.mark.parametrize(

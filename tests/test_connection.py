@@ -24,7 +24,7 @@ from redisqueue.client import (
     create_client,
     reply_timeout,
 )
-from redisqueue.connection import blocking
+from redisqueue.commands import blocking
 from redisqueue.settings import RedisSettings, load_settings
 
 

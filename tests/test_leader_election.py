@@ -35,7 +35,8 @@ from operator_harness import (
     wait_for_ready,
 )
 from redis_server import RedisServer, TLSFiles
-from redisqueue.controller.api.kube import Kube, object_path
+from redisqueue.controller.api.kube import Kube
+from redisqueue.controller.api.paths import object_path
 
 LEASE_SECONDS = 6
 LEASE = object_path("coordination.k8s.io/v1", "Lease", OPERATOR_NAMESPACE, "redisqueue-operator")

@@ -32,7 +32,8 @@ from operator_harness import (
 )
 from redis_server import RedisServer, TLSFiles
 from redisqueue.client import create_client
-from redisqueue.controller.api.kube import Kube, KubeError, object_path
+from redisqueue.controller.api.kube import Kube, KubeError
+from redisqueue.controller.api.paths import object_path
 from redisqueue.settings import load_settings
 
 pytestmark = pytest.mark.k8s

@@ -32,7 +32,8 @@ from operator_harness import (
     wait_for_ready,
 )
 from redis_server import RedisServer
-from redisqueue.controller.api.kube import Kube, object_path
+from redisqueue.controller.api.kube import Kube
+from redisqueue.controller.api.paths import object_path
 from test_tenancy_e2e import (
     APP_TEAM_RULES,
     TENANT_RULES,

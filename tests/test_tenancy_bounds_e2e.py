@@ -39,7 +39,8 @@ from operator_harness import (
     wait_for_ready,
 )
 from redis_server import RedisServer
-from redisqueue.controller.api.kube import Kube, object_path
+from redisqueue.controller.api.kube import Kube
+from redisqueue.controller.api.paths import object_path
 from redisqueue.controller.api.watch import follow
 
 pytestmark = pytest.mark.k8s

@@ -40,7 +40,8 @@ from operator_harness import (
     wait_for_ready,
 )
 from redis_server import RedisServer
-from redisqueue.controller.api.kube import Kube, KubeError, object_path
+from redisqueue.controller.api.kube import Kube, KubeError
+from redisqueue.controller.api.paths import object_path
 from redisqueue.controller.objects.workload import build_statefulset
 from redisqueue.controller.resource.names import QueueNames
 from redisqueue.controller.resource.spec import parse_spec

@@ -41,7 +41,8 @@ from operator_harness import (
     wait_for_ready,
 )
 from redis_server import RedisServer, free_port
-from redisqueue.controller.api.kube import Kube, KubeError, object_path
+from redisqueue.controller.api.kube import Kube, KubeError
+from redisqueue.controller.api.paths import object_path
 
 pytestmark = [
     pytest.mark.k8s,

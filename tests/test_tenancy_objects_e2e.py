@@ -31,13 +31,10 @@ from operator_harness import (
     service_account_kubeconfig,
     wait_for_ready,
 )
-from redisqueue.controller.api.kube import Kube, KubeError, object_path
-from redisqueue.controller.objects.workload import (
-    OperatorPeer,
-    build_network_policy,
-    build_service,
-    build_statefulset,
-)
+from redisqueue.controller.api.kube import Kube, KubeError
+from redisqueue.controller.api.paths import object_path
+from redisqueue.controller.objects.network import OperatorPeer, build_network_policy
+from redisqueue.controller.objects.workload import build_service, build_statefulset
 from redisqueue.controller.resource.identity import ANNOTATION_OWNER_UID
 from redisqueue.controller.resource.names import QueueNames
 from redisqueue.controller.resource.spec import parse_spec

@@ -1,4 +1,5 @@
-"""Which commands the client sends again when their reply did not arrive.
+"""Which commands block and for how long, and which the client sends again when their reply
+did not arrive.
 
 A command whose reply was lost (the connection dropped, or no reply came within the read
 deadline) may have run on the server. Sending it again is only right when running it twice
@@ -21,7 +22,9 @@ against a real server's ``COMMAND`` flags.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 #: Flagged ``readonly`` by Redis (7.0 and later). Subcommands are written ``CONTAINER|SUB``,
@@ -131,3 +134,77 @@ def repeatable(args: Sequence[Any]) -> bool:
 def batch_repeatable(commands: Iterable[Sequence[Any]]) -> bool:
     """Whether a pipeline or transaction may be sent again: only if all its commands may."""
     return all(command_name(args) in _BRACKETS or repeatable(args) for args in commands if args)
+
+
+@dataclass(frozen=True, slots=True)
+class Blocking:
+    """What a blocking command asked for: its name, block time and whether resending is safe."""
+
+    command: str
+    seconds: float  # 0: wait for ever
+    retry_safe: bool
+
+    def deadline(self, socket_timeout: float | None) -> float:
+        """Seconds to wait for the reply: the block time plus the socket timeout; inf for 0."""
+        if self.seconds <= 0:
+            return math.inf
+        return self.seconds + (socket_timeout or 0.0)
+
+
+# command -> (position of the timeout argument, its unit in seconds, retry-safe)
+_TIMEOUT_AT: Final[dict[str, tuple[int, float, bool]]] = {
+    "BLPOP": (-1, 1.0, False),
+    "BRPOP": (-1, 1.0, False),
+    "BZPOPMIN": (-1, 1.0, False),
+    "BZPOPMAX": (-1, 1.0, False),
+    "BLMPOP": (1, 1.0, False),
+    "BZMPOP": (1, 1.0, False),
+    "BRPOPLPUSH": (-1, 1.0, True),
+    "BLMOVE": (-1, 1.0, True),
+    "WAIT": (2, 0.001, True),
+    "WAITAOF": (3, 0.001, True),
+}
+_STREAM_READS: Final = frozenset({"XREAD", "XREADGROUP"})
+_OPTIONS_WITH_VALUE: Final = frozenset({"COUNT", "BLOCK", "CLAIM"})
+_KNOWN: Final = frozenset({*_TIMEOUT_AT, *_STREAM_READS})
+
+
+def blocking(args: tuple[Any, ...]) -> Blocking | None:
+    """The blocking part of a command as sent (``("BLPOP", "q", 5)``), or None.
+
+    Called for every command: a non-blocking one costs one set lookup.
+    """
+    name = args[0]
+    if name not in _KNOWN:
+        if not isinstance(name, str | bytes) or (isinstance(name, str) and name.isupper()):
+            return None
+        name = _word(name)
+        if name not in _KNOWN:
+            return None
+    try:
+        if name in _STREAM_READS:
+            return _stream_read(name, args)
+        position, unit, retry_safe = _TIMEOUT_AT[name]
+        return Blocking(name, float(_word(args[position])) * unit, retry_safe)
+    except (IndexError, ValueError):
+        return None  # malformed: Redis answers with an error at once
+
+
+def _stream_read(name: str, args: tuple[Any, ...]) -> Blocking | None:
+    # XREAD [COUNT n] [BLOCK ms] STREAMS ...; XREADGROUP GROUP g c [COUNT n] [BLOCK ms] [NOACK]
+    # [CLAIM ms] STREAMS ...: only words before STREAMS are options.
+    i = 4 if name == "XREADGROUP" else 1
+    block_ms: float | None = None
+    noack = False
+    while i < len(args):
+        word = _word(args[i])
+        if word == "STREAMS":
+            break
+        if word == "BLOCK":
+            block_ms = float(_word(args[i + 1]))
+        elif word == "NOACK":
+            noack = True
+        i += 2 if word in _OPTIONS_WITH_VALUE else 1
+    if block_ms is None:
+        return None
+    return Blocking(name, block_ms / 1000.0, retry_safe=not noack)

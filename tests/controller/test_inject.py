@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from kube_controlplane import ControlPlane
 from redisqueue.contract import ConnectionContract
-from redisqueue.controller.api.kube import Kube, object_path
+from redisqueue.controller.api.kube import Kube
+from redisqueue.controller.api.paths import object_path
 from redisqueue.controller.objects.appsecret import build_injected_secret_apply
 from redisqueue.controller.resource.names import QueueNames, inject_field_manager
 from redisqueue.controller.steps.inject import already_applied

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from kube_controlplane import ControlPlane
-from redisqueue.controller.api.kube import EventTooLarge, Kube, KubeError, object_path
+from redisqueue.controller.api.kube import EventTooLarge, Kube, KubeError
 from redisqueue.controller.api.login import NoClusterError
+from redisqueue.controller.api.paths import object_path
 
 SELF_REVIEW = "/apis/authentication.k8s.io/v1/selfsubjectreviews"
 

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from kube_controlplane import ControlPlane
-from redisqueue.controller.api.kube import Kube, object_path
+from redisqueue.controller.api.kube import Kube
+from redisqueue.controller.api.paths import object_path
 from redisqueue.controller.readside.registry import Registry
 from redisqueue.controller.readside.secrets import SecretStore
 from redisqueue.controller.resource.errors import SetupError

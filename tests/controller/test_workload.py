@@ -21,19 +21,21 @@ from redisqueue.controller.objects.acl import (
     password_hash,
 )
 from redisqueue.controller.objects.meta import owner_reference
-from redisqueue.controller.objects.workload import (
+from redisqueue.controller.objects.server import (
     LIVENESS_SCRIPT,
     READINESS_SCRIPT,
     SECRETS_DIR,
+    redis_config,
+    resolved_resources,
+    startup_script,
+)
+from redisqueue.controller.objects.workload import (
     build_auth_secret,
     build_pvc_resize_patch,
     build_service,
     build_statefulset,
     claim_template_size,
     generate_password,
-    redis_config,
-    resolved_resources,
-    startup_script,
 )
 from redisqueue.controller.resource.names import QueueNames
 from redisqueue.controller.resource.spec import RedisQueueSpec, parse_spec
@@ -585,7 +587,7 @@ def test_objects_that_outlive_the_redisqueue_carry_its_uid() -> None:
 
 
 def test_the_network_policy_selects_the_redis_pod_and_lets_in_the_apps_and_the_operator() -> None:
-    from redisqueue.controller.objects.workload import OperatorPeer, build_network_policy
+    from redisqueue.controller.objects.network import OperatorPeer, build_network_policy
 
     peer = OperatorPeer("redisqueue-system", {"app.kubernetes.io/name": "redisqueue-operator"})
     default = build_network_policy(NAMES, provision(), peer)

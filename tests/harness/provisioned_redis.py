@@ -18,7 +18,7 @@ from typing import Any
 
 import redis
 
-from redisqueue.controller.objects.workload import READINESS_SCRIPT, SECRETS_DIR, startup_script
+from redisqueue.controller.objects.server import READINESS_SCRIPT, SECRETS_DIR, startup_script
 from redisqueue.controller.resource.spec import RedisQueueSpec
 
 

@@ -31,8 +31,8 @@ from redisqueue.contract import ConnectionContract
 
 from .api.gate import WriteFenced
 from .api.kube import Kube, KubeError
+from .objects.network import OperatorPeer
 from .objects.restart import restart_stamp
-from .objects.workload import OperatorPeer
 from .probing.result import ProbeResult
 from .readside.contracts import resolve_contract
 from .readside.registry import QueueState

@@ -29,10 +29,11 @@ from aiohttp import web
 
 from . import handlers  # noqa: F401 - registers the kopf handlers
 from .api.gate import WRITE_GATE
-from .api.kube import Kube, KubeError, object_path
+from .api.kube import Kube, KubeError
 from .api.lease import LeaderElector
 from .api.lease import LeaseSettings as Election
 from .api.login import identify, login, share_pool
+from .api.paths import object_path
 from .readside.guard import PEERS_ENV, AdmissionGuard, Safeguards
 from .readside.side import ReadSide
 from .reconciler import Reconciler

@@ -26,7 +26,7 @@ from typing import Any, Final
 import aiohttp
 import kopf
 
-from ..resource.identity import JSON, PLURAL
+from ..resource.identity import JSON
 from .gate import WRITE_GATE, WRITES, WriteFenced
 from .login import (
     SERVICE_ACCOUNT_TOKEN,
@@ -36,20 +36,7 @@ from .login import (
     usable_kubeconfig,
     user_agent,
 )
-
-_PLURALS: Final = {
-    "Secret": "secrets",
-    "Service": "services",
-    "ConfigMap": "configmaps",
-    "PersistentVolumeClaim": "persistentvolumeclaims",
-    "StatefulSet": "statefulsets",
-    "Deployment": "deployments",
-    "Event": "events",
-    "Lease": "leases",
-    "Pod": "pods",
-    "NetworkPolicy": "networkpolicies",
-    "RedisQueue": PLURAL,
-}
+from .paths import object_path
 
 APPLY: Final = "application/apply-patch+yaml"
 #: How long the operator waits at start for the API server to answer GET /version.
@@ -102,23 +89,6 @@ class KubeError(Exception):
     @property
     def forbidden(self) -> bool:
         return self.status == 403
-
-
-def object_path(
-    api_version: str,
-    kind: str,
-    namespace: str | None,
-    name: str | None = None,
-    subresource: str | None = None,
-) -> str:
-    """The REST path of a (namespaced) object or collection."""
-    base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-    path = base + (f"/namespaces/{namespace}" if namespace else "") + f"/{_PLURALS[kind]}"
-    if name:
-        path += f"/{name}"
-    if subresource:
-        path += f"/{subresource}"
-    return path
 
 
 class Kube:

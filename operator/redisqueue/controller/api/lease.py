@@ -35,7 +35,8 @@ from typing import Any, Final
 from ..resource.identity import MANAGED_BY
 from ..telemetry import metrics
 from .gate import WRITE_GATE, WriteFenced
-from .kube import Kube, KubeError, object_path
+from .kube import Kube, KubeError
+from .paths import object_path
 
 log = logging.getLogger("redisqueue.leader")
 

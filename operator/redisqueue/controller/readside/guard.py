@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from ..api.kube import Kube, KubeError
-from ..objects.workload import OperatorPeer
+from ..objects.network import OperatorPeer
 from ..resource.admission import (
     DEFAULT_INTERVAL_SECONDS,
     ENV_INTERVAL,

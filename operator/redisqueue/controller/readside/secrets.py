@@ -14,7 +14,8 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any, Final
 
-from ..api.kube import Kube, KubeError, object_path
+from ..api.kube import Kube, KubeError
+from ..api.paths import object_path
 from ..resource.errors import SetupError
 from ..resource.identity import JSON
 from ..resource.status import Reason

@@ -35,7 +35,8 @@ from typing import Any, Final, Protocol
 
 from redisqueue.contract import ConnectionContract
 
-from ..api.kube import Kube, object_path
+from ..api.kube import Kube
+from ..api.paths import object_path
 from ..api.watch import follow
 from ..probing.endpoints import EndpointPool
 from ..probing.probe import Probe

@@ -13,7 +13,8 @@ from typing import Any
 
 from redisqueue.contract import CONTRACT_KEYS, ConnectionContract
 
-from ..api.kube import Kube, KubeError, object_path
+from ..api.kube import Kube, KubeError
+from ..api.paths import object_path
 from ..objects.appsecret import build_injected_secret_apply, build_injected_secret_release
 from ..readside.secrets import refuse_special
 from ..resource.errors import SetupError

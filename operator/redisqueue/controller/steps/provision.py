@@ -20,17 +20,17 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from ..api.kube import Kube, KubeError, object_path
+from ..api.kube import Kube, KubeError
+from ..api.paths import object_path
 from ..objects.acl import (
     ADMIN_PASSWORD_KEY,
     PROBE_PASSWORD_KEY,
     build_acl_secret,
 )
 from ..objects.meta import controlled_by, labelled_for, stamped_for
+from ..objects.network import OperatorPeer, build_network_policy
 from ..objects.workload import (
-    OperatorPeer,
     build_auth_secret,
-    build_network_policy,
     build_pvc_resize_patch,
     build_service,
     build_statefulset,

@@ -11,7 +11,8 @@ import datetime
 import logging
 
 from ..api.gate import WriteFenced
-from ..api.kube import Kube, KubeError, object_path
+from ..api.kube import Kube, KubeError
+from ..api.paths import object_path
 from ..objects.events import build_ready_event, build_rotation_event, ready_transition_is_news
 from ..probing.result import ProbeResult, reachable_condition
 from ..readside.registry import QueueState

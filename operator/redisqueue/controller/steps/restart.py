@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from ..api.kube import Kube, KubeError, object_path
+from ..api.kube import Kube, KubeError
+from ..api.paths import object_path
 from ..objects.restart import build_restart_patch, describe, rolled_out, stamped
 from ..resource.spec import RestartTarget
 from ..telemetry.logs import about
