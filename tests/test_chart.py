@@ -320,14 +320,8 @@ def test_default_render_is_the_plain_install_and_nothing_else(control_plane: Con
         "RoleBinding",
         "Service",
         "ServiceAccount",
-        "ValidatingAdmissionPolicy",
-        "ValidatingAdmissionPolicy",
-        "ValidatingAdmissionPolicy",
-        "ValidatingAdmissionPolicy",
-        "ValidatingAdmissionPolicyBinding",
-        "ValidatingAdmissionPolicyBinding",
-        "ValidatingAdmissionPolicyBinding",
-        "ValidatingAdmissionPolicyBinding",
+        *["ValidatingAdmissionPolicy"] * 5,
+        *["ValidatingAdmissionPolicyBinding"] * 5,
     ]
     # Release "redisqueue-operator" gives the same names as the plain manifests.
     assert {d["metadata"]["name"] for d in docs} == {
@@ -800,14 +794,8 @@ def test_install_creates_the_crd_and_a_locked_down_operator_then_uninstall_keeps
         "RoleBinding",
         "Service",
         "ServiceAccount",
-        "ValidatingAdmissionPolicy",
-        "ValidatingAdmissionPolicy",
-        "ValidatingAdmissionPolicy",
-        "ValidatingAdmissionPolicy",
-        "ValidatingAdmissionPolicyBinding",
-        "ValidatingAdmissionPolicyBinding",
-        "ValidatingAdmissionPolicyBinding",
-        "ValidatingAdmissionPolicyBinding",
+        *["ValidatingAdmissionPolicy"] * 5,
+        *["ValidatingAdmissionPolicyBinding"] * 5,
     ]
 
     name = release.fullname
