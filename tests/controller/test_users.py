@@ -96,3 +96,12 @@ async def test_failures_name_the_endpoint_and_never_a_password(server: Provision
     with pytest.raises(UsersUnavailable, match="ACL GETUSER failed"):
         await gone.user(APP_USER)
     await gone.close()
+
+
+def test_the_users_secret_is_controlled_by_and_stamped_with_its_redisqueue() -> None:
+    # The object-shape policy admits a generated Secret only with the RedisQueue's uid on it.
+    acl = build_acl_secret(NAMES, admin_password=ADMIN, probe_password=PROBE, queues=SPEC.queues)
+    meta = acl["metadata"]
+    assert meta["annotations"] == {"redisqueue.dev/owner-uid": NAMES.uid}
+    assert [ref["uid"] for ref in meta["ownerReferences"]] == [NAMES.uid]
+    assert meta["ownerReferences"][0]["controller"] is True

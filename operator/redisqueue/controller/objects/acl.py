@@ -99,14 +99,15 @@ def build_acl_secret(
 ) -> JSON:
     """The Secret ``<name>-redis-acl``: the operator's own users of a provisioned Redis.
 
-    Always owned by the RedisQueue (these users exist only for the Redis it runs). Create it
-    with new random passwords once; later applies keep the passwords read back from it and
-    change only the probe's key rules.
+    Always owned by the RedisQueue (these users exist only for the Redis it runs), and stamped
+    with its uid like every Secret the operator generates (the object-shape policy admits no
+    other). Create it with new random passwords once; later applies keep the passwords read
+    back from it and change only the probe's key rules.
     """
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": metadata(names, names.acl_secret),
+        "metadata": metadata(names, names.acl_secret, stamped=True),
         "type": "Opaque",
         "data": {
             ADMIN_PASSWORD_KEY: b64(admin_password),
