@@ -467,8 +467,8 @@ async def test_a_leaked_operator_token_creates_only_objects_of_the_operators_sha
         "hostPath": _statefulset(
             namespace,
             volumes=[
-                {"name": "config", "hostPath": {"path": "/"}},
-                {"name": "tmp", "emptyDir": {}},
+                {"name": "config", "hostPath": {"path": "/"}} if v["name"] == "config" else v
+                for v in _statefulset(namespace)["spec"]["template"]["spec"]["volumes"]
             ],
         ),
         "unlabelled": {
