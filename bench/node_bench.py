@@ -1,6 +1,6 @@
 """Provision mode and Redis failures on the real test node, as medians over several runs.
 
-Starts the single-node cluster of ``tests/kube_node.py`` (root), installs the chart with the
+Starts the single-node cluster of ``tests/harness/kube_node.py`` (root), installs the chart with the
 locally built operator image, then per run, in a fresh namespace:
 
 * applies ``manifests/examples/provision.yaml`` (Redis image built here) and measures apply
@@ -31,8 +31,8 @@ sys.path.insert(0, str(REPO / "tests"))
 
 import yaml  # noqa: E402
 
-from kube_node import Node  # noqa: E402
-from node_fixtures import TOOLBOX, ensure_toolbox  # noqa: E402
+from harness.kube_node import Node  # noqa: E402
+from harness.node_fixtures import TOOLBOX, ensure_toolbox  # noqa: E402
 
 PINGER = """
 import json, sys, time, redis

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kube_controlplane import ControlPlane
+from harness.kube_controlplane import ControlPlane
 from redisqueue.controller.api.kube import EventTooLarge, Kube, KubeError, object_path
 from redisqueue.controller.api.login import NoClusterError
 
