@@ -28,6 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis.exceptions import ResponseError
 
 from harness.kube_controlplane import ControlPlane
+from harness.library import settings_for
 from harness.prometheus_fixtures import PrometheusServer, Promtool, StartPrometheus, value
 from harness.redis_server import RedisServer
 from redisqueue.client import create_async_client
@@ -35,20 +36,11 @@ from redisqueue.controller.probing.probe import Probe
 from redisqueue.controller.probing.result import QueueKey
 from redisqueue.controller.serving.health import ProbeList, create_app
 from redisqueue.controller.telemetry import metrics
-from redisqueue.settings import RedisSettings, load_settings
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "redisqueue-operator"
 NAMESPACE = "local"  # what the dev server calls its one queue's namespace
 RUNBOOKS = Path(__file__).resolve().parents[2] / "docs" / "runbooks"
 RUNBOOK_BASE = "https://github.com/redisqueue/redisqueue-operator/blob/main/docs/runbooks/"
-
-
-def settings_for(server: RedisServer, **extra: str) -> RedisSettings:
-    env = {"REDIS_URL": f"redis://{server.endpoint}/0"}
-    if server.password:
-        env["REDIS_PASSWORD"] = server.password
-    env.update(extra)
-    return load_settings(env, env_file=None)
 
 
 def closed_port() -> int:

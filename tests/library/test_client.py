@@ -15,23 +15,10 @@ import redis
 from prometheus_client import REGISTRY
 from redis.exceptions import AuthenticationError
 
+from harness.library import sample, settings_for
 from harness.redis_server import RedisServer, TLSFiles
 from redisqueue.client import create_async_client, create_client
-from redisqueue.settings import RedisSettings, load_settings
-
-
-def settings_for(server: RedisServer, **extra: str) -> RedisSettings:
-    scheme = "rediss" if server.tls else "redis"
-    env = {"REDIS_URL": f"{scheme}://{server.endpoint}/0"}
-    if server.password:
-        env["REDIS_PASSWORD"] = server.password
-    env.update(extra)
-    return load_settings(env, env_file=None)
-
-
-def sample(name: str, **labels: str) -> float:
-    value = REGISTRY.get_sample_value(name, labels)
-    return 0.0 if value is None else value
+from redisqueue.settings import load_settings
 
 
 async def test_500_tasks_never_open_more_than_the_cap_and_all_complete(

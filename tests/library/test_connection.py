@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import redis
-from prometheus_client import REGISTRY
 
+from harness.library import sample, settings_for
 from harness.redis_server import RedisServer
 from redisqueue.client import (
     BlockingCommandInterrupted,
@@ -25,18 +25,7 @@ from redisqueue.client import (
     reply_timeout,
 )
 from redisqueue.connection import blocking
-from redisqueue.settings import RedisSettings, load_settings
-
-
-def settings_for(server: RedisServer, **extra: str) -> RedisSettings:
-    env = {"REDIS_URL": f"redis://{server.endpoint}/0", "REDIS_PASSWORD": server.password or ""}
-    env.update(extra)
-    return load_settings(env, env_file=None)
-
-
-def sample(name: str, **labels: str) -> float:
-    value = REGISTRY.get_sample_value(name, labels)
-    return 0.0 if value is None else value
+from redisqueue.settings import RedisSettings
 
 
 @pytest.mark.parametrize(

@@ -11,22 +11,10 @@ from collections.abc import Awaitable, Callable
 import pytest
 import redis
 import redis.asyncio
-from prometheus_client import REGISTRY
 
+from harness.library import sample, settings_for
 from harness.redis_server import RedisServer
 from redisqueue.client import PoolExhaustedError, create_async_client, create_client
-from redisqueue.settings import RedisSettings, load_settings
-
-
-def settings_for(server: RedisServer, **extra: str) -> RedisSettings:
-    env = {"REDIS_URL": f"redis://{server.endpoint}/0", "REDIS_PASSWORD": server.password or ""}
-    env.update(extra)
-    return load_settings(env, env_file=None)
-
-
-def sample(name: str, **labels: str) -> float:
-    value = REGISTRY.get_sample_value(name, labels)
-    return 0.0 if value is None else value
 
 
 async def greedy_and_polite(client: redis.asyncio.Redis) -> list[str]:
