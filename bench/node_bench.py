@@ -32,7 +32,14 @@ sys.path.insert(0, str(REPO / "tests"))
 import yaml  # noqa: E402
 
 from harness.kube_node import Node  # noqa: E402
-from harness.node_fixtures import TOOLBOX, ensure_toolbox  # noqa: E402
+from harness.node_fixtures import (  # noqa: E402
+    CHART,
+    OPERATOR_NS,
+    RELEASE,
+    TOOLBOX,
+    ensure_toolbox,
+    image_values,
+)
 
 PINGER = """
 import json, sys, time, redis
@@ -178,25 +185,15 @@ def main() -> int:
             f"node up in {node.startup_seconds:.1f} s "
             f"({', '.join(f'{k} {v:.1f} s' for k, v in node.timings.items())})"
         )
-        image = node.images["operator"].ref
-        registry, rest = image.split("/", 1)
-        repository, tag = rest.rsplit(":", 1)
         started = time.monotonic()
         node.helm(
             "install",
-            "redisqueue-operator",
-            str(REPO / "charts" / "redisqueue-operator"),
+            RELEASE,
+            str(CHART),
             "--namespace",
-            "redisqueue-system",
+            OPERATOR_NS,
             "--create-namespace",
-            "--set",
-            f"image.registry={registry}",
-            "--set",
-            f"image.repository={repository}",
-            "--set",
-            f"image.tag={tag}",
-            "--set",
-            "image.pullPolicy=Never",
+            *image_values(node),
             "--wait",
         )
         print(f"helm install -> operator Ready: {time.monotonic() - started:.1f} s")

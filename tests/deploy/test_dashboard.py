@@ -9,7 +9,6 @@ that can only ever be empty. The chart test renders the same JSON into the sidec
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -23,6 +22,7 @@ from typing import Any
 import pytest
 import redis
 
+from harness.dashboard import fill, load_dashboard, panel_queries
 from harness.kube_controlplane import ControlPlane, kill_process_group
 from harness.operator_harness import (
     OperatorProcess,
@@ -38,7 +38,6 @@ from redisqueue.controller.api.kube import Kube
 pytestmark = pytest.mark.k8s
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "redisqueue-operator"
-DASHBOARD = CHART / "dashboards" / "redisqueue-operator.json"
 APP_CLIENT = "dashboard-app"
 
 #: A worker using the client library: serves /metrics and keeps a list and a stream busy.
@@ -61,29 +60,6 @@ while True:
         print("command failed:", type(exc).__name__, flush=True)
     time.sleep(0.05)
 """
-
-
-def load_dashboard() -> dict[str, Any]:
-    dashboard: dict[str, Any] = json.loads(DASHBOARD.read_text())
-    return dashboard
-
-
-def panel_queries(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
-    """(panel title, expr) of every query target of every panel, rows included."""
-    found: list[tuple[str, str]] = []
-    for panel in dashboard["panels"]:
-        for inner in [panel, *panel.get("panels", [])]:
-            for target in inner.get("targets", []):
-                found.append((inner["title"], target["expr"]))
-    return found
-
-
-def fill(expr: str, variables: dict[str, str]) -> str:
-    """The query Grafana sends for these variable values."""
-    for name, val in variables.items():
-        expr = expr.replace(f"${name}", val)
-    assert "$" not in expr, f"a variable is left in {expr!r}"
-    return expr
 
 
 # --------------------------------------------------------------------------- the file itself

@@ -462,8 +462,6 @@ def keda(node: Node, pytestconfig: pytest.Config) -> Iterator[str]:
 # --------------------------------------------------------------------------- the product
 
 
-CHART = REPO_ROOT / "charts" / "redisqueue-operator"
-OPERATOR_NS = "redisqueue-system"
 WORKER = REPO_ROOT / "tests" / "node" / "worker.py"
 #: The provisioned RedisQueue of manifests/examples/provision.yaml and its app Secret.
 QUEUE_NAME = "analysis-jobs"
@@ -471,22 +469,6 @@ APP_SECRET = "analysis-worker-redis"
 LIST_KEY = "phase1:jobs"
 #: The stream queue the KEDA example's redis-streams trigger (and the dashboard) read.
 STREAM = {"key": "phase1:events", "type": "stream", "group": "workers"}
-
-
-def image_values(node: Node) -> list[str]:
-    """``--set`` flags pointing the chart at the operator image built here (never pulled)."""
-    registry, rest = node.images["operator"].ref.split("/", 1)
-    repository, tag = rest.rsplit(":", 1)
-    return [
-        "--set",
-        f"image.registry={registry}",
-        "--set",
-        f"image.repository={repository}",
-        "--set",
-        f"image.tag={tag}",
-        "--set",
-        "image.pullPolicy=Never",
-    ]
 
 
 def ensure_namespace(node: Node, name: str) -> None:

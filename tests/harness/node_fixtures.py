@@ -23,6 +23,7 @@ reason.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -32,11 +33,54 @@ from pathlib import Path
 
 import pytest
 
+from harness.kube_controlplane import REPO_ROOT
 from harness.kube_node import Node, NodeError, ensure_node_artifacts
 
 NODE_FIXTURES = frozenset({"node", "node_namespace", "toolbox"})
 PACKAGES = Path(__file__).resolve().parents[1] / "node" / "packages.txt"
 _BUILD_ERROR = pytest.StashKey[str]()
+
+CHART = REPO_ROOT / "charts" / "redisqueue-operator"
+OPERATOR_NS = "redisqueue-system"
+RELEASE = "redisqueue-operator"
+
+
+def image_values(node: Node) -> list[str]:
+    """``--set`` flags pointing the chart at the operator image built here (never pulled)."""
+    registry, rest = node.images["operator"].ref.split("/", 1)
+    repository, tag = rest.rsplit(":", 1)
+    return [
+        "--set",
+        f"image.registry={registry}",
+        "--set",
+        f"image.repository={repository}",
+        "--set",
+        f"image.tag={tag}",
+        "--set",
+        "image.pullPolicy=Never",
+    ]
+
+
+@contextlib.contextmanager
+def chart_installed(node: Node, *, wait_seconds: int = 180) -> Iterator[str]:
+    """The chart of this checkout installed as its README says, with the operator image built
+    here, waiting up to ``wait_seconds`` for it; yields the release, uninstalled on exit."""
+    node.helm(
+        "install",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        OPERATOR_NS,
+        "--create-namespace",
+        *image_values(node),
+        "--wait",
+        f"--timeout={wait_seconds}s",
+        timeout=wait_seconds + 60,
+    )
+    try:
+        yield RELEASE
+    finally:
+        node.helm("uninstall", RELEASE, "--namespace", OPERATOR_NS, "--wait", check=False)
 
 
 def missing_packages() -> list[str]:

@@ -18,12 +18,11 @@ import pytest
 import yaml
 
 from harness.kube_node import GUARD_CHAIN, NODE_NAME, SERVICE_CIDR, Node
+from harness.node_fixtures import CHART, OPERATOR_NS, chart_installed
 
 pytestmark = [pytest.mark.node, pytest.mark.timeout(600)]
 
 REPO = Path(__file__).resolve().parents[2]
-CHART = REPO / "charts" / "redisqueue-operator"
-OPERATOR_NS = "redisqueue-system"
 OPERATOR_SVC = f"http://redisqueue-operator.{OPERATOR_NS}.svc:8080"
 TEST_NET_ADDRESS = "192.0.2.1"  # TEST-NET-1 (RFC 5737): never a real host
 
@@ -251,34 +250,8 @@ def test_kubectl_apply_install_runs_the_operator_with_its_service_account(
 @pytest.fixture(scope="module")
 def helm_operator(node: Node) -> Iterator[str]:
     """The chart installed as its README says, with the image built here (never pulled)."""
-    image = node.images["operator"].ref  # localhost/redisqueue-operator:<key>
-    registry, rest = image.split("/", 1)
-    repository, tag = rest.rsplit(":", 1)
-    node.helm(
-        "install",
-        "redisqueue-operator",
-        str(CHART),
-        "--namespace",
-        OPERATOR_NS,
-        "--create-namespace",
-        "--set",
-        f"image.registry={registry}",
-        "--set",
-        f"image.repository={repository}",
-        "--set",
-        f"image.tag={tag}",
-        "--set",
-        "image.pullPolicy=Never",
-        "--wait",
-        "--timeout=180s",
-        timeout=240,
-    )
-    try:
-        yield "redisqueue-operator"
-    finally:
-        node.helm(
-            "uninstall", "redisqueue-operator", "--namespace", OPERATOR_NS, "--wait", check=False
-        )
+    with chart_installed(node) as release:
+        yield release
 
 
 def test_helm_install_runs_the_operator_and_serves_health_through_its_service(

@@ -25,21 +25,19 @@ import yaml
 
 from harness.ecosystem_fixtures import (
     APP_SECRET,
-    CHART,
     LIST_KEY,
-    OPERATOR_NS,
     QUEUE_NAME,
     REPO_ROOT,
     STREAM,
     app_redis,
     deploy_worker,
     ensure_namespace,
-    image_values,
     provision_queue,
     wait_until,
     worker_deployment,
 )
 from harness.kube_node import Node
+from harness.node_fixtures import CHART, OPERATOR_NS, image_values
 
 pytestmark = [pytest.mark.timeout(900)]  # the tests using `node` are marked node by it
 

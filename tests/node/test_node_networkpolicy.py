@@ -16,39 +16,18 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from test_node_cluster import CHART, OPERATOR_NS, wait_for
+from test_node_cluster import wait_for
 
 from harness.kube_node import Node
+from harness.node_fixtures import OPERATOR_NS, chart_installed
 
 pytestmark = [pytest.mark.node, pytest.mark.timeout(900)]
 
 
 @pytest.fixture(scope="module")
 def chart(node: Node) -> Iterator[str]:
-    image = node.images["operator"].ref
-    registry, rest = image.split("/", 1)
-    repository, tag = rest.rsplit(":", 1)
-    node.helm(
-        "install",
-        "redisqueue-operator",
-        str(CHART),
-        "--namespace",
-        OPERATOR_NS,
-        "--create-namespace",
-        "--set",
-        f"image.registry={registry},image.repository={repository},image.tag={tag}",
-        "--set",
-        "image.pullPolicy=Never",
-        "--wait",
-        "--timeout=180s",
-        timeout=240,
-    )
-    try:
-        yield "redisqueue-operator"
-    finally:
-        node.helm(
-            "uninstall", "redisqueue-operator", "--namespace", OPERATOR_NS, "--wait", check=False
-        )
+    with chart_installed(node) as release:
+        yield release
 
 
 def get(node: Node, *args: str) -> Any:

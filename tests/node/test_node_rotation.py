@@ -34,8 +34,6 @@ from typing import Any
 import pytest
 import yaml
 from test_node_cluster import (
-    CHART,
-    OPERATOR_NS,
     WORKER,
     in_toolbox,
     jsonpath,
@@ -44,6 +42,7 @@ from test_node_cluster import (
 )
 
 from harness.kube_node import Node
+from harness.node_fixtures import chart_installed
 
 pytestmark = [pytest.mark.node, pytest.mark.timeout(1500)]
 
@@ -95,34 +94,8 @@ spec:
 @pytest.fixture(scope="module")
 def chart_operator(node: Node) -> Iterator[str]:
     """The chart installed as its README says, with the image built here."""
-    image = node.images["operator"].ref
-    registry, rest = image.split("/", 1)
-    repository, tag = rest.rsplit(":", 1)
-    node.helm(
-        "install",
-        "redisqueue-operator",
-        str(CHART),
-        "--namespace",
-        OPERATOR_NS,
-        "--create-namespace",
-        "--set",
-        f"image.registry={registry}",
-        "--set",
-        f"image.repository={repository}",
-        "--set",
-        f"image.tag={tag}",
-        "--set",
-        "image.pullPolicy=Never",
-        "--wait",
-        "--timeout=360s",
-        timeout=420,
-    )
-    try:
-        yield "redisqueue-operator"
-    finally:
-        node.helm(
-            "uninstall", "redisqueue-operator", "--namespace", OPERATOR_NS, "--wait", check=False
-        )
+    with chart_installed(node, wait_seconds=360) as release:
+        yield release
 
 
 def worker(

@@ -22,11 +22,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from test_dashboard import fill, load_dashboard, panel_queries
 
+from harness.dashboard import fill, load_dashboard, panel_queries
 from harness.ecosystem_fixtures import (
-    CHART,
-    OPERATOR_NS,
     QUEUE_NAME,
     REPO_ROOT,
     STREAM,
@@ -34,12 +32,12 @@ from harness.ecosystem_fixtures import (
     app_redis,
     deploy_worker,
     ensure_namespace,
-    image_values,
     provision_queue,
     wait_until,
     worker_deployment,
 )
 from harness.kube_node import Node
+from harness.node_fixtures import CHART, OPERATOR_NS, image_values
 
 pytestmark = [pytest.mark.node, pytest.mark.timeout(900)]
 
