@@ -23,16 +23,17 @@ from harness.api_proxy import ApiProxy
 from harness.kube_controlplane import ControlPlane
 from harness.operator_harness import (
     OPERATOR_NAMESPACE,
+    ExternalQueue,
     OperatorProcess,
     apply_secret,
     condition,
     create_rq,
     events_for,
     eventually,
+    external_spec,
     install_crd_and_rbac,
     rq_path,
     service_account_kubeconfig,
-    wait_for_ready,
 )
 from harness.redis_server import RedisServer, TLSFiles
 from redisqueue.controller.api.kube import Kube, object_path
@@ -78,21 +79,16 @@ async def test_one_replica_leads_the_standby_probes_and_takes_over_when_the_lead
     kube: Kube,
     namespace: str,
     redis_server: RedisServer,
+    external_queue: ExternalQueue,
 ) -> None:
     first, second = replicas
     leader_name = await eventually(lambda: holder(kube), timeout=30, what="a Lease holder")
     leader, standby = (first, second) if leader_name == first.identity else (second, first)
     assert leader_name == leader.identity
 
-    await apply_secret(kube, namespace, "redis-auth", {"password": redis_server.password or ""})
-    spec: dict[str, Any] = {
-        "redis": {"external": {"host": redis_server.host, "port": redis_server.port}},
-        "auth": {"secretRef": {"name": "redis-auth", "key": "password"}},
-        "inject": [{"secretName": "app-redis"}],
-        "healthCheck": {"intervalSeconds": 2, "timeoutSeconds": 1},
-    }
-    await create_rq(kube, namespace, "ha", spec)
-    await wait_for_ready(kube, namespace, "ha")
+    every_2s = {"intervalSeconds": 2, "timeoutSeconds": 1}
+    spec = external_spec(redis_server, inject=[{"secretName": "app-redis"}], healthCheck=every_2s)
+    await external_queue("ha", spec)
     # Only the leader wrote: the Ready event names it.
     events = await events_for(kube, namespace, "ha")
     assert {e["reportingInstance"] for e in events} == {leader.identity}
@@ -181,11 +177,7 @@ async def test_a_leader_whose_lease_calls_hang_stops_writing_before_the_standby_
         await eventually(lambda: _is(holder(kube), leader.identity), timeout=30, what="a leader")
         standby = replica(direct, tmp_path, "taking-over").start()
         await apply_secret(kube, namespace, "redis-auth", {"password": redis_server.password or ""})
-        spec: dict[str, Any] = {
-            "redis": {"external": {"host": redis_server.host, "port": redis_server.port}},
-            "auth": {"secretRef": {"name": "redis-auth", "key": "password"}},
-            "healthCheck": {"intervalSeconds": 2, "timeoutSeconds": 1},
-        }
+        spec = external_spec(redis_server, healthCheck={"intervalSeconds": 2, "timeoutSeconds": 1})
 
         async def keep_creating() -> None:
             # A steady stream of work: the leader writes right up to its renew deadline.

@@ -19,6 +19,7 @@ import yaml
 
 from harness.kube_controlplane import ControlPlane
 from harness.operator_harness import (
+    ExternalQueue,
     OperatorProcess,
     apply_secret,
     condition,
@@ -30,6 +31,7 @@ from harness.operator_harness import (
     unb64,
     wait_for_ready,
 )
+from harness.operator_harness import external_spec as shared_external_spec
 from harness.redis_server import RedisServer, TLSFiles
 from redisqueue.client import create_client
 from redisqueue.controller.api.kube import Kube, KubeError, object_path
@@ -41,14 +43,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def external_spec(server: RedisServer, **extra: Any) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "redis": {"external": {"host": server.host, "port": server.port}},
-        "auth": {"secretRef": {"name": "redis-auth", "key": "password"}},
-        "inject": [{"secretName": "app-redis"}],
-        "healthCheck": {"intervalSeconds": 1, "timeoutSeconds": 0.5},
-    }
-    spec.update(extra)
-    return spec
+    """The shared external spec, injecting into the Secret ``app-redis`` unless told otherwise."""
+    return shared_external_spec(server, **{"inject": [{"secretName": "app-redis"}], **extra})
 
 
 # --- external mode ---------------------------------------------------------------------------
@@ -122,10 +118,9 @@ async def test_outage_turns_not_ready_with_one_event_and_recovers(
     kube: Kube,
     namespace: str,
     redis_server: RedisServer,
+    external_queue: ExternalQueue,
 ) -> None:
-    await apply_secret(kube, namespace, "redis-auth", {"password": redis_server.password or ""})
-    await create_rq(kube, namespace, "flaky", external_spec(redis_server))
-    await wait_for_ready(kube, namespace, "flaky")
+    await external_queue("flaky", external_spec(redis_server))
     redis_server.stop()
     rq = await wait_for_ready(kube, namespace, "flaky", "False", "Unreachable")
     assert rq["status"]["phase"] == "Unreachable"
@@ -332,10 +327,9 @@ async def test_a_secret_created_by_the_operator_is_removed_with_the_redisqueue(
     kube: Kube,
     namespace: str,
     redis_server: RedisServer,
+    external_queue: ExternalQueue,
 ) -> None:
-    await apply_secret(kube, namespace, "redis-auth", {"password": redis_server.password or ""})
-    await create_rq(kube, namespace, "solo", external_spec(redis_server))
-    await wait_for_ready(kube, namespace, "solo")
+    await external_queue("solo", external_spec(redis_server))
     assert await read_secret(kube, namespace, "app-redis") is not None
     await kube.delete(rq_path(namespace, "solo"))
 
@@ -353,10 +347,9 @@ async def test_two_redisqueues_writing_one_secret_conflict_instead_of_clobbering
     kube: Kube,
     namespace: str,
     redis_server: RedisServer,
+    external_queue: ExternalQueue,
 ) -> None:
-    await apply_secret(kube, namespace, "redis-auth", {"password": redis_server.password or ""})
-    await create_rq(kube, namespace, "first", external_spec(redis_server))
-    await wait_for_ready(kube, namespace, "first")
+    await external_queue("first", external_spec(redis_server))
     before = await read_secret(kube, namespace, "app-redis")
     second = external_spec(redis_server, backoff={"baseSeconds": 2, "capSeconds": 20})
     await create_rq(kube, namespace, "second", second)

@@ -22,13 +22,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from harness.kube_controlplane import ControlPlane
 from harness.operator_harness import (
+    ExternalQueue,
     OperatorProcess,
-    apply_secret,
-    create_rq,
     eventually,
-    install_crd_and_rbac,
+    external_spec,
+    installed_operator,
     rq_path,
-    service_account_kubeconfig,
     wait_for_ready,
 )
 from harness.redis_server import RedisServer
@@ -42,16 +41,12 @@ pytestmark = pytest.mark.k8s
 def json_operator(
     control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    workdir = tmp_path_factory.mktemp("operator-json")
-    install_crd_and_rbac(control_plane)
-    process = OperatorProcess(
-        service_account_kubeconfig(control_plane, workdir),
-        workdir,
+    with installed_operator(
+        control_plane,
+        tmp_path_factory.mktemp("operator-json"),
         operator_args=("--log-format", "json", "--log-level", "DEBUG"),
-    )
-    process.start()
-    yield process
-    process.stop()
+    ) as process:
+        yield process
 
 
 def _lines(operator: OperatorProcess) -> list[dict[str, Any]]:
@@ -65,23 +60,15 @@ def _lines(operator: OperatorProcess) -> list[dict[str, Any]]:
 
 
 async def test_json_logs_name_the_redisqueue_on_every_line_about_it(
-    json_operator: OperatorProcess, kube: Kube, namespace: str, redis_server: RedisServer
+    json_operator: OperatorProcess,
+    kube: Kube,
+    namespace: str,
+    redis_server: RedisServer,
+    external_queue: ExternalQueue,
 ) -> None:
     assert redis_server.password
     name = "logged"
-    await apply_secret(kube, namespace, "redis-auth", {"password": redis_server.password})
-    await create_rq(
-        kube,
-        namespace,
-        name,
-        {
-            "redis": {"external": {"host": redis_server.host, "port": redis_server.port}},
-            "auth": {"secretRef": {"name": "redis-auth", "key": "password"}},
-            "inject": [{"secretName": "app-redis"}],
-            "healthCheck": {"intervalSeconds": 1, "timeoutSeconds": 0.5},
-        },
-    )
-    await wait_for_ready(kube, namespace, name)
+    await external_queue(name, external_spec(redis_server, inject=[{"secretName": "app-redis"}]))
     redis_server.stop()
     await wait_for_ready(kube, namespace, name, status="False")
     redis_server.start()

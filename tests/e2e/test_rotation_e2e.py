@@ -10,7 +10,6 @@ old password anyway (the real rollout is proven on the test node, tests/node/tes
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from harness.operator_harness import (
     apply_secret,
     condition,
     create_rq,
+    dry_run_patch,
     events_for,
     eventually,
     read_secret,
@@ -131,25 +131,6 @@ async def test_restarting_a_workload_needs_the_authors_patch_on_it(
         assert "(Deployment/worker, StatefulSet/db)" in message
 
 
-def _as_operator(
-    plane: ControlPlane, kubeconfig: Path, kind: str, namespace: str, name: str, patch: Any
-) -> Any:
-    return plane.run(
-        "kubectl",
-        f"--kubeconfig={kubeconfig}",
-        "patch",
-        kind,
-        name,
-        "-n",
-        namespace,
-        "--type=merge",
-        "--dry-run=server",
-        "-p",
-        json.dumps(patch),
-        check=False,
-    )
-
-
 async def test_the_operators_token_may_change_an_apps_workload_only_to_restart_it(
     operator: OperatorProcess,
     control_plane: ControlPlane,
@@ -163,7 +144,7 @@ async def test_the_operators_token_may_change_an_apps_workload_only_to_restart_i
     await kube.create(statefulset(namespace, "db"))
     restart = {"spec": {"template": {"metadata": {"annotations": {RESTART_ANNOTATION: "t1"}}}}}
     for kind, name in (("deployment", "web"), ("statefulset", "db")):
-        result = _as_operator(cp, token, kind, namespace, name, restart)
+        result = dry_run_patch(cp, token, kind, namespace, name, restart)
         assert result.returncode == 0, (kind, result.stderr)
 
     def forbidden(name: str) -> dict[str, Any]:
@@ -191,7 +172,7 @@ async def test_the_operators_token_may_change_an_apps_workload_only_to_restart_i
 
     for kind, name in (("deployment", "web"), ("statefulset", "db")):
         for what, patch in forbidden(name).items():
-            result = _as_operator(cp, token, kind, namespace, name, patch)
+            result = dry_run_patch(cp, token, kind, namespace, name, patch)
             assert result.returncode != 0, (kind, what)
             assert "redisqueue-operator-restarts" in result.stderr, (kind, what, result.stderr)
             assert "redisqueue.dev/restartedAt" in result.stderr
@@ -214,7 +195,7 @@ async def test_the_operators_token_may_change_an_apps_workload_only_to_restart_i
     own["spec"]["template"]["spec"]["automountServiceAccountToken"] = False
     await kube.create(own)
     escape = {"spec": {"template": {"spec": {"hostNetwork": True}}}}
-    result = _as_operator(cp, token, "statefulset", namespace, "own", escape)
+    result = dry_run_patch(cp, token, "statefulset", namespace, "own", escape)
     assert result.returncode != 0 and "redisqueue-operator-object-shapes" in result.stderr
 
 

@@ -25,12 +25,14 @@ import redis
 
 from harness.kube_controlplane import ControlPlane
 from harness.operator_harness import (
+    ExternalQueue,
     OperatorProcess,
     apply_secret,
     condition,
     create_rq,
     events_for,
     eventually,
+    external_spec,
     install_crd_and_rbac,
     leader_and_standby,
     peak_rss_mib,
@@ -56,15 +58,6 @@ async def replicas(
         process.stop()
 
 
-def external(redis: RedisServer, **extra: Any) -> dict[str, Any]:
-    return {
-        "redis": {"external": {"host": redis.host, "port": redis.port}},
-        "auth": {"secretRef": {"name": "redis-auth", "key": "password"}},
-        "healthCheck": {"intervalSeconds": 1, "timeoutSeconds": 0.5},
-        **extra,
-    }
-
-
 def series(process: OperatorProcess, namespace: str, name: str) -> list[tuple[str, dict[str, str]]]:
     return samples_of(process, namespace, name)
 
@@ -77,11 +70,9 @@ async def test_series_follow_the_current_keys_and_redisqueues_on_both_replicas(
     replicas: tuple[OperatorProcess, OperatorProcess],
     kube: Kube,
     namespace: str,
-    redis_server: RedisServer,
+    external_queue: ExternalQueue,
 ) -> None:
-    await apply_secret(kube, namespace, "redis-auth", {"password": redis_server.password or ""})
-    await create_rq(kube, namespace, "edited", external(redis_server))
-    await wait_for_ready(kube, namespace, "edited")
+    await external_queue("edited")
     edits = 40
     for edit in range(edits):
         keys = [{"key": f"round{edit}:q{i}"} for i in range(5)]
@@ -111,11 +102,10 @@ async def test_a_rotation_after_a_large_secret_reaches_both_replicas(
     kube: Kube,
     namespace: str,
     redis_server: RedisServer,
+    external_queue: ExternalQueue,
 ) -> None:
     leader, standby = replicas
-    await apply_secret(kube, namespace, "redis-auth", {"password": redis_server.password or ""})
-    await create_rq(kube, namespace, "first", external(redis_server))
-    await wait_for_ready(kube, namespace, "first")
+    await external_queue("first")
     # The largest Secret the API server stores: ~1 MiB of data, ~250 KiB of annotations.
     await kube.create(
         {
@@ -130,7 +120,7 @@ async def test_a_rotation_after_a_large_secret_reaches_both_replicas(
         }
     )
     # A RedisQueue made after it is seen by the standby, and a rotation reaches both.
-    await create_rq(kube, namespace, "second", external(redis_server))
+    await create_rq(kube, namespace, "second", external_spec(redis_server))
 
     async def standby_sees_second() -> bool:
         return standby.health(namespace, "second")[0] == 200
@@ -275,11 +265,9 @@ async def test_many_large_secrets_leave_both_replicas_memory_alone(
 
 
 async def test_a_deleted_auth_secret_makes_the_redisqueue_not_ready_with_an_event(
-    operator: OperatorProcess, kube: Kube, namespace: str, redis_server: RedisServer
+    operator: OperatorProcess, kube: Kube, namespace: str, external_queue: ExternalQueue
 ) -> None:
-    await apply_secret(kube, namespace, "redis-auth", {"password": redis_server.password or ""})
-    await create_rq(kube, namespace, "orphan", external(redis_server))
-    await wait_for_ready(kube, namespace, "orphan")
+    await external_queue("orphan")
     await kube.delete(object_path("v1", "Secret", namespace, "redis-auth"))
     rq = await wait_for_ready(kube, namespace, "orphan", "False", "SecretNotFound", timeout=30)
     assert (

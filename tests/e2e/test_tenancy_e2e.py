@@ -33,6 +33,7 @@ from harness.operator_harness import (
     apply_secret,
     condition,
     create_rq,
+    dry_run_patch,
     eventually,
     read_secret,
     rq_path,
@@ -502,36 +503,16 @@ async def test_a_leaked_operator_token_creates_only_objects_of_the_operators_sha
         assert "redisqueue-operator-object-shapes" in result.stderr, (what, result.stderr)
 
     # An app Secret: REDIS_* keys may be written, the app's own keys not.
-    patch = json.dumps({"data": {"DATABASE_URL": base64.b64encode(b"postgres://evil").decode()}})
-    result = cp.run(
-        "kubectl",
-        f"--kubeconfig={token}",
-        "patch",
-        "secret",
-        "app-config",
-        "-n",
-        namespace,
-        "--dry-run=server",
-        "-p",
-        patch,
-        check=False,
-    )
+    def patch_app_config(key: str, value: bytes) -> subprocess.CompletedProcess[str]:
+        data = {"data": {key: base64.b64encode(value).decode()}}
+        return dry_run_patch(
+            cp, token, "secret", namespace, "app-config", data, patch_type="strategic"
+        )
+
+    result = patch_app_config("DATABASE_URL", b"postgres://evil")
     assert result.returncode != 0
     assert "changes only REDIS_* keys" in result.stderr
-    patch = json.dumps({"data": {"REDIS_HOST": base64.b64encode(b"redis").decode()}})
-    result = cp.run(
-        "kubectl",
-        f"--kubeconfig={token}",
-        "patch",
-        "secret",
-        "app-config",
-        "-n",
-        namespace,
-        "--dry-run=server",
-        "-p",
-        patch,
-        check=False,
-    )
+    result = patch_app_config("REDIS_HOST", b"redis")
     assert result.returncode == 0, result.stderr
 
 

@@ -13,16 +13,17 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from harness.kube_controlplane import ControlPlane
 from harness.operator_harness import (
+    ExternalQueue,
     OperatorProcess,
     apply_secret,
     condition,
     create_rq,
+    external_spec,
     install_crd_and_rbac,
     read_secret,
     service_account_kubeconfig,
@@ -64,24 +65,18 @@ def installed(control_plane: ControlPlane) -> Iterator[ControlPlane]:
     install_crd_and_rbac(control_plane)
 
 
-def spec(redis: RedisServer, **extra: Any) -> dict[str, Any]:
-    return {
-        "redis": {"external": {"host": redis.host, "port": redis.port}},
-        "auth": {"secretRef": {"name": "redis-auth", "key": "password"}},
-        "healthCheck": {"intervalSeconds": 1, "timeoutSeconds": 0.5},
-        **extra,
-    }
-
-
 async def test_a_missing_binding_stops_the_operator_until_it_is_back(
-    installed: ControlPlane, kube: Kube, namespace: str, redis_server: RedisServer, tmp_path: Path
+    installed: ControlPlane,
+    kube: Kube,
+    namespace: str,
+    redis_server: RedisServer,
+    tmp_path: Path,
+    external_queue: ExternalQueue,
 ) -> None:
     cp = installed
     operator = guarded_operator(service_account_kubeconfig(cp, tmp_path), tmp_path).start()
     try:
-        await apply_secret(kube, namespace, "redis-auth", {"password": redis_server.password or ""})
-        await create_rq(kube, namespace, "jobs", spec(redis_server))
-        await wait_for_ready(kube, namespace, "jobs")
+        await external_queue("jobs")
         assert operator.health(namespace, "jobs")[0] == 200
 
         cp.kubectl("delete", BINDING, "redisqueue-author-permissions")
@@ -94,7 +89,9 @@ async def test_a_missing_binding_stops_the_operator_until_it_is_back(
         assert rq["status"]["phase"] == "Paused"
         assert operator.health(namespace, "jobs")[0] == 404  # no probe on either role
         # What the missing policy would have refused is not done: nothing is injected.
-        await create_rq(kube, namespace, "late", spec(redis_server, inject=[{"secretName": "app"}]))
+        await create_rq(
+            kube, namespace, "late", external_spec(redis_server, inject=[{"secretName": "app"}])
+        )
         await wait_for_ready(kube, namespace, "late", "False", "AdmissionPoliciesMissing")
         assert await read_secret(kube, namespace, "app") is None
 
@@ -115,7 +112,7 @@ async def test_a_missing_binding_stops_the_operator_until_it_is_back(
 
 
 async def test_with_the_crd_applied_alone_the_operator_acts_on_nothing(
-    installed: ControlPlane, kube: Kube, namespace: str, redis_server: RedisServer, tmp_path: Path
+    installed: ControlPlane, namespace: str, tmp_path: Path, external_queue: ExternalQueue
 ) -> None:
     cp = installed
     for name in POLICIES:
@@ -123,9 +120,7 @@ async def test_with_the_crd_applied_alone_the_operator_acts_on_nothing(
         cp.kubectl("delete", POLICY, name, "--ignore-not-found")
     operator = guarded_operator(service_account_kubeconfig(cp, tmp_path), tmp_path).start()
     try:
-        await apply_secret(kube, namespace, "redis-auth", {"password": redis_server.password or ""})
-        await create_rq(kube, namespace, "alone", spec(redis_server))
-        rq = await wait_for_ready(kube, namespace, "alone", "False", "AdmissionPoliciesMissing")
+        rq = await external_queue("alone", None, "False", "AdmissionPoliciesMissing")
         message = condition(rq, "Ready")["message"]
         for name in POLICIES:
             assert f"ValidatingAdmissionPolicy {name} is not installed" in message
@@ -135,7 +130,7 @@ async def test_with_the_crd_applied_alone_the_operator_acts_on_nothing(
 
 
 async def test_a_policy_changed_from_what_is_shipped_is_not_trusted(
-    installed: ControlPlane, kube: Kube, namespace: str, redis_server: RedisServer, tmp_path: Path
+    installed: ControlPlane, tmp_path: Path, external_queue: ExternalQueue
 ) -> None:
     cp = installed
     policy = json.loads(
@@ -152,9 +147,7 @@ async def test_a_policy_changed_from_what_is_shipped_is_not_trusted(
     cp.kubectl("replace", "-f", "-", input=json.dumps(binding))
     operator = guarded_operator(service_account_kubeconfig(cp, tmp_path), tmp_path).start()
     try:
-        await apply_secret(kube, namespace, "redis-auth", {"password": redis_server.password or ""})
-        await create_rq(kube, namespace, "changed", spec(redis_server))
-        rq = await wait_for_ready(kube, namespace, "changed", "False", "AdmissionPoliciesMissing")
+        rq = await external_queue("changed", None, "False", "AdmissionPoliciesMissing")
         message = condition(rq, "Ready")["message"]
         assert "ValidatingAdmissionPolicy redisqueue-author-permissions is not the one" in message
         assert "ValidatingAdmissionPolicyBinding redisqueue-operator-policy matches less" in message
@@ -163,7 +156,7 @@ async def test_a_policy_changed_from_what_is_shipped_is_not_trusted(
 
 
 async def test_the_single_tenant_opt_out_acts_without_the_policies(
-    installed: ControlPlane, kube: Kube, namespace: str, redis_server: RedisServer, tmp_path: Path
+    installed: ControlPlane, tmp_path: Path, external_queue: ExternalQueue
 ) -> None:
     cp = installed
     cp.kubectl("delete", BINDING, "redisqueue-author-permissions")
@@ -173,9 +166,7 @@ async def test_the_single_tenant_opt_out_acts_without_the_policies(
         REDISQUEUE_REQUIRE_ADMISSION_POLICIES="false",
     ).start()
     try:
-        await apply_secret(kube, namespace, "redis-auth", {"password": redis_server.password or ""})
-        await create_rq(kube, namespace, "solo", spec(redis_server))
-        await wait_for_ready(kube, namespace, "solo")
+        await external_queue("solo")
         assert "admission policies not required" in operator.logs()
     finally:
         operator.stop()
@@ -216,7 +207,7 @@ async def test_on_a_cluster_without_validating_admission_policy_the_operator_act
             await apply_secret(
                 kube, namespace, "redis-auth", {"password": redis_server.password or ""}
             )
-            await create_rq(kube, namespace, "old", spec(redis_server))
+            await create_rq(kube, namespace, "old")
             rq = await wait_for_ready(kube, namespace, "old", "False", "AdmissionPoliciesMissing")
             assert (
                 "this cluster does not serve ValidatingAdmissionPolicy"

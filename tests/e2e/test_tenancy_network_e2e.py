@@ -29,13 +29,14 @@ import redis
 from harness.kube_controlplane import ControlPlane
 from harness.operator_harness import (
     OPERATOR_NAMESPACE,
+    ExternalQueue,
     OperatorProcess,
     apply_secret,
     create_rq,
     eventually,
-    install_crd_and_rbac,
+    external_spec,
+    installed_operator,
     rq_path,
-    service_account_kubeconfig,
     wait_for_ready,
 )
 from harness.redis_server import RedisServer
@@ -55,20 +56,16 @@ def in_cluster_operator(
     control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
     """The operator with what the install's downward API gives it: its namespace and labels."""
-    workdir = tmp_path_factory.mktemp("operator")
-    install_crd_and_rbac(control_plane)
-    process = OperatorProcess(
-        service_account_kubeconfig(control_plane, workdir),
-        workdir,
+    with installed_operator(
+        control_plane,
+        tmp_path_factory.mktemp("operator"),
         identity="network",
         environ={
             "POD_NAMESPACE": OPERATOR_NAMESPACE,
             "REDISQUEUE_PEER_SELECTOR": ",".join(f"{k}={v}" for k, v in OPERATOR_LABELS.items()),
         },
-    )
-    process.start()
-    yield process
-    process.stop()
+    ) as process:
+        yield process
 
 
 def np_path(namespace: str, name: str) -> str:
@@ -218,16 +215,10 @@ async def test_the_default_image_is_pinned_to_a_patch_release(
 
 @pytest.fixture
 def authenticating(control_plane: ControlPlane, tmp_path: Path) -> Iterator[OperatorProcess]:
-    install_crd_and_rbac(control_plane)
-    process = OperatorProcess(
-        service_account_kubeconfig(control_plane, tmp_path),
-        tmp_path,
-        identity="authenticating",
-        operator_args=("--auth",),
-    )
-    process.start()
-    yield process
-    process.stop()
+    with installed_operator(
+        control_plane, tmp_path, identity="authenticating", operator_args=("--auth",)
+    ) as process:
+        yield process
 
 
 def _token(cp: ControlPlane, namespace: str, account: str) -> str:
@@ -252,22 +243,16 @@ def _get(process: OperatorProcess, path: str, token: str | None = None) -> tuple
 async def test_with_auth_only_users_allowed_the_path_read_health_and_metrics(
     authenticating: OperatorProcess,
     control_plane: ControlPlane,
-    kube: Kube,
     namespace: str,
     redis_server: RedisServer,
+    external_queue: ExternalQueue,
 ) -> None:
     cp = control_plane
-    await apply_secret(kube, namespace, "redis-auth", {"password": redis_server.password or ""})
-    await create_rq(
-        kube,
-        namespace,
-        "watched",
-        {
-            "redis": {"external": {"host": redis_server.host, "port": redis_server.port}},
-            "auth": {"secretRef": {"name": "redis-auth", "key": "password"}},
-        },
-    )
-    await wait_for_ready(kube, namespace, "watched")
+    spec = {
+        "redis": {"external": {"host": redis_server.host, "port": redis_server.port}},
+        "auth": {"secretRef": {"name": "redis-auth", "key": "password"}},
+    }
+    await external_queue("watched", spec)
     one = f"/api/health/redis/{namespace}/watched"
     for path in ("/metrics", "/api/health/redis", one):
         status, body = _get(authenticating, path)
@@ -326,11 +311,7 @@ async def test_a_flood_of_health_requests_sends_at_most_ten_pings_a_second(
     in_cluster_operator: OperatorProcess, kube: Kube, namespace: str, redis_server: RedisServer
 ) -> None:
     await apply_secret(kube, namespace, "redis-auth", {"password": redis_server.password or ""})
-    spec = {
-        "redis": {"external": {"host": redis_server.host, "port": redis_server.port}},
-        "auth": {"secretRef": {"name": "redis-auth", "key": "password"}},
-        "healthCheck": {"intervalSeconds": 60, "timeoutSeconds": 2},
-    }
+    spec = external_spec(redis_server, healthCheck={"intervalSeconds": 60, "timeoutSeconds": 2})
     for name in ("a", "b", "c"):  # three RedisQueues on one endpoint share its PINGs
         await create_rq(kube, namespace, name, spec)
     for name in ("a", "b", "c"):

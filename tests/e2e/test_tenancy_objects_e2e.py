@@ -27,6 +27,7 @@ from harness.operator_harness import (
     OperatorProcess,
     condition,
     create_rq,
+    dry_run_patch,
     eventually,
     rq_path,
     service_account_kubeconfig,
@@ -391,25 +392,6 @@ def _operator_shaped(namespace: str, uid: str, name: str = "x") -> dict[str, dic
     }
 
 
-def _as_operator_patch(
-    cp: ControlPlane, kubeconfig: Path, kind: str, namespace: str, name: str, patch: Any
-) -> Any:
-    return cp.run(
-        "kubectl",
-        f"--kubeconfig={kubeconfig}",
-        "patch",
-        kind,
-        name,
-        "-n",
-        namespace,
-        "--type=merge",
-        "--dry-run=server",
-        "-p",
-        json.dumps(patch),
-        check=False,
-    )
-
-
 def _refused_by_shapes(result: Any, what: str) -> None:
     assert result.returncode != 0, what
     assert "redisqueue-operator-object-shapes" in result.stderr, (what, result.stderr)
@@ -478,7 +460,7 @@ async def test_a_leaked_operator_token_cannot_take_over_relabel_or_rewrite_forei
         ),
     }
     for what, (kind, name, patch) in attempts.items():
-        _refused_by_shapes(_as_operator_patch(cp, token, kind, namespace, name, patch), what)
+        _refused_by_shapes(dry_run_patch(cp, token, kind, namespace, name, patch), what)
     live = await kube.get(object_path("apps/v1", "StatefulSet", namespace, "web"))
     assert live is not None and "managed-by" not in json.dumps(live["metadata"].get("labels"))
 
@@ -572,11 +554,11 @@ async def test_a_leaked_operator_token_deletes_only_the_operators_volume_claims(
         else:
             _refused_by_shapes(result, f"delete {ns}/{name}")
     # Nor may it relabel a claim to make it its own.
-    result = _as_operator_patch(
+    result = dry_run_patch(
         cp, token, "pvc", namespace, "app-data", {"metadata": {"labels": labels}}
     )
     _refused_by_shapes(result, "relabel a claim")
-    result = _as_operator_patch(
+    result = dry_run_patch(
         cp, token, "pvc", namespace, "data-x-redis-0", {"metadata": {"labels": {"a": "b"}}}
     )
     _refused_by_shapes(result, "relabel its own claim")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -25,7 +26,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness.kube_controlplane import ControlPlane
-from harness.redis_server import free_port
+from harness.redis_server import RedisServer, free_port
 from redisqueue.controller.api.kube import Kube, object_path
 from redisqueue.controller.resource.policy import DEFAULT_DENIED_HOSTS
 
@@ -262,6 +263,34 @@ async def eventually(
     raise AssertionError(f"timed out after {timeout} s waiting for {what}; last: {last!r}")
 
 
+def dry_run_patch(
+    plane: ControlPlane,
+    kubeconfig: Path,
+    kind: str,
+    namespace: str,
+    name: str,
+    patch: Any,
+    *,
+    patch_type: str = "merge",
+) -> subprocess.CompletedProcess[str]:
+    """``kubectl patch --dry-run=server`` of one object as the user of ``kubeconfig``: what
+    authorization and admission decide, with nothing written."""
+    return plane.run(
+        "kubectl",
+        f"--kubeconfig={kubeconfig}",
+        "patch",
+        kind,
+        name,
+        "-n",
+        namespace,
+        f"--type={patch_type}",
+        "--dry-run=server",
+        "-p",
+        json.dumps(patch),
+        check=False,
+    )
+
+
 def b64(value: str) -> str:
     return base64.b64encode(value.encode()).decode()
 
@@ -275,17 +304,28 @@ def unb64(data: dict[str, str]) -> dict[str, str]:
 API = "redisqueue.dev/v1alpha1"
 
 
+@contextlib.contextmanager
+def installed_operator(
+    plane: ControlPlane, workdir: Path, **options: Any
+) -> Iterator[OperatorProcess]:
+    """The install path (CRD, RBAC, admission policies) applied, and one operator running with
+    its ServiceAccount (``options`` go to :class:`OperatorProcess`); stopped on exit."""
+    install_crd_and_rbac(plane)
+    process = OperatorProcess(service_account_kubeconfig(plane, workdir), workdir, **options)
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
 @pytest.fixture(scope="module")
 def operator(
     control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
     """The operator, running with the install path's ServiceAccount, for one test module."""
-    workdir = tmp_path_factory.mktemp("operator")
-    install_crd_and_rbac(control_plane)
-    process = OperatorProcess(service_account_kubeconfig(control_plane, workdir), workdir)
-    process.start()
-    yield process
-    process.stop()
+    with installed_operator(control_plane, tmp_path_factory.mktemp("operator")) as process:
+        yield process
 
 
 @pytest.fixture
@@ -296,6 +336,22 @@ async def kube(kubeconfig: Path) -> AsyncIterator[Kube]:
         yield kube
     finally:
         await kube.close()
+
+
+def external_spec(server: RedisServer, **extra: Any) -> dict[str, Any]:
+    """An external-mode spec on ``server``, its password in the Secret ``redis-auth`` (key
+    ``password``), probed every second; ``extra`` adds or replaces top-level fields."""
+    return {
+        "redis": {"external": {"host": server.host, "port": server.port}},
+        "auth": {"secretRef": {"name": "redis-auth", "key": "password"}},
+        "healthCheck": {"intervalSeconds": 1, "timeoutSeconds": 0.5},
+        **extra,
+    }
+
+
+#: ``await external_queue(name, spec=None, status="True", reason=None)``, the fixture of
+#: tests/e2e/conftest.py: the auth Secret, a RedisQueue, and its wait for Ready.
+ExternalQueue = Callable[..., Awaitable[dict[str, Any]]]
 
 
 def rq_path(namespace: str, name: str | None = None) -> str:
