@@ -32,6 +32,23 @@ def refuse_go_builds(what: str, marker: str, error: type[Exception] = RuntimeErr
         )
 
 
+def run_build_script(script: Path, error: type[Exception], *, stream_output: bool) -> Path:
+    """Run a cached Go build script and return the bin dir it prints last. Its progress goes
+    to the terminal when ``stream_output``, otherwise into the ``error`` it raises on failure."""
+    proc = subprocess.run(
+        ["bash", str(script)],
+        stdout=subprocess.PIPE,
+        stderr=None if stream_output else subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        detail = proc.stderr or "(its output is above, on the terminal)"
+        raise error(f"{script} failed with exit code {proc.returncode}\n{detail}")
+    lines = proc.stdout.strip().splitlines()
+    return Path(lines[-1]) if lines else Path()
+
+
 def _env_name(name: str) -> str:
     return "REDISQUEUE_" + name.upper().replace("-", "_") + "_BIN"
 

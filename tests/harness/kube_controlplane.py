@@ -56,7 +56,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.go_tools import refuse_go_builds
+from harness.go_tools import refuse_go_builds, run_build_script
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONTROLPLANE_DIR = REPO_ROOT / "tests" / "controlplane"
@@ -145,18 +145,7 @@ def ensure_binaries(*, stream_output: bool = True) -> Path:
     if binaries_present(bin_dir):
         return bin_dir
     started = time.monotonic()
-    proc = subprocess.run(
-        ["bash", str(BUILD_SCRIPT)],
-        stdout=subprocess.PIPE,
-        stderr=None if stream_output else subprocess.PIPE,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise ControlPlaneError(
-            f"{BUILD_SCRIPT} failed with exit code {proc.returncode}\n{proc.stderr or ''}"
-        )
-    built = Path(proc.stdout.strip().splitlines()[-1])
+    built = run_build_script(BUILD_SCRIPT, ControlPlaneError, stream_output=stream_output)
     if not binaries_present(built):
         raise ControlPlaneError(f"{BUILD_SCRIPT} reported {built} but binaries are missing")
     if stream_output:
@@ -318,10 +307,10 @@ def _build_ca(
     return ca_cert, ca_key
 
 
-def create_ca(out: Path, common_name: str) -> tuple[Path, Path]:
-    """A CA of its own (e.g. the aggregation layer's front proxy); writes ``out``.crt/.key."""
-    now = dt.datetime.now(dt.UTC)
-    cert, key = _build_ca(common_name, now - dt.timedelta(minutes=5), now + dt.timedelta(days=7))
+def _write_pair(
+    out: Path, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey
+) -> tuple[Path, Path]:
+    """Writes ``out``.crt (PEM) and ``out``.key (PKCS#8, readable by its owner only)."""
     crt, key_path = out.with_suffix(".crt"), out.with_suffix(".key")
     crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(
@@ -333,6 +322,13 @@ def create_ca(out: Path, common_name: str) -> tuple[Path, Path]:
     )
     key_path.chmod(0o600)
     return crt, key_path
+
+
+def create_ca(out: Path, common_name: str) -> tuple[Path, Path]:
+    """A CA of its own (e.g. the aggregation layer's front proxy); writes ``out``.crt/.key."""
+    now = dt.datetime.now(dt.UTC)
+    cert, key = _build_ca(common_name, now - dt.timedelta(minutes=5), now + dt.timedelta(days=7))
+    return _write_pair(out, cert, key)
 
 
 def _kubeconfig(server: str, ca: Path, cert: Path, key: Path, user: str) -> str:
@@ -402,17 +398,7 @@ def issue_certificate(
     if sans:
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), False)
     cert = builder.sign(signer, hashes.SHA256())
-    crt, key_path = out.with_suffix(".crt"), out.with_suffix(".key")
-    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    key_path.chmod(0o600)
-    return crt, key_path
+    return _write_pair(out, cert, key)
 
 
 def kubeconfig_for(server: str, ca: Path, cert: Path, key: Path, user: str) -> str:

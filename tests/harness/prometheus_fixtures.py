@@ -45,7 +45,7 @@ from typing import Any
 
 import pytest
 
-from harness.go_tools import refuse_go_builds
+from harness.go_tools import refuse_go_builds, run_build_script
 from harness.kube_controlplane import free_port, kill_process_group
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -73,20 +73,7 @@ def ensure_prometheus_tools(*, stream_output: bool = True) -> Path:
     if preset and binaries_present(Path(preset)):
         return Path(preset)
     started = time.monotonic()
-    proc = subprocess.run(
-        ["bash", str(BUILD_SCRIPT)],
-        stdout=subprocess.PIPE,
-        stderr=None if stream_output else subprocess.PIPE,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        detail = proc.stderr or "(its output is above, on the terminal)"
-        raise PrometheusToolsError(
-            f"{BUILD_SCRIPT} failed with exit code {proc.returncode}\n{detail}"
-        )
-    lines = proc.stdout.strip().splitlines()
-    built = Path(lines[-1]) if lines else Path()
+    built = run_build_script(BUILD_SCRIPT, PrometheusToolsError, stream_output=stream_output)
     if not binaries_present(built):
         raise PrometheusToolsError(f"{BUILD_SCRIPT} reported {built!s} but binaries are missing")
     elapsed = time.monotonic() - started
