@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from harness.kube_controlplane import ControlPlane
 from harness.operator_harness import (
     ExternalQueue,
     apply_secret,
     create_rq,
     external_spec,
+    service_account_kubeconfig,
     wait_for_ready,
 )
 from harness.redis_server import RedisServer
@@ -37,3 +40,10 @@ def external_queue(kube: Kube, namespace: str, redis_server: RedisServer) -> Ext
         return await wait_for_ready(kube, namespace, name, status, reason)
 
     return make
+
+
+@pytest.fixture
+def operator_token(control_plane: ControlPlane, tmp_path: Path) -> Path:
+    """A kubeconfig with a token of the operator's ServiceAccount, bound by the install's RBAC:
+    what someone holding a leaked token could do with it."""
+    return service_account_kubeconfig(control_plane, tmp_path)

@@ -36,7 +36,6 @@ from harness.operator_harness import (
     eventually,
     read_secret,
     rq_path,
-    service_account_kubeconfig,
     wait_for_ready,
 )
 from harness.redis_server import RedisServer
@@ -136,10 +135,10 @@ async def test_the_operators_token_may_change_an_apps_workload_only_to_restart_i
     control_plane: ControlPlane,
     kube: Kube,
     namespace: str,
-    tmp_path: Path,
+    operator_token: Path,
 ) -> None:
     cp = control_plane
-    token = service_account_kubeconfig(cp, tmp_path)
+    token = operator_token
     await kube.create(deployment(namespace, "web"))
     await kube.create(statefulset(namespace, "db"))
     restart = {"spec": {"template": {"metadata": {"annotations": {RESTART_ANNOTATION: "t1"}}}}}

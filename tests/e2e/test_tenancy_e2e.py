@@ -37,7 +37,6 @@ from harness.operator_harness import (
     eventually,
     read_secret,
     rq_path,
-    service_account_kubeconfig,
     wait_for_ready,
 )
 from harness.redis_server import RedisServer
@@ -446,10 +445,10 @@ async def test_a_leaked_operator_token_creates_only_objects_of_the_operators_sha
     control_plane: ControlPlane,
     kube: Kube,
     namespace: str,
-    tmp_path: Path,
+    operator_token: Path,
 ) -> None:
     cp = control_plane
-    token = service_account_kubeconfig(cp, tmp_path)
+    token = operator_token
     await apply_secret(kube, namespace, "app-config", {"DATABASE_URL": "postgres://db/app"})
 
     # The shape the operator builds passes (the e2e tests run it under this policy, too).

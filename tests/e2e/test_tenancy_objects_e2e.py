@@ -30,7 +30,6 @@ from harness.operator_harness import (
     dry_run_patch,
     eventually,
     rq_path,
-    service_account_kubeconfig,
     wait_for_ready,
 )
 from redisqueue.controller.api.kube import Kube, KubeError, object_path
@@ -402,10 +401,10 @@ async def test_a_leaked_operator_token_cannot_take_over_relabel_or_rewrite_forei
     control_plane: ControlPlane,
     kube: Kube,
     namespace: str,
-    tmp_path: Path,
+    operator_token: Path,
 ) -> None:
     cp = control_plane
-    token = service_account_kubeconfig(cp, tmp_path)
+    token = operator_token
     web = _foreign_statefulset(namespace, "web")
     await kube.create(web)
     await kube.create(_service(namespace, "web"))
@@ -469,10 +468,10 @@ async def test_a_leaked_operator_token_creates_only_restricted_pods(
     operator: OperatorProcess,
     control_plane: ControlPlane,
     namespace: str,
-    tmp_path: Path,
+    operator_token: Path,
 ) -> None:
     cp = control_plane
-    token = service_account_kubeconfig(cp, tmp_path)
+    token = operator_token
     result = _as_operator(cp, token, _operator_shaped(namespace, str(uuid.uuid4()))["StatefulSet"])
     assert result.returncode == 0, result.stderr  # the operator's own pods are restricted
 
@@ -513,10 +512,10 @@ async def test_a_leaked_operator_token_deletes_only_the_operators_volume_claims(
     control_plane: ControlPlane,
     kube: Kube,
     namespace: str,
-    tmp_path: Path,
+    operator_token: Path,
 ) -> None:
     cp = control_plane
-    token = service_account_kubeconfig(cp, tmp_path)
+    token = operator_token
     spec = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}
     labels = {"app.kubernetes.io/managed-by": "redisqueue-operator"}
     claims = {
