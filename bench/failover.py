@@ -32,6 +32,7 @@ from harness.operator_harness import (  # noqa: E402
     OPERATOR_NAMESPACE,
     OperatorProcess,
     apply_secret,
+    elected_replica,
     install_crd_and_rbac,
     rq_path,
     service_account_kubeconfig,
@@ -43,19 +44,7 @@ LEASE = object_path("coordination.k8s.io/v1", "Lease", OPERATOR_NAMESPACE, "redi
 
 
 def replica(kubeconfig: Path, workdir: Path, identity: str, lease: float) -> OperatorProcess:
-    return OperatorProcess(
-        kubeconfig,
-        workdir,
-        log_level="INFO",
-        identity=identity,
-        extra_args=(
-            "--leader-election",
-            "--lease-namespace",
-            OPERATOR_NAMESPACE,
-            "--lease-duration",
-            str(lease),
-        ),
-    )
+    return elected_replica(kubeconfig, workdir, identity, lease_seconds=lease, log_level="INFO")
 
 
 async def holder(kube: Kube) -> str | None:

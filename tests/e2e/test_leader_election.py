@@ -28,6 +28,7 @@ from harness.operator_harness import (
     apply_secret,
     condition,
     create_rq,
+    elected_replica,
     events_for,
     eventually,
     external_spec,
@@ -43,18 +44,7 @@ LEASE = object_path("coordination.k8s.io/v1", "Lease", OPERATOR_NAMESPACE, "redi
 
 
 def replica(kubeconfig: Path, workdir: Path, identity: str) -> OperatorProcess:
-    return OperatorProcess(
-        kubeconfig,
-        workdir,
-        identity=identity,
-        extra_args=(
-            "--leader-election",
-            "--lease-namespace",
-            OPERATOR_NAMESPACE,
-            "--lease-duration",
-            str(LEASE_SECONDS),
-        ),
-    )
+    return elected_replica(kubeconfig, workdir, identity, lease_seconds=LEASE_SECONDS)
 
 
 @pytest.fixture

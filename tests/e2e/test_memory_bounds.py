@@ -22,6 +22,7 @@ from harness.operator_harness import (
     OperatorProcess,
     apply_secret,
     create_rq,
+    elected_replica,
     eventually,
     install_crd_and_rbac,
     read_secret,
@@ -54,13 +55,9 @@ def start_replicas(kubeconfig: Path, workdir: Path) -> tuple[list[OperatorProces
     """Two replicas as the install runs them; the seconds until both answered /readyz."""
     started = time.monotonic()
     replicas = [
-        OperatorProcess(
-            kubeconfig,
-            workdir,
-            identity=f"bounded-{i}",
-            log_level="INFO",
-            extra_args=("--leader-election", "--lease-namespace", OPERATOR_NAMESPACE),
-        ).start(timeout=READY_WITHIN_SECONDS)
+        elected_replica(kubeconfig, workdir, f"bounded-{i}", log_level="INFO").start(
+            timeout=READY_WITHIN_SECONDS
+        )
         for i in range(2)
     ]
     return replicas, time.monotonic() - started

@@ -34,6 +34,7 @@ from harness.operator_harness import (
     apply_secret,
     condition,
     create_rq,
+    elected_replica,
     eventually,
     install_crd_and_rbac,
     samples_of,
@@ -91,11 +92,10 @@ async def replicas(
     kubeconfig = service_account_kubeconfig(control_plane, tmp_path)
     started = []
     for identity in ("replica-a", "replica-b"):
-        process = OperatorProcess(
+        process = elected_replica(
             kubeconfig,
             tmp_path,
-            identity=identity,
-            extra_args=("--leader-election", "--lease-namespace", OPERATOR_NAMESPACE),
+            identity,
             environ={
                 # Every loopback address is allowed (and trusted) but the victim's.
                 "REDISQUEUE_ALLOWED_HOSTS": "127.0.0.0/8,::1/128,64:ff9b::/96,localhost,test",

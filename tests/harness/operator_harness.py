@@ -424,6 +424,31 @@ async def events_for(kube: Kube, namespace: str, name: str) -> list[dict[str, An
     ]
 
 
+def elected_replica(
+    kubeconfig: Path,
+    workdir: Path,
+    identity: str,
+    *,
+    lease_seconds: float = 15.0,
+    **options: Any,
+) -> OperatorProcess:
+    """One replica with leader election through the Lease in the operator's namespace, as the
+    install runs it (not started yet); ``options`` go to :class:`OperatorProcess`."""
+    return OperatorProcess(
+        kubeconfig,
+        workdir,
+        identity=identity,
+        extra_args=(
+            "--leader-election",
+            "--lease-namespace",
+            OPERATOR_NAMESPACE,
+            "--lease-duration",
+            str(lease_seconds),
+        ),
+        **options,
+    )
+
+
 async def leader_and_standby(
     plane: ControlPlane,
     workdir: Path,
@@ -437,18 +462,8 @@ async def leader_and_standby(
     plane.kubectl("delete", "lease", "-n", namespace, "--all", check=False)
     kubeconfig = service_account_kubeconfig(plane, workdir)
     started = [
-        OperatorProcess(
-            kubeconfig,
-            workdir,
-            identity=identity,
-            extra_args=(
-                "--leader-election",
-                "--lease-namespace",
-                namespace,
-                "--lease-duration",
-                str(lease_seconds),
-            ),
-            environ=environ,
+        elected_replica(
+            kubeconfig, workdir, identity, lease_seconds=lease_seconds, environ=environ
         ).start()
         for identity in ("replica-a", "replica-b")
     ]
