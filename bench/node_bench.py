@@ -33,12 +33,9 @@ import yaml  # noqa: E402
 
 from harness.kube_node import Node  # noqa: E402
 from harness.node_fixtures import (  # noqa: E402
-    CHART,
-    OPERATOR_NS,
-    RELEASE,
     TOOLBOX,
     ensure_toolbox,
-    image_values,
+    install_chart,
 )
 
 PINGER = """
@@ -186,16 +183,7 @@ def main() -> int:
             f"({', '.join(f'{k} {v:.1f} s' for k, v in node.timings.items())})"
         )
         started = time.monotonic()
-        node.helm(
-            "install",
-            RELEASE,
-            str(CHART),
-            "--namespace",
-            OPERATOR_NS,
-            "--create-namespace",
-            *image_values(node),
-            "--wait",
-        )
+        install_chart(node, wait_seconds=300)
         print(f"helm install -> operator Ready: {time.monotonic() - started:.1f} s")
         ensure_toolbox(node)
         ready, pod_ready, pod_kill, crash = [], [], [], []

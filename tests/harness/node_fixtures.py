@@ -24,12 +24,14 @@ reason.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import secrets
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,6 +45,14 @@ _BUILD_ERROR = pytest.StashKey[str]()
 CHART = REPO_ROOT / "charts" / "redisqueue-operator"
 OPERATOR_NS = "redisqueue-system"
 RELEASE = "redisqueue-operator"
+
+
+def live_pods(node: Node, namespace: str, selector: str) -> list[dict[str, Any]]:
+    """The pods of ``namespace`` that match the label ``selector`` and are not being deleted."""
+    pods = json.loads(
+        node.kubectl("get", "pods", "-n", namespace, "-l", selector, "-o", "json").stdout
+    )["items"]
+    return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
 
 
 def image_values(node: Node) -> list[str]:
@@ -61,10 +71,9 @@ def image_values(node: Node) -> list[str]:
     ]
 
 
-@contextlib.contextmanager
-def chart_installed(node: Node, *, wait_seconds: int = 180) -> Iterator[str]:
+def install_chart(node: Node, *, wait_seconds: int = 180) -> str:
     """The chart of this checkout installed as its README says, with the operator image built
-    here, waiting up to ``wait_seconds`` for it; yields the release, uninstalled on exit."""
+    here, waiting up to ``wait_seconds`` for it to be ready; returns the release."""
     node.helm(
         "install",
         RELEASE,
@@ -77,6 +86,13 @@ def chart_installed(node: Node, *, wait_seconds: int = 180) -> Iterator[str]:
         f"--timeout={wait_seconds}s",
         timeout=wait_seconds + 60,
     )
+    return RELEASE
+
+
+@contextlib.contextmanager
+def chart_installed(node: Node, *, wait_seconds: int = 180) -> Iterator[str]:
+    """:func:`install_chart`, and the release uninstalled on exit."""
+    install_chart(node, wait_seconds=wait_seconds)
     try:
         yield RELEASE
     finally:

@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 import yaml
 
+from harness.ecosystem_fixtures import wait_until
 from harness.kube_node import GUARD_CHAIN, NODE_NAME, SERVICE_CIDR, Node
-from harness.node_fixtures import CHART, OPERATOR_NS, chart_installed
+from harness.node_fixtures import CHART, OPERATOR_NS, chart_installed, live_pods
 
 pytestmark = [pytest.mark.node, pytest.mark.timeout(600)]
 
@@ -94,14 +95,7 @@ def jsonpath(node: Node, *args: str) -> str:
 
 
 def wait_for(what: str, probe: Any, timeout: float = 120.0, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
+    return wait_until(what, probe, timeout, interval)
 
 
 def probe_counts(node: Node, pod: str, namespace: str) -> dict[str, int]:
@@ -121,21 +115,9 @@ def probe_counts(node: Node, pod: str, namespace: str) -> dict[str, int]:
 
 
 def operator_pods(node: Node, namespace: str = OPERATOR_NS) -> list[dict[str, Any]]:
-    pods = json.loads(
-        node.kubectl(
-            "get",
-            "pods",
-            "-n",
-            namespace,
-            "-l",
-            "app.kubernetes.io/name=redisqueue-operator",
-            "-o",
-            "json",
-        ).stdout
-    )["items"]
     # Pods of the replaced ReplicaSet (the manifests' registry image, never pulled here) may
     # still be terminating after the rollout; they are not the install.
-    live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+    live = live_pods(node, namespace, "app.kubernetes.io/name=redisqueue-operator")
     assert live, f"no operator pod in {namespace}"
     return live
 

@@ -37,7 +37,7 @@ from harness.ecosystem_fixtures import (
     worker_deployment,
 )
 from harness.kube_node import Node
-from harness.node_fixtures import CHART, OPERATOR_NS, image_values
+from harness.node_fixtures import CHART, OPERATOR_NS, image_values, live_pods
 
 pytestmark = [pytest.mark.timeout(900)]  # the tests using `node` are marked node by it
 
@@ -147,19 +147,8 @@ def scaled_condition(node: Node, namespace: str, kind: str) -> str:
 
 
 def worker_pods(node: Node, namespace: str) -> list[str]:
-    pods = json.loads(
-        node.kubectl(
-            "get",
-            "pods",
-            "-n",
-            namespace,
-            "-l",
-            "app.kubernetes.io/name=analysis-worker",
-            "-o",
-            "json",
-        ).stdout
-    )["items"]
-    return [p["metadata"]["name"] for p in pods if not p["metadata"].get("deletionTimestamp")]
+    pods = live_pods(node, namespace, "app.kubernetes.io/name=analysis-worker")
+    return [p["metadata"]["name"] for p in pods]
 
 
 def spec_replicas(node: Node, namespace: str) -> int:
