@@ -37,7 +37,7 @@ sys.path.insert(0, str(HERE.parent / "operator"))
 import redis.asyncio  # noqa: E402
 from redis.exceptions import ConnectionError as RedisConnectionError  # noqa: E402
 
-from redis_server import RedisServer, free_port  # noqa: E402
+from harness.redis_server import RedisServer, free_port  # noqa: E402
 from redisqueue.client import create_async_client  # noqa: E402
 from redisqueue.settings import load_settings  # noqa: E402
 

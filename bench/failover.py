@@ -27,16 +27,17 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE.parent / "operator"))
 
-from kube_controlplane import ControlPlane  # noqa: E402
-from operator_harness import (  # noqa: E402
+from harness.kube_controlplane import ControlPlane  # noqa: E402
+from harness.operator_harness import (  # noqa: E402
     OPERATOR_NAMESPACE,
     OperatorProcess,
     apply_secret,
+    elected_replica,
     install_crd_and_rbac,
     rq_path,
     service_account_kubeconfig,
 )
-from redis_server import RedisServer  # noqa: E402
+from harness.redis_server import RedisServer  # noqa: E402
 from redisqueue.controller.api.kube import Kube  # noqa: E402
 from redisqueue.controller.api.paths import object_path  # noqa: E402
 
@@ -44,19 +45,7 @@ LEASE = object_path("coordination.k8s.io/v1", "Lease", OPERATOR_NAMESPACE, "redi
 
 
 def replica(kubeconfig: Path, workdir: Path, identity: str, lease: float) -> OperatorProcess:
-    return OperatorProcess(
-        kubeconfig,
-        workdir,
-        log_level="INFO",
-        identity=identity,
-        extra_args=(
-            "--leader-election",
-            "--lease-namespace",
-            OPERATOR_NAMESPACE,
-            "--lease-duration",
-            str(lease),
-        ),
-    )
+    return elected_replica(kubeconfig, workdir, identity, lease_seconds=lease, log_level="INFO")
 
 
 async def holder(kube: Kube) -> str | None:

@@ -1,6 +1,6 @@
 """Provision mode and Redis failures on the real test node, as medians over several runs.
 
-Starts the single-node cluster of ``tests/kube_node.py`` (root), installs the chart with the
+Starts the single-node cluster of ``tests/harness/kube_node.py`` (root), installs the chart with the
 locally built operator image, then per run, in a fresh namespace:
 
 * applies ``manifests/examples/provision.yaml`` (Redis image built here) and measures apply
@@ -31,8 +31,12 @@ sys.path.insert(0, str(REPO / "tests"))
 
 import yaml  # noqa: E402
 
-from kube_node import Node  # noqa: E402
-from node_fixtures import TOOLBOX, ensure_toolbox  # noqa: E402
+from harness.kube_node import Node  # noqa: E402
+from harness.node_fixtures import (  # noqa: E402
+    TOOLBOX,
+    ensure_toolbox,
+    install_chart,
+)
 
 PINGER = """
 import json, sys, time, redis
@@ -178,27 +182,8 @@ def main() -> int:
             f"node up in {node.startup_seconds:.1f} s "
             f"({', '.join(f'{k} {v:.1f} s' for k, v in node.timings.items())})"
         )
-        image = node.images["operator"].ref
-        registry, rest = image.split("/", 1)
-        repository, tag = rest.rsplit(":", 1)
         started = time.monotonic()
-        node.helm(
-            "install",
-            "redisqueue-operator",
-            str(REPO / "charts" / "redisqueue-operator"),
-            "--namespace",
-            "redisqueue-system",
-            "--create-namespace",
-            "--set",
-            f"image.registry={registry}",
-            "--set",
-            f"image.repository={repository}",
-            "--set",
-            f"image.tag={tag}",
-            "--set",
-            "image.pullPolicy=Never",
-            "--wait",
-        )
+        install_chart(node, wait_seconds=300)
         print(f"helm install -> operator Ready: {time.monotonic() - started:.1f} s")
         ensure_toolbox(node)
         ready, pod_ready, pod_kill, crash = [], [], [], []

@@ -20,8 +20,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE.parent / "operator"))
 
-from kube_controlplane import ControlPlane  # noqa: E402
-from operator_harness import (  # noqa: E402
+from harness.kube_controlplane import ControlPlane  # noqa: E402
+from harness.operator_harness import (  # noqa: E402
     OperatorProcess,
     apply_secret,
     create_rq,
@@ -30,7 +30,7 @@ from operator_harness import (  # noqa: E402
     rq_path,
     service_account_kubeconfig,
 )
-from redis_server import RedisServer  # noqa: E402
+from harness.redis_server import RedisServer  # noqa: E402
 from redisqueue.controller.api.kube import Kube  # noqa: E402
 
 

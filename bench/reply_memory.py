@@ -1,8 +1,8 @@
 """Peak memory of one PING answered with 160 MB: redis-py's own reader against the probe's.
 
 Each side runs in a fresh interpreter (peak RSS only grows, so they cannot share one) against
-the hostile fake endpoint of the tests (``tests/hostile_redis.py``; a real redis-server cannot
-send such a reply). Prints the peak RSS growth of each and their ratio.
+the hostile fake endpoint of the tests (``tests/harness/hostile_redis.py``; a real redis-server
+cannot send such a reply). Prints the peak RSS growth of each and their ratio.
 
 Run: ``python bench/reply_memory.py``
 """
@@ -19,7 +19,7 @@ CHILD = """
 import asyncio, resource, sys
 sys.path.insert(0, {tests!r})
 import redis.asyncio
-from hostile_redis import HostileRedis
+from harness.hostile_redis import HostileRedis
 from redisqueue.controller.probing.bounded import limit_replies
 
 async def main() -> None:

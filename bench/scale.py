@@ -47,15 +47,15 @@ sys.path.insert(0, str(HERE.parent / "operator"))
 import redis  # noqa: E402
 from kubernetes_asyncio import client, config, watch  # noqa: E402
 
-from kube_controlplane import ControlPlane  # noqa: E402
-from operator_harness import (  # noqa: E402
+from harness.kube_controlplane import ControlPlane  # noqa: E402
+from harness.operator_harness import (  # noqa: E402
     OperatorProcess,
     apply_secret,
     install_crd_and_rbac,
     rq_path,
     service_account_kubeconfig,
 )
-from redis_server import RedisServer  # noqa: E402
+from harness.redis_server import RedisServer  # noqa: E402
 from redisqueue.controller.api.kube import (  # noqa: E402
     TOKEN_MAX_AGE_SECONDS,
     WATCH_TIMEOUT_SECONDS,

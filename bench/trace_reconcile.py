@@ -29,7 +29,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE.parent / "operator"))
 
 from harness.fake_kube import FakeKube  # noqa: E402
-from redis_server import RedisServer  # noqa: E402
+from harness.redis_server import RedisServer  # noqa: E402
 from redisqueue.controller.readside.side import ReadSide  # noqa: E402
 from redisqueue.controller.reconciler import Reconciler  # noqa: E402
 

@@ -11,14 +11,14 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from redis_server import RedisServer, TLSFiles, make_tls_files
+from harness.redis_server import RedisServer, TLSFiles, make_tls_files
 
 pytest_plugins = [
-    "kube_fixtures",
-    "node_fixtures",
-    "ecosystem_fixtures",
-    "operator_harness",
-    "prometheus_fixtures",
+    "harness.kube_fixtures",
+    "harness.node_fixtures",
+    "harness.ecosystem_fixtures",
+    "harness.operator_harness",
+    "harness.prometheus_fixtures",
 ]
 
 

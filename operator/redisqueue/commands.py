@@ -16,7 +16,7 @@ changes nothing that running it once did not:
 
 Everything else (writes, scripts that may write, the pops) is not sent again; the caller
 gets :class:`~redisqueue.connection.CommandMayHaveRun`. A pipeline or transaction is sent
-again only if every command in it may be. ``tests/test_commands.py`` checks the names below
+again only if every command in it may be. ``tests/library/test_commands.py`` checks the names below
 against a real server's ``COMMAND`` flags.
 """
 

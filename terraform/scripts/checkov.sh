@@ -8,7 +8,7 @@
 # checkov runs from its own virtualenv under .cache/checkov/<version>/, created
 # on first use from PyPI. It is kept out of the project's .venv on purpose:
 # checkov depends on bc-python-hcl2, which installs a Python package named
-# "hcl2" over the one from python-hcl2 (used by tests/test_terraform.py), and
+# "hcl2" over the one from python-hcl2 (used by tests/deploy/test_terraform.py), and
 # the two are not compatible.
 set -euo pipefail
 

@@ -10,7 +10,7 @@ import pytest
 
 from harness.fake_kube import FakeKube
 from harness.fast_tier import LOOPBACK_ALLOWED, NAMESPACE, MakeQueue, secret
-from redis_server import RedisServer
+from harness.redis_server import RedisServer
 from redisqueue.controller.api.gate import WRITE_GATE
 from redisqueue.controller.readside.side import ReadSide
 from redisqueue.controller.reconciler import Reconciler

@@ -1,7 +1,7 @@
 """The probe against hostile endpoints: huge and malformed replies are refused, not buffered.
 
-The endpoints are fakes (tests/hostile_redis.py) because a real redis-server cannot be made to
-answer PING with 160 MB or INFO with strings; a real redis-server checks that the bounded
+The endpoints are fakes (tests/harness/hostile_redis.py) because a real redis-server cannot be
+made to answer PING with 160 MB or INFO with strings; a real redis-server checks that the bounded
 reader still reads everything a normal Redis says.
 """
 
@@ -13,8 +13,8 @@ import tracemalloc
 import pytest
 from prometheus_client import REGISTRY
 
-from hostile_redis import HUGE, HostileRedis
-from redis_server import RedisServer
+from harness.hostile_redis import HUGE, HostileRedis
+from harness.redis_server import RedisServer
 from redisqueue.contract import ConnectionContract
 from redisqueue.controller.probing.bounded import MAX_REPLY_BYTES
 from redisqueue.controller.probing.probe import Probe

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from redis_server import RedisServer, free_port
+from harness.redis_server import RedisServer, free_port
 
 CLI = [sys.executable, "-m", "redisqueue.controller"]
 

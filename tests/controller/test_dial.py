@@ -2,7 +2,7 @@
 
 Real redis-servers; name resolution is the one input replaced here: ``getaddrinfo`` of the
 event loop answers from a table the test sets (the end-to-end test,
-tests/test_tenancy_hosts_e2e.py, uses a real DNS server instead).
+tests/e2e/test_tenancy_hosts_e2e.py, uses a real DNS server instead).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import redis
 
-from redis_server import RedisServer, TLSFiles
+from harness.redis_server import RedisServer, TLSFiles
 from redisqueue.contract import ConnectionContract
 from redisqueue.controller.probing.endpoints import MIN_PING_SPACING_SECONDS, EndpointPool
 from redisqueue.controller.probing.probe import Probe

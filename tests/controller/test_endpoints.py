@@ -8,7 +8,7 @@ from typing import Any
 import redis
 from prometheus_client import REGISTRY
 
-from redis_server import RedisServer
+from harness.redis_server import RedisServer
 from redisqueue.contract import ConnectionContract
 from redisqueue.controller.probing.endpoints import MAX_IN_FLIGHT, EndpointPool
 from redisqueue.controller.probing.probe import Probe

@@ -1,7 +1,7 @@
 """The admission policies' guard: what counts as installed as shipped (pure, and against the
 in-memory API of the fast tier). The real API server's side is tests/
 test_tenancy_failclosed_e2e.py; that the shipped files carry the shipped fingerprints is
-checked there and in tests/test_chart.py."""
+checked there and in tests/deploy/test_chart.py."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_parse
 from prometheus_client.parser import text_string_to_metric_families
 
-from redis_server import RedisServer, TLSFiles
+from harness.redis_server import RedisServer, TLSFiles
 from redisqueue.contract import ConnectionContract
 from redisqueue.controller.probing.probe import Probe
 from redisqueue.controller.serving.health import ProbeList, create_app

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kube_controlplane import ControlPlane
+from harness.kube_controlplane import ControlPlane
 from redisqueue.contract import ConnectionContract
 from redisqueue.controller.api.kube import Kube
 from redisqueue.controller.api.paths import object_path

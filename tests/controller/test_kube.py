@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kube_controlplane import ControlPlane
+from harness.kube_controlplane import ControlPlane
 from redisqueue.controller.api.kube import EventTooLarge, Kube, KubeError
 from redisqueue.controller.api.login import NoClusterError
 from redisqueue.controller.api.paths import object_path

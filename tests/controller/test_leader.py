@@ -1,5 +1,5 @@
 """Leader election settings and the Lease's time format (the election itself runs against a
-real API server in tests/test_leader_election.py)."""
+real API server in tests/e2e/test_leader_election.py)."""
 
 from __future__ import annotations
 

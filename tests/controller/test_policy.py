@@ -7,7 +7,7 @@ import ipaddress
 
 import pytest
 
-from redis_server import free_port
+from harness.redis_server import free_port
 from redisqueue.contract import ConnectionContract
 from redisqueue.controller.probing.probe import Probe
 from redisqueue.controller.resource.policy import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import redis
 from prometheus_client import REGISTRY
 
-from redis_server import RedisServer
+from harness.redis_server import RedisServer
 from redisqueue.contract import ConnectionContract
 from redisqueue.controller.probing.probe import Probe
 from redisqueue.controller.probing.result import QueueKey

@@ -13,7 +13,7 @@ from prometheus_client import REGISTRY
 
 from harness.fake_kube import FakeKube
 from harness.fast_tier import NAMESPACE, MakeQueue, secret
-from redis_server import RedisServer
+from harness.redis_server import RedisServer
 from redisqueue.controller.readside.side import ReadSide
 from redisqueue.controller.resource.identity import QueueRef
 from redisqueue.controller.resource.policy import OperatorPolicy

@@ -9,7 +9,7 @@ from prometheus_client import REGISTRY
 
 from harness.fake_kube import FakeKube
 from harness.fast_tier import LOOPBACK_ALLOWED, NAMESPACE, MakeQueue, decoded, secret
-from redis_server import RedisServer
+from harness.redis_server import RedisServer
 from redisqueue.controller.readside.side import ReadSide
 from redisqueue.controller.reconciler import Reconciler
 from redisqueue.controller.resource.errors import InvalidSpecError, SetupError

@@ -18,7 +18,7 @@ import redis
 from harness.fake_kube import FakeKube
 from harness.fast_tier import NAMESPACE, MakeQueue, decoded, secret
 from harness.provisioned_redis import ProvisionedRedis, secret_files
-from redis_server import RedisServer
+from harness.redis_server import RedisServer
 from redisqueue.controller.objects.acl import ADMIN_USER, APP_USER, PROBE_USER
 from redisqueue.controller.readside.registry import QueueState
 from redisqueue.controller.readside.side import ReadSide

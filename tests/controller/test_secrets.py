@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from kube_controlplane import ControlPlane
+from harness.kube_controlplane import ControlPlane
 from redisqueue.controller.api.kube import Kube
 from redisqueue.controller.api.paths import object_path
 from redisqueue.controller.readside.registry import Registry

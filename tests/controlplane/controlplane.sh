@@ -8,7 +8,7 @@
 #   tests/controlplane/controlplane.sh status   # pids and resident memory
 #   tests/controlplane/controlplane.sh down     # stop every process and remove the state
 #
-# The implementation is tests/kube_controlplane.py (also used by the pytest fixtures);
+# The implementation is tests/harness/kube_controlplane.py (also used by the pytest fixtures);
 # state lives in ${REDISQUEUE_CONTROLPLANE_CACHE:-<repo>/.cache/controlplane}/run/.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -18,6 +18,6 @@ if [ -z "$python" ]; then
   if [ -x "$repo_root/.venv/bin/python" ]; then python="$repo_root/.venv/bin/python"; else python=python3; fi
 fi
 case "${1:-}" in
-  build|up|down|env|status) exec "$python" "$repo_root/tests/kube_controlplane.py" "$1" ;;
+  build|up|down|env|status) exec "$python" "$repo_root/tests/harness/kube_controlplane.py" "$1" ;;
   *) echo "usage: $0 build|up|down|env|status" >&2; exit 2 ;;
 esac

@@ -11,8 +11,9 @@ A policy is "as shipped" when its rules are the ones this version ships: the fin
 its match rules, variables and validations equals :data:`SHIPPED_FINGERPRINTS` (whitespace
 aside; the variables an installer fills in, such as the allowed hosts, are left out, and so
 is the match condition naming the operator's own ServiceAccount). Its binding must have the
-same name, point at it, deny, and match everything the policy matches. ``tests/
-test_admission_guard.py`` recomputes the fingerprints from the shipped files and the chart.
+same name, point at it, deny, and match everything the policy matches.
+``tests/controller/test_guard.py`` and ``tests/deploy/test_chart.py`` recompute the
+fingerprints from the shipped files and the chart.
 
 Pure: no I/O.
 """

@@ -1,0 +1,49 @@
+"""Fixtures of the end-to-end tests on the real control plane."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.kube_controlplane import ControlPlane
+from harness.operator_harness import (
+    ExternalQueue,
+    apply_secret,
+    create_rq,
+    external_spec,
+    service_account_kubeconfig,
+    wait_for_ready,
+)
+from harness.redis_server import RedisServer
+from redisqueue.controller.api.kube import Kube
+
+
+@pytest.fixture
+def external_queue(kube: Kube, namespace: str, redis_server: RedisServer) -> ExternalQueue:
+    """The start most end-to-end tests share: the Secret ``redis-auth`` with ``redis_server``'s
+    password, a RedisQueue ``name`` of ``spec`` (by default :func:`external_spec` on
+    ``redis_server``), and the wait until its ``Ready`` condition has ``status`` (and
+    ``reason``, when given). Returns the RedisQueue as it was then."""
+
+    async def make(
+        name: str,
+        spec: dict[str, Any] | None = None,
+        status: str = "True",
+        reason: str | None = None,
+    ) -> dict[str, Any]:
+        await apply_secret(kube, namespace, "redis-auth", {"password": redis_server.password or ""})
+        await create_rq(
+            kube, namespace, name, external_spec(redis_server) if spec is None else spec
+        )
+        return await wait_for_ready(kube, namespace, name, status, reason)
+
+    return make
+
+
+@pytest.fixture
+def operator_token(control_plane: ControlPlane, tmp_path: Path) -> Path:
+    """A kubeconfig with a token of the operator's ServiceAccount, bound by the install's RBAC:
+    what someone holding a leaked token could do with it."""
+    return service_account_kubeconfig(control_plane, tmp_path)
