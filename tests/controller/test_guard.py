@@ -145,3 +145,19 @@ async def test_the_guard_reads_each_policy_and_binding_and_says_what_is_missing(
         guard.refusal
     )
     assert guard.refusal.startswith("the operator does not act on RedisQueues")
+
+
+def test_while_refusing_the_guard_looks_again_within_seconds_then_every_interval() -> None:
+    # An install applies the operator and its policies together: a first look that misses
+    # them must not leave the operator paused for a whole interval.
+    guard = AdmissionGuard(FakeKube(), DEFAULT_POLICY_NAMES, interval=300)  # type: ignore[arg-type]
+    delays = guard.delays()
+    assert [next(delays) for _ in range(7)] == [2, 4, 8, 16, 30, 30, 30]
+    guard.problem = None  # in force: the full interval
+    assert [next(delays) for _ in range(2)] == [300, 300]
+    guard.problem = "ValidatingAdmissionPolicyBinding x is not installed"
+    assert next(delays) == 2  # missing again: soon, from the start
+    short = AdmissionGuard(FakeKube(), DEFAULT_POLICY_NAMES, interval=5)  # type: ignore[arg-type]
+    assert [next(short.delays()) for _ in range(1)] == [2]
+    later = short.delays()
+    assert [next(later) for _ in range(4)] == [2, 4, 5, 5]  # never longer than the interval

@@ -1,7 +1,9 @@
 """Fail closed: the operator acts on RedisQueues only while its admission policies are there.
 
 At start and every ``interval`` seconds (five minutes by default) the guard reads each
-admission policy and its binding (two GETs each: reads, never writes) and compares them with
+admission policy and its binding (while they are not in force, sooner: after 2, 4, 8, 16 and
+then every 30 seconds, so an install whose policies arrive just after the operator starts is
+taken up within seconds) (two GETs each: reads, never writes) and compares them with
 what this version ships (:mod:`..resource.admission`). While one is missing, changed,
 narrowed or not enforced (a cluster without ValidatingAdmissionPolicy included), the read
 side admits no RedisQueue: nothing is provisioned, injected or probed, and the leader's
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -35,6 +37,9 @@ from ..resource.identity import JSON
 log = logging.getLogger("redisqueue.operator")
 
 ADMISSION_API: Final = "/apis/admissionregistration.k8s.io/v1"
+#: While the policies are not in force: the first re-check, doubling up to the last.
+RECHECK_FIRST_SECONDS: Final = 2.0
+RECHECK_MAX_SECONDS: Final = 30.0
 #: What status shows for every RedisQueue while the policies are missing, before the cause.
 REFUSAL: Final = (
     "the operator does not act on RedisQueues while its admission policies are not installed "
@@ -153,11 +158,24 @@ class AdmissionGuard:
             log.error("%s%s", REFUSAL, problem)
         return True
 
-    async def run(self, changed: Changed) -> None:
-        """Check every ``interval`` seconds, until cancelled; ``changed`` hears of each new
-        verdict (None: in force again)."""
+    def delays(self) -> Iterator[float]:
+        """Seconds before each next check: ``interval`` while the policies are in force, else
+        :data:`RECHECK_FIRST_SECONDS` doubling up to :data:`RECHECK_MAX_SECONDS` (never more
+        than ``interval``)."""
+        retry = RECHECK_FIRST_SECONDS
         while True:
-            await asyncio.sleep(self.interval)
+            if self.problem is None:
+                retry = RECHECK_FIRST_SECONDS
+                yield self.interval
+            else:
+                yield min(retry, RECHECK_MAX_SECONDS, self.interval)
+                retry *= 2
+
+    async def run(self, changed: Changed) -> None:
+        """Check until cancelled (see :meth:`delays`); ``changed`` hears of each new verdict
+        (None: in force again)."""
+        for delay in self.delays():
+            await asyncio.sleep(delay)
             if await self.update():
                 await changed(self.problem)
 
