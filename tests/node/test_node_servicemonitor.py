@@ -200,6 +200,8 @@ def test_servicemonitor_chart_rules_are_loaded_and_healthy(monitored_chart: Prom
         "RedisQueueOperatorReconcileErrors",
         "RedisQueueProbesStopped",
         "RedisQueueOperatorAbsent",
+        "RedisQueuePartiallyUnreachable",
+        "RedisQueueOperatorNoLeader",
     }
 
     def loaded() -> list[dict[str, Any]]:
