@@ -41,7 +41,7 @@ from .resource.admission import ENV_REQUIRED, PolicyNamesError, policy_names
 from .resource.policy import OperatorPolicy, PolicyError
 from .serving.auth import TokenAuthorizer
 from .serving.health import create_app
-from .telemetry import metrics
+from .telemetry import memory, metrics
 
 __all__ = ["Election", "run_operator", "serve_operator"]
 
@@ -144,6 +144,7 @@ async def serve_operator(  # noqa: PLR0915 - the operator's life, read top to bo
         asyncio.create_task(side.follow_secrets(), name="secrets"),
         asyncio.create_task(side.run_schedule(), name="probe schedule"),
         asyncio.create_task(side.run_guard(), name="admission policies"),
+        asyncio.create_task(memory.return_freed_memory(), name="memory"),
     ]
     liveness.schedule_task = background[1]
     status = 0
