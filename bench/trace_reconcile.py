@@ -29,9 +29,11 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE.parent / "operator"))
 
 from harness.fake_kube import FakeKube  # noqa: E402
+from harness.operator_harness import TEST_DENIED_HOSTS  # noqa: E402
 from harness.redis_server import RedisServer  # noqa: E402
 from redisqueue.controller.readside.side import ReadSide  # noqa: E402
 from redisqueue.controller.reconciler import Reconciler  # noqa: E402
+from redisqueue.controller.resource.policy import ENV_DENIED_HOSTS, OperatorPolicy  # noqa: E402
 
 PACKAGE = str(HERE.parent / "operator" / "redisqueue" / "controller")
 SKIPPED = {"<listcomp>", "<genexpr>", "<dictcomp>", "<setcomp>", "<lambda>"}
@@ -91,7 +93,9 @@ async def one_reconcile(server: RedisServer, trace: Trace) -> None:
         return await apply(obj, **kwargs)
 
     kube.apply = noted_apply  # type: ignore[method-assign]
-    side = ReadSide(kube)  # type: ignore[arg-type]
+    # The default policy refuses loopback; this Redis listens there, as in the tests.
+    policy = OperatorPolicy.from_env({ENV_DENIED_HOSTS: TEST_DENIED_HOSTS})
+    side = ReadSide(kube, policy=policy)  # type: ignore[arg-type]
     reconciler = Reconciler(kube, side, instance="trace")  # type: ignore[arg-type]
     sys.setprofile(trace.hook)
     try:
