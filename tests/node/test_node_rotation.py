@@ -165,6 +165,7 @@ class StatusWatch:
     namespace: str
     seen: list[tuple[float, str, str | None]] = field(default_factory=list)
     proc: subprocess.Popen[str] | None = None
+    reader: threading.Thread | None = None
 
     def start(self) -> StatusWatch:
         bin_dir = self.node.plane.bin_dir
@@ -186,7 +187,8 @@ class StatusWatch:
             stderr=subprocess.DEVNULL,
             text=True,
         )
-        threading.Thread(target=self._read, daemon=True).start()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
         return self
 
     def _read(self) -> None:
@@ -212,6 +214,10 @@ class StatusWatch:
         if self.proc is not None:
             self.proc.terminate()
             self.proc.wait(timeout=10)
+            if self.reader is not None:
+                self.reader.join(timeout=10)  # it reads to the end of the closed pipe
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
 
 
 # Without retries: redis-py retries a failed AUTH on its own backoff (about 4 s in all), which
