@@ -239,6 +239,21 @@ PROVISION_SPEC: dict[str, Any] = {
 }
 
 
+def writer_for(
+    fake_kube: FakeKube, side: ReadSide, clock: Clock, server: ProvisionedRedis, *, instance: str
+) -> Reconciler:
+    """The writing Reconciler of ``side``, reaching ``server`` where the Service would be."""
+    writer = Reconciler(
+        fake_kube,  # type: ignore[arg-type]
+        side,
+        instance=instance,
+        clock=clock,
+        redis_address=lambda names: (server.host, server.port),
+    )
+    side.writer = writer
+    return writer
+
+
 @pytest.fixture
 async def provisioned(
     fake_kube: FakeKube,
@@ -251,14 +266,7 @@ async def provisioned(
     by the start-up script from the Secrets the operator generated."""
     server = ProvisionedRedis(tmp_path / "redis", parse_spec(PROVISION_SPEC))
     provisioned_redis.append(server)
-    writer = Reconciler(
-        fake_kube,  # type: ignore[arg-type]
-        side,
-        instance="test",
-        clock=clock,
-        redis_address=lambda names: (server.host, server.port),
-    )
-    side.writer = writer
+    writer = writer_for(fake_kube, side, clock, server, instance="test")
     fake_kube.put(deployment("env-app"))
     body = fake_kube.put(
         {
@@ -358,14 +366,8 @@ async def test_a_new_leader_finishes_the_rotation_status_shows_under_way(
     old = generated_password(fake_kube)
     await change_secret(reconciler, fake_kube, "jobs-redis-auth", password="handed-over-pw-1")
     await reconciler.close()  # the leader goes away during the overlap
-    successor = Reconciler(
-        fake_kube,  # type: ignore[arg-type]
-        ReadSide(fake_kube, policy=OperatorPolicy()),  # type: ignore[arg-type]
-        instance="next",
-        clock=clock,
-        redis_address=lambda names: (server.host, server.port),
-    )
-    successor.side.writer = successor
+    side = ReadSide(fake_kube, policy=OperatorPolicy())  # type: ignore[arg-type]
+    successor = writer_for(fake_kube, side, clock, server, instance="next")
     try:
         await successor.reconcile(rq(fake_kube, "jobs"))
         state = state_of(successor, "jobs")
@@ -388,14 +390,8 @@ async def test_a_password_changed_while_no_operator_watched_opens_an_overlap(
     old = generated_password(fake_kube)
     patch_secret(fake_kube, "jobs-redis-auth", password="changed-while-down")
     await reconciler.close()
-    successor = Reconciler(
-        fake_kube,  # type: ignore[arg-type]
-        ReadSide(fake_kube, policy=OperatorPolicy()),  # type: ignore[arg-type]
-        instance="next",
-        clock=clock,
-        redis_address=lambda names: (server.host, server.port),
-    )
-    successor.side.writer = successor
+    side = ReadSide(fake_kube, policy=OperatorPolicy())  # type: ignore[arg-type]
+    successor = writer_for(fake_kube, side, clock, server, instance="next")
     try:
         await successor.reconcile(rq(fake_kube, "jobs"))
         state = state_of(successor, "jobs")

@@ -19,7 +19,7 @@ import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import pytest
 import yaml
@@ -105,6 +105,14 @@ def install_crd_and_rbac(
         "-",
         input=yaml.safe_dump_all(selected),
     )
+
+
+class OperatorToken(NamedTuple):
+    """A kubeconfig with a token of the operator's ServiceAccount, and the control plane that
+    issued it."""
+
+    cp: ControlPlane
+    kubeconfig: Path
 
 
 def service_account_kubeconfig(plane: ControlPlane, directory: Path) -> Path:

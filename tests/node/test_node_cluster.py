@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from harness.ecosystem_fixtures import wait_until
+from harness.ecosystem_fixtures import in_toolbox, wait_until
 from harness.kube_node import GUARD_CHAIN, NODE_NAME, SERVICE_CIDR, Node
 from harness.node_fixtures import CHART, OPERATOR_NS, chart_installed, live_pods
 
@@ -29,26 +29,6 @@ TEST_NET_ADDRESS = "192.0.2.1"  # TEST-NET-1 (RFC 5737): never a real host
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def in_toolbox(
-    node: Node, code: str, stdin: dict[str, Any] | None = None, timeout: float = 120.0
-) -> subprocess.CompletedProcess[str]:
-    """Run Python in the toolbox pod; secrets travel on stdin, never in arguments."""
-    return node.kubectl(
-        "exec",
-        "-i",
-        "-n",
-        "default",
-        "toolbox",
-        "--",
-        "python3",
-        "-c",
-        code,
-        input=json.dumps(stdin or {}),
-        check=False,
-        timeout=timeout,
-    )
 
 
 HTTP_GET = """
