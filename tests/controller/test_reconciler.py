@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import redis
 from prometheus_client import REGISTRY
 
 from harness.fake_kube import FakeKube
@@ -97,9 +96,7 @@ async def test_a_rotated_password_is_injected_and_probed_at_once(
     state = reconciler.side.registry.get(QueueRef(NAMESPACE, "orders"))
     assert state is not None and state.probe is not None
     first_probe = state.probe
-    with redis.Redis(
-        host=redis_server.host, port=redis_server.port, password=redis_server.password
-    ) as admin:
+    with redis_server.admin() as admin:
         admin.config_set("requirepass", "rotated-pw")
     redis_server.password = "rotated-pw"
     rotated = fake_kube.put(secret("redis-auth", password="rotated-pw"))

@@ -153,9 +153,7 @@ async def test_external_rotation_stays_ready_restarts_env_apps_and_says_when_old
     assert first_stamp is not None
     clock.advance(60)
     # ROTATE: the Redis accepts both tokens; then the Secret gets the new one.
-    with redis.Redis(
-        host=redis_server.host, port=redis_server.port, password=redis_server.password
-    ) as admin:
+    with redis_server.admin() as admin:
         admin.execute_command("ACL", "SETUSER", "default", ">rotated-token")
     await change_secret(reconciler, fake_kube, "redis-auth", password="rotated-token")
 

@@ -11,8 +11,7 @@ import json
 import re
 import secrets
 import tarfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import yaml
 
 from harness.kube_controlplane import ControlPlane
 from harness.operator_harness import TEST_DENIED_HOSTS, OperatorProcess, b64, unb64
+from harness.polling import wait_for
 from harness.prometheus_fixtures import CHART_ALERTS
 from harness.redis_server import RedisServer
 from redisqueue.controller.resource.admission import (
@@ -90,14 +90,6 @@ def kinds(docs: list[Doc]) -> list[str]:
 def container(deployment: Doc) -> Doc:
     (operator,) = deployment["spec"]["template"]["spec"]["containers"]
     return dict(operator)
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 60.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what or condition}")
-        time.sleep(0.25)
 
 
 def get_json(cp: ControlPlane, *args: str) -> Doc:

@@ -30,6 +30,7 @@ from harness.operator_harness import (
     create_rq,
     dry_run_patch,
     eventually,
+    fake_claim,
     rq_path,
     wait_for_ready,
 )
@@ -219,26 +220,8 @@ async def _retained(kube: Kube, namespace: str, name: str) -> tuple[str, dict[st
 
     secret = await eventually(generated, what="the generated password and the StatefulSet")
     assert secret["metadata"]["annotations"][ANNOTATION_OWNER_UID] == uid
-    sts = await kube.get(object_path("apps/v1", "StatefulSet", namespace, f"{name}-redis"))
-    assert sts is not None
-    template = sts["spec"]["volumeClaimTemplates"][0]["metadata"]
+    template = await fake_claim(kube, namespace, name)
     assert template["annotations"][ANNOTATION_OWNER_UID] == uid
-    await kube.create(
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
-            "metadata": {
-                "name": f"data-{name}-redis-0",
-                "namespace": namespace,
-                "labels": template["labels"],
-                "annotations": template["annotations"],
-            },
-            "spec": {
-                "accessModes": ["ReadWriteOnce"],
-                "resources": {"requests": {"storage": "1Gi"}},
-            },
-        }
-    )
     await kube.delete(rq_path(namespace, name))
 
     async def gone() -> bool:

@@ -385,6 +385,32 @@ async def read_secret(kube: Kube, namespace: str, name: str) -> dict[str, str] |
     return None if secret is None else unb64(secret.get("data") or {})
 
 
+async def fake_claim(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
+    """What the StatefulSet controller (not running here) would create for the pod of the
+    provisioned RedisQueue ``name``: a claim with the template's labels and annotations (the
+    RedisQueue's uid among them). Returns the template's metadata."""
+    sts = await kube.get(object_path("apps/v1", "StatefulSet", namespace, f"{name}-redis"))
+    assert sts is not None
+    template = sts["spec"]["volumeClaimTemplates"][0]["metadata"]
+    await kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {
+                "name": f"data-{name}-redis-0",
+                "namespace": namespace,
+                "labels": template["labels"],
+                "annotations": template.get("annotations") or {},
+            },
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        }
+    )
+    return dict(template)
+
+
 async def create_rq(kube: Kube, namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
     return await kube.create(
         {

@@ -74,6 +74,12 @@ def jsonpath(node: Node, *args: str) -> str:
     return node.kubectl("get", *args).stdout.strip()
 
 
+def restart_count(node: Node, namespace: str, pod: str) -> int:
+    """How often the first container of ``pod`` has restarted (0 before it has a status)."""
+    path = "jsonpath={.status.containerStatuses[0].restartCount}"
+    return int(jsonpath(node, "pod", "-n", namespace, pod, "-o", path) or 0)
+
+
 def wait_for(what: str, probe: Any, timeout: float = 120.0, interval: float = 0.5) -> Any:
     return wait_until(what, probe, timeout, interval)
 
@@ -407,35 +413,11 @@ def test_acknowledged_jobs_survive_a_redis_crash_and_a_pod_delete(
     assert redis_call(node, namespace, push, {"n": 500, "prefix": "before-crash"}) == 500
     time.sleep(LOSS_WINDOW)  # past the window in which everysec may hold writes in memory
     # A real crash: SIGKILL to redis-server from the host.
-    restarts = int(
-        jsonpath(
-            node,
-            "pod",
-            "-n",
-            namespace,
-            pod,
-            "-o",
-            "jsonpath={.status.containerStatuses[0].restartCount}",
-        )
-    )
+    restarts = restart_count(node, namespace, pod)
     node.kill_container(container_id(node, namespace, pod))
     wait_for(
         "the Redis container to restart",
-        lambda: (
-            int(
-                jsonpath(
-                    node,
-                    "pod",
-                    "-n",
-                    namespace,
-                    pod,
-                    "-o",
-                    "jsonpath={.status.containerStatuses[0].restartCount}",
-                )
-                or 0
-            )
-            > restarts
-        ),
+        lambda: restart_count(node, namespace, pod) > restarts,
     )
     node.kubectl(
         "wait",
