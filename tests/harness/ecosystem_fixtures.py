@@ -519,7 +519,13 @@ def in_toolbox(
     )
 
 
-def app_redis(node: Node, namespace: str, code: str, extra: dict[str, Any] | None = None) -> Any:
+def app_redis(
+    node: Node,
+    namespace: str,
+    code: str,
+    extra: dict[str, Any] | None = None,
+    timeout: float = 120.0,
+) -> Any:
     """Run ``code`` in the toolbox pod with ``r``, a redis-py client configured from the app
     Secret as it is now; the code prints one JSON value. Secrets travel on stdin."""
     secret = json.loads(
@@ -534,7 +540,7 @@ def app_redis(node: Node, namespace: str, code: str, extra: dict[str, Any] | Non
         "r = redis.Redis.from_url(cfg['env']['REDIS_URL'], password=cfg['env']['REDIS_PASSWORD'],"
         " socket_timeout=10, decode_responses=True)\n"
     )
-    proc = in_toolbox(node, prelude + code, {"env": env, **(extra or {})})
+    proc = in_toolbox(node, prelude + code, {"env": env, **(extra or {})}, timeout=timeout)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
