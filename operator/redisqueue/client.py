@@ -302,10 +302,12 @@ def create_client(
         instr.connected()
 
     retry = ContractRetry(_backoff(settings, instr), settings.retry_attempts)
-    if settings.unix_socket_path:
-        connection_class: type = connection.UnixDomainSocketConnection
-    else:
-        connection_class = connection.SSLConnection if settings.tls else connection.Connection
+    connection_class = _connection_class(
+        settings,
+        unix=connection.UnixDomainSocketConnection,
+        tls=connection.SSLConnection,
+        tcp=connection.Connection,
+    )
     pool = FairBlockingConnectionPool(
         redis_connect_func=on_connect,
         **_pool_arguments(settings, connection_class, retry, redis_kwargs),
@@ -331,12 +333,12 @@ def create_async_client(
         instr.connected()
 
     retry = AsyncContractRetry(_backoff(settings, instr), settings.retry_attempts)
-    if settings.unix_socket_path:
-        connection_class: type = connection.AsyncUnixDomainSocketConnection
-    elif settings.tls:
-        connection_class = connection.AsyncSSLConnection
-    else:
-        connection_class = connection.AsyncConnection
+    connection_class = _connection_class(
+        settings,
+        unix=connection.AsyncUnixDomainSocketConnection,
+        tls=connection.AsyncSSLConnection,
+        tcp=connection.AsyncConnection,
+    )
     pool = AsyncFairBlockingConnectionPool(
         redis_connect_func=on_connect,
         **_pool_arguments(settings, connection_class, retry, redis_kwargs),
@@ -345,6 +347,13 @@ def create_async_client(
     client = cast(AsyncRedis, AsyncRedis.from_pool(pool))
     _observe(client, pool, instr, name)
     return client
+
+
+def _connection_class(settings: RedisSettings, *, unix: type, tls: type, tcp: type) -> type:
+    """The connection class for the endpoint: a unix socket, TLS or plain TCP."""
+    if settings.unix_socket_path:
+        return unix
+    return tls if settings.tls else tcp
 
 
 def _pool_arguments(

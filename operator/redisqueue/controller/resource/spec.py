@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
@@ -892,19 +892,28 @@ class Backoff(ResourceModel):
 RestartKind = Literal["Deployment", "StatefulSet"]
 
 
-def _unique_pair(first: str, second: str) -> AfterValidator:
-    """A list validator rejecting two items with the same ``first`` and ``second``."""
+def _unique_by(key: Callable[[Any], Any], say: Callable[[Any], str]) -> AfterValidator:
+    """A list validator rejecting two items with the same ``key``; ``say`` names the key in
+    the error."""
 
     def check(items: list[Any]) -> list[Any]:
-        seen: set[tuple[object, object]] = set()
+        seen: set[object] = set()
         for item in items:
-            key = (getattr(item, first), getattr(item, second))
-            if key in seen:
-                raise ValueError(f"Duplicate value: {key[0]}/{key[1]} appears twice")
-            seen.add(key)
+            value = key(item)
+            if value in seen:
+                raise ValueError(f"Duplicate value: {say(value)} appears twice")
+            seen.add(value)
         return items
 
     return AfterValidator(check)
+
+
+def _unique_pair(first: str, second: str) -> AfterValidator:
+    """A list validator rejecting two items with the same ``first`` and ``second``."""
+    return _unique_by(
+        lambda item: (getattr(item, first), getattr(item, second)),
+        lambda pair: f"{pair[0]}/{pair[1]}",
+    )
 
 
 class RestartTarget(ResourceModel):
@@ -1029,17 +1038,9 @@ class Rotation(ResourceModel):
 
 def _unique(field: str) -> AfterValidator:
     """A list validator rejecting two items with the same ``field`` (a list-map key)."""
-
-    def check(items: list[Any]) -> list[Any]:
-        seen: set[object] = set()
-        for item in items:
-            value = getattr(item, field)
-            if value in seen:
-                raise ValueError(f"Duplicate value: {to_camel(field)} {value!r} appears twice")
-            seen.add(value)
-        return items
-
-    return AfterValidator(check)
+    return _unique_by(
+        lambda item: getattr(item, field), lambda value: f"{to_camel(field)} {value!r}"
+    )
 
 
 class RedisQueueSpec(ResourceModel):
