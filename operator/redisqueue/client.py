@@ -296,34 +296,25 @@ def create_client(
     """
     settings = settings or load_settings()
     instr = _Instrumentation(name, settings.endpoint, settings.retry_attempts)
-    from_file = settings.password_file is not None
 
     def on_connect(conn: redis.connection.AbstractConnection) -> None:
         conn.on_connect()
         instr.connected()
 
     retry = ContractRetry(_backoff(settings, instr), settings.retry_attempts)
-    if from_file:
-        retry.check = checker(NOT_RETRYABLE_WITH_FILE)
-    if settings.unix_socket_path:
-        connection_class: type = connection.UnixDomainSocketConnection
-    else:
-        connection_class = connection.SSLConnection if settings.tls else connection.Connection
-    kwargs = _connection_kwargs(settings, redis_kwargs, from_file)
-    _check_kwargs(connection_class, kwargs)
-    pool = FairBlockingConnectionPool(
-        connection_class=connection_class,
-        retry=retry,
-        redis_connect_func=on_connect,
-        max_connections=settings.pool_max_connections,
-        timeout=settings.pool_timeout_seconds,
-        **kwargs,
+    connection_class = _connection_class(
+        settings,
+        unix=connection.UnixDomainSocketConnection,
+        tls=connection.SSLConnection,
+        tcp=connection.Connection,
     )
-    pool.observer = instr
+    pool = FairBlockingConnectionPool(
+        redis_connect_func=on_connect,
+        **_pool_arguments(settings, connection_class, retry, redis_kwargs),
+    )
     # The client owns its pool: close() and `with` release every connection of it.
     client = cast(Redis, Redis.from_pool(pool))
-    client._instrumentation = instr
-    metrics.POOLS.track(name, pool, _pool_reader)
+    _observe(client, pool, instr, name)
     return client
 
 
@@ -336,34 +327,63 @@ def create_async_client(
     """
     settings = settings or load_settings()
     instr = _Instrumentation(name, settings.endpoint, settings.retry_attempts)
-    from_file = settings.password_file is not None
 
     async def on_connect(conn: redis.asyncio.connection.AbstractConnection) -> None:
         await conn.on_connect()
         instr.connected()
 
     retry = AsyncContractRetry(_backoff(settings, instr), settings.retry_attempts)
-    if from_file:
-        retry.check = checker(NOT_RETRYABLE_WITH_FILE)
-    if settings.unix_socket_path:
-        connection_class: type = connection.AsyncUnixDomainSocketConnection
-    elif settings.tls:
-        connection_class = connection.AsyncSSLConnection
-    else:
-        connection_class = connection.AsyncConnection
-    kwargs = _connection_kwargs(settings, redis_kwargs, from_file)
-    _check_kwargs(connection_class, kwargs)
-    pool = AsyncFairBlockingConnectionPool(
-        connection_class=connection_class,
-        retry=retry,
-        redis_connect_func=on_connect,
-        max_connections=settings.pool_max_connections,
-        timeout=settings.pool_timeout_seconds,
-        **kwargs,
+    connection_class = _connection_class(
+        settings,
+        unix=connection.AsyncUnixDomainSocketConnection,
+        tls=connection.AsyncSSLConnection,
+        tcp=connection.AsyncConnection,
     )
-    pool.observer = instr
+    pool = AsyncFairBlockingConnectionPool(
+        redis_connect_func=on_connect,
+        **_pool_arguments(settings, connection_class, retry, redis_kwargs),
+    )
     # The client owns its pool: aclose() and `async with` release every connection of it.
     client = cast(AsyncRedis, AsyncRedis.from_pool(pool))
+    _observe(client, pool, instr, name)
+    return client
+
+
+def _connection_class(settings: RedisSettings, *, unix: type, tls: type, tcp: type) -> type:
+    """The connection class for the endpoint: a unix socket, TLS or plain TCP."""
+    if settings.unix_socket_path:
+        return unix
+    return tls if settings.tls else tcp
+
+
+def _pool_arguments(
+    settings: RedisSettings,
+    connection_class: type,
+    retry: ContractRetry | AsyncContractRetry,
+    redis_kwargs: dict[str, Any],
+) -> dict[str, Any]:
+    """What the sync and the async pool are both built from: the connection class, the
+    retry policy, the pool's limits and the checked connection arguments."""
+    from_file = settings.password_file is not None
+    if from_file:
+        retry.check = checker(NOT_RETRYABLE_WITH_FILE)
+    kwargs = _connection_kwargs(settings, redis_kwargs, from_file)
+    _check_kwargs(connection_class, kwargs)
+    return {
+        "connection_class": connection_class,
+        "retry": retry,
+        "max_connections": settings.pool_max_connections,
+        "timeout": settings.pool_timeout_seconds,
+        **kwargs,
+    }
+
+
+def _observe(
+    client: Redis | AsyncRedis,
+    pool: FairBlockingConnectionPool | AsyncFairBlockingConnectionPool,
+    instr: _Instrumentation,
+    name: str,
+) -> None:
+    pool.observer = instr
     client._instrumentation = instr
     metrics.POOLS.track(name, pool, _pool_reader)
-    return client

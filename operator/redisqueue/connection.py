@@ -179,13 +179,24 @@ def _deadline(conn: object, pending: _Pending) -> float | None:
     return override
 
 
-class _SyncDeadlines:
-    """Mixed into redis-py's sync connection classes (plain TCP, TLS, unix socket)."""
+class _Batches:
+    """What the sync and the asyncio mixins share: the state of the command in flight, and
+    the label of a pipeline's batch, taken when it is packed."""
 
     _pending: _Pending = _NOTHING
     _next_batch: _Pending = _UNKNOWN_BATCH
     _sending: int = 0
     _handshake: bool = False
+
+    def pack_commands(self, commands: Iterable[Iterable[Any]]) -> list[bytes]:
+        # A pipeline packs its commands just before sending them as one batch.
+        batch = [tuple(args) for args in commands]
+        self._next_batch = _batch_label(batch)
+        return super().pack_commands(batch)  # type: ignore[misc,no-any-return]
+
+
+class _SyncDeadlines(_Batches):
+    """Mixed into redis-py's sync connection classes (plain TCP, TLS, unix socket)."""
 
     def on_connect_check_health(self, *args: Any, **kwargs: Any) -> None:
         # The handshake of a new connection (AUTH, HELLO, SELECT, ...) is part of connecting.
@@ -194,12 +205,6 @@ class _SyncDeadlines:
             super().on_connect_check_health(*args, **kwargs)  # type: ignore[misc]
         finally:
             self._handshake = False
-
-    def pack_commands(self, commands: Iterable[Iterable[Any]]) -> list[bytes]:
-        # A pipeline packs its commands just before sending them as one batch.
-        batch = [tuple(args) for args in commands]
-        self._next_batch = _batch_label(batch)
-        return super().pack_commands(batch)  # type: ignore[misc,no-any-return]
 
     def send_packed_command(self, command: Any, check_health: bool = True) -> None:
         if self._sending:
@@ -239,13 +244,8 @@ class _SyncDeadlines:
             raise replaced from exc
 
 
-class _AsyncDeadlines:
+class _AsyncDeadlines(_Batches):
     """Mixed into redis-py's asyncio connection classes."""
-
-    _pending: _Pending = _NOTHING
-    _next_batch: _Pending = _UNKNOWN_BATCH
-    _sending: int = 0
-    _handshake: bool = False
 
     async def on_connect_check_health(self, *args: Any, **kwargs: Any) -> None:
         self._handshake = True
@@ -253,11 +253,6 @@ class _AsyncDeadlines:
             await super().on_connect_check_health(*args, **kwargs)  # type: ignore[misc]
         finally:
             self._handshake = False
-
-    def pack_commands(self, commands: Iterable[Iterable[Any]]) -> list[bytes]:
-        batch = [tuple(args) for args in commands]
-        self._next_batch = _batch_label(batch)
-        return super().pack_commands(batch)  # type: ignore[misc,no-any-return]
 
     async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
         if self._sending:

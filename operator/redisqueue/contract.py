@@ -70,6 +70,35 @@ class ContractField(Generic[T]):
         return f"{text}, {self.extra_rule}" if self.extra_rule else text
 
 
+def _plain(value: float) -> float:
+    """Whole numbers as int, so generated schemas say ``300`` rather than ``300.0``."""
+    return int(value) if float(value).is_integer() else value
+
+
+def _number(value: float) -> str:
+    """Render 1.0 as "1" and 0.5 as "0.5", so Secrets read the way people write them."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _seconds(
+    attr: str, key: str, meaning: str, default: float, maximum: float, extra_rule: str = ""
+) -> ContractField[float]:
+    """A duration: a number of seconds above zero, up to ``maximum``."""
+    return ContractField(
+        attr,
+        key,
+        float,
+        meaning,
+        default,
+        _number(default),
+        minimum=0,
+        maximum=maximum,
+        exclusive_minimum=True,
+        unit="seconds",
+        extra_rule=extra_rule,
+    )
+
+
 URL: Final = ContractField(
     "url",
     "REDIS_URL",
@@ -119,55 +148,35 @@ POOL_MAX_CONNECTIONS: Final = ContractField(
     minimum=1,
     maximum=10000,
 )
-POOL_TIMEOUT_SECONDS: Final = ContractField(
+POOL_TIMEOUT_SECONDS: Final = _seconds(
     "pool_timeout_seconds",
     "REDIS_POOL_TIMEOUT_SECONDS",
-    float,
     "wait for a free connection before failing",
     5.0,
-    "5",
-    minimum=0,
-    maximum=300,
-    exclusive_minimum=True,
-    unit="seconds",
+    300,
 )
-SOCKET_TIMEOUT_SECONDS: Final = ContractField(
+SOCKET_TIMEOUT_SECONDS: Final = _seconds(
     "socket_timeout_seconds",
     "REDIS_SOCKET_TIMEOUT_SECONDS",
-    float,
     "longest wait for a reply (and for a connect); blocking commands (BLPOP, BLMOVE, "
     "XREADGROUP BLOCK, ...) wait their own block time plus this",
     5.0,
-    "5",
-    minimum=0,
-    maximum=300,
-    exclusive_minimum=True,
-    unit="seconds",
+    300,
 )
-BACKOFF_BASE_SECONDS: Final = ContractField(
+BACKOFF_BASE_SECONDS: Final = _seconds(
     "backoff_base_seconds",
     "REDIS_BACKOFF_BASE_SECONDS",
-    float,
     "first retry delay",
     1.0,
-    "1",
-    minimum=0,
-    maximum=3600,
-    exclusive_minimum=True,
-    unit="seconds",
+    3600,
 )
-BACKOFF_CAP_SECONDS: Final = ContractField(
+BACKOFF_CAP_SECONDS: Final = _seconds(
     "backoff_cap_seconds",
     "REDIS_BACKOFF_CAP_SECONDS",
-    float,
     "longest retry delay",
     30.0,
-    "30",
-    minimum=0,
-    maximum=3600,
-    exclusive_minimum=True,
-    unit="seconds",
-    extra_rule="not below REDIS_BACKOFF_BASE_SECONDS",
+    3600,
+    "not below REDIS_BACKOFF_BASE_SECONDS",
 )
 RETRY_ATTEMPTS: Final = ContractField(
     "retry_attempts",
@@ -213,16 +222,6 @@ DEFAULT_SOCKET_TIMEOUT_SECONDS: Final = SOCKET_TIMEOUT_SECONDS.default_value()
 DEFAULT_BACKOFF_BASE_SECONDS: Final = BACKOFF_BASE_SECONDS.default_value()
 DEFAULT_BACKOFF_CAP_SECONDS: Final = BACKOFF_CAP_SECONDS.default_value()
 DEFAULT_RETRY_ATTEMPTS: Final = RETRY_ATTEMPTS.default_value()
-
-
-def _plain(value: float) -> float:
-    """Whole numbers as int, so generated schemas say ``300`` rather than ``300.0``."""
-    return int(value) if float(value).is_integer() else value
-
-
-def _number(value: float) -> str:
-    """Render 1.0 as "1" and 0.5 as "0.5", so Secrets read the way people write them."""
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
 def format_endpoint(host: str, port: int) -> str:

@@ -24,9 +24,9 @@ import contextlib
 import os
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import (
@@ -224,19 +224,53 @@ class CommandStats:
             return [(command, list(record)) for command, record in self.records.items()]
 
 
-class CommandCollector(Collector):
+def _buckets(
+    bounds: Sequence[float], counts: Sequence[float], total: float
+) -> list[tuple[str, float]]:
+    """Cumulative histogram buckets from per-bucket ``counts``, ending with ``+Inf``."""
+    cumulative = 0.0
+    buckets = []
+    for bound, count in zip(bounds, counts, strict=False):
+        cumulative += count
+        buckets.append((repr(float(bound)), cumulative))
+    buckets.append(("+Inf", total))
+    return buckets
+
+
+S = TypeVar("S")
+
+
+class _PerClient(Collector, Generic[S]):
+    """A collector over the stats each client name keeps in this process."""
+
+    def __init__(self, make: Callable[[str], S]) -> None:
+        self._lock = threading.Lock()
+        self._stats: dict[str, S] = {}
+        self._make = make
+
+    def _local(self, client: str) -> S:
+        with self._lock:
+            return self._stats.setdefault(client, self._make(client))
+
+    def _by_client(self) -> list[tuple[str, S]]:
+        with self._lock:
+            return sorted(self._stats.items(), key=lambda item: item[0])
+
+    def describe(self) -> Iterable[Metric]:
+        return list(self.collect())
+
+
+class CommandCollector(_PerClient[CommandStats]):
     """Commands by outcome and their latency histogram, for every client."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._stats: dict[str, CommandStats] = {}
+        super().__init__(CommandStats)
 
     def stats_for(self, client: str) -> CommandObserver:
         """The (shared) stats of every client created with this name."""
         if _COMMAND_FAMILIES is not None:
             return _MultiprocessCommands(client, *_COMMAND_FAMILIES)
-        with self._lock:
-            return self._stats.setdefault(client, CommandStats(client))
+        return self._local(client)
 
     def collect(self) -> Iterator[Metric]:
         commands = CounterMetricFamily(
@@ -247,26 +281,16 @@ class CommandCollector(Collector):
             _DURATION_HELP,
             labels=["client", "command"],
         )
-        with self._lock:
-            all_stats = sorted(self._stats.items())
-        for client, stats in all_stats:
+        for client, stats in self._by_client():
             for command, record in sorted(stats.snapshot()):
                 if record[0]:
                     commands.add_metric([client, command, "ok"], record[0])
                 if record[1]:
                     commands.add_metric([client, command, "error"], record[1])
-                cumulative = 0.0
-                buckets = []
-                for bound, count in zip(LATENCY_BUCKETS, record[3:], strict=False):
-                    cumulative += count
-                    buckets.append((repr(float(bound)), cumulative))
-                buckets.append(("+Inf", record[0] + record[1]))
+                buckets = _buckets(LATENCY_BUCKETS, record[3:], record[0] + record[1])
                 duration.add_metric([client, command], buckets, record[2])
         yield commands
         yield duration
-
-    def describe(self) -> Iterable[Metric]:
-        return list(self.collect())
 
 
 class WaitStats:
@@ -291,38 +315,26 @@ class WaitStats:
             return list(self.record)
 
 
-class WaitCollector(Collector):
+class WaitCollector(_PerClient[WaitStats]):
     """``redisqueue_client_pool_wait_seconds``: how long callers waited for a connection."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._stats: dict[str, WaitStats] = {}
+        super().__init__(lambda _client: WaitStats())
 
     def stats_for(self, client: str) -> WaitObserver:
         if _WAIT_FAMILY is not None:
             return _WAIT_FAMILY.labels(client)
-        with self._lock:
-            return self._stats.setdefault(client, WaitStats())
+        return self._local(client)
 
     def collect(self) -> Iterator[Metric]:
         waits = HistogramMetricFamily(
             "redisqueue_client_pool_wait_seconds", _WAIT_HELP, labels=["client"]
         )
-        with self._lock:
-            all_stats = sorted(self._stats.items())
-        for client, stats in all_stats:
+        for client, stats in self._by_client():
             record = stats.snapshot()
-            cumulative = 0.0
-            buckets = []
-            for bound, count in zip(POOL_WAIT_BUCKETS, record[1:], strict=False):
-                cumulative += count
-                buckets.append((repr(float(bound)), cumulative))
-            buckets.append(("+Inf", sum(record[1:])))
+            buckets = _buckets(POOL_WAIT_BUCKETS, record[1:], sum(record[1:]))
             waits.add_metric([client], buckets, record[0])
         yield waits
-
-    def describe(self) -> Iterable[Metric]:
-        return list(self.collect())
 
 
 class CommandObserver(Protocol):

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import base64
-from typing import Any
 
+from harness.queue_specs import NAME, NAMES, NAMESPACE, external, provision
 from redisqueue.contract import CONTRACT_KEYS, PASSWORD, TLS_CA_CERT, USERNAME
 from redisqueue.controller.objects.appsecret import (
     build_contract,
@@ -12,20 +12,9 @@ from redisqueue.controller.objects.appsecret import (
     build_injected_secret_release,
 )
 from redisqueue.controller.resource.identity import LABEL_REDISQUEUE
-from redisqueue.controller.resource.names import QueueNames
-from redisqueue.controller.resource.spec import RedisQueueSpec, parse_spec
+from redisqueue.controller.resource.spec import parse_spec
 
-NAME, NAMESPACE = "analysis-jobs", "marketplace"
-NAMES = QueueNames(NAMESPACE, NAME, "3f1c9a52-0000-4000-8000-000000000001")
 OWNER = NAMES.owner
-
-
-def provision(**fields: Any) -> RedisQueueSpec:
-    return parse_spec({"redis": {"provision": fields}})
-
-
-def external(**fields: Any) -> RedisQueueSpec:
-    return parse_spec({"redis": {"external": {"host": "redis.example.com", **fields}}})
 
 
 # --- the contract and app Secrets ------------------------------------------------------------

@@ -111,9 +111,7 @@ async def test_the_bounded_reader_still_reads_a_real_redis_in_full(
     redis_server: RedisServer,
 ) -> None:
     probe = Probe(
-        ConnectionContract(
-            host=redis_server.host, port=redis_server.port, password=redis_server.password
-        ),
+        redis_server.contract(),
         namespace="hostile",
         name="real",
     )

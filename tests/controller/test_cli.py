@@ -147,10 +147,9 @@ def test_dev_starts_its_own_redis_serves_health_and_stops_it(tmp_path: Path) -> 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _dev_answers_with_its_own_redis(cwd: Path, env: dict[str, str]) -> str:
-    """Run `redisqueue dev` in ``cwd``; assert it started Redis and answers 200. Its stderr."""
-    http_port = free_port()
-    proc = subprocess.Popen(
+def _start_dev(cwd: Path, http_port: int, env: dict[str, str]) -> subprocess.Popen[str]:
+    """`redisqueue dev` in ``cwd``, probing often, with no REDIS_* variable but ``env``."""
+    return subprocess.Popen(
         [*CLI, "dev", "--port", str(http_port), "--interval", "0.2"],
         cwd=cwd,
         text=True,
@@ -158,6 +157,12 @@ def _dev_answers_with_its_own_redis(cwd: Path, env: dict[str, str]) -> str:
         stderr=subprocess.PIPE,
         env={**{k: v for k, v in os.environ.items() if not k.startswith("REDIS_")}, **env},
     )
+
+
+def _dev_answers_with_its_own_redis(cwd: Path, env: dict[str, str]) -> str:
+    """Run `redisqueue dev` in ``cwd``; assert it started Redis and answers 200. Its stderr."""
+    http_port = free_port()
+    proc = _start_dev(cwd, http_port, env)
     try:
         _wait_for(f"http://127.0.0.1:{http_port}/healthz", proc)
         status, body = _get(f"http://127.0.0.1:{http_port}/api/health/redis")
@@ -194,14 +199,7 @@ def test_dev_against_a_configured_redis_reports_outage_without_crashing(
         f"REDIS_DEV_URL=redis://{redis_server.endpoint}/0\n"
         f"REDIS_DEV_PASSWORD={redis_server.password}\n"
     )
-    proc = subprocess.Popen(
-        [*CLI, "dev", "--port", str(http_port), "--interval", "0.2"],
-        cwd=tmp_path,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={k: v for k, v in os.environ.items() if not k.startswith("REDIS_")},
-    )
+    proc = _start_dev(tmp_path, http_port, {})
     try:
         _wait_for(f"http://127.0.0.1:{http_port}/healthz", proc)
         assert _get(f"http://127.0.0.1:{http_port}/api/health/redis")[0] == 200

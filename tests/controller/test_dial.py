@@ -113,9 +113,7 @@ async def test_the_checked_address_is_dialled_and_a_re_pointed_name_is_not(
         # Re-pointed into the denied network, and the connection dropped: the next dial
         # resolves again and refuses, instead of reaching the new address.
         table["cache.example"] = ["10.1.2.3"]
-        admin = redis.Redis(
-            host=redis_server.host, port=redis_server.port, password=redis_server.password
-        )
+        admin = redis_server.admin()
         admin.client_kill_filter(_type="normal", skipme=True)
         admin.close()
         results = [await probe.check() for _ in range(3)]
@@ -146,13 +144,9 @@ async def test_pings_to_one_endpoint_are_spaced_however_many_callers_ask(
     redis_server: RedisServer,
 ) -> None:
     pool = EndpointPool(dial_check=checker("10.0.0.0/8"))
-    contract = ConnectionContract(
-        host=redis_server.host, port=redis_server.port, password=redis_server.password
-    )
+    contract = redis_server.contract()
     probe = Probe(contract, namespace="dial", name="flood", timeout=1, endpoints=pool)
-    admin = redis.Redis(
-        host=redis_server.host, port=redis_server.port, password=redis_server.password
-    )
+    admin = redis_server.admin()
     try:
         before = int(admin.info("commandstats").get("cmdstat_ping", {}).get("calls", 0))
         loop = asyncio.get_running_loop()

@@ -36,9 +36,7 @@ async def test_many_probes_of_one_endpoint_share_a_small_pool_and_each_ping(
     redis_server: RedisServer,
 ) -> None:
     pool = EndpointPool()
-    contract = ConnectionContract(
-        host=redis_server.host, port=redis_server.port, password=redis_server.password
-    )
+    contract = redis_server.contract()
     probes = [
         Probe(contract, namespace="shared", name=f"q{i}", timeout=2, endpoints=pool)
         for i in range(50)
@@ -61,9 +59,7 @@ async def test_many_probes_of_one_endpoint_share_a_small_pool_and_each_ping(
 
 async def test_other_credentials_get_their_own_endpoint(redis_server: RedisServer) -> None:
     pool = EndpointPool()
-    good = ConnectionContract(
-        host=redis_server.host, port=redis_server.port, password=redis_server.password
-    )
+    good = redis_server.contract()
     wrong = ConnectionContract(host=redis_server.host, port=redis_server.port, password="nope")
     right = Probe(good, namespace="creds", name="right", timeout=2, endpoints=pool)
     rejected = Probe(wrong, namespace="creds", name="wrong", timeout=2, endpoints=pool)
@@ -127,9 +123,7 @@ async def test_a_closed_probe_records_nothing_even_if_its_ping_finishes_later(
     redis_server: RedisServer,
 ) -> None:
     pool = EndpointPool()
-    contract = ConnectionContract(
-        host=redis_server.host, port=redis_server.port, password=redis_server.password
-    )
+    contract = redis_server.contract()
     keeper = Probe(contract, namespace="late", name="keeper", timeout=2, endpoints=pool)
     leaving = Probe(contract, namespace="late", name="leaving", timeout=2, endpoints=pool)
     pending = asyncio.ensure_future(leaving.check())
@@ -151,9 +145,7 @@ async def test_a_slow_redis_never_runs_the_probes_out_of_their_own_connections(
     unreachable."""
     probes = list_probes(redis_server, "slow", 20)
     assert (await probes[0].check()).ok  # a connection is open before Redis slows down
-    admin = redis.Redis(
-        host=redis_server.host, port=redis_server.port, password=redis_server.password
-    )
+    admin = redis_server.admin()
     admin.client_pause(300, all=True)
     admin.close()
     reads: list[asyncio.Future[None]] = []

@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from harness.queue_specs import NAME, NAMES, NAMESPACE, external, provision
 from redisqueue.controller.resource.identity import API_VERSION, KIND
 from redisqueue.controller.resource.names import Owner, QueueNames, SecretKeyRef
-from redisqueue.controller.resource.spec import RedisQueueSpec, parse_spec
+from redisqueue.controller.resource.spec import parse_spec
 
-NAME, NAMESPACE = "analysis-jobs", "marketplace"
-NAMES = QueueNames(NAMESPACE, NAME, "3f1c9a52-0000-4000-8000-000000000001")
 OWNER = Owner(apiVersion=API_VERSION, kind=KIND, name=NAME, uid=NAMES.uid)
-
-
-def provision(**fields: Any) -> RedisQueueSpec:
-    return parse_spec({"redis": {"provision": fields}})
-
-
-def external(**fields: Any) -> RedisQueueSpec:
-    return parse_spec({"redis": {"external": {"host": "redis.example.com", **fields}}})
 
 
 def test_names_follow_one_scheme() -> None:

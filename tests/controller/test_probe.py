@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import redis
 from prometheus_client import REGISTRY
 
 from harness.redis_server import RedisServer
-from redisqueue.contract import ConnectionContract
 from redisqueue.controller.probing.probe import Probe
 from redisqueue.controller.probing.result import QueueKey
 
@@ -18,18 +16,14 @@ def value(metric: str, **labels: str) -> float | None:
 async def test_depth_of_lists_and_streams_and_pending_of_a_consumer_group(
     redis_server: RedisServer,
 ) -> None:
-    admin = redis.Redis(
-        host=redis_server.host, port=redis_server.port, password=redis_server.password
-    )
+    admin = redis_server.admin()
     admin.rpush("jobs", "a", "b", "c")
     for i in range(5):
         admin.xadd("events", {"n": i})
     admin.xgroup_create("events", "workers", id="0")
     admin.xreadgroup("workers", "w1", {"events": ">"}, count=2)  # delivered, not acked
     probe = Probe(
-        ConnectionContract(
-            host=redis_server.host, port=redis_server.port, password=redis_server.password
-        ),
+        redis_server.contract(),
         namespace="ns",
         name="depths",
         queues=[
@@ -71,9 +65,7 @@ async def test_details_keep_the_last_values_when_redis_goes_away(
     redis_server: RedisServer,
 ) -> None:
     probe = Probe(
-        ConnectionContract(
-            host=redis_server.host, port=redis_server.port, password=redis_server.password
-        ),
+        redis_server.contract(),
         namespace="ns",
         name="gone",
         queues=[QueueKey("q", "list")],

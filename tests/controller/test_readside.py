@@ -8,7 +8,6 @@ import contextlib
 from collections.abc import Callable
 
 import pytest
-import redis
 from prometheus_client import REGISTRY
 
 from harness.fake_kube import FakeKube
@@ -132,9 +131,7 @@ async def test_a_rotated_password_reaches_the_standbys_probe_through_the_metadat
     try:
         state = side.registry.get(ORDERS)
         assert state is not None and state.contract is not None
-        with redis.Redis(
-            host=redis_server.host, port=redis_server.port, password=redis_server.password
-        ) as admin:
+        with redis_server.admin() as admin:
             admin.config_set("requirepass", "rotated-pw")
         await asyncio.sleep(0.1)  # the watch is open
         fake_kube.put(secret("redis-auth", password="rotated-pw"))

@@ -3,13 +3,15 @@ redis-server: what is written, when, and what is not written at rest."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
-import redis
 from prometheus_client import REGISTRY
 
 from harness.fake_kube import FakeKube
 from harness.fast_tier import LOOPBACK_ALLOWED, NAMESPACE, MakeQueue, decoded, secret
 from harness.redis_server import RedisServer
+from redisqueue.controller.readside.registry import QueueState
 from redisqueue.controller.readside.side import ReadSide
 from redisqueue.controller.reconciler import Reconciler
 from redisqueue.controller.resource.errors import InvalidSpecError, SetupError
@@ -22,6 +24,14 @@ def ready(fake_kube: FakeKube, name: str = "orders") -> tuple[str, str]:
     assert rq is not None
     condition = next(c for c in rq["status"]["conditions"] if c["type"] == "Ready")
     return condition["status"], condition["reason"]
+
+
+async def created(reconciler: Reconciler, body: dict[str, Any]) -> QueueState:
+    """Reconcile the new RedisQueue ``body``; returns what the operator keeps of it."""
+    await reconciler.reconcile(body, created=True)
+    state = reconciler.side.registry.get(QueueRef(NAMESPACE, body["metadata"]["name"]))
+    assert state is not None
+    return state
 
 
 def events(fake_kube: FakeKube) -> list[tuple[str, str]]:
@@ -49,9 +59,7 @@ async def test_nothing_is_written_again_while_nothing_changes(
     fake_kube: FakeKube, reconciler: Reconciler, make_queue: MakeQueue
 ) -> None:
     body = make_queue()
-    await reconciler.reconcile(body, created=True)
-    state = reconciler.side.registry.get(QueueRef(NAMESPACE, "orders"))
-    assert state is not None
+    state = await created(reconciler, body)
     fake_kube.requests.clear()
     for _ in range(5):  # scheduled probes at rest
         result = await reconciler.side.probe(state)
@@ -88,9 +96,7 @@ async def test_a_rotated_password_is_injected_and_probed_at_once(
     state = reconciler.side.registry.get(QueueRef(NAMESPACE, "orders"))
     assert state is not None and state.probe is not None
     first_probe = state.probe
-    with redis.Redis(
-        host=redis_server.host, port=redis_server.port, password=redis_server.password
-    ) as admin:
+    with redis_server.admin() as admin:
         admin.config_set("requirepass", "rotated-pw")
     redis_server.password = "rotated-pw"
     rotated = fake_kube.put(secret("redis-auth", password="rotated-pw"))
@@ -166,9 +172,7 @@ async def test_a_stopped_operator_marks_status_unchecked_without_events(
     fake_kube: FakeKube, reconciler: Reconciler, make_queue: MakeQueue
 ) -> None:
     body = make_queue()
-    await reconciler.reconcile(body, created=True)
-    state = reconciler.side.registry.get(QueueRef(NAMESPACE, "orders"))
-    assert state is not None
+    state = await created(reconciler, body)
     await reconciler.report.stopped(state)
     assert ready(fake_kube) == ("Unknown", "OperatorStopped")
     # a new operator process starts from the object as it is

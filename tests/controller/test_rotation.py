@@ -153,9 +153,7 @@ async def test_external_rotation_stays_ready_restarts_env_apps_and_says_when_old
     assert first_stamp is not None
     clock.advance(60)
     # ROTATE: the Redis accepts both tokens; then the Secret gets the new one.
-    with redis.Redis(
-        host=redis_server.host, port=redis_server.port, password=redis_server.password
-    ) as admin:
+    with redis_server.admin() as admin:
         admin.execute_command("ACL", "SETUSER", "default", ">rotated-token")
     await change_secret(reconciler, fake_kube, "redis-auth", password="rotated-token")
 
@@ -239,6 +237,21 @@ PROVISION_SPEC: dict[str, Any] = {
 }
 
 
+def writer_for(
+    fake_kube: FakeKube, side: ReadSide, clock: Clock, server: ProvisionedRedis, *, instance: str
+) -> Reconciler:
+    """The writing Reconciler of ``side``, reaching ``server`` where the Service would be."""
+    writer = Reconciler(
+        fake_kube,  # type: ignore[arg-type]
+        side,
+        instance=instance,
+        clock=clock,
+        redis_address=lambda names: (server.host, server.port),
+    )
+    side.writer = writer
+    return writer
+
+
 @pytest.fixture
 async def provisioned(
     fake_kube: FakeKube,
@@ -251,14 +264,7 @@ async def provisioned(
     by the start-up script from the Secrets the operator generated."""
     server = ProvisionedRedis(tmp_path / "redis", parse_spec(PROVISION_SPEC))
     provisioned_redis.append(server)
-    writer = Reconciler(
-        fake_kube,  # type: ignore[arg-type]
-        side,
-        instance="test",
-        clock=clock,
-        redis_address=lambda names: (server.host, server.port),
-    )
-    side.writer = writer
+    writer = writer_for(fake_kube, side, clock, server, instance="test")
     fake_kube.put(deployment("env-app"))
     body = fake_kube.put(
         {
@@ -358,14 +364,8 @@ async def test_a_new_leader_finishes_the_rotation_status_shows_under_way(
     old = generated_password(fake_kube)
     await change_secret(reconciler, fake_kube, "jobs-redis-auth", password="handed-over-pw-1")
     await reconciler.close()  # the leader goes away during the overlap
-    successor = Reconciler(
-        fake_kube,  # type: ignore[arg-type]
-        ReadSide(fake_kube, policy=OperatorPolicy()),  # type: ignore[arg-type]
-        instance="next",
-        clock=clock,
-        redis_address=lambda names: (server.host, server.port),
-    )
-    successor.side.writer = successor
+    side = ReadSide(fake_kube, policy=OperatorPolicy())  # type: ignore[arg-type]
+    successor = writer_for(fake_kube, side, clock, server, instance="next")
     try:
         await successor.reconcile(rq(fake_kube, "jobs"))
         state = state_of(successor, "jobs")
@@ -388,14 +388,8 @@ async def test_a_password_changed_while_no_operator_watched_opens_an_overlap(
     old = generated_password(fake_kube)
     patch_secret(fake_kube, "jobs-redis-auth", password="changed-while-down")
     await reconciler.close()
-    successor = Reconciler(
-        fake_kube,  # type: ignore[arg-type]
-        ReadSide(fake_kube, policy=OperatorPolicy()),  # type: ignore[arg-type]
-        instance="next",
-        clock=clock,
-        redis_address=lambda names: (server.host, server.port),
-    )
-    successor.side.writer = successor
+    side = ReadSide(fake_kube, policy=OperatorPolicy())  # type: ignore[arg-type]
+    successor = writer_for(fake_kube, side, clock, server, instance="next")
     try:
         await successor.reconcile(rq(fake_kube, "jobs"))
         state = state_of(successor, "jobs")

@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from harness.provisioned_redis import ProvisionedRedis, secret_files
+from harness.queue_specs import NAME, NAMES, NAMESPACE, external, provision
 from redisqueue.controller.objects.acl import (
     ADMIN_USER,
     PROBE_USER,
@@ -37,20 +38,9 @@ from redisqueue.controller.objects.workload import (
     claim_template_size,
     generate_password,
 )
-from redisqueue.controller.resource.names import QueueNames
 from redisqueue.controller.resource.spec import RedisQueueSpec, parse_spec
 
-NAME, NAMESPACE = "analysis-jobs", "marketplace"
-NAMES = QueueNames(NAMESPACE, NAME, "3f1c9a52-0000-4000-8000-000000000001")
 OWNER = NAMES.owner
-
-
-def provision(**fields: Any) -> RedisQueueSpec:
-    return parse_spec({"redis": {"provision": fields}})
-
-
-def external(**fields: Any) -> RedisQueueSpec:
-    return parse_spec({"redis": {"external": {"host": "redis.example.com", **fields}}})
 
 
 def statefulset(spec: RedisQueueSpec | None = None, **kwargs: Any) -> dict[str, Any]:

@@ -11,8 +11,7 @@ import json
 import re
 import secrets
 import tarfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,8 @@ import yaml
 
 from harness.kube_controlplane import ControlPlane
 from harness.operator_harness import TEST_DENIED_HOSTS, OperatorProcess, b64, unb64
+from harness.polling import wait_for
+from harness.prometheus_fixtures import CHART_ALERTS
 from harness.redis_server import RedisServer
 from redisqueue.controller.resource.admission import (
     INSTALLER_VARIABLES,
@@ -41,6 +42,19 @@ Doc = dict[str, Any]
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+#: The operator's arguments after its namespaces: every replica runs, one leads.
+LEADER_ARGS = (
+    "--standalone",
+    "--leader-election",
+    "--lease-name",
+    "redisqueue-operator",
+    "--lease-duration",
+    "15",
+    "--port",
+    "8080",
+)
 
 
 def _load_all(text: str) -> list[Doc]:
@@ -76,14 +90,6 @@ def kinds(docs: list[Doc]) -> list[str]:
 def container(deployment: Doc) -> Doc:
     (operator,) = deployment["spec"]["template"]["spec"]["containers"]
     return dict(operator)
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 60.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what or condition}")
-        time.sleep(0.25)
 
 
 def get_json(cp: ControlPlane, *args: str) -> Doc:
@@ -462,14 +468,7 @@ def test_deployment_matches_the_plain_manifest_and_is_locked_down(
     assert operator["args"] == [
         "operator",
         "--all-namespaces",
-        "--standalone",
-        "--leader-election",
-        "--lease-name",
-        "redisqueue-operator",
-        "--lease-duration",
-        "15",
-        "--port",
-        "8080",
+        *LEADER_ARGS,
     ]
     assert operator["args"] == plain_operator["args"]
     assert operator["command"] == plain_operator["command"] == ["redisqueue"]
@@ -554,14 +553,7 @@ def test_watch_namespaces_pass_namespace_args_and_bind_rbac_only_there(
         "marketplace",
         "--namespace",
         "analytics",
-        "--standalone",
-        "--leader-election",
-        "--lease-name",
-        "redisqueue-operator",
-        "--lease-duration",
-        "15",
-        "--port",
-        "8080",
+        *LEADER_ARGS,
     ]
     bindings = [
         d
@@ -684,15 +676,7 @@ def test_prometheusrule_alerts_on_the_operator_metrics(control_plane: ControlPla
     )
     (group,) = only(base, "PrometheusRule")["spec"]["groups"]
     alerts = {rule["alert"]: rule for rule in group["rules"]}
-    assert set(alerts) == {
-        "RedisQueueDown",
-        "RedisQueueSlowPing",
-        "RedisQueueOperatorReconcileErrors",
-        "RedisQueueProbesStopped",
-        "RedisQueueOperatorAbsent",
-        "RedisQueueOperatorNoLeader",
-        "RedisQueuePartiallyUnreachable",
-    }
+    assert set(alerts) == CHART_ALERTS
     down = " ".join(alerts["RedisQueueDown"]["expr"].split())
     assert down.startswith("max by (namespace, name) ( redisqueue_up and"), down
     assert alerts["RedisQueueDown"]["for"] == "2m"

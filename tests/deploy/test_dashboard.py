@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
 from harness.dashboard import fill, load_dashboard, panel_queries
 from harness.kube_controlplane import ControlPlane, kill_process_group
@@ -154,9 +153,7 @@ async def test_every_panel_query_returns_data_from_a_real_operator_and_app(
     name = f"dash-{secrets.token_hex(2)}"
 
     # A stream with a consumer group and one delivered, unacknowledged entry: pending > 0.
-    direct = redis.Redis(
-        host=redis_server.host, port=redis_server.port, password=redis_server.password
-    )
+    direct = redis_server.admin()
     try:
         direct.xadd("jobs:stream", {"job": "0"})
         direct.xgroup_create("jobs:stream", "workers", id="0")

@@ -32,6 +32,7 @@ TERRAFORM = REPO / "terraform"
 MODULE = TERRAFORM / "modules" / "elasticache"
 PRODUCTION = TERRAFORM / "environments" / "production"
 DEVELOPMENT = TERRAFORM / "environments" / "development"
+SHARED = TERRAFORM / "environments" / "shared"
 EXAMPLE = MODULE / "examples" / "basic"
 ROOTS = (MODULE, PRODUCTION, DEVELOPMENT, EXAMPLE)
 ENVIRONMENTS = (PRODUCTION, DEVELOPMENT)
@@ -185,6 +186,14 @@ def test_module_has_the_standard_module_structure() -> None:
         for name in ("main.tf", "variables.tf", "outputs.tf", "versions.tf"):
             assert (env / name).is_file(), f"{env.name}/{name} is missing"
         assert (env / "terraform.tfvars.example").is_file()
+        # What both environments share is written once and linked in.
+        for name, target in (
+            ("versions.tf", "versions.tf"),
+            ("providers.tf", "providers.tf"),
+            ("shared_variables.tf", "variables.tf"),
+            ("outputs.tf", "outputs.tf"),
+        ):
+            assert (env / name).resolve() == SHARED / target, f"{env.name}/{name}"
 
 
 @pytest.mark.parametrize("root", ROOTS, ids=lambda p: p.name)
@@ -459,7 +468,8 @@ def test_environment_outputs_feed_the_handoff(env: Path) -> None:
     assert outputs["redis_port"]["value"] == "${module.elasticache.port}"
     assert outputs["redis_tls_enabled"]["value"] == "${module.elasticache.tls_enabled}"
     assert outputs["redis_auth_secret_arn"]["value"] == "${module.elasticache.auth_secret_arn}"
-    assert outputs["redisqueue_environment"]["value"] == env.name
+    assert outputs["redisqueue_environment"]["value"] == "${local.environment}"
+    assert load_config(env).locals["environment"] == env.name
 
 
 def test_recorded_output_fixture_matches_the_production_outputs(production: Config) -> None:

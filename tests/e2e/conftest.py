@@ -10,6 +10,8 @@ import pytest
 from harness.kube_controlplane import ControlPlane
 from harness.operator_harness import (
     ExternalQueue,
+    OperatorProcess,
+    OperatorToken,
     apply_secret,
     create_rq,
     external_spec,
@@ -43,7 +45,9 @@ def external_queue(kube: Kube, namespace: str, redis_server: RedisServer) -> Ext
 
 
 @pytest.fixture
-def operator_token(control_plane: ControlPlane, tmp_path: Path) -> Path:
-    """A kubeconfig with a token of the operator's ServiceAccount, bound by the install's RBAC:
-    what someone holding a leaked token could do with it."""
-    return service_account_kubeconfig(control_plane, tmp_path)
+def operator_token(
+    operator: OperatorProcess, control_plane: ControlPlane, tmp_path: Path
+) -> OperatorToken:
+    """The operator's token, bound by the install's RBAC, with the operator running: what
+    someone holding a leaked token could do with it."""
+    return OperatorToken(control_plane, service_account_kubeconfig(control_plane, tmp_path))

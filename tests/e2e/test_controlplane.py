@@ -14,7 +14,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from harness.kube_controlplane import (
     read_versions,
     remove_stale_workdirs,
 )
+from harness.polling import wait_for
 
 pytestmark = pytest.mark.k8s
 
@@ -37,14 +37,6 @@ VERSIONS = read_versions()
 K8S_VERSION = VERSIONS["K8S_VERSION"]
 HELM_VERSION = VERSIONS["HELM_VERSION"]
 TINY_CHART = Path(__file__).resolve().parents[1] / "fixtures" / "tiny-chart"
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 60.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what or condition}")
-        time.sleep(0.25)
 
 
 def get_json(cp: ControlPlane, *args: str) -> dict[str, Any]:

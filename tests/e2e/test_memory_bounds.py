@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import pytest
-import redis
 
 from harness.kube_controlplane import ControlPlane
 from harness.operator_harness import (
@@ -108,9 +107,7 @@ async def test_two_replicas_stay_small_and_start_fast_beside_300_one_mib_secrets
                     }
                 )
             rotated = f"rotated-{run}"
-            with redis.Redis(
-                host=redis_server.host, port=redis_server.port, password=redis_server.password
-            ) as admin:
+            with redis_server.admin() as admin:
                 admin.config_set("requirepass", rotated)
             redis_server.password = rotated
             await apply_secret(kube, namespace, "redis-auth", {"password": rotated})

@@ -26,6 +26,7 @@ from harness.operator_harness import (
     create_rq,
     events_for,
     eventually,
+    fake_claim,
     read_secret,
     rq_path,
     unb64,
@@ -436,30 +437,6 @@ async def test_provision_mode_creates_owned_objects_and_reports_provisioning(
     assert container["resources"]["limits"]["memory"] == "512Mi"
 
 
-async def _fake_claim(kube: Kube, namespace: str, name: str) -> None:
-    # What the StatefulSet controller (not running here) would create for the pod: a claim
-    # with the template's labels and annotations (the RedisQueue's uid among them).
-    sts = await kube.get(object_path("apps/v1", "StatefulSet", namespace, f"{name}-redis"))
-    assert sts is not None
-    template = sts["spec"]["volumeClaimTemplates"][0]["metadata"]
-    await kube.create(
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
-            "metadata": {
-                "name": f"data-{name}-redis-0",
-                "namespace": namespace,
-                "labels": template["labels"],
-                "annotations": template.get("annotations") or {},
-            },
-            "spec": {
-                "accessModes": ["ReadWriteOnce"],
-                "resources": {"requests": {"storage": "1Gi"}},
-            },
-        }
-    )
-
-
 @pytest.mark.parametrize("policy", ["Retain", "Delete"])
 async def test_deletion_policy_decides_the_fate_of_volume_and_password(
     operator: OperatorProcess,
@@ -473,7 +450,7 @@ async def test_deletion_policy_decides_the_fate_of_volume_and_password(
         return all(await _objects(kube, namespace, "data"))
 
     await eventually(provisioned, what="provisioned objects")
-    await _fake_claim(kube, namespace, "data")
+    await fake_claim(kube, namespace, "data")
     await kube.delete(rq_path(namespace, "data"))
     pvc_path = object_path("v1", "PersistentVolumeClaim", namespace, "data-data-redis-0")
 

@@ -28,6 +28,7 @@ from test_tenancy_e2e import (
 from harness.kube_controlplane import ControlPlane
 from harness.operator_harness import (
     OperatorProcess,
+    OperatorToken,
     apply_secret,
     condition,
     create_rq,
@@ -134,14 +135,9 @@ async def test_restarting_a_workload_needs_the_authors_patch_on_it(
 
 
 async def test_the_operators_token_may_change_an_apps_workload_only_to_restart_it(
-    operator: OperatorProcess,
-    control_plane: ControlPlane,
-    kube: Kube,
-    namespace: str,
-    operator_token: Path,
+    operator_token: OperatorToken, kube: Kube, namespace: str
 ) -> None:
-    cp = control_plane
-    token = operator_token
+    cp, token = operator_token
     await kube.create(deployment(namespace, "web"))
     await kube.create(statefulset(namespace, "db"))
     restart = {"spec": {"template": {"metadata": {"annotations": {RESTART_ANNOTATION: "t1"}}}}}

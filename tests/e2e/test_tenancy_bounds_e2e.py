@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
 from harness.kube_controlplane import ControlPlane
 from harness.operator_harness import (
@@ -128,9 +127,7 @@ async def test_a_rotation_after_a_large_secret_reaches_both_replicas(
 
     await eventually(standby_sees_second, timeout=30, what="the standby probing 'second'")
     rotated = (redis_server.password or "") + "-rotated"
-    admin = redis.Redis(
-        host=redis_server.host, port=redis_server.port, password=redis_server.password
-    )
+    admin = redis_server.admin()
     admin.config_set("requirepass", rotated)
     admin.client_kill_filter(_type="normal", skipme=True)  # every probe must log in again
     admin.close()

@@ -30,6 +30,7 @@ from harness.hostile_redis import HostileRedis
 from harness.kube_controlplane import ControlPlane
 from harness.operator_harness import (
     OperatorProcess,
+    OperatorToken,
     apply_secret,
     condition,
     create_rq,
@@ -442,14 +443,9 @@ def _statefulset(namespace: str, **pod: Any) -> dict[str, Any]:
 
 
 async def test_a_leaked_operator_token_creates_only_objects_of_the_operators_shape(
-    operator: OperatorProcess,
-    control_plane: ControlPlane,
-    kube: Kube,
-    namespace: str,
-    operator_token: Path,
+    operator_token: OperatorToken, kube: Kube, namespace: str
 ) -> None:
-    cp = control_plane
-    token = operator_token
+    cp, token = operator_token
     await apply_secret(kube, namespace, "app-config", {"DATABASE_URL": "postgres://db/app"})
 
     # The shape the operator builds passes (the e2e tests run it under this policy, too).

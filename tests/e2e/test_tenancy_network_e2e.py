@@ -24,7 +24,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-import redis
 
 from harness.kube_controlplane import ControlPlane
 from harness.operator_harness import (
@@ -317,9 +316,7 @@ async def test_a_flood_of_health_requests_sends_at_most_ten_pings_a_second(
         await create_rq(kube, namespace, name, spec)
     for name in ("a", "b", "c"):
         await wait_for_ready(kube, namespace, name)
-    admin = redis.Redis(
-        host=redis_server.host, port=redis_server.port, password=redis_server.password
-    )
+    admin = redis_server.admin()
 
     def pings() -> int:
         stats = admin.info("commandstats")

@@ -25,10 +25,12 @@ from test_tenancy_e2e import TENANT_RULES, _as_operator, policy_active, user_kub
 from harness.kube_controlplane import ControlPlane
 from harness.operator_harness import (
     OperatorProcess,
+    OperatorToken,
     condition,
     create_rq,
     dry_run_patch,
     eventually,
+    fake_claim,
     rq_path,
     wait_for_ready,
 )
@@ -218,26 +220,8 @@ async def _retained(kube: Kube, namespace: str, name: str) -> tuple[str, dict[st
 
     secret = await eventually(generated, what="the generated password and the StatefulSet")
     assert secret["metadata"]["annotations"][ANNOTATION_OWNER_UID] == uid
-    sts = await kube.get(object_path("apps/v1", "StatefulSet", namespace, f"{name}-redis"))
-    assert sts is not None
-    template = sts["spec"]["volumeClaimTemplates"][0]["metadata"]
+    template = await fake_claim(kube, namespace, name)
     assert template["annotations"][ANNOTATION_OWNER_UID] == uid
-    await kube.create(
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
-            "metadata": {
-                "name": f"data-{name}-redis-0",
-                "namespace": namespace,
-                "labels": template["labels"],
-                "annotations": template["annotations"],
-            },
-            "spec": {
-                "accessModes": ["ReadWriteOnce"],
-                "resources": {"requests": {"storage": "1Gi"}},
-            },
-        }
-    )
     await kube.delete(rq_path(namespace, name))
 
     async def gone() -> bool:
@@ -396,14 +380,9 @@ def _refused_by_shapes(
 
 
 async def test_a_leaked_operator_token_cannot_take_over_relabel_or_rewrite_foreign_workloads(
-    operator: OperatorProcess,
-    control_plane: ControlPlane,
-    kube: Kube,
-    namespace: str,
-    operator_token: Path,
+    operator_token: OperatorToken, kube: Kube, namespace: str
 ) -> None:
-    cp = control_plane
-    token = operator_token
+    cp, token = operator_token
     web = _foreign_statefulset(namespace, "web")
     await kube.create(web)
     await kube.create(_service(namespace, "web"))
@@ -469,13 +448,9 @@ async def test_a_leaked_operator_token_cannot_take_over_relabel_or_rewrite_forei
 
 
 async def test_a_leaked_operator_token_creates_only_restricted_pods(
-    operator: OperatorProcess,
-    control_plane: ControlPlane,
-    namespace: str,
-    operator_token: Path,
+    operator_token: OperatorToken, namespace: str
 ) -> None:
-    cp = control_plane
-    token = operator_token
+    cp, token = operator_token
     result = _as_operator(cp, token, _operator_shaped(namespace, str(uuid.uuid4()))["StatefulSet"])
     assert result.returncode == 0, result.stderr  # the operator's own pods are restricted
 
@@ -512,14 +487,9 @@ async def test_a_leaked_operator_token_creates_only_restricted_pods(
 
 
 async def test_a_leaked_operator_token_deletes_only_the_operators_volume_claims(
-    operator: OperatorProcess,
-    control_plane: ControlPlane,
-    kube: Kube,
-    namespace: str,
-    operator_token: Path,
+    operator_token: OperatorToken, kube: Kube, namespace: str
 ) -> None:
-    cp = control_plane
-    token = operator_token
+    cp, token = operator_token
     spec = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}
     labels = {"app.kubernetes.io/managed-by": "redisqueue-operator"}
     claims = {

@@ -483,6 +483,11 @@ def provision_queue(node: Node, namespace: str) -> None:
     doc["spec"]["redis"]["provision"]["image"] = node.images["redis"].ref
     doc["spec"]["queues"].append(dict(STREAM))
     node.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(doc))
+    wait_queue_ready(node, namespace)
+
+
+def wait_queue_ready(node: Node, namespace: str) -> None:
+    """Wait until the RedisQueue QUEUE_NAME in ``namespace`` is Ready (at most 3 minutes)."""
     node.kubectl(
         "wait",
         "-n",
@@ -494,7 +499,33 @@ def provision_queue(node: Node, namespace: str) -> None:
     )
 
 
-def app_redis(node: Node, namespace: str, code: str, extra: dict[str, Any] | None = None) -> Any:
+def in_toolbox(
+    node: Node, code: str, stdin: dict[str, Any] | None = None, timeout: float = 120.0
+) -> subprocess.CompletedProcess[str]:
+    """Run Python in the toolbox pod; secrets travel on stdin, never in arguments."""
+    return node.kubectl(
+        "exec",
+        "-i",
+        "-n",
+        "default",
+        "toolbox",
+        "--",
+        "python3",
+        "-c",
+        code,
+        input=json.dumps(stdin or {}),
+        check=False,
+        timeout=timeout,
+    )
+
+
+def app_redis(
+    node: Node,
+    namespace: str,
+    code: str,
+    extra: dict[str, Any] | None = None,
+    timeout: float = 120.0,
+) -> Any:
     """Run ``code`` in the toolbox pod with ``r``, a redis-py client configured from the app
     Secret as it is now; the code prints one JSON value. Secrets travel on stdin."""
     secret = json.loads(
@@ -509,20 +540,7 @@ def app_redis(node: Node, namespace: str, code: str, extra: dict[str, Any] | Non
         "r = redis.Redis.from_url(cfg['env']['REDIS_URL'], password=cfg['env']['REDIS_PASSWORD'],"
         " socket_timeout=10, decode_responses=True)\n"
     )
-    proc = node.kubectl(
-        "exec",
-        "-i",
-        "-n",
-        "default",
-        "toolbox",
-        "--",
-        "python3",
-        "-c",
-        prelude + code,
-        input=json.dumps({"env": env, **(extra or {})}),
-        check=False,
-        timeout=120,
-    )
+    proc = in_toolbox(node, prelude + code, {"env": env, **(extra or {})}, timeout=timeout)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 

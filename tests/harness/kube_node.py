@@ -634,34 +634,17 @@ class Node:
 
     def kill_container(self, container_id: str) -> None:
         """SIGKILL a container's process from the host: a real crash, not a graceful stop."""
-        _sh(
-            self._state["ctr"],
-            "-a",
-            self._state["containerd_socket"],
-            "-n",
-            "k8s.io",
-            "tasks",
-            "kill",
-            "-s",
-            "SIGKILL",
-            container_id,
-        )
+        self._ctr("tasks", "kill", "-s", "SIGKILL", container_id)
 
     def import_images(self, images: Sequence[Image]) -> None:
         """Load more locally built images into the node's containerd (never pulled)."""
         for image in images:
-            _sh(
-                self._state["ctr"],
-                "-a",
-                self._state["containerd_socket"],
-                "-n",
-                "k8s.io",
-                "images",
-                "import",
-                "--no-unpack",
-                str(image.tarball),
-            )
+            self._ctr("images", "import", "--no-unpack", str(image.tarball))
             self.images[image.name] = image
+
+    def _ctr(self, *args: str) -> None:
+        """``ctr`` against the node's containerd, in the namespace the kubelet uses."""
+        _sh(self._state["ctr"], "-a", self._state["containerd_socket"], "-n", "k8s.io", *args)
 
     def logs(self, name: str, lines: int = 60) -> str:
         try:
@@ -864,21 +847,10 @@ class Node:
             raise NodeError("containerd is missing: apt-get install -y containerd runc")
         self._spawn("containerd", ["--config", str(cd / "config.toml")], binary=containerd)
         self._wait("containerd socket", lambda: Path(socket).exists(), deadline)
-        ctr = self._state["ctr"]
         for image in self.images.values():
             if image.name == "python":
                 continue
-            _sh(
-                ctr,
-                "-a",
-                socket,
-                "-n",
-                "k8s.io",
-                "images",
-                "import",
-                "--no-unpack",
-                str(image.tarball),
-            )
+            self._ctr("images", "import", "--no-unpack", str(image.tarball))
         t = self._mark("containerd_and_images", t)
 
         # -- scheduler, kube-proxy, kubelet, CoreDNS

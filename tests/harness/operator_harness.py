@@ -19,7 +19,7 @@ import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import pytest
 import yaml
@@ -105,6 +105,14 @@ def install_crd_and_rbac(
         "-",
         input=yaml.safe_dump_all(selected),
     )
+
+
+class OperatorToken(NamedTuple):
+    """A kubeconfig with a token of the operator's ServiceAccount, and the control plane that
+    issued it."""
+
+    cp: ControlPlane
+    kubeconfig: Path
 
 
 def service_account_kubeconfig(plane: ControlPlane, directory: Path) -> Path:
@@ -375,6 +383,32 @@ async def apply_secret(kube: Kube, namespace: str, name: str, data: dict[str, st
 async def read_secret(kube: Kube, namespace: str, name: str) -> dict[str, str] | None:
     secret = await kube.get(object_path("v1", "Secret", namespace, name))
     return None if secret is None else unb64(secret.get("data") or {})
+
+
+async def fake_claim(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
+    """What the StatefulSet controller (not running here) would create for the pod of the
+    provisioned RedisQueue ``name``: a claim with the template's labels and annotations (the
+    RedisQueue's uid among them). Returns the template's metadata."""
+    sts = await kube.get(object_path("apps/v1", "StatefulSet", namespace, f"{name}-redis"))
+    assert sts is not None
+    template = sts["spec"]["volumeClaimTemplates"][0]["metadata"]
+    await kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {
+                "name": f"data-{name}-redis-0",
+                "namespace": namespace,
+                "labels": template["labels"],
+                "annotations": template.get("annotations") or {},
+            },
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        }
+    )
+    return dict(template)
 
 
 async def create_rq(kube: Kube, namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:

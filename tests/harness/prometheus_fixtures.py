@@ -57,6 +57,19 @@ BINARIES = ("promtool", "prometheus")
 
 PROMETHEUS_FIXTURES = frozenset({"prometheus_tools", "promtool", "prometheus_server"})
 
+#: The alerts of the chart's PrometheusRule with its defaults (RedisQueueDepthGrowing is off).
+CHART_ALERTS = frozenset(
+    {
+        "RedisQueueDown",
+        "RedisQueueSlowPing",
+        "RedisQueueOperatorReconcileErrors",
+        "RedisQueueProbesStopped",
+        "RedisQueueOperatorAbsent",
+        "RedisQueueOperatorNoLeader",
+        "RedisQueuePartiallyUnreachable",
+    }
+)
+
 
 class PrometheusToolsError(RuntimeError):
     """The Prometheus tools could not be built or a server did not come up."""

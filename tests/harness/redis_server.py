@@ -18,10 +18,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import redis
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from redisqueue.contract import ConnectionContract
 
 
 def free_port() -> int:
@@ -274,6 +277,14 @@ class RedisServer:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    def admin(self) -> redis.Redis:
+        """A plain redis-py client of this (plaintext) server, to set up and to check."""
+        return redis.Redis(host=self.host, port=self.port, password=self.password)
+
+    def contract(self) -> ConnectionContract:
+        """The connection contract of this (plaintext) server."""
+        return ConnectionContract(host=self.host, port=self.port, password=self.password)
 
     def client_list(self) -> list[dict[str, str]]:
         """CLIENT LIST as dicts, through redis-cli with the password in REDISCLI_AUTH."""

@@ -360,9 +360,7 @@ def test_a_rotated_password_file_is_used_without_a_restart(
     )
     client = create_client(settings, name="rotation")
     assert client.ping() is True
-    admin = redis.Redis(
-        host=redis_server.host, port=redis_server.port, password=redis_server.password
-    )
+    admin = redis_server.admin()
     new_password = "rotated-" + (redis_server.password or "")[-8:]
     # The server changes first and drops every connection; the Secret's file follows later,
     # as a kubelet refresh does.

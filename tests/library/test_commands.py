@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import redis
 
 from harness.redis_server import RedisServer
 from redisqueue.commands import (
@@ -70,9 +69,7 @@ def test_command_names_follow_redis_spelling_of_subcommands() -> None:
 @pytest.fixture
 def server_commands(redis_server: RedisServer) -> Iterator[dict[str, set[str]]]:
     """Every command and subcommand of the real server with its flags, from ``COMMAND``."""
-    client = redis.Redis(
-        host=redis_server.host, port=redis_server.port, password=redis_server.password
-    )
+    client = redis_server.admin()
     conn = client.connection_pool.get_connection()
     conn.send_command("COMMAND")
     table: dict[str, set[str]] = {}
@@ -96,9 +93,7 @@ NEWER = {"CLIENT|SETINFO": (7, 2), "WAITAOF": (7, 2)}
 def test_the_lists_agree_with_the_servers_own_flags(
     redis_server: RedisServer, server_commands: dict[str, set[str]]
 ) -> None:
-    admin = redis.Redis(
-        host=redis_server.host, port=redis_server.port, password=redis_server.password
-    )
+    admin = redis_server.admin()
     version = tuple(int(part) for part in str(admin.info("server")["redis_version"]).split(".")[:2])
     admin.close()
     unknown = sorted(

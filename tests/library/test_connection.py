@@ -180,9 +180,7 @@ async def test_async_pops_cut_by_a_kill_are_reported_and_never_take_later_jobs(
         await asyncio.sleep(0.02)
     await asyncio.to_thread(redis_server.kill)  # kill -9
     await asyncio.to_thread(redis_server.start)
-    producer = redis.Redis(
-        host=redis_server.host, port=redis_server.port, password=redis_server.password
-    )
+    producer = redis_server.admin()
     producer.rpush("jobs", "job-1", "job-2", "job-3")  # jobs that arrive after the crash
     results = await asyncio.wait_for(asyncio.gather(*consumers, return_exceptions=True), timeout=10)
     assert all(isinstance(r, BlockingCommandInterrupted) for r in results), results
@@ -211,9 +209,7 @@ def test_a_wait_forever_blmove_survives_a_restart(redis_server: RedisServer) -> 
     redis_server.stop()
     time.sleep(0.5)  # down for a while: the worker's reconnects are refused and backed off
     redis_server.start()
-    producer = redis.Redis(
-        host=redis_server.host, port=redis_server.port, password=redis_server.password
-    )
+    producer = redis_server.admin()
     while not any(c.get("cmd") == "blmove" for c in redis_server.client_list()):
         time.sleep(0.02)  # the worker is blocked again, on the new server
     producer.lpush("jobs", "job-after-restart")
@@ -227,9 +223,7 @@ def test_a_wait_forever_blmove_survives_a_restart(redis_server: RedisServer) -> 
 
 def test_an_idle_connection_is_checked_with_a_ping_before_reuse(redis_server: RedisServer) -> None:
     client = create_client(settings_for(redis_server), name="idle-check", health_check_interval=1)
-    admin = redis.Redis(
-        host=redis_server.host, port=redis_server.port, password=redis_server.password
-    )
+    admin = redis_server.admin()
 
     def pings() -> int:
         return int(admin.info("commandstats").get("cmdstat_ping", {}).get("calls", 0))

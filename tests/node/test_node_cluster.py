@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from harness.ecosystem_fixtures import wait_until
+from harness.ecosystem_fixtures import app_redis, in_toolbox, wait_until
 from harness.kube_node import GUARD_CHAIN, NODE_NAME, SERVICE_CIDR, Node
 from harness.node_fixtures import CHART, OPERATOR_NS, chart_installed, live_pods
 
@@ -29,26 +29,6 @@ TEST_NET_ADDRESS = "192.0.2.1"  # TEST-NET-1 (RFC 5737): never a real host
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def in_toolbox(
-    node: Node, code: str, stdin: dict[str, Any] | None = None, timeout: float = 120.0
-) -> subprocess.CompletedProcess[str]:
-    """Run Python in the toolbox pod; secrets travel on stdin, never in arguments."""
-    return node.kubectl(
-        "exec",
-        "-i",
-        "-n",
-        "default",
-        "toolbox",
-        "--",
-        "python3",
-        "-c",
-        code,
-        input=json.dumps(stdin or {}),
-        check=False,
-        timeout=timeout,
-    )
 
 
 HTTP_GET = """
@@ -92,6 +72,18 @@ def guard_drops(table: str) -> int:
 
 def jsonpath(node: Node, *args: str) -> str:
     return node.kubectl("get", *args).stdout.strip()
+
+
+def wait_pod_ready(node: Node, namespace: str, pod: str) -> None:
+    """Wait until ``pod`` is Ready again (at most two minutes)."""
+    ready = "--for=condition=Ready"
+    node.kubectl("wait", "-n", namespace, ready, f"pod/{pod}", "--timeout=120s", timeout=150)
+
+
+def restart_count(node: Node, namespace: str, pod: str) -> int:
+    """How often the first container of ``pod`` has restarted (0 before it has a status)."""
+    path = "jsonpath={.status.containerStatuses[0].restartCount}"
+    return int(jsonpath(node, "pod", "-n", namespace, pod, "-o", path) or 0)
 
 
 def wait_for(what: str, probe: Any, timeout: float = 120.0, interval: float = 0.5) -> Any:
@@ -290,31 +282,6 @@ def apply_provision(node: Node, namespace: str, *, adopt: bool = False) -> float
     return time.monotonic() - started
 
 
-def redis_call(
-    node: Node,
-    namespace: str,
-    code: str,
-    extra: dict[str, Any] | None = None,
-    timeout: float = 120.0,
-) -> Any:
-    """Run ``code`` in the toolbox with ``r``, a redis-py client built from the app Secret."""
-    secret = json.loads(
-        node.kubectl("get", "secret", "-n", namespace, "analysis-worker-redis", "-o", "json").stdout
-    )
-    import base64
-
-    env = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
-    prelude = (
-        "import json, sys, redis\n"
-        "cfg = json.load(sys.stdin)\n"
-        "r = redis.Redis.from_url(cfg['env']['REDIS_URL'], password=cfg['env']['REDIS_PASSWORD'],"
-        " socket_timeout=10, decode_responses=True)\n"
-    )
-    proc = in_toolbox(node, prelude + code, {"env": env, **(extra or {})}, timeout=timeout)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
-
-
 @pytest.fixture
 def provisioned(
     node: Node, helm_operator: str, toolbox: str, node_namespace: str
@@ -381,7 +348,7 @@ def test_provisioned_redis_is_probed_through_coredns_and_its_cluster_ip(
     assert code == 200, body
     assert body["status"] == "connected"
     # And an app holding the injected Secret reaches Redis the same way.
-    assert redis_call(node, namespace, "print(json.dumps(r.ping()))") is True
+    assert app_redis(node, namespace, "print(json.dumps(r.ping()))") is True
 
 
 # --------------------------------------------------------------------------- (3) persistence
@@ -424,51 +391,19 @@ def test_acknowledged_jobs_survive_a_redis_crash_and_a_pod_delete(
         "acked = [r.lpush('phase1:jobs', f'{p}-{i}') for i in range(n)]\n"
         "print(json.dumps(len(acked)))\n"
     )
-    assert redis_call(node, namespace, push, {"n": 500, "prefix": "before-crash"}) == 500
+    assert app_redis(node, namespace, push, {"n": 500, "prefix": "before-crash"}) == 500
     time.sleep(LOSS_WINDOW)  # past the window in which everysec may hold writes in memory
     # A real crash: SIGKILL to redis-server from the host.
-    restarts = int(
-        jsonpath(
-            node,
-            "pod",
-            "-n",
-            namespace,
-            pod,
-            "-o",
-            "jsonpath={.status.containerStatuses[0].restartCount}",
-        )
-    )
+    restarts = restart_count(node, namespace, pod)
     node.kill_container(container_id(node, namespace, pod))
     wait_for(
         "the Redis container to restart",
-        lambda: (
-            int(
-                jsonpath(
-                    node,
-                    "pod",
-                    "-n",
-                    namespace,
-                    pod,
-                    "-o",
-                    "jsonpath={.status.containerStatuses[0].restartCount}",
-                )
-                or 0
-            )
-            > restarts
-        ),
+        lambda: restart_count(node, namespace, pod) > restarts,
     )
-    node.kubectl(
-        "wait",
-        "-n",
-        namespace,
-        "--for=condition=Ready",
-        f"pod/{pod}",
-        "--timeout=120s",
-        timeout=150,
-    )
-    assert redis_call(node, namespace, "print(json.dumps(r.llen('phase1:jobs')))") == 500
+    wait_pod_ready(node, namespace, pod)
+    assert app_redis(node, namespace, "print(json.dumps(r.llen('phase1:jobs')))") == 500
 
-    assert redis_call(node, namespace, push, {"n": 300, "prefix": "before-delete"}) == 300
+    assert app_redis(node, namespace, push, {"n": 300, "prefix": "before-delete"}) == 300
     uid = jsonpath(node, "pod", "-n", namespace, pod, "-o", "jsonpath={.metadata.uid}")
     node.kubectl("delete", "pod", "-n", namespace, pod, "--wait=false")
     wait_for(
@@ -487,16 +422,8 @@ def test_acknowledged_jobs_survive_a_redis_crash_and_a_pod_delete(
             not in ("", uid)
         ),
     )
-    node.kubectl(
-        "wait",
-        "-n",
-        namespace,
-        "--for=condition=Ready",
-        f"pod/{pod}",
-        "--timeout=120s",
-        timeout=150,
-    )
-    jobs = redis_call(node, namespace, "print(json.dumps(r.lrange('phase1:jobs', 0, -1)))")
+    wait_pod_ready(node, namespace, pod)
+    jobs = app_redis(node, namespace, "print(json.dumps(r.lrange('phase1:jobs', 0, -1)))")
     assert sorted(jobs) == sorted(
         [f"before-crash-{i}" for i in range(500)] + [f"before-delete-{i}" for i in range(300)]
     )
@@ -582,9 +509,7 @@ def test_workers_process_every_job_while_redis_is_killed(
 
     def done() -> int:
         try:
-            return int(
-                redis_call(node, namespace, "print(json.dumps(r.scard('phase1:jobs:done')))")
-            )
+            return int(app_redis(node, namespace, "print(json.dumps(r.scard('phase1:jobs:done')))"))
         except AssertionError:  # this check's own client, while Redis is down
             return 0
 
@@ -597,7 +522,7 @@ def test_workers_process_every_job_while_redis_is_killed(
 
     def settled() -> dict[str, Any] | None:
         try:
-            summary: dict[str, Any] = redis_call(
+            summary: dict[str, Any] = app_redis(
                 node,
                 namespace,
                 """
@@ -757,7 +682,7 @@ def test_retain_keeps_volume_and_jobs_and_delete_removes_them(
 ) -> None:
     namespace, _ = provisioned
     pvc = "data-analysis-jobs-redis-0"
-    redis_call(node, namespace, "print(json.dumps(r.rpush('phase1:jobs', 'kept-1', 'kept-2')))")
+    app_redis(node, namespace, "print(json.dumps(r.rpush('phase1:jobs', 'kept-1', 'kept-2')))")
     # Retain (the example's policy): the RedisQueue goes, the volume and its jobs stay.
     node.kubectl(
         "delete", "redisqueue", "-n", namespace, "analysis-jobs", "--timeout=120s", timeout=150
@@ -772,7 +697,7 @@ def test_retain_keeps_volume_and_jobs_and_delete_removes_them(
     assert jsonpath(node, "pvc", "-n", namespace, pvc, "-o", "jsonpath={.status.phase}") == "Bound"
     # Re-created, and asked to adopt them, it finds the old jobs on the old volume.
     apply_provision(node, namespace, adopt=True)
-    jobs = redis_call(node, namespace, "print(json.dumps(r.lrange('phase1:jobs', 0, -1)))")
+    jobs = app_redis(node, namespace, "print(json.dumps(r.lrange('phase1:jobs', 0, -1)))")
     assert jobs == ["kept-1", "kept-2"]
 
     # Delete: the controller-manager's garbage collector removes the volume claim.

@@ -41,12 +41,12 @@ from test_node_cluster import (
     wait_for,
 )
 
+from harness.ecosystem_fixtures import QUEUE_NAME, wait_queue_ready
 from harness.kube_node import Node
 from harness.node_fixtures import chart_installed
 
 pytestmark = [pytest.mark.node, pytest.mark.timeout(1500)]
 
-QUEUE_NAME = "analysis-jobs"
 APP_SECRET = "analysis-worker-redis"
 AUTH_SECRET = "analysis-jobs-redis-auth"
 REDIS_POD = "analysis-jobs-redis-0"
@@ -337,15 +337,7 @@ def _run(node: Node, namespace: str) -> None:
     # The admission policy is loaded asynchronously; the Redis pod is created only after it.
     time.sleep(3)
     node.kubectl("apply", "-n", namespace, "-f", "-", input=redis_queue(node))
-    node.kubectl(
-        "wait",
-        "-n",
-        namespace,
-        "--for=condition=Ready",
-        f"redisqueue/{QUEUE_NAME}",
-        "--timeout=180s",
-        timeout=200,
-    )
+    wait_queue_ready(node, namespace)
     redis_pod = json.loads(
         node.kubectl("get", "pod", "-n", namespace, REDIS_POD, "-o", "json").stdout
     )

@@ -36,10 +36,10 @@ from .objects.restart import restart_stamp
 from .probing.result import ProbeResult
 from .readside.contracts import resolve_contract
 from .readside.registry import QueueState
-from .readside.side import ReadSide
+from .readside.side import ReadSide, read_spec
 from .resource.errors import InvalidSpecError, SetupError
 from .resource.names import QueueNames
-from .resource.spec import RedisQueueSpec, SpecError, parse_spec, validate_resource_name
+from .resource.spec import RedisQueueSpec, SpecError, parse_spec
 from .resource.status import ConditionValue, Reason, RedisQueueStatus
 from .steps.inject import inject_contract, release_all
 from .steps.provision import (
@@ -90,10 +90,8 @@ class Reconciler:
             state.rotation = state.status.rotation
             state.status_seen = True
         async with state.lock:
-            state.generation = int(body["metadata"].get("generation") or 0)
             try:
-                spec = parse_spec(body.get("spec"))
-                validate_resource_name(state.name, spec)
+                spec = read_spec(state, body)
             except SpecError as exc:
                 await self._refuse(state, ConditionValue("False", Reason.INVALID_SPEC, str(exc)))
                 raise InvalidSpecError(str(exc)) from None

@@ -1,13 +1,7 @@
-provider "aws" {
-  region = var.aws_region
-
-  default_tags {
-    tags = {
-      Project     = "redisqueue-operator"
-      Environment = "development"
-      ManagedBy   = "terraform"
-    }
-  }
+# The provider, the network and token inputs, and the outputs the hand-off reads
+# are the same in every environment: they live in ../shared/ and are linked here.
+locals {
+  environment = "development"
 }
 
 # A shared development cache in AWS: the same module and security posture as

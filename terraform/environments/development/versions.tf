@@ -1,16 +1,1 @@
-terraform {
-  required_version = ">= 1.11"
-
-  required_providers {
-    aws = {
-      source  = "hashicorp/aws"
-      version = ">= 6.0, < 7.0"
-    }
-    random = {
-      source  = "hashicorp/random"
-      version = ">= 3.7"
-    }
-  }
-
-  backend "s3" {}
-}
+../shared/versions.tf

@@ -1,13 +1,7 @@
-provider "aws" {
-  region = var.aws_region
-
-  default_tags {
-    tags = {
-      Project     = "redisqueue-operator"
-      Environment = "production"
-      ManagedBy   = "terraform"
-    }
-  }
+# The provider, the network and token inputs, and the outputs the hand-off reads
+# are the same in every environment: they live in ../shared/ and are linked here.
+locals {
+  environment = "production"
 }
 
 module "elasticache" {
@@ -39,4 +33,9 @@ module "elasticache" {
   alarm_topic_arn             = var.alarm_topic_arn
   create_alarm_topic          = var.alarm_topic_arn == null
   alarm_connections_threshold = var.alarm_connections_threshold
+}
+
+output "alarm_topic_arn" {
+  description = "SNS topic of the alarms; subscribe the on-call channel to it."
+  value       = module.elasticache.alarm_topic_arn
 }

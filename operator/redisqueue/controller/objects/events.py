@@ -32,7 +32,6 @@ def build_ready_event(
     now: datetime.datetime,
 ) -> JSON:
     """The core/v1 Event for a new Ready condition of the object ``involved`` (its body)."""
-    meta = involved["metadata"]
     good = ready["status"] == "True"
     reason = "Ready" if good else ready["reason"]
     if good:
@@ -40,29 +39,15 @@ def build_ready_event(
     else:
         was = "" if before is None else f" (was {before})"
         message = f"not Ready{was}: {ready['message']}"
-    return {
-        "apiVersion": "v1",
-        "kind": "Event",
-        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-        "involvedObject": {
-            "apiVersion": API_VERSION,
-            "kind": KIND,
-            "name": meta["name"],
-            "namespace": meta["namespace"],
-            "uid": meta.get("uid"),
-        },
-        "reason": reason[:128],
-        "message": message[:1024],
-        "type": "Normal" if good else "Warning",
-        "source": {"component": MANAGED_BY},
-        "reportingComponent": MANAGED_BY,
-        "reportingInstance": instance[:128],
-        "firstTimestamp": (stamp := rfc3339(now)),
-        "lastTimestamp": stamp,
-        "eventTime": now.strftime("%Y-%m-%dT%H:%M:%S.000000Z"),
-        "action": "Probe",
-        "count": 1,
-    }
+    return _event(
+        involved,
+        reason,
+        message,
+        warning=not good,
+        action="Probe",
+        instance=instance,
+        now=now,
+    )
 
 
 def build_rotation_event(
@@ -76,7 +61,24 @@ def build_rotation_event(
 ) -> JSON:
     """The core/v1 Event marking a step of a password rotation (its start, its end, or a
     restart that did not finish in time). ``message`` must not hold a credential."""
+    return _event(
+        involved, reason, message, warning=warning, action="Rotate", instance=instance, now=now
+    )
+
+
+def _event(
+    involved: Mapping[str, Any],
+    reason: str,
+    message: str,
+    *,
+    warning: bool,
+    action: str,
+    instance: str,
+    now: datetime.datetime,
+) -> JSON:
+    """A core/v1 Event about the object ``involved`` (its body), cut to the API's limits."""
     meta = involved["metadata"]
+    stamp = rfc3339(now)
     return {
         "apiVersion": "v1",
         "kind": "Event",
@@ -94,9 +96,9 @@ def build_rotation_event(
         "source": {"component": MANAGED_BY},
         "reportingComponent": MANAGED_BY,
         "reportingInstance": instance[:128],
-        "firstTimestamp": rfc3339(now),
-        "lastTimestamp": rfc3339(now),
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
         "eventTime": now.strftime("%Y-%m-%dT%H:%M:%S.000000Z"),
-        "action": "Rotate",
+        "action": action,
         "count": 1,
     }

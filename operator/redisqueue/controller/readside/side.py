@@ -82,6 +82,17 @@ class Writer(Protocol):
         """Stop acting on ``state`` and say ``why`` in its status."""
 
 
+def read_spec(state: QueueState, body: Mapping[str, Any]) -> RedisQueueSpec:
+    """Note the generation of the RedisQueue in ``body`` and return its checked spec.
+
+    Raises SpecError naming the field when the spec or the name is not acceptable.
+    """
+    state.generation = int(body["metadata"].get("generation") or 0)
+    spec = parse_spec(body.get("spec"))
+    validate_resource_name(state.name, spec)
+    return spec
+
+
 class ReadSide:
     """Every RedisQueue in ``namespaces`` (all when empty), probed under ``policy``."""
 
@@ -265,10 +276,8 @@ class ReadSide:
         """Follow the RedisQueue in ``body`` as a standby: parse, check, resolve, probe."""
         state = await self.track(body)
         async with state.lock:
-            state.generation = int(body["metadata"].get("generation") or 0)
             try:
-                spec = parse_spec(body.get("spec"))
-                validate_resource_name(state.name, spec)
+                spec = read_spec(state, body)
             except SpecError as exc:
                 state.spec = None
                 await self.stop_probing(

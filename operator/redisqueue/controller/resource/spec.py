@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
@@ -306,6 +306,24 @@ ResourceQuantity = Annotated[
 ]
 
 
+def _object_name(*default: None, description: str) -> Any:
+    """A field that names a Kubernetes object in the RedisQueue's namespace (DNS-1123)."""
+    return Field(
+        *default,
+        min_length=1,
+        max_length=253,
+        pattern=DNS1123_SUBDOMAIN_PATTERN,
+        description=description,
+    )
+
+
+def _secret_key(default: str, *, description: str) -> Any:
+    """A field that names a key of a Secret."""
+    return Field(
+        default, min_length=1, max_length=253, pattern=SECRET_KEY_PATTERN, description=description
+    )
+
+
 # --- Spec ------------------------------------------------------------------------------------
 
 
@@ -321,40 +339,27 @@ class ResourceModel(BaseModel):
     )
 
 
-class AuthSecretRef(ResourceModel):
-    """A key of a Secret in the RedisQueue's own namespace that holds the Redis password."""
-
-    name: str = Field(
-        min_length=1,
-        max_length=253,
-        pattern=DNS1123_SUBDOMAIN_PATTERN,
+class _SecretKeyRef(ResourceModel):
+    name: str = _object_name(
         description="Name of the Secret, in the RedisQueue's namespace (other namespaces "
         "cannot be referenced).",
     )
-    key: str = Field(
+
+
+class AuthSecretRef(_SecretKeyRef):
+    """A key of a Secret in the RedisQueue's own namespace that holds the Redis password."""
+
+    key: str = _secret_key(
         DEFAULT_AUTH_SECRET_KEY,
-        min_length=1,
-        max_length=253,
-        pattern=SECRET_KEY_PATTERN,
         description="Key within the Secret whose value is the password (AUTH token).",
     )
 
 
-class CASecretRef(ResourceModel):
+class CASecretRef(_SecretKeyRef):
     """A key of a Secret in the RedisQueue's own namespace that holds a PEM CA bundle."""
 
-    name: str = Field(
-        min_length=1,
-        max_length=253,
-        pattern=DNS1123_SUBDOMAIN_PATTERN,
-        description="Name of the Secret, in the RedisQueue's namespace (other namespaces "
-        "cannot be referenced).",
-    )
-    key: str = Field(
+    key: str = _secret_key(
         DEFAULT_CA_SECRET_KEY,
-        min_length=1,
-        max_length=253,
-        pattern=SECRET_KEY_PATTERN,
         description="Key within the Secret whose value is the PEM-encoded CA certificate(s).",
     )
 
@@ -465,11 +470,8 @@ class Storage(ResourceModel):
             cel("isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))", MSG_STORAGE_SIZE)
         ),
     )
-    storage_class_name: str | None = Field(
+    storage_class_name: str | None = _object_name(
         None,
-        min_length=1,
-        max_length=253,
-        pattern=DNS1123_SUBDOMAIN_PATTERN,
         description="StorageClass of the data volume; the cluster default when omitted. Immutable.",
     )
 
@@ -596,9 +598,7 @@ class TopologySpreadConstraint(ResourceModel):
 class LocalObjectReference(ResourceModel):
     """A Secret in the RedisQueue's namespace."""
 
-    name: str = Field(
-        min_length=1, max_length=253, pattern=DNS1123_SUBDOMAIN_PATTERN, description="Its name."
-    )
+    name: str = _object_name(description="Its name.")
 
 
 class LabelSelectorRequirement(ResourceModel):
@@ -700,11 +700,8 @@ class ProvisionedRedis(ResourceModel):
     topology_spread_constraints: list[TopologySpreadConstraint] | None = Field(
         None, max_length=8, description="How the Redis pod spreads over zones or nodes."
     )
-    priority_class_name: str | None = Field(
+    priority_class_name: str | None = _object_name(
         None,
-        min_length=1,
-        max_length=253,
-        pattern=DNS1123_SUBDOMAIN_PATTERN,
         description="PriorityClass of the Redis pod (for example one that outranks batch work).",
     )
     image_pull_secrets: list[LocalObjectReference] | None = Field(
@@ -895,29 +892,35 @@ class Backoff(ResourceModel):
 RestartKind = Literal["Deployment", "StatefulSet"]
 
 
-def _unique_pair(first: str, second: str) -> AfterValidator:
-    """A list validator rejecting two items with the same ``first`` and ``second``."""
+def _unique_by(key: Callable[[Any], Any], say: Callable[[Any], str]) -> AfterValidator:
+    """A list validator rejecting two items with the same ``key``; ``say`` names the key in
+    the error."""
 
     def check(items: list[Any]) -> list[Any]:
-        seen: set[tuple[object, object]] = set()
+        seen: set[object] = set()
         for item in items:
-            key = (getattr(item, first), getattr(item, second))
-            if key in seen:
-                raise ValueError(f"Duplicate value: {key[0]}/{key[1]} appears twice")
-            seen.add(key)
+            value = key(item)
+            if value in seen:
+                raise ValueError(f"Duplicate value: {say(value)} appears twice")
+            seen.add(value)
         return items
 
     return AfterValidator(check)
+
+
+def _unique_pair(first: str, second: str) -> AfterValidator:
+    """A list validator rejecting two items with the same ``first`` and ``second``."""
+    return _unique_by(
+        lambda item: (getattr(item, first), getattr(item, second)),
+        lambda pair: f"{pair[0]}/{pair[1]}",
+    )
 
 
 class RestartTarget(ResourceModel):
     """A workload the operator restarts when the contract in its Secret changed."""
 
     kind: RestartKind = Field(description="Deployment or StatefulSet (apps/v1).")
-    name: str = Field(
-        min_length=1,
-        max_length=253,
-        pattern=DNS1123_SUBDOMAIN_PATTERN,
+    name: str = _object_name(
         description="Its name, in the RedisQueue's namespace.",
     )
 
@@ -925,10 +928,7 @@ class RestartTarget(ResourceModel):
 class InjectTarget(ResourceModel):
     """An application Secret that receives the connection contract."""
 
-    secret_name: str = Field(
-        min_length=1,
-        max_length=253,
-        pattern=DNS1123_SUBDOMAIN_PATTERN,
+    secret_name: str = _object_name(
         description="Name of the Secret, in the RedisQueue's namespace. The operator "
         "creates it if missing and owns only the REDIS_* contract keys in it; other keys "
         "are left alone.",
@@ -1038,17 +1038,9 @@ class Rotation(ResourceModel):
 
 def _unique(field: str) -> AfterValidator:
     """A list validator rejecting two items with the same ``field`` (a list-map key)."""
-
-    def check(items: list[Any]) -> list[Any]:
-        seen: set[object] = set()
-        for item in items:
-            value = getattr(item, field)
-            if value in seen:
-                raise ValueError(f"Duplicate value: {to_camel(field)} {value!r} appears twice")
-            seen.add(value)
-        return items
-
-    return AfterValidator(check)
+    return _unique_by(
+        lambda item: getattr(item, field), lambda value: f"{to_camel(field)} {value!r}"
+    )
 
 
 class RedisQueueSpec(ResourceModel):

@@ -80,37 +80,33 @@ class TokenAuthorizer:
                 self._answers.popitem(last=False)
         return decision
 
+    async def _ask(self, path: str, api_version: str, kind: str, spec: JSON) -> JSON:
+        """POST a review and return the answer: it asks a question and changes nothing, so
+        every replica may ask (not only the leader)."""
+        return await self.kube.request(
+            "POST", path, body={"apiVersion": api_version, "kind": kind, "spec": spec}, gated=False
+        )
+
     async def _review(self, token: str, path: str) -> Decision:
         try:
-            review = await self.kube.request(
-                "POST",
-                TOKEN_REVIEWS,
-                body={
-                    "apiVersion": "authentication.k8s.io/v1",
-                    "kind": "TokenReview",
-                    "spec": {"token": token},
-                },
-                gated=False,  # asks a question; changes nothing (every replica answers)
+            review = await self._ask(
+                TOKEN_REVIEWS, "authentication.k8s.io/v1", "TokenReview", {"token": token}
             )
             status = review.get("status") or {}
             if not status.get("authenticated"):
                 return Decision(401, "the bearer token was not accepted")
             user: JSON = status.get("user") or {}
-            access = await self.kube.request(
-                "POST",
+            access = await self._ask(
                 ACCESS_REVIEWS,
-                body={
-                    "apiVersion": "authorization.k8s.io/v1",
-                    "kind": "SubjectAccessReview",
-                    "spec": {
-                        "user": user.get("username"),
-                        "uid": user.get("uid"),
-                        "groups": user.get("groups") or [],
-                        "extra": user.get("extra") or {},
-                        "nonResourceAttributes": {"path": path, "verb": "get"},
-                    },
+                "authorization.k8s.io/v1",
+                "SubjectAccessReview",
+                {
+                    "user": user.get("username"),
+                    "uid": user.get("uid"),
+                    "groups": user.get("groups") or [],
+                    "extra": user.get("extra") or {},
+                    "nonResourceAttributes": {"path": path, "verb": "get"},
                 },
-                gated=False,
             )
         except (KubeError, aiohttp.ClientError, OSError, TimeoutError) as exc:
             log.warning("could not review a request's token: %s", getattr(exc, "message", exc))

@@ -16,7 +16,7 @@ from ..api.paths import object_path
 from ..objects.events import build_ready_event, build_rotation_event, ready_transition_is_news
 from ..probing.result import ProbeResult, reachable_condition
 from ..readside.registry import QueueState
-from ..resource.identity import API_VERSION, KIND
+from ..resource.identity import API_VERSION, JSON, KIND
 from ..resource.status import (
     CONDITION_READY,
     Findings,
@@ -30,6 +30,16 @@ from ..resource.status import (
 from ..telemetry.logs import about
 
 log = logging.getLogger("redisqueue.operator")
+
+
+def warn(state: QueueState, what: str, exc: BaseException) -> None:
+    """Log a failure about ``state``; ``what`` holds one ``%s`` for the error's message."""
+    log.warning(
+        "%s: " + what,
+        state.ref,
+        getattr(exc, "message", exc),
+        extra=about(state.namespace, state.name),
+    )
 
 
 def findings(state: QueueState, result: ProbeResult | None) -> Findings:
@@ -108,15 +118,7 @@ class Reporter:
                 instance=self.instance,
                 now=now,
             )
-            try:
-                await self.kube.create(event)
-            except (KubeError, WriteFenced) as exc:
-                log.warning(
-                    "%s: could not post event: %s",
-                    state.ref,
-                    getattr(exc, "message", exc),
-                    extra=about(state.namespace, state.name),
-                )
+            await self._post(state, event)
 
     async def event(
         self, state: QueueState, reason: str, message: str, *, warning: bool = False
@@ -130,12 +132,10 @@ class Reporter:
             instance=self.instance,
             now=now_utc(),
         )
+        await self._post(state, event)
+
+    async def _post(self, state: QueueState, event: JSON) -> None:
         try:
             await self.kube.create(event)
         except (KubeError, WriteFenced) as exc:
-            log.warning(
-                "%s: could not post event: %s",
-                state.ref,
-                getattr(exc, "message", exc),
-                extra=about(state.namespace, state.name),
-            )
+            warn(state, "could not post event: %s", exc)

@@ -53,7 +53,7 @@ from ..resource.names import REDIS_PORT, QueueNames
 from ..resource.spec import RedisQueueSpec, RestartTarget
 from ..resource.status import MAX_MESSAGE_LENGTH, RotationStatus
 from ..telemetry.logs import about
-from .report import Reporter
+from .report import Reporter, warn
 from .restart import restart, still_rolling
 from .users import RedisUsers, UsersUnavailable, admin_password
 
@@ -161,12 +161,7 @@ class Rotations:
             try:
                 await self._accept(state, contract)
             except (UsersUnavailable, SetupError) as exc:
-                log.warning(
-                    "%s: the new password could not be added to Redis yet (%s); retrying",
-                    state.ref,
-                    getattr(exc, "message", exc),
-                    extra=about(state.namespace, state.name),
-                )
+                warn(state, "the new password could not be added to Redis yet (%s); retrying", exc)
         self._open(state, spec)
         assert state.rotation is not None
         return restart_stamp(state.rotation.started_at)
@@ -268,12 +263,7 @@ class Rotations:
             try:
                 await self._accept(state, contract)
             except (UsersUnavailable, SetupError) as exc:
-                log.warning(
-                    "%s: rotation: %s",
-                    state.ref,
-                    getattr(exc, "message", exc),
-                    extra=about(namespace, name),
-                )
+                warn(state, "rotation: %s", exc)
                 return RETRY_SECONDS
         now = self.now()
         if now < rotation.remove_after:
@@ -331,12 +321,7 @@ class Rotations:
                 finally:
                     await users.close()
             except (UsersUnavailable, SetupError) as exc:
-                log.warning(
-                    "%s: rotation: %s",
-                    state.ref,
-                    getattr(exc, "message", exc),
-                    extra=about(state.namespace, state.name),
-                )
+                warn(state, "rotation: %s", exc)
                 return RETRY_SECONDS
             phase, reason = "Complete", "RotationCompleted"
             message = (
