@@ -207,7 +207,7 @@ async def test_on_a_cluster_without_validating_admission_policy_the_operator_act
             await apply_secret(
                 kube, namespace, "redis-auth", {"password": redis_server.password or ""}
             )
-            await create_rq(kube, namespace, "old")
+            await create_rq(kube, namespace, "old", external_spec(redis_server))
             rq = await wait_for_ready(kube, namespace, "old", "False", "AdmissionPoliciesMissing")
             assert (
                 "this cluster does not serve ValidatingAdmissionPolicy"
