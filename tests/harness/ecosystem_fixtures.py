@@ -487,8 +487,10 @@ def provision_queue(node: Node, namespace: str) -> None:
 
 
 def wait_queue_ready(node: Node, namespace: str) -> None:
-    """Wait until the RedisQueue QUEUE_NAME in ``namespace`` is Ready (at most 3 minutes)."""
-    node.kubectl(
+    """Wait until the RedisQueue QUEUE_NAME in ``namespace`` is Ready (at most 3 minutes); if
+    it is not, fail with its conditions and the operator's last log lines (status and logs
+    carry no credential)."""
+    waited = node.kubectl(
         "wait",
         "-n",
         namespace,
@@ -496,6 +498,26 @@ def wait_queue_ready(node: Node, namespace: str) -> None:
         f"redisqueue/{QUEUE_NAME}",
         "--timeout=180s",
         timeout=200,
+        check=False,
+    )
+    if waited.returncode == 0:
+        return
+    status = node.kubectl(
+        "get", "redisqueue", QUEUE_NAME, "-n", namespace, "-o", "jsonpath={.status}", check=False
+    ).stdout
+    logs = node.kubectl(
+        "logs",
+        "-n",
+        "redisqueue-system",
+        "-l",
+        "app.kubernetes.io/name=redisqueue-operator",
+        "--tail=40",
+        "--prefix",
+        check=False,
+    ).stdout
+    raise AssertionError(
+        f"RedisQueue {namespace}/{QUEUE_NAME} not Ready within 180 s: {waited.stderr.strip()}\n"
+        f"status: {status}\noperator logs:\n{logs}"
     )
 
 
