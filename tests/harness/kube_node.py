@@ -71,7 +71,9 @@ SERVICE_CIDR = "198.19.0.0/16"
 GUARDED = "198.18.0.0/15"  # the only non-loopback addresses cluster traffic may use
 CLUSTER_DOMAIN = "cluster.local"
 STORAGE_CLASS = "local"
-PERSISTENT_VOLUMES = 8
+#: Static local volumes, reclaimed never (Retain): every provisioned Redis of a session uses
+#: one for good, so there must be more than the node tests provision (17 today).
+PERSISTENT_VOLUMES = 32
 
 #: The one node per machine: its lock and the state file that records what to undo.
 RUN_DIR = Path("/run/redisqueue-node")
