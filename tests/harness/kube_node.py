@@ -72,7 +72,7 @@ GUARDED = "198.18.0.0/15"  # the only non-loopback addresses cluster traffic may
 CLUSTER_DOMAIN = "cluster.local"
 STORAGE_CLASS = "local"
 #: Static local volumes, reclaimed never (Retain): every provisioned Redis of a session uses
-#: one for good, so there must be more than the node tests provision (17 today).
+#: one for good, so there must be more than the node tests provision (more than 8 today).
 PERSISTENT_VOLUMES = 32
 
 #: The one node per machine: its lock and the state file that records what to undo.
