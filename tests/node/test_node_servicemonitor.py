@@ -264,6 +264,7 @@ def test_servicemonitor_every_dashboard_panel_has_data_from_that_prometheus(
         json.dumps({"spec": {"healthCheck": {"intervalSeconds": 10, "timeoutSeconds": 3}}}),
     )
     variables = {
+        "cluster": ".*",  # All: this Prometheus adds no cluster label
         "namespace": namespace,
         "name": QUEUE_NAME,
         "client": CLIENT,
