@@ -18,28 +18,23 @@ import asyncio
 import os
 import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))
-sys.path.insert(0, str(HERE.parent / "operator"))
-
-from harness.kube_controlplane import ControlPlane  # noqa: E402
-from harness.operator_harness import (  # noqa: E402
+import local_cluster
+from harness.kube_controlplane import ControlPlane
+from harness.operator_harness import (
     OPERATOR_NAMESPACE,
     OperatorProcess,
-    apply_secret,
+    create_rq,
     elected_replica,
-    install_crd_and_rbac,
     rq_path,
     service_account_kubeconfig,
 )
-from harness.redis_server import RedisServer  # noqa: E402
-from redisqueue.controller.api.kube import Kube  # noqa: E402
-from redisqueue.controller.api.paths import object_path  # noqa: E402
+from local_cluster import NAMESPACE
+from redisqueue.controller.api.kube import Kube
+from redisqueue.controller.api.paths import object_path
 
 LEASE = object_path("coordination.k8s.io/v1", "Lease", OPERATOR_NAMESPACE, "redisqueue-operator")
 
@@ -88,11 +83,11 @@ async def failover(
     await asyncio.to_thread(leader.proc.wait)
     leader.proc = None
     await kube.merge_patch(
-        rq_path("bench", "q0"), {"spec": {"pool": {"maxConnections": 10 + generation}}}
+        rq_path(NAMESPACE, "q0"), {"spec": {"pool": {"maxConnections": 10 + generation}}}
     )
 
     async def written() -> bool:
-        rq = await kube.get(rq_path("bench", "q0"))
+        rq = await kube.get(rq_path(NAMESPACE, "q0"))
         return bool(
             rq
             and (rq.get("status") or {}).get("observedGeneration") == rq["metadata"]["generation"]
@@ -109,7 +104,7 @@ async def failover(
 
 
 async def run(args: argparse.Namespace, plane: ControlPlane, workdir: Path) -> list[str]:
-    server = RedisServer(workdir / "redis", password="bench-password-0123").start()
+    server = local_cluster.start_redis(workdir)
     kube = Kube.from_kubeconfig(plane.kubeconfig)
     kubeconfig = service_account_kubeconfig(plane, workdir)
     replicas = {
@@ -120,31 +115,14 @@ async def run(args: argparse.Namespace, plane: ControlPlane, workdir: Path) -> l
     try:
         for process in replicas.values():
             process.start()
-        plane.kubectl("create", "namespace", "bench")
-        await apply_secret(kube, "bench", "redis-auth", {"password": server.password or ""})
+        await local_cluster.create_namespace(plane, kube, server)
         for i in range(args.count):
-            await kube.create(
-                {
-                    "apiVersion": "redisqueue.dev/v1alpha1",
-                    "kind": "RedisQueue",
-                    "metadata": {"name": f"q{i}", "namespace": "bench"},
-                    "spec": {
-                        "redis": {"external": {"host": server.host, "port": server.port}},
-                        "auth": {"secretRef": {"name": "redis-auth", "key": "password"}},
-                        "inject": [{"secretName": f"app-{i}"}],
-                    },
-                }
-            )
+            spec = local_cluster.external_spec(server, f"app-{i}")
+            await create_rq(kube, NAMESPACE, f"q{i}", spec)
 
         async def all_ready() -> bool:
-            items = await kube.list(rq_path("bench"))
-            return len(items) == args.count and all(
-                any(
-                    c["type"] == "Ready" and c["status"] == "True"
-                    for c in (rq.get("status") or {}).get("conditions", [])
-                )
-                for rq in items
-            )
+            items = await kube.list(rq_path(NAMESPACE))
+            return len(items) == args.count and all(local_cluster.is_ready(rq) for rq in items)
 
         await wait_for(all_ready, 600, "all Ready")
         await asyncio.sleep(3)
@@ -175,9 +153,8 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=100)
     parser.add_argument("--lease-seconds", type=float, default=15.0)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, ControlPlane() as plane:
-        install_crd_and_rbac(plane)
-        lines = asyncio.run(run(args, plane, Path(tmp)))
+    with local_cluster.control_plane() as (plane, workdir):
+        lines = asyncio.run(run(args, plane, workdir))
     print(f"RedisQueues: {args.count}, two replicas with leader election")
     for line in lines:
         print(line)

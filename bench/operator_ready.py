@@ -12,64 +12,36 @@ import argparse
 import asyncio
 import statistics
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))
-sys.path.insert(0, str(HERE.parent / "operator"))
-
-from harness.kube_controlplane import ControlPlane  # noqa: E402
-from harness.operator_harness import (  # noqa: E402
+import local_cluster
+from harness.kube_controlplane import ControlPlane
+from harness.operator_harness import (
     OperatorProcess,
-    apply_secret,
     create_rq,
-    install_crd_and_rbac,
     read_secret,
     rq_path,
     service_account_kubeconfig,
 )
-from harness.redis_server import RedisServer  # noqa: E402
-from redisqueue.controller.api.kube import Kube  # noqa: E402
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+from harness.redis_server import RedisServer
+from local_cluster import NAMESPACE
+from redisqueue.controller.api.kube import Kube
 
 
 async def measure(
     plane: ControlPlane, operator: OperatorProcess, server: RedisServer, runs: int
 ) -> list[float]:
     kube = Kube.from_kubeconfig(plane.kubeconfig)
-    plane.kubectl("create", "namespace", "bench")
-    await apply_secret(kube, "bench", "redis-auth", {"password": server.password or ""})
+    await local_cluster.create_namespace(plane, kube, server)
     timings = []
     for i in range(runs):
         name = f"q{i}"
         started = time.perf_counter()
-        await create_rq(
-            kube,
-            "bench",
-            name,
-            {
-                "redis": {"external": {"host": server.host, "port": server.port}},
-                "auth": {"secretRef": {"name": "redis-auth", "key": "password"}},
-                "inject": [{"secretName": f"app-{i}"}],
-            },
-        )
+        await create_rq(kube, NAMESPACE, name, local_cluster.external_spec(server, f"app-{i}"))
         while True:
-            rq = await kube.get(rq_path("bench", name))
-            ready = [
-                c
-                for c in (rq or {}).get("status", {}).get("conditions", [])
-                if c["type"] == "Ready" and c["status"] == "True"
-            ]
-            env = await read_secret(kube, "bench", f"app-{i}")
-            if ready and env and "REDIS_URL" in env:
+            rq = await kube.get(rq_path(NAMESPACE, name))
+            env = await read_secret(kube, NAMESPACE, f"app-{i}")
+            if local_cluster.is_ready(rq) and env and "REDIS_URL" in env:
                 break
             await asyncio.sleep(0.02)
         timings.append(time.perf_counter() - started)
@@ -81,18 +53,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=9)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, ControlPlane() as plane:
-        workdir = Path(tmp)
-        server = RedisServer(workdir / "redis", password="bench-password-0123").start()
-        install_crd_and_rbac(plane)
+    with local_cluster.control_plane() as (plane, workdir):
+        server = local_cluster.start_redis(workdir)
         operator = OperatorProcess(service_account_kubeconfig(plane, workdir), workdir).start()
         try:
             time.sleep(3)
             assert operator.proc is not None
-            idle_before = rss_mib(operator.proc.pid)
+            idle_before = local_cluster.rss_mib(operator.proc.pid)
             timings = asyncio.run(measure(plane, operator, server, args.runs))
             time.sleep(5)
-            idle_after = rss_mib(operator.proc.pid)
+            idle_after = local_cluster.rss_mib(operator.proc.pid)
         finally:
             operator.stop()
             server.stop()

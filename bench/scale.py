@@ -34,46 +34,29 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))
-sys.path.insert(0, str(HERE.parent / "operator"))
+import redis
+from kubernetes_asyncio import client, config, watch
 
-import redis  # noqa: E402
-from kubernetes_asyncio import client, config, watch  # noqa: E402
-
-from harness.kube_controlplane import ControlPlane  # noqa: E402
-from harness.operator_harness import (  # noqa: E402
-    OperatorProcess,
-    apply_secret,
-    install_crd_and_rbac,
-    rq_path,
-    service_account_kubeconfig,
-)
-from harness.redis_server import RedisServer  # noqa: E402
-from redisqueue.controller.api.kube import (  # noqa: E402
+import local_cluster
+from harness.kube_controlplane import ControlPlane
+from harness.operator_harness import OperatorProcess, rq_path, service_account_kubeconfig
+from harness.redis_server import RedisServer
+from local_cluster import NAMESPACE
+from redisqueue.controller.api.kube import (
     TOKEN_MAX_AGE_SECONDS,
     WATCH_TIMEOUT_SECONDS,
     Kube,
 )
-from redisqueue.controller.api.paths import object_path  # noqa: E402
-from redisqueue.controller.resource.admission import DEFAULT_INTERVAL_SECONDS  # noqa: E402
+from redisqueue.controller.api.paths import object_path
+from redisqueue.controller.resource.admission import DEFAULT_INTERVAL_SECONDS
 
 GROUP, VERSION, PLURAL = "redisqueue.dev", "v1alpha1", "redisqueues"
 API = f"{GROUP}/{VERSION}"
-
-
-def rss_mib(pid: int, field: str = "VmRSS") -> float:
-    """Resident memory now (or, with ``field="VmHWM"``, its peak so far)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -186,9 +169,7 @@ def rq_body(namespace: str, name: str, server: RedisServer, inject: str) -> dict
         "kind": "RedisQueue",
         "metadata": {"name": name, "namespace": namespace},
         "spec": {
-            "redis": {"external": {"host": server.host, "port": server.port}},
-            "auth": {"secretRef": {"name": "redis-auth", "key": "password"}},
-            "inject": [{"secretName": inject}],
+            **local_cluster.external_spec(server, inject),
             "healthCheck": {"intervalSeconds": 10},
         },
     }
@@ -308,14 +289,7 @@ async def wait_all_ready(kube: Kube, namespace: str, count: int, limit: float) -
     """Poll until ``count`` RedisQueues in ``namespace`` show Ready=True."""
     started = time.perf_counter()
     while True:
-        ready = sum(
-            1
-            for rq in await kube.list(rq_path(namespace))
-            if any(
-                c["type"] == "Ready" and c["status"] == "True"
-                for c in (rq.get("status") or {}).get("conditions") or []
-            )
-        )
+        ready = sum(1 for rq in await kube.list(rq_path(namespace)) if local_cluster.is_ready(rq))
         if ready == count:
             return
         if time.perf_counter() - started > limit:
@@ -373,10 +347,7 @@ class Watcher:
                 ):
                     obj = event["object"]
                     name = obj["metadata"]["name"]
-                    conditions = (obj.get("status") or {}).get("conditions") or []
-                    if name not in self.ready and any(
-                        c["type"] == "Ready" and c["status"] == "True" for c in conditions
-                    ):
+                    if name not in self.ready and local_cluster.is_ready(obj):
                         self.ready[name] = time.perf_counter()
 
     async def _watch_secrets(self) -> None:
@@ -418,7 +389,7 @@ async def run(  # noqa: PLR0915 - one scenario, read top to bottom
 ) -> dict[str, Any]:
     n = args.count
     figures: dict[str, Any] = {"count": n, "interval_wait": args.interval_wait}
-    server = RedisServer(workdir / "redis", password="bench-password-0123").start()
+    server = local_cluster.start_redis(workdir)
     configuration = client.Configuration()
     await config.load_kube_config(
         config_file=str(plane.kubeconfig), client_configuration=configuration
@@ -429,10 +400,8 @@ async def run(  # noqa: PLR0915 - one scenario, read top to bottom
         service_account_kubeconfig(plane, workdir), workdir, log_level="INFO"
     )
     try:
-        for namespace in ("raw", "bench"):
-            plane.kubectl("create", "namespace", namespace)
-        await apply_secret(kube, "bench", "redis-auth", {"password": server.password or ""})
-        await apply_secret(kube, "raw", "redis-auth", {"password": server.password or ""})
+        for namespace in ("raw", NAMESPACE):
+            await local_cluster.create_namespace(plane, kube, server, namespace)
 
         # 1. Baselines: the control plane alone; raw creates of the same objects; and the
         # writes any controller must make for them (the floor), by a plain client.
@@ -442,8 +411,7 @@ async def run(  # noqa: PLR0915 - one scenario, read top to bottom
         figures["raw_seconds"] = raw_seconds
         figures["raw_cpu"] = meter.stop()
         await delete_all(plane, kube, "raw")
-        plane.kubectl("create", "namespace", "floor")
-        await apply_secret(kube, "floor", "redis-auth", {"password": server.password or ""})
+        await local_cluster.create_namespace(plane, kube, server, "floor")
         # The same watchers as during the operator's run, so the watch fan-out is the same.
         floor_watcher = Watcher(api, "floor")
         floor_watcher.start()
@@ -459,7 +427,7 @@ async def run(  # noqa: PLR0915 - one scenario, read top to bottom
         # 2. The same creates with the operator running.
         operator.start()
         await asyncio.sleep(2)
-        figures["rss_empty_mib"] = rss_mib(operator.proc.pid)  # type: ignore[union-attr]
+        figures["rss_empty_mib"] = local_cluster.rss_mib(operator.proc.pid)  # type: ignore[union-attr]
         profiler = None
         if args.profile:
             profiler = subprocess.Popen(  # noqa: ASYNC220 - py-spy runs alongside
@@ -479,13 +447,13 @@ async def run(  # noqa: PLR0915 - one scenario, read top to bottom
                 stderr=subprocess.DEVNULL,
             )
             await asyncio.sleep(1)
-        watcher = Watcher(api, "bench")
+        watcher = Watcher(api, NAMESPACE)
         watcher.start()
         await asyncio.sleep(1)
         requests_before = request_counts(plane)
         meter.start(operator.proc.pid)  # type: ignore[union-attr]
         started = time.perf_counter()
-        _, created = await create_all(kube, "bench", n, server, args.concurrency)
+        _, created = await create_all(kube, NAMESPACE, n, server, args.concurrency)
         await wait_until(
             lambda: all(watcher.done_at(name) for name in created),
             limit=args.timeout,
@@ -509,11 +477,11 @@ async def run(  # noqa: PLR0915 - one scenario, read top to bottom
         figures["idle_requests"] = await operator_requests_at_rest(plane, args.idle_seconds)
         # At rest the API connections of the creation burst have been closed (keep-alive):
         # each held a TLS read buffer of 256 KiB.
-        figures["rss_rest_mib"] = rss_mib(operator.proc.pid)  # type: ignore[union-attr]
-        figures["rss_mib"] = rss_mib(operator.proc.pid)  # type: ignore[union-attr]
-        figures["rss_peak_mib"] = rss_mib(operator.proc.pid, "VmHWM")  # type: ignore[union-attr]
+        figures["rss_rest_mib"] = local_cluster.rss_mib(operator.proc.pid)  # type: ignore[union-attr]
+        figures["rss_mib"] = local_cluster.rss_mib(operator.proc.pid)  # type: ignore[union-attr]
+        figures["rss_peak_mib"] = local_cluster.rss_mib(operator.proc.pid, "VmHWM")  # type: ignore[union-attr]
         figures["redis_connections"] = operator_connections(server)
-        events_before = await count_events(kube, "bench")
+        events_before = await count_events(kube, NAMESPACE)
 
         # 4. Restart with N existing.
         operator.stop()
@@ -523,7 +491,7 @@ async def run(  # noqa: PLR0915 - one scenario, read top to bottom
         operator.start()
 
         def all_probed() -> bool:
-            stamps = metric_series(operator, "redisqueue_last_probe_timestamp_seconds", "bench")
+            stamps = metric_series(operator, "redisqueue_last_probe_timestamp_seconds", NAMESPACE)
             return len(stamps) == n and all(v >= restarted for v in stamps.values())
 
         await wait_until(
@@ -532,16 +500,16 @@ async def run(  # noqa: PLR0915 - one scenario, read top to bottom
         figures["restart_seconds"] = time.perf_counter() - started
         await asyncio.sleep(args.interval_wait)
         figures["restart_requests"] = per_object(requests_before, request_counts(plane), n)
-        events_after = await count_events(kube, "bench")
+        events_after = await count_events(kube, NAMESPACE)
         figures["events_before"], figures["events_after"] = events_before, events_after
-        figures["rss_after_restart_mib"] = rss_mib(operator.proc.pid)  # type: ignore[union-attr]
+        figures["rss_after_restart_mib"] = local_cluster.rss_mib(operator.proc.pid)  # type: ignore[union-attr]
 
         # 5. Churn: delete them all.
         started = time.perf_counter()
-        plane.kubectl("delete", PLURAL, "--all", "-n", "bench", "--wait=false", timeout=600)
+        plane.kubectl("delete", PLURAL, "--all", "-n", NAMESPACE, "--wait=false", timeout=600)
 
         async def gone() -> int:
-            return len(await kube.list(rq_path("bench")))
+            return len(await kube.list(rq_path(NAMESPACE)))
 
         while await gone():
             if time.perf_counter() - started > args.timeout:
@@ -549,7 +517,7 @@ async def run(  # noqa: PLR0915 - one scenario, read top to bottom
             await asyncio.sleep(0.5)
         figures["delete_seconds"] = time.perf_counter() - started
         await asyncio.sleep(3)
-        secrets = await kube.list(object_path("v1", "Secret", "bench"))
+        secrets = await kube.list(object_path("v1", "Secret", NAMESPACE))
         figures["left_secrets_with_contract"] = sum(
             1 for s in secrets if "REDIS_URL" in (s.get("data") or {})
         )
@@ -565,27 +533,27 @@ async def run(  # noqa: PLR0915 - one scenario, read top to bottom
             "redisqueue_redis_connected_clients",
         )
         figures["left_metric_series"] = sum(
-            len(metric_series(operator, family, "bench")) for family in families
+            len(metric_series(operator, family, NAMESPACE)) for family in families
         )
         figures["left_redis_connections"] = operator_connections(server)
-        figures["rss_after_delete_mib"] = rss_mib(operator.proc.pid)  # type: ignore[union-attr]
+        figures["rss_after_delete_mib"] = local_cluster.rss_mib(operator.proc.pid)  # type: ignore[union-attr]
 
         # 6. More churn: memory per RedisQueue is reused, not accumulated.
         figures["rss_cycles_mib"] = []
         for _ in range(args.cycles):
-            await create_all(kube, "bench", n, server, args.concurrency)
-            await wait_all_ready(kube, "bench", n, args.timeout)
-            with_n = rss_mib(operator.proc.pid)  # type: ignore[union-attr]
-            await delete_all(plane, kube, "bench")
+            await create_all(kube, NAMESPACE, n, server, args.concurrency)
+            await wait_all_ready(kube, NAMESPACE, n, args.timeout)
+            with_n = local_cluster.rss_mib(operator.proc.pid)  # type: ignore[union-attr]
+            await delete_all(plane, kube, NAMESPACE)
             await asyncio.sleep(3)
             figures["rss_cycles_mib"].append(
-                (with_n, rss_mib(operator.proc.pid))  # type: ignore[union-attr]
+                (with_n, local_cluster.rss_mib(operator.proc.pid))  # type: ignore[union-attr]
             )
         figures["left_after_cycles"] = sum(
             1
-            for s in await kube.list(object_path("v1", "Secret", "bench"))
+            for s in await kube.list(object_path("v1", "Secret", NAMESPACE))
             if "REDIS_URL" in (s.get("data") or {})
-        ) + len(metric_series(operator, "redisqueue_up", "bench"))
+        ) + len(metric_series(operator, "redisqueue_up", NAMESPACE))
         log = operator.logs()
         figures["escalate_lines"] = log.count("Will escalate")
         figures["error_lines"] = sum(
@@ -701,9 +669,8 @@ def main() -> int:
     parser.add_argument("--profile", help="py-spy the operator while creating (raw stacks)")
     parser.add_argument("--keep-log", help="write the operator's log here")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, ControlPlane() as plane:
-        install_crd_and_rbac(plane)
-        figures = asyncio.run(run(args, plane, Path(tmp)))
+    with local_cluster.control_plane() as (plane, workdir):
+        figures = asyncio.run(run(args, plane, workdir))
     if args.keep_log:
         Path(args.keep_log).write_text(figures["log"])
     report(figures)
