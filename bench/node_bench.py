@@ -69,6 +69,21 @@ def get(node: Node, *args: str) -> str:
     return node.kubectl("get", *args).stdout.strip()
 
 
+def is_ready(node: Node, namespace: str, kind: str, name: str) -> bool:
+    """Whether the object shows the condition Ready=True (not while it does not exist yet)."""
+    status = get(
+        node,
+        kind,
+        "-n",
+        namespace,
+        name,
+        "--ignore-not-found",
+        "-o",
+        "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
+    )
+    return status == "True"
+
+
 def wait(what: str, probe: Any, timeout: float = 180.0) -> None:
     deadline = time.monotonic() + timeout
     while not probe():
@@ -85,30 +100,9 @@ def provision(node: Node, namespace: str) -> tuple[float, float]:
     pod_ready = rq_ready = 0.0
     deadline = started + 180
     while not (pod_ready and rq_ready) and time.monotonic() < deadline:
-        if not pod_ready and "True" in get(
-            node,
-            "pod",
-            "-n",
-            namespace,
-            "analysis-jobs-redis-0",
-            "--ignore-not-found",
-            "-o",
-            "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
-        ):
+        if not pod_ready and is_ready(node, namespace, "pod", "analysis-jobs-redis-0"):
             pod_ready = time.monotonic() - started
-        if (
-            not rq_ready
-            and get(
-                node,
-                "redisqueue",
-                "-n",
-                namespace,
-                "analysis-jobs",
-                "-o",
-                "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
-            )
-            == "True"
-        ):
+        if not rq_ready and is_ready(node, namespace, "redisqueue", "analysis-jobs"):
             rq_ready = time.monotonic() - started
         time.sleep(0.1)
     if not (pod_ready and rq_ready):
