@@ -37,9 +37,9 @@ sys.path.insert(0, str(HERE.parent / "operator"))
 import redis.asyncio  # noqa: E402
 from redis.exceptions import ConnectionError as RedisConnectionError  # noqa: E402
 
+from harness.library import settings_for  # noqa: E402
 from harness.redis_server import RedisServer, free_port  # noqa: E402
 from redisqueue.client import create_async_client  # noqa: E402
-from redisqueue.settings import load_settings  # noqa: E402
 
 SERVER_SCRIPT = textwrap.dedent(
     """
@@ -147,14 +147,7 @@ async def _gets(client: redis.asyncio.Redis, concurrency: int, total: int) -> fl
 
 
 async def bench_client(server: RedisServer, slices: int, total: int, concurrency: int) -> None:
-    settings = load_settings(
-        {
-            "REDIS_URL": f"redis://{server.endpoint}/0",
-            "REDIS_PASSWORD": server.password or "",
-            "REDIS_POOL_MAX_CONNECTIONS": "50",
-        },
-        env_file=None,
-    )
+    settings = settings_for(server, REDIS_POOL_MAX_CONNECTIONS="50")
     ours = create_async_client(settings, name="bench")
     bare = redis.asyncio.Redis(
         connection_pool=redis.asyncio.BlockingConnectionPool(
@@ -251,14 +244,10 @@ def _pct(values: list[float], q: float) -> float:
 async def bench_pool(
     server: RedisServer, rounds: int, tasks: int, cap: int, pool_timeout: float
 ) -> None:
-    settings = load_settings(
-        {
-            "REDIS_URL": f"redis://{server.endpoint}/0",
-            "REDIS_PASSWORD": server.password or "",
-            "REDIS_POOL_MAX_CONNECTIONS": str(cap),
-            "REDIS_POOL_TIMEOUT_SECONDS": str(pool_timeout),
-        },
-        env_file=None,
+    settings = settings_for(
+        server,
+        REDIS_POOL_MAX_CONNECTIONS=str(cap),
+        REDIS_POOL_TIMEOUT_SECONDS=str(pool_timeout),
     )
     ours = create_async_client(settings, name="bench-pool")
     ours_waits = _Waits()
