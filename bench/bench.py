@@ -193,6 +193,9 @@ class _Waits:
     def exhausted(self) -> None:
         pass
 
+    def changed(self) -> None:
+        pass
+
 
 class _TimedStockPool(redis.asyncio.BlockingConnectionPool):
     """redis-py's pool, timed the same way: from asking for a connection to having one."""
