@@ -80,12 +80,8 @@ def control_plane(pytestconfig: pytest.Config) -> Iterator[ControlPlane]:
     build_error = pytestconfig.stash.get(_BUILD_ERROR, None)
     if build_error is not None:
         raise ControlPlaneError(build_error)
-    plane = ControlPlane()
-    plane.start()
-    try:
+    with ControlPlane() as plane:
         yield plane
-    finally:
-        plane.stop()
 
 
 @pytest.fixture(scope="session")

@@ -490,15 +490,16 @@ async def leader_and_standby(
     *,
     environ: dict[str, str] | None = None,
     lease_seconds: float = 15.0,
+    **options: Any,
 ) -> tuple[OperatorProcess, OperatorProcess]:
     """Two replicas with leader election, as the install runs them; (leader, standby) once
-    one holds the Lease. The caller stops both."""
+    one holds the Lease. ``options`` go to :class:`OperatorProcess`. The caller stops both."""
     namespace = OPERATOR_NAMESPACE
     plane.kubectl("delete", "lease", "-n", namespace, "--all", check=False)
     kubeconfig = service_account_kubeconfig(plane, workdir)
     started = [
         elected_replica(
-            kubeconfig, workdir, identity, lease_seconds=lease_seconds, environ=environ
+            kubeconfig, workdir, identity, lease_seconds=lease_seconds, environ=environ, **options
         ).start()
         for identity in ("replica-a", "replica-b")
     ]
