@@ -302,6 +302,21 @@ def _alerts(rules_file: Path) -> dict[str, dict[str, Any]]:
     return {r["alert"]: r for g in groups for r in g["rules"] if "alert" in r}
 
 
+def _expected_alert(
+    alertname: str, severity: str, summary: str, description: str, **labels: str
+) -> dict[str, Any]:
+    """``alertname`` as a promtool unit test expects it firing: ``severity`` and ``labels``,
+    ``summary``, ``description`` and the alert's runbook."""
+    return {
+        "exp_labels": {"severity": severity, **labels},
+        "exp_annotations": {
+            "summary": summary,
+            "runbook_url": RUNBOOK_BASE + f"{alertname}.md",
+            "description": description,
+        },
+    }
+
+
 def test_chart_alert_rules_pass_promtool_check_rules(chart_rules: Path, promtool: Promtool) -> None:
     alerts = _alerts(chart_rules)
     assert set(alerts) == CHART_ALERTS | {"RedisQueueDepthGrowing"}
@@ -345,14 +360,14 @@ def _down_unit_test(
         )
 
     def firing(queue: str) -> dict[str, Any]:
-        return {
-            "exp_labels": {"severity": "critical", "namespace": "shop", "name": queue},
-            "exp_annotations": {
-                "summary": f"Redis of RedisQueue shop/{queue} does not answer PING",
-                "runbook_url": RUNBOOK_BASE + "RedisQueueDown.md",
-                "description": description.replace("QUEUE", queue),
-            },
-        }
+        return _expected_alert(
+            "RedisQueueDown",
+            "critical",
+            f"Redis of RedisQueue shop/{queue} does not answer PING",
+            description.replace("QUEUE", queue),
+            namespace="shop",
+            name=queue,
+        )
 
     test = {
         "rule_files": [str(rules_file)],
@@ -496,18 +511,17 @@ def test_probes_stopped_fires_when_a_queue_is_no_longer_probed_and_not_before(
         ('redisqueue_last_probe_timestamp_seconds{namespace="shop",name="fresh"}', "0+15x60"),
         ('redisqueue_last_probe_timestamp_seconds{namespace="shop",name="stuck"}', "0+15x8 120x52"),
     ]
-    runbook = RUNBOOK_BASE + "RedisQueueProbesStopped.md"
 
     def firing(age: str) -> list[dict[str, Any]]:
         return [
-            {
-                "exp_labels": {"severity": "critical", "namespace": "shop", "name": "stuck"},
-                "exp_annotations": {
-                    "summary": f"No PING of RedisQueue shop/stuck for {age}",
-                    "runbook_url": runbook,
-                    "description": rule["annotations"]["description"],
-                },
-            }
+            _expected_alert(
+                "RedisQueueProbesStopped",
+                "critical",
+                f"No PING of RedisQueue shop/stuck for {age}",
+                rule["annotations"]["description"],
+                namespace="shop",
+                name="stuck",
+            )
         ]
 
     passing = _promtool_test(
@@ -552,14 +566,12 @@ def test_operator_absent_fires_when_its_target_is_down_or_gone_and_not_while_scr
     # Another job that is up does not hide the operator's absence.
     other = 'up{job="prometheus",namespace="monitoring",instance="b:9090"}'
     firing = [
-        {
-            "exp_labels": {"severity": "critical"},
-            "exp_annotations": {
-                "summary": rule["annotations"]["summary"],
-                "runbook_url": RUNBOOK_BASE + "RedisQueueOperatorAbsent.md",
-                "description": rule["annotations"]["description"],
-            },
-        }
+        _expected_alert(
+            "RedisQueueOperatorAbsent",
+            "critical",
+            rule["annotations"]["summary"],
+            rule["annotations"]["description"],
+        )
     ]
     cases = {
         # scraped fine for 5m, then every scrape fails (up == 0) from t=5m15s
@@ -625,16 +637,16 @@ def test_a_one_sided_failure_is_only_a_warning_after_ten_minutes(
         ('redisqueue_last_probe_timestamp_seconds{namespace="shop",name="stale",pod="b"}', "0x60"),
     ]
     firing = [
-        {
-            "exp_labels": {"severity": "warning", "namespace": "shop", "name": "split"},
-            "exp_annotations": {
-                "summary": rule["annotations"]["summary"]
-                .replace("{{ $labels.namespace }}", "shop")
-                .replace("{{ $labels.name }}", "split"),
-                "runbook_url": RUNBOOK_BASE + "RedisQueuePartiallyUnreachable.md",
-                "description": rule["annotations"]["description"],
-            },
-        }
+        _expected_alert(
+            "RedisQueuePartiallyUnreachable",
+            "warning",
+            rule["annotations"]["summary"]
+            .replace("{{ $labels.namespace }}", "shop")
+            .replace("{{ $labels.name }}", "split"),
+            rule["annotations"]["description"],
+            namespace="shop",
+            name="split",
+        )
     ]
     for alertname, expectations in (
         ("RedisQueuePartiallyUnreachable", [("9m", []), ("11m", firing), ("14m", firing)]),
@@ -657,14 +669,12 @@ def test_no_leader_fires_when_replicas_are_scraped_but_none_leads(
     a = "redisqueue_operator_leader{" + where + ',pod="a"}'
     b = "redisqueue_operator_leader{" + where + ',pod="b"}'
     firing = [
-        {
-            "exp_labels": {"severity": "critical"},
-            "exp_annotations": {
-                "summary": rule["annotations"]["summary"],
-                "runbook_url": RUNBOOK_BASE + "RedisQueueOperatorNoLeader.md",
-                "description": rule["annotations"]["description"],
-            },
-        }
+        _expected_alert(
+            "RedisQueueOperatorNoLeader",
+            "critical",
+            rule["annotations"]["summary"],
+            rule["annotations"]["description"],
+        )
     ]
     # a leads for 5m, then loses the Lease and nobody takes over (say its RBAC broke);
     # b stands by throughout.
