@@ -237,6 +237,12 @@ class OperatorProcess:
         self.stop()
         self.start()
 
+    def __enter__(self) -> OperatorProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
@@ -320,12 +326,8 @@ def installed_operator(
     """The install path (CRD, RBAC, admission policies) applied, and one operator running with
     its ServiceAccount (``options`` go to :class:`OperatorProcess`); stopped on exit."""
     install_crd_and_rbac(plane)
-    process = OperatorProcess(service_account_kubeconfig(plane, workdir), workdir, **options)
-    process.start()
-    try:
+    with OperatorProcess(service_account_kubeconfig(plane, workdir), workdir, **options) as process:
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture(scope="module")
