@@ -303,16 +303,21 @@ def _alerts(rules_file: Path) -> dict[str, dict[str, Any]]:
 
 
 def _expected_alert(
-    alertname: str, severity: str, summary: str, description: str, **labels: str
+    rule: dict[str, Any],
+    severity: str,
+    summary: str | None = None,
+    description: str | None = None,
+    **labels: str,
 ) -> dict[str, Any]:
-    """``alertname`` as a promtool unit test expects it firing: ``severity`` and ``labels``,
-    ``summary``, ``description`` and the alert's runbook."""
+    """The alert of ``rule`` as a promtool unit test expects it firing: ``severity`` and
+    ``labels``, its runbook, and ``summary`` and ``description`` (by default the rule's own)."""
+    annotations = rule["annotations"]
     return {
         "exp_labels": {"severity": severity, **labels},
         "exp_annotations": {
-            "summary": summary,
-            "runbook_url": RUNBOOK_BASE + f"{alertname}.md",
-            "description": description,
+            "summary": annotations["summary"] if summary is None else summary,
+            "runbook_url": RUNBOOK_BASE + f"{rule['alert']}.md",
+            "description": annotations["description"] if description is None else description,
         },
     }
 
@@ -359,9 +364,11 @@ def _down_unit_test(
             {"series": f"redisqueue_last_probe_timestamp_seconds{{{labels}}}", "values": probed}
         )
 
+    rule = _alerts(rules_file)["RedisQueueDown"]
+
     def firing(queue: str) -> dict[str, Any]:
         return _expected_alert(
-            "RedisQueueDown",
+            rule,
             "critical",
             f"Redis of RedisQueue shop/{queue} does not answer PING",
             description.replace("QUEUE", queue),
@@ -515,10 +522,9 @@ def test_probes_stopped_fires_when_a_queue_is_no_longer_probed_and_not_before(
     def firing(age: str) -> list[dict[str, Any]]:
         return [
             _expected_alert(
-                "RedisQueueProbesStopped",
+                rule,
                 "critical",
                 f"No PING of RedisQueue shop/stuck for {age}",
-                rule["annotations"]["description"],
                 namespace="shop",
                 name="stuck",
             )
@@ -565,14 +571,7 @@ def test_operator_absent_fires_when_its_target_is_down_or_gone_and_not_while_scr
     target = 'up{job="redisqueue-operator",namespace="redisqueue-system",instance="a:8080"}'
     # Another job that is up does not hide the operator's absence.
     other = 'up{job="prometheus",namespace="monitoring",instance="b:9090"}'
-    firing = [
-        _expected_alert(
-            "RedisQueueOperatorAbsent",
-            "critical",
-            rule["annotations"]["summary"],
-            rule["annotations"]["description"],
-        )
-    ]
+    firing = [_expected_alert(rule, "critical")]
     cases = {
         # scraped fine for 5m, then every scrape fails (up == 0) from t=5m15s
         "down": [(target, "1x20 0x40"), (other, "1x60")],
@@ -638,12 +637,11 @@ def test_a_one_sided_failure_is_only_a_warning_after_ten_minutes(
     ]
     firing = [
         _expected_alert(
-            "RedisQueuePartiallyUnreachable",
+            rule,
             "warning",
             rule["annotations"]["summary"]
             .replace("{{ $labels.namespace }}", "shop")
             .replace("{{ $labels.name }}", "split"),
-            rule["annotations"]["description"],
             namespace="shop",
             name="split",
         )
@@ -668,14 +666,7 @@ def test_no_leader_fires_when_replicas_are_scraped_but_none_leads(
     where = 'job="redisqueue-operator",namespace="redisqueue-system"'
     a = "redisqueue_operator_leader{" + where + ',pod="a"}'
     b = "redisqueue_operator_leader{" + where + ',pod="b"}'
-    firing = [
-        _expected_alert(
-            "RedisQueueOperatorNoLeader",
-            "critical",
-            rule["annotations"]["summary"],
-            rule["annotations"]["description"],
-        )
-    ]
+    firing = [_expected_alert(rule, "critical")]
     # a leads for 5m, then loses the Lease and nobody takes over (say its RBAC broke);
     # b stands by throughout.
     series = [(a, "1x20 0x40"), (b, "0x60")]
