@@ -12,31 +12,12 @@ from typing import Any
 import yaml
 
 from harness.kube_controlplane import ControlPlane
+from harness.operator_harness import token_kubeconfig
 from redisqueue.controller.api.kube import Kube
 
 #: ``async with as_user(user, rules) as kube``, the fixture of tests/e2e/conftest.py:
 #: :func:`user_kube` in the test's namespace.
 AsUser = Callable[[str, list[dict[str, Any]]], AbstractAsyncContextManager[Kube]]
-
-
-def _user_kubeconfig(plane: ControlPlane, namespace: str, user: str, directory: Path) -> Path:
-    token = plane.kubectl("create", "token", user, "-n", namespace, "--duration=1h").stdout.strip()
-    admin = yaml.safe_load(plane.kubeconfig.read_text())
-    path = directory / f"{namespace}-{user}.kubeconfig"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "test", "cluster": admin["clusters"][0]["cluster"]}],
-                "users": [{"name": user, "user": {"token": token}}],
-                "contexts": [{"name": user, "context": {"cluster": "test", "user": user}}],
-                "current-context": user,
-            }
-        )
-    )
-    path.chmod(0o600)
-    return path
 
 
 @contextlib.asynccontextmanager
@@ -61,7 +42,7 @@ async def user_kube(
         },
     ]
     plane.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump_all(objects))
-    kube = Kube.from_kubeconfig(_user_kubeconfig(plane, namespace, user, directory))
+    kube = Kube.from_kubeconfig(token_kubeconfig(plane, namespace, user, directory))
     try:
         yield kube
     finally:

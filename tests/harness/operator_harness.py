@@ -115,25 +115,47 @@ class OperatorToken(NamedTuple):
     kubeconfig: Path
 
 
-def service_account_kubeconfig(plane: ControlPlane, directory: Path) -> Path:
-    """A kubeconfig that authenticates as the operator's ServiceAccount (bound token)."""
+def token_kubeconfig(
+    plane: ControlPlane,
+    namespace: str,
+    account: str,
+    directory: Path,
+    *,
+    user: str | None = None,
+    duration: str = "1h",
+) -> Path:
+    """A kubeconfig that authenticates with a bound token of the ServiceAccount
+    ``namespace/account`` only: ``<user>.kubeconfig`` in ``directory``, its user and context
+    named ``user`` (by default the account)."""
     token = plane.kubectl(
-        "create", "token", OPERATOR_SERVICE_ACCOUNT, "-n", OPERATOR_NAMESPACE, "--duration=4h"
+        "create", "token", account, "-n", namespace, f"--duration={duration}"
     ).stdout.strip()
     admin = yaml.safe_load(plane.kubeconfig.read_text())
-    cluster = admin["clusters"][0]["cluster"]
+    name = user or account
     config = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "test", "cluster": cluster}],
-        "users": [{"name": "operator", "user": {"token": token}}],
-        "contexts": [{"name": "operator", "context": {"cluster": "test", "user": "operator"}}],
-        "current-context": "operator",
+        "clusters": [{"name": "test", "cluster": admin["clusters"][0]["cluster"]}],
+        "users": [{"name": name, "user": {"token": token}}],
+        "contexts": [{"name": name, "context": {"cluster": "test", "user": name}}],
+        "current-context": name,
     }
-    path = directory / "operator.kubeconfig"
+    path = directory / f"{name}.kubeconfig"
     path.write_text(yaml.safe_dump(config))
     path.chmod(0o600)
     return path
+
+
+def service_account_kubeconfig(plane: ControlPlane, directory: Path) -> Path:
+    """A kubeconfig that authenticates as the operator's ServiceAccount (bound token)."""
+    return token_kubeconfig(
+        plane,
+        OPERATOR_NAMESPACE,
+        OPERATOR_SERVICE_ACCOUNT,
+        directory,
+        user="operator",
+        duration="4h",
+    )
 
 
 class OperatorProcess:
