@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
 from harness.kube_controlplane import ControlPlane
 from harness.local_dns import LocalDNS
@@ -73,11 +72,8 @@ def servers(tmp_path: Path, redis_password: str) -> Iterator[tuple[RedisServer, 
 
 def connections(server: RedisServer) -> int:
     """Connections the server has accepted so far (this question's own included)."""
-    client = redis.Redis(host=server.host, port=server.port, password=server.password)
-    try:
+    with server.admin() as client:
         return int(client.info("stats")["total_connections_received"])
-    finally:
-        client.close()
 
 
 @pytest.fixture
