@@ -33,6 +33,7 @@ from harness.operator_harness import (
     dry_run_patch,
     events_for,
     eventually,
+    external_spec,
     read_secret,
     rq_path,
     wait_for_ready,
@@ -204,10 +205,8 @@ async def test_an_external_rotation_stays_ready_restarts_the_opted_in_app_and_en
         kube,
         namespace,
         "jobs",
-        external(
-            redis_server.host,
-            redis_server.port,
-            auth={"secretRef": {"name": "redis-auth", "key": "password"}},
+        external_spec(
+            redis_server,
             inject=[
                 {"secretName": "app-redis", "restart": [{"kind": "Deployment", "name": "env-app"}]}
             ],

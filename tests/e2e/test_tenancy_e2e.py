@@ -29,6 +29,7 @@ from harness.e2e_users import AsUser
 from harness.hostile_redis import HostileRedis
 from harness.kube_controlplane import ControlPlane
 from harness.operator_harness import (
+    ExternalQueue,
     OperatorProcess,
     OperatorToken,
     apply_secret,
@@ -36,6 +37,7 @@ from harness.operator_harness import (
     create_rq,
     dry_run_patch,
     eventually,
+    external_spec,
     read_secret,
     rq_path,
     wait_for_ready,
@@ -164,16 +166,7 @@ async def test_a_tenant_cannot_make_the_operator_read_write_or_run_for_them(
         assert "you may not create StatefulSets" in message
 
         # The same through an update of a RedisQueue someone with the rights created.
-        await create_rq(
-            kube,
-            namespace,
-            "shared",
-            external(
-                redis_server.host,
-                redis_server.port,
-                auth={"secretRef": {"name": "redis-auth", "key": "password"}},
-            ),
-        )
+        await create_rq(kube, namespace, "shared", external_spec(redis_server))
         await wait_for_ready(kube, namespace, "shared")
         with pytest.raises(KubeError) as info:
             await tenant.merge_patch(
@@ -207,10 +200,8 @@ async def test_a_user_with_the_rights_sees_no_change(
             team,
             namespace,
             "jobs",
-            external(
-                redis_server.host,
-                redis_server.port,
-                auth={"secretRef": {"name": "redis-auth", "key": "password"}},
+            external_spec(
+                redis_server,
                 inject=[{"secretName": "app-redis"}, {"secretName": "new-app-redis"}],
             ),
         )
@@ -302,24 +293,13 @@ async def test_hostile_endpoints_leave_memory_logs_and_other_tenants_alone(
     operator: OperatorProcess,
     kube: Kube,
     namespace: str,
-    redis_server: RedisServer,
+    external_queue: ExternalQueue,
     as_user: AsUser,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert operator.proc is not None
     pid = operator.proc.pid
-    await apply_secret(kube, namespace, "redis-auth", {"password": redis_server.password or ""})
-    await create_rq(
-        kube,
-        namespace,
-        "good",
-        external(
-            redis_server.host,
-            redis_server.port,
-            auth={"secretRef": {"name": "redis-auth", "key": "password"}},
-        ),
-    )
-    await wait_for_ready(kube, namespace, "good")
+    await external_queue("good")
     rss_before = _peak_rss_kib(pid)
     log_before = operator.log_path.stat().st_size
     async with contextlib.AsyncExitStack() as stack:
@@ -490,10 +470,8 @@ async def test_a_redisqueue_with_a_long_name_injects(
             kube,
             namespace,
             name,
-            external(
-                redis_server.host,
-                redis_server.port,
-                auth={"secretRef": {"name": "redis-auth", "key": "password"}},
+            external_spec(
+                redis_server,
                 inject=[{"secretName": target}],
             ),
         )
