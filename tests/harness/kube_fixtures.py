@@ -28,6 +28,7 @@ of minutes on two cores; later runs find the cache and start in seconds.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
 from collections.abc import AsyncIterator, Iterator
@@ -63,12 +64,13 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return
     if not any(_needs_control_plane(item) for item in session.items):
         return
+    # The build's progress goes to the terminal, past pytest's capture.
     capture = session.config.pluginmanager.getplugin("capturemanager")
+    uncaptured = (
+        capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext()
+    )
     try:
-        if capture is not None:
-            with capture.global_and_fixture_disabled():
-                ensure_binaries()
-        else:
+        with uncaptured:
             ensure_binaries()
     except ControlPlaneError as exc:
         # Reported by every test that needs the control plane; the others still run.
