@@ -19,7 +19,13 @@ import pytest
 import yaml
 
 from harness.kube_controlplane import ControlPlane
-from harness.operator_harness import TEST_DENIED_HOSTS, OperatorProcess, b64, unb64
+from harness.operator_harness import (
+    TEST_DENIED_HOSTS,
+    OperatorProcess,
+    b64,
+    token_kubeconfig,
+    unb64,
+)
 from harness.polling import wait_for
 from harness.prometheus_fixtures import CHART_ALERTS
 from harness.redis_server import RedisServer
@@ -101,24 +107,6 @@ def exists(cp: ControlPlane, *args: str) -> bool:
     proc = cp.kubectl("get", *args, "--ignore-not-found", "-o", "name", check=False)
     assert proc.returncode == 0, proc.stderr
     return bool(proc.stdout.strip())
-
-
-def token_kubeconfig(cp: ControlPlane, namespace: str, account: str, directory: Path) -> Path:
-    """A kubeconfig that authenticates with a bound token of ``namespace/account`` only."""
-    token = cp.kubectl("create", "token", account, "-n", namespace, "--duration=1h").stdout.strip()
-    admin = yaml.safe_load(cp.kubeconfig.read_text())
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "test", "cluster": admin["clusters"][0]["cluster"]}],
-        "users": [{"name": account, "user": {"token": token}}],
-        "contexts": [{"name": account, "context": {"cluster": "test", "user": account}}],
-        "current-context": account,
-    }
-    path = directory / f"{account}.kubeconfig"
-    path.write_text(yaml.safe_dump(config))
-    path.chmod(0o600)
-    return path
 
 
 class Release:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from harness.e2e_users import AsUser, user_kube
 from harness.kube_controlplane import ControlPlane
 from harness.operator_harness import (
     ExternalQueue,
@@ -51,3 +53,14 @@ def operator_token(
     """The operator's token, bound by the install's RBAC, with the operator running: what
     someone holding a leaked token could do with it."""
     return OperatorToken(control_plane, service_account_kubeconfig(control_plane, tmp_path))
+
+
+@pytest.fixture
+def as_user(control_plane: ControlPlane, namespace: str, tmp_path: Path) -> AsUser:
+    """``as_user(user, rules)``: :func:`user_kube` for ServiceAccount ``user`` with exactly
+    ``rules`` in the test's namespace, its kubeconfig in ``tmp_path``."""
+
+    def open_as(user: str, rules: list[dict[str, Any]]) -> AbstractAsyncContextManager[Kube]:
+        return user_kube(control_plane, namespace, user, rules, tmp_path)
+
+    return open_as

@@ -727,11 +727,8 @@ async def test_placement_fields_are_accepted_and_reach_the_statefulset(
 
 def _operator_clients(server: RedisServer) -> list[dict[str, Any]]:
     """Client connections on ``server`` other than the one asking."""
-    r = redis.Redis(host=server.host, port=server.port, password=server.password)
-    try:
+    with server.admin() as r:
         return [c for c in r.client_list() if c.get("cmd") != "client|list"]
-    finally:
-        r.close()
 
 
 async def test_many_redisqueues_share_one_small_pool_and_leave_nothing_behind(

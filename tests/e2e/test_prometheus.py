@@ -302,6 +302,26 @@ def _alerts(rules_file: Path) -> dict[str, dict[str, Any]]:
     return {r["alert"]: r for g in groups for r in g["rules"] if "alert" in r}
 
 
+def _expected_alert(
+    rule: dict[str, Any],
+    severity: str,
+    summary: str | None = None,
+    description: str | None = None,
+    **labels: str,
+) -> dict[str, Any]:
+    """The alert of ``rule`` as a promtool unit test expects it firing: ``severity`` and
+    ``labels``, its runbook, and ``summary`` and ``description`` (by default the rule's own)."""
+    annotations = rule["annotations"]
+    return {
+        "exp_labels": {"severity": severity, **labels},
+        "exp_annotations": {
+            "summary": annotations["summary"] if summary is None else summary,
+            "runbook_url": RUNBOOK_BASE + f"{rule['alert']}.md",
+            "description": annotations["description"] if description is None else description,
+        },
+    }
+
+
 def test_chart_alert_rules_pass_promtool_check_rules(chart_rules: Path, promtool: Promtool) -> None:
     alerts = _alerts(chart_rules)
     assert set(alerts) == CHART_ALERTS | {"RedisQueueDepthGrowing"}
@@ -344,15 +364,17 @@ def _down_unit_test(
             {"series": f"redisqueue_last_probe_timestamp_seconds{{{labels}}}", "values": probed}
         )
 
+    rule = _alerts(rules_file)["RedisQueueDown"]
+
     def firing(queue: str) -> dict[str, Any]:
-        return {
-            "exp_labels": {"severity": "critical", "namespace": "shop", "name": queue},
-            "exp_annotations": {
-                "summary": f"Redis of RedisQueue shop/{queue} does not answer PING",
-                "runbook_url": RUNBOOK_BASE + "RedisQueueDown.md",
-                "description": description.replace("QUEUE", queue),
-            },
-        }
+        return _expected_alert(
+            rule,
+            "critical",
+            f"Redis of RedisQueue shop/{queue} does not answer PING",
+            description.replace("QUEUE", queue),
+            namespace="shop",
+            name=queue,
+        )
 
     test = {
         "rule_files": [str(rules_file)],
@@ -496,18 +518,16 @@ def test_probes_stopped_fires_when_a_queue_is_no_longer_probed_and_not_before(
         ('redisqueue_last_probe_timestamp_seconds{namespace="shop",name="fresh"}', "0+15x60"),
         ('redisqueue_last_probe_timestamp_seconds{namespace="shop",name="stuck"}', "0+15x8 120x52"),
     ]
-    runbook = RUNBOOK_BASE + "RedisQueueProbesStopped.md"
 
     def firing(age: str) -> list[dict[str, Any]]:
         return [
-            {
-                "exp_labels": {"severity": "critical", "namespace": "shop", "name": "stuck"},
-                "exp_annotations": {
-                    "summary": f"No PING of RedisQueue shop/stuck for {age}",
-                    "runbook_url": runbook,
-                    "description": rule["annotations"]["description"],
-                },
-            }
+            _expected_alert(
+                rule,
+                "critical",
+                f"No PING of RedisQueue shop/stuck for {age}",
+                namespace="shop",
+                name="stuck",
+            )
         ]
 
     passing = _promtool_test(
@@ -551,16 +571,7 @@ def test_operator_absent_fires_when_its_target_is_down_or_gone_and_not_while_scr
     target = 'up{job="redisqueue-operator",namespace="redisqueue-system",instance="a:8080"}'
     # Another job that is up does not hide the operator's absence.
     other = 'up{job="prometheus",namespace="monitoring",instance="b:9090"}'
-    firing = [
-        {
-            "exp_labels": {"severity": "critical"},
-            "exp_annotations": {
-                "summary": rule["annotations"]["summary"],
-                "runbook_url": RUNBOOK_BASE + "RedisQueueOperatorAbsent.md",
-                "description": rule["annotations"]["description"],
-            },
-        }
-    ]
+    firing = [_expected_alert(rule, "critical")]
     cases = {
         # scraped fine for 5m, then every scrape fails (up == 0) from t=5m15s
         "down": [(target, "1x20 0x40"), (other, "1x60")],
@@ -625,16 +636,15 @@ def test_a_one_sided_failure_is_only_a_warning_after_ten_minutes(
         ('redisqueue_last_probe_timestamp_seconds{namespace="shop",name="stale",pod="b"}', "0x60"),
     ]
     firing = [
-        {
-            "exp_labels": {"severity": "warning", "namespace": "shop", "name": "split"},
-            "exp_annotations": {
-                "summary": rule["annotations"]["summary"]
-                .replace("{{ $labels.namespace }}", "shop")
-                .replace("{{ $labels.name }}", "split"),
-                "runbook_url": RUNBOOK_BASE + "RedisQueuePartiallyUnreachable.md",
-                "description": rule["annotations"]["description"],
-            },
-        }
+        _expected_alert(
+            rule,
+            "warning",
+            rule["annotations"]["summary"]
+            .replace("{{ $labels.namespace }}", "shop")
+            .replace("{{ $labels.name }}", "split"),
+            namespace="shop",
+            name="split",
+        )
     ]
     for alertname, expectations in (
         ("RedisQueuePartiallyUnreachable", [("9m", []), ("11m", firing), ("14m", firing)]),
@@ -656,16 +666,7 @@ def test_no_leader_fires_when_replicas_are_scraped_but_none_leads(
     where = 'job="redisqueue-operator",namespace="redisqueue-system"'
     a = "redisqueue_operator_leader{" + where + ',pod="a"}'
     b = "redisqueue_operator_leader{" + where + ',pod="b"}'
-    firing = [
-        {
-            "exp_labels": {"severity": "critical"},
-            "exp_annotations": {
-                "summary": rule["annotations"]["summary"],
-                "runbook_url": RUNBOOK_BASE + "RedisQueueOperatorNoLeader.md",
-                "description": rule["annotations"]["description"],
-            },
-        }
-    ]
+    firing = [_expected_alert(rule, "critical")]
     # a leads for 5m, then loses the Lease and nobody takes over (say its RBAC broke);
     # b stands by throughout.
     series = [(a, "1x20 0x40"), (b, "0x60")]

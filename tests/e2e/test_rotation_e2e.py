@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,10 +21,9 @@ from test_tenancy_e2e import (
     external,
     policy_active,
     refused,
-    user_kube,
 )
 
-from harness.kube_controlplane import ControlPlane
+from harness.e2e_users import AsUser
 from harness.operator_harness import (
     OperatorProcess,
     OperatorToken,
@@ -35,6 +33,7 @@ from harness.operator_harness import (
     dry_run_patch,
     events_for,
     eventually,
+    external_spec,
     read_secret,
     rq_path,
     wait_for_ready,
@@ -74,11 +73,10 @@ def statefulset(namespace: str, name: str) -> dict[str, Any]:
 
 async def test_restarting_a_workload_needs_the_authors_patch_on_it(
     operator: OperatorProcess,
-    control_plane: ControlPlane,
     kube: Kube,
     namespace: str,
     redis_server: RedisServer,
-    tmp_path: Path,
+    as_user: AsUser,
 ) -> None:
     await kube.create(deployment(namespace, "worker"))
     spec = external(
@@ -94,9 +92,9 @@ async def test_restarting_a_workload_needs_the_authors_patch_on_it(
             }
         ],
     )
-    async with user_kube(control_plane, namespace, "tenant", TENANT_RULES, tmp_path) as tenant:
+    async with as_user("tenant", TENANT_RULES) as tenant:
         await policy_active(tenant, namespace)
-    async with user_kube(control_plane, namespace, "team", APP_TEAM_RULES, tmp_path) as team:
+    async with as_user("team", APP_TEAM_RULES) as team:
         message = await refused(team, namespace, "restarter", spec)
         # One workload per check, each named with the right it lacks.
         assert (
@@ -108,7 +106,7 @@ async def test_restarting_a_workload_needs_the_authors_patch_on_it(
         *APP_TEAM_RULES,
         {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets"], "verbs": ["patch"]},
     ]
-    async with user_kube(control_plane, namespace, "owner", allowed, tmp_path) as owner:
+    async with as_user("owner", allowed) as owner:
         await create_rq(owner, namespace, "restarter", spec)
     # Someone who may patch only the Deployment may not add the StatefulSet.
     only_deployments = [
@@ -120,7 +118,7 @@ async def test_restarting_a_workload_needs_the_authors_patch_on_it(
             "verbs": ["patch"],
         },
     ]
-    async with user_kube(control_plane, namespace, "half", only_deployments, tmp_path) as half:
+    async with as_user("half", only_deployments) as half:
         one = external(
             redis_server.host,
             redis_server.port,
@@ -207,10 +205,8 @@ async def test_an_external_rotation_stays_ready_restarts_the_opted_in_app_and_en
         kube,
         namespace,
         "jobs",
-        external(
-            redis_server.host,
-            redis_server.port,
-            auth={"secretRef": {"name": "redis-auth", "key": "password"}},
+        external_spec(
+            redis_server,
             inject=[
                 {"secretName": "app-redis", "restart": [{"kind": "Deployment", "name": "env-app"}]}
             ],

@@ -12,12 +12,12 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from test_tenancy_e2e import APP_TEAM_RULES, TENANT_RULES, policy_active, user_kube
+from test_tenancy_e2e import APP_TEAM_RULES, TENANT_RULES, policy_active
 
+from harness.e2e_users import AsUser
 from harness.kube_controlplane import ControlPlane
 from harness.operator_harness import OperatorProcess, eventually, install_crd_and_rbac, rq_path
 from redisqueue.controller.api.kube import Kube, KubeError
@@ -79,12 +79,12 @@ def provision(inject: int = 0, pull: int = 0, **fields: Any) -> dict[str, Any]:
 
 @pytest.fixture
 async def authors(
-    operator: OperatorProcess, control_plane: ControlPlane, namespace: str, tmp_path: Path
+    operator: OperatorProcess, namespace: str, as_user: AsUser
 ) -> AsyncIterator[dict[str, Kube]]:
     async with (
-        user_kube(control_plane, namespace, "tenant", TENANT_RULES, tmp_path) as tenant,
-        user_kube(control_plane, namespace, "per-name", PER_NAME_RULES, tmp_path) as per_name,
-        user_kube(control_plane, namespace, "team", APP_TEAM_RULES, tmp_path) as team,
+        as_user("tenant", TENANT_RULES) as tenant,
+        as_user("per-name", PER_NAME_RULES) as per_name,
+        as_user("team", APP_TEAM_RULES) as team,
     ):
         await policy_active(tenant, namespace)
         yield {"tenant": tenant, "per-name": per_name, "team": team}
@@ -241,9 +241,8 @@ async def test_the_installers_allow_list_opens_pod_shaping_to_every_author(
 
 async def test_reaching_beyond_the_namespace_needs_the_right_to_make_network_policies(
     authors: dict[str, Kube],
-    control_plane: ControlPlane,
     namespace: str,
-    tmp_path: Path,
+    as_user: AsUser,
 ) -> None:
     wide = {
         "redis": {
@@ -275,5 +274,5 @@ async def test_reaching_beyond_the_namespace_needs_the_right_to_make_network_pol
         *TENANT_RULES,
         {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["create"]},
     ]
-    async with user_kube(control_plane, namespace, "netadmin", rules, tmp_path) as netadmin:
+    async with as_user("netadmin", rules) as netadmin:
         assert await verdict(netadmin, namespace, wide) == "admitted"

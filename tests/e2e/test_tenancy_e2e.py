@@ -19,16 +19,17 @@ import contextlib
 import json
 import subprocess
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from harness.e2e_users import AsUser
 from harness.hostile_redis import HostileRedis
 from harness.kube_controlplane import ControlPlane
 from harness.operator_harness import (
+    ExternalQueue,
     OperatorProcess,
     OperatorToken,
     apply_secret,
@@ -36,6 +37,7 @@ from harness.operator_harness import (
     create_rq,
     dry_run_patch,
     eventually,
+    external_spec,
     read_secret,
     rq_path,
     wait_for_ready,
@@ -57,55 +59,6 @@ APP_TEAM_RULES: list[dict[str, Any]] = [
     {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "create", "patch"]},
     {"apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": ["create", "get"]},
 ]
-
-
-def _user_kubeconfig(plane: ControlPlane, namespace: str, user: str, directory: Path) -> Path:
-    token = plane.kubectl("create", "token", user, "-n", namespace, "--duration=1h").stdout.strip()
-    admin = yaml.safe_load(plane.kubeconfig.read_text())
-    path = directory / f"{namespace}-{user}.kubeconfig"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "test", "cluster": admin["clusters"][0]["cluster"]}],
-                "users": [{"name": user, "user": {"token": token}}],
-                "contexts": [{"name": user, "context": {"cluster": "test", "user": user}}],
-                "current-context": user,
-            }
-        )
-    )
-    path.chmod(0o600)
-    return path
-
-
-@contextlib.asynccontextmanager
-async def user_kube(
-    plane: ControlPlane, namespace: str, user: str, rules: list[dict[str, Any]], directory: Path
-) -> AsyncIterator[Kube]:
-    """A :class:`Kube` acting as ServiceAccount ``user`` with exactly ``rules`` in ``namespace``."""
-    objects = [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": user}},
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "Role",
-            "metadata": {"name": user},
-            "rules": rules,
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": {"name": user},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": user},
-            "subjects": [{"kind": "ServiceAccount", "name": user, "namespace": namespace}],
-        },
-    ]
-    plane.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump_all(objects))
-    kube = Kube.from_kubeconfig(_user_kubeconfig(plane, namespace, user, directory))
-    try:
-        yield kube
-    finally:
-        await kube.close()
 
 
 async def refused(kube: Kube, namespace: str, name: str, spec: dict[str, Any]) -> str:
@@ -156,16 +109,15 @@ def external(host: str, port: int, **extra: Any) -> dict[str, Any]:
 
 async def test_a_tenant_cannot_make_the_operator_read_write_or_run_for_them(
     operator: OperatorProcess,
-    control_plane: ControlPlane,
     kube: Kube,
     namespace: str,
     redis_server: RedisServer,
-    tmp_path: Path,
+    as_user: AsUser,
 ) -> None:
     await apply_secret(kube, namespace, "redis-auth", {"password": redis_server.password or ""})
     await apply_secret(kube, namespace, "app-config", {"DATABASE_URL": "postgres://db/app"})
     before = await kube.get(object_path("v1", "Secret", namespace, "app-config"))
-    async with user_kube(control_plane, namespace, "tenant", TENANT_RULES, tmp_path) as tenant:
+    async with as_user("tenant", TENANT_RULES) as tenant:
         await policy_active(tenant, namespace)
 
         # Reading a Secret through spec.auth (the operator would send it in AUTH).
@@ -214,16 +166,7 @@ async def test_a_tenant_cannot_make_the_operator_read_write_or_run_for_them(
         assert "you may not create StatefulSets" in message
 
         # The same through an update of a RedisQueue someone with the rights created.
-        await create_rq(
-            kube,
-            namespace,
-            "shared",
-            external(
-                redis_server.host,
-                redis_server.port,
-                auth={"secretRef": {"name": "redis-auth", "key": "password"}},
-            ),
-        )
+        await create_rq(kube, namespace, "shared", external_spec(redis_server))
         await wait_for_ready(kube, namespace, "shared")
         with pytest.raises(KubeError) as info:
             await tenant.merge_patch(
@@ -245,23 +188,20 @@ async def test_a_tenant_cannot_make_the_operator_read_write_or_run_for_them(
 
 async def test_a_user_with_the_rights_sees_no_change(
     operator: OperatorProcess,
-    control_plane: ControlPlane,
     kube: Kube,
     namespace: str,
     redis_server: RedisServer,
-    tmp_path: Path,
+    as_user: AsUser,
 ) -> None:
     await apply_secret(kube, namespace, "redis-auth", {"password": redis_server.password or ""})
     await apply_secret(kube, namespace, "app-redis", {"APP_KEY": "kept"})
-    async with user_kube(control_plane, namespace, "team", APP_TEAM_RULES, tmp_path) as team:
+    async with as_user("team", APP_TEAM_RULES) as team:
         await create_rq(
             team,
             namespace,
             "jobs",
-            external(
-                redis_server.host,
-                redis_server.port,
-                auth={"secretRef": {"name": "redis-auth", "key": "password"}},
+            external_spec(
+                redis_server,
                 inject=[{"secretName": "app-redis"}, {"secretName": "new-app-redis"}],
             ),
         )
@@ -351,32 +291,20 @@ HOSTILE = ("huge_bulk_ping", "huge_line_ping", "huge_error_ping", "bad_length_pi
 
 async def test_hostile_endpoints_leave_memory_logs_and_other_tenants_alone(
     operator: OperatorProcess,
-    control_plane: ControlPlane,
     kube: Kube,
     namespace: str,
-    redis_server: RedisServer,
-    tmp_path: Path,
+    external_queue: ExternalQueue,
+    as_user: AsUser,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert operator.proc is not None
     pid = operator.proc.pid
-    await apply_secret(kube, namespace, "redis-auth", {"password": redis_server.password or ""})
-    await create_rq(
-        kube,
-        namespace,
-        "good",
-        external(
-            redis_server.host,
-            redis_server.port,
-            auth={"secretRef": {"name": "redis-auth", "key": "password"}},
-        ),
-    )
-    await wait_for_ready(kube, namespace, "good")
+    await external_queue("good")
     rss_before = _peak_rss_kib(pid)
     log_before = operator.log_path.stat().st_size
     async with contextlib.AsyncExitStack() as stack:
         fakes = [await stack.enter_async_context(HostileRedis(mode)) for mode in HOSTILE]
-        async with user_kube(control_plane, namespace, "tenant", TENANT_RULES, tmp_path) as tenant:
+        async with as_user("tenant", TENANT_RULES) as tenant:
             for fake in fakes:
                 await create_rq(
                     tenant, namespace, fake.mode.replace("_", "-"), external(fake.host, fake.port)
@@ -517,10 +445,8 @@ async def test_a_leaked_operator_token_creates_only_objects_of_the_operators_sha
 
 async def test_metadata_and_link_local_endpoints_are_refused(
     operator: OperatorProcess,
-    control_plane: ControlPlane,
     kube: Kube,
     namespace: str,
-    tmp_path: Path,
 ) -> None:
     # At admission (manifests/operator/70-operator-policy.yaml), for everyone.
     for host in ("169.254.169.254", "fd00:ec2::254", "metadata.google.internal"):
@@ -544,10 +470,8 @@ async def test_a_redisqueue_with_a_long_name_injects(
             kube,
             namespace,
             name,
-            external(
-                redis_server.host,
-                redis_server.port,
-                auth={"secretRef": {"name": "redis-auth", "key": "password"}},
+            external_spec(
+                redis_server,
                 inject=[{"secretName": target}],
             ),
         )

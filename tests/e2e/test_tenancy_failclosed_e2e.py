@@ -45,9 +45,11 @@ POLICIES = (
 )
 
 
-def guarded_operator(kubeconfig: Path, workdir: Path, **environ: str) -> OperatorProcess:
+def guarded_operator(plane: ControlPlane, workdir: Path, **environ: str) -> OperatorProcess:
+    """An operator with the install's ServiceAccount, checking the policies every 2 s (not
+    started yet)."""
     return OperatorProcess(
-        kubeconfig,
+        service_account_kubeconfig(plane, workdir),
         workdir,
         identity=f"guarded-{len(environ)}",
         environ={"REDISQUEUE_ADMISSION_CHECK_SECONDS": "2", **environ},
@@ -74,8 +76,7 @@ async def test_a_missing_binding_stops_the_operator_until_it_is_back(
     external_queue: ExternalQueue,
 ) -> None:
     cp = installed
-    operator = guarded_operator(service_account_kubeconfig(cp, tmp_path), tmp_path).start()
-    try:
+    with guarded_operator(cp, tmp_path) as operator:
         await external_queue("jobs")
         assert operator.health(namespace, "jobs")[0] == 200
 
@@ -107,8 +108,6 @@ async def test_a_missing_binding_stops_the_operator_until_it_is_back(
             in logs
         )
         assert "admission policies in force" in logs
-    finally:
-        operator.stop()
 
 
 async def test_with_the_crd_applied_alone_the_operator_acts_on_nothing(
@@ -118,15 +117,12 @@ async def test_with_the_crd_applied_alone_the_operator_acts_on_nothing(
     for name in POLICIES:
         cp.kubectl("delete", BINDING, name, "--ignore-not-found")
         cp.kubectl("delete", POLICY, name, "--ignore-not-found")
-    operator = guarded_operator(service_account_kubeconfig(cp, tmp_path), tmp_path).start()
-    try:
+    with guarded_operator(cp, tmp_path) as operator:
         rq = await external_queue("alone", None, "False", "AdmissionPoliciesMissing")
         message = condition(rq, "Ready")["message"]
         for name in POLICIES:
             assert f"ValidatingAdmissionPolicy {name} is not installed" in message
         assert operator.health(namespace, "alone")[0] == 404
-    finally:
-        operator.stop()
 
 
 async def test_a_policy_changed_from_what_is_shipped_is_not_trusted(
@@ -145,14 +141,11 @@ async def test_a_policy_changed_from_what_is_shipped_is_not_trusted(
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "nowhere"}}
     }
     cp.kubectl("replace", "-f", "-", input=json.dumps(binding))
-    operator = guarded_operator(service_account_kubeconfig(cp, tmp_path), tmp_path).start()
-    try:
+    with guarded_operator(cp, tmp_path):
         rq = await external_queue("changed", None, "False", "AdmissionPoliciesMissing")
         message = condition(rq, "Ready")["message"]
         assert "ValidatingAdmissionPolicy redisqueue-author-permissions is not the one" in message
         assert "ValidatingAdmissionPolicyBinding redisqueue-operator-policy matches less" in message
-    finally:
-        operator.stop()
 
 
 async def test_the_single_tenant_opt_out_acts_without_the_policies(
@@ -160,25 +153,16 @@ async def test_the_single_tenant_opt_out_acts_without_the_policies(
 ) -> None:
     cp = installed
     cp.kubectl("delete", BINDING, "redisqueue-author-permissions")
-    operator = guarded_operator(
-        service_account_kubeconfig(cp, tmp_path),
-        tmp_path,
-        REDISQUEUE_REQUIRE_ADMISSION_POLICIES="false",
-    ).start()
-    try:
+    with guarded_operator(cp, tmp_path, REDISQUEUE_REQUIRE_ADMISSION_POLICIES="false") as operator:
         await external_queue("solo")
         assert "admission policies not required" in operator.logs()
-    finally:
-        operator.stop()
 
 
 def test_a_bad_opt_out_value_stops_the_operator_naming_the_variable(
     installed: ControlPlane, tmp_path: Path
 ) -> None:
     operator = guarded_operator(
-        service_account_kubeconfig(installed, tmp_path),
-        tmp_path,
-        REDISQUEUE_REQUIRE_ADMISSION_POLICIES="sometimes",
+        installed, tmp_path, REDISQUEUE_REQUIRE_ADMISSION_POLICIES="sometimes"
     )
     with pytest.raises(RuntimeError, match="operator exited"):
         operator.start(timeout=20)
@@ -190,18 +174,16 @@ async def test_on_a_cluster_without_validating_admission_policy_the_operator_act
 ) -> None:
     # A second, older-style control plane: the API group version is not served at all (as
     # before Kubernetes 1.30, where it was beta and off by default).
-    plane = ControlPlane(
+    with ControlPlane(
         extra_apiserver_args=[
             "--runtime-config=admissionregistration.k8s.io/v1/validatingadmissionpolicies=false,"
             "admissionregistration.k8s.io/v1/validatingadmissionpolicybindings=false",
             "--disable-admission-plugins=ValidatingAdmissionPolicy",
         ]
-    )
-    plane.start()
-    try:
+    ) as plane:
         install_crd_and_rbac(plane, policies=False)  # there is nothing to install them into
         plane.kubectl("create", "namespace", namespace)
-        operator = guarded_operator(service_account_kubeconfig(plane, tmp_path), tmp_path).start()
+        operator = guarded_operator(plane, tmp_path).start()
         kube = Kube.from_kubeconfig(plane.kubeconfig)
         try:
             await apply_secret(
@@ -217,5 +199,3 @@ async def test_on_a_cluster_without_validating_admission_policy_the_operator_act
         finally:
             operator.stop()
             await kube.close()
-    finally:
-        plane.stop()

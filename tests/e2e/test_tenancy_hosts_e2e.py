@@ -23,34 +23,29 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
 from harness.kube_controlplane import ControlPlane
 from harness.local_dns import LocalDNS
 from harness.operator_harness import (
-    OPERATOR_NAMESPACE,
     TEST_DENIED_HOSTS,
     OperatorProcess,
     apply_secret,
     condition,
     create_rq,
-    elected_replica,
     eventually,
     install_crd_and_rbac,
+    leader_and_standby,
     samples_of,
-    service_account_kubeconfig,
     wait_for_ready,
 )
 from harness.redis_server import RedisServer, free_port
 from redisqueue.controller.api.kube import Kube, KubeError
-from redisqueue.controller.api.paths import object_path
 
 pytestmark = [
     pytest.mark.k8s,
     pytest.mark.skipif(os.geteuid() != 0, reason="a DNS server on port 53 and mount namespaces"),
 ]
 
-LEASE = object_path("coordination.k8s.io/v1", "Lease", OPERATOR_NAMESPACE, "redisqueue-operator")
 VICTIM = "127.0.0.1"
 ALLOWED = "127.0.0.2"
 
@@ -77,11 +72,8 @@ def servers(tmp_path: Path, redis_password: str) -> Iterator[tuple[RedisServer, 
 
 def connections(server: RedisServer) -> int:
     """Connections the server has accepted so far (this question's own included)."""
-    client = redis.Redis(host=server.host, port=server.port, password=server.password)
-    try:
+    with server.admin() as client:
         return int(client.info("stats")["total_connections_received"])
-    finally:
-        client.close()
 
 
 @pytest.fixture
@@ -89,35 +81,18 @@ async def replicas(
     control_plane: ControlPlane, dns: LocalDNS, tmp_path: Path
 ) -> AsyncIterator[tuple[OperatorProcess, OperatorProcess]]:
     install_crd_and_rbac(control_plane)
-    control_plane.kubectl("delete", "lease", "-n", OPERATOR_NAMESPACE, "--all", check=False)
-    kubeconfig = service_account_kubeconfig(control_plane, tmp_path)
-    started = []
-    for identity in ("replica-a", "replica-b"):
-        process = elected_replica(
-            kubeconfig,
-            tmp_path,
-            identity,
-            environ={
-                # Every loopback address is allowed (and trusted) but the victim's.
-                "REDISQUEUE_ALLOWED_HOSTS": "127.0.0.0/8,::1/128,64:ff9b::/96,localhost,test",
-                "REDISQUEUE_DENIED_HOSTS": f"{TEST_DENIED_HOSTS},{VICTIM}/32,::1/128",
-            },
-            command_prefix=dns.isolated(),
-        )
-        started.append(process.start())
-    kube = Kube.from_kubeconfig(control_plane.kubeconfig)
-    try:
-
-        async def holder() -> str | None:
-            lease = await kube.get(LEASE)
-            return None if lease is None else (lease.get("spec") or {}).get("holderIdentity")
-
-        leader = await eventually(holder, timeout=30, what="a Lease holder")
-    finally:
-        await kube.close()
-    first, second = started
-    yield (first, second) if leader == first.identity else (second, first)
-    for process in started:
+    pair = await leader_and_standby(
+        control_plane,
+        tmp_path,
+        environ={
+            # Every loopback address is allowed (and trusted) but the victim's.
+            "REDISQUEUE_ALLOWED_HOSTS": "127.0.0.0/8,::1/128,64:ff9b::/96,localhost,test",
+            "REDISQUEUE_DENIED_HOSTS": f"{TEST_DENIED_HOSTS},{VICTIM}/32,::1/128",
+        },
+        command_prefix=dns.isolated(),
+    )
+    yield pair
+    for process in sorted(pair, key=lambda p: p.identity):  # in the order they started
         process.stop()
 
 

@@ -16,13 +16,12 @@ import asyncio
 import base64
 import json
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
-from test_tenancy_e2e import TENANT_RULES, _as_operator, policy_active, user_kube
+from test_tenancy_e2e import TENANT_RULES, _as_operator, policy_active
 
-from harness.kube_controlplane import ControlPlane
+from harness.e2e_users import AsUser
 from harness.operator_harness import (
     OperatorProcess,
     OperatorToken,
@@ -130,17 +129,16 @@ async def _still_there_after_gc(kube: Kube, path: str, seconds: float = 6.0) -> 
 )
 async def test_a_foreign_object_of_the_workload_name_is_neither_changed_nor_deleted(
     operator: OperatorProcess,
-    control_plane: ControlPlane,
     kube: Kube,
     namespace: str,
-    tmp_path: Path,
+    as_user: AsUser,
     make: Any,
 ) -> None:
     foreign = make(namespace, "jobs-redis")
     await kube.create(foreign)
     before = await kube.get(_path(foreign))
     assert before is not None
-    async with user_kube(control_plane, namespace, "tenant", TENANT_RULES, tmp_path) as tenant:
+    async with as_user("tenant", TENANT_RULES) as tenant:
         await policy_active(tenant, namespace)
         await create_rq(tenant, namespace, "jobs", PROVISION)
         rq = await wait_for_ready(kube, namespace, "jobs", "False", "OwnershipConflict")
@@ -244,16 +242,15 @@ async def _retained(kube: Kube, namespace: str, name: str) -> tuple[str, dict[st
 
 async def test_retained_data_is_reused_only_when_asked_by_an_author_who_may_read_it(
     operator: OperatorProcess,
-    control_plane: ControlPlane,
     kube: Kube,
     namespace: str,
-    tmp_path: Path,
+    as_user: AsUser,
 ) -> None:
     old_uid, secret = await _retained(kube, namespace, "keep")
     claim_path = object_path("v1", "PersistentVolumeClaim", namespace, "data-keep-redis-0")
     async with (
-        user_kube(control_plane, namespace, "tenant", TENANT_RULES, tmp_path) as tenant,
-        user_kube(control_plane, namespace, "owner", DATA_OWNER_RULES, tmp_path) as owner,
+        as_user("tenant", TENANT_RULES) as tenant,
+        as_user("owner", DATA_OWNER_RULES) as owner,
     ):
         await policy_active(tenant, namespace)
         # Re-created under the same name: the retained data is not silently adopted.

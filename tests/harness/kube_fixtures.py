@@ -28,6 +28,7 @@ of minutes on two cores; later runs find the cache and start in seconds.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
 from collections.abc import AsyncIterator, Iterator
@@ -63,12 +64,13 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return
     if not any(_needs_control_plane(item) for item in session.items):
         return
+    # The build's progress goes to the terminal, past pytest's capture.
     capture = session.config.pluginmanager.getplugin("capturemanager")
+    uncaptured = (
+        capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext()
+    )
     try:
-        if capture is not None:
-            with capture.global_and_fixture_disabled():
-                ensure_binaries()
-        else:
+        with uncaptured:
             ensure_binaries()
     except ControlPlaneError as exc:
         # Reported by every test that needs the control plane; the others still run.
@@ -80,12 +82,8 @@ def control_plane(pytestconfig: pytest.Config) -> Iterator[ControlPlane]:
     build_error = pytestconfig.stash.get(_BUILD_ERROR, None)
     if build_error is not None:
         raise ControlPlaneError(build_error)
-    plane = ControlPlane()
-    plane.start()
-    try:
+    with ControlPlane() as plane:
         yield plane
-    finally:
-        plane.stop()
 
 
 @pytest.fixture(scope="session")

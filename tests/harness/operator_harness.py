@@ -115,25 +115,47 @@ class OperatorToken(NamedTuple):
     kubeconfig: Path
 
 
-def service_account_kubeconfig(plane: ControlPlane, directory: Path) -> Path:
-    """A kubeconfig that authenticates as the operator's ServiceAccount (bound token)."""
+def token_kubeconfig(
+    plane: ControlPlane,
+    namespace: str,
+    account: str,
+    directory: Path,
+    *,
+    user: str | None = None,
+    duration: str = "1h",
+) -> Path:
+    """A kubeconfig that authenticates with a bound token of the ServiceAccount
+    ``namespace/account`` only: ``<user>.kubeconfig`` in ``directory``, its user and context
+    named ``user`` (by default the account)."""
     token = plane.kubectl(
-        "create", "token", OPERATOR_SERVICE_ACCOUNT, "-n", OPERATOR_NAMESPACE, "--duration=4h"
+        "create", "token", account, "-n", namespace, f"--duration={duration}"
     ).stdout.strip()
     admin = yaml.safe_load(plane.kubeconfig.read_text())
-    cluster = admin["clusters"][0]["cluster"]
+    name = user or account
     config = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "test", "cluster": cluster}],
-        "users": [{"name": "operator", "user": {"token": token}}],
-        "contexts": [{"name": "operator", "context": {"cluster": "test", "user": "operator"}}],
-        "current-context": "operator",
+        "clusters": [{"name": "test", "cluster": admin["clusters"][0]["cluster"]}],
+        "users": [{"name": name, "user": {"token": token}}],
+        "contexts": [{"name": name, "context": {"cluster": "test", "user": name}}],
+        "current-context": name,
     }
-    path = directory / "operator.kubeconfig"
+    path = directory / f"{name}.kubeconfig"
     path.write_text(yaml.safe_dump(config))
     path.chmod(0o600)
     return path
+
+
+def service_account_kubeconfig(plane: ControlPlane, directory: Path) -> Path:
+    """A kubeconfig that authenticates as the operator's ServiceAccount (bound token)."""
+    return token_kubeconfig(
+        plane,
+        OPERATOR_NAMESPACE,
+        OPERATOR_SERVICE_ACCOUNT,
+        directory,
+        user="operator",
+        duration="4h",
+    )
 
 
 class OperatorProcess:
@@ -237,6 +259,12 @@ class OperatorProcess:
         self.stop()
         self.start()
 
+    def __enter__(self) -> OperatorProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
@@ -320,12 +348,8 @@ def installed_operator(
     """The install path (CRD, RBAC, admission policies) applied, and one operator running with
     its ServiceAccount (``options`` go to :class:`OperatorProcess`); stopped on exit."""
     install_crd_and_rbac(plane)
-    process = OperatorProcess(service_account_kubeconfig(plane, workdir), workdir, **options)
-    process.start()
-    try:
+    with OperatorProcess(service_account_kubeconfig(plane, workdir), workdir, **options) as process:
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture(scope="module")
@@ -490,15 +514,16 @@ async def leader_and_standby(
     *,
     environ: dict[str, str] | None = None,
     lease_seconds: float = 15.0,
+    **options: Any,
 ) -> tuple[OperatorProcess, OperatorProcess]:
     """Two replicas with leader election, as the install runs them; (leader, standby) once
-    one holds the Lease. The caller stops both."""
+    one holds the Lease. ``options`` go to :class:`OperatorProcess`. The caller stops both."""
     namespace = OPERATOR_NAMESPACE
     plane.kubectl("delete", "lease", "-n", namespace, "--all", check=False)
     kubeconfig = service_account_kubeconfig(plane, workdir)
     started = [
         elected_replica(
-            kubeconfig, workdir, identity, lease_seconds=lease_seconds, environ=environ
+            kubeconfig, workdir, identity, lease_seconds=lease_seconds, environ=environ, **options
         ).start()
         for identity in ("replica-a", "replica-b")
     ]
