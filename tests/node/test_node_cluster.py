@@ -80,10 +80,14 @@ def wait_pod_ready(node: Node, namespace: str, pod: str) -> None:
     node.kubectl("wait", "-n", namespace, ready, f"pod/{pod}", "--timeout=120s", timeout=150)
 
 
+def pod_field(node: Node, namespace: str, pod: str, path: str, *flags: str) -> str:
+    """The field of ``pod`` at the JSONPath ``path``."""
+    return jsonpath(node, "pod", "-n", namespace, pod, "-o", f"jsonpath={path}", *flags)
+
+
 def restart_count(node: Node, namespace: str, pod: str) -> int:
     """How often the first container of ``pod`` has restarted (0 before it has a status)."""
-    path = "jsonpath={.status.containerStatuses[0].restartCount}"
-    return int(jsonpath(node, "pod", "-n", namespace, pod, "-o", path) or 0)
+    return int(pod_field(node, namespace, pod, "{.status.containerStatuses[0].restartCount}") or 0)
 
 
 def wait_for(what: str, probe: Any, timeout: float = 120.0, interval: float = 0.5) -> Any:
@@ -359,15 +363,7 @@ LOSS_WINDOW = 5.0
 
 
 def container_id(node: Node, namespace: str, pod: str) -> str:
-    cid = jsonpath(
-        node,
-        "pod",
-        "-n",
-        namespace,
-        pod,
-        "-o",
-        "jsonpath={.status.containerStatuses[0].containerID}",
-    )
+    cid = pod_field(node, namespace, pod, "{.status.containerStatuses[0].containerID}")
     return cid.split("://", 1)[1]
 
 
@@ -404,21 +400,12 @@ def test_acknowledged_jobs_survive_a_redis_crash_and_a_pod_delete(
     assert app_redis(node, namespace, "print(json.dumps(r.llen('phase1:jobs')))") == 500
 
     assert app_redis(node, namespace, push, {"n": 300, "prefix": "before-delete"}) == 300
-    uid = jsonpath(node, "pod", "-n", namespace, pod, "-o", "jsonpath={.metadata.uid}")
+    uid = pod_field(node, namespace, pod, "{.metadata.uid}")
     node.kubectl("delete", "pod", "-n", namespace, pod, "--wait=false")
     wait_for(
         "a new Redis pod",
         lambda: (
-            jsonpath(
-                node,
-                "pod",
-                "-n",
-                namespace,
-                pod,
-                "-o",
-                "jsonpath={.metadata.uid}",
-                "--ignore-not-found",
-            )
+            pod_field(node, namespace, pod, "{.metadata.uid}", "--ignore-not-found")
             not in ("", uid)
         ),
     )

@@ -39,6 +39,7 @@ from test_node_cluster import (
     events,
     in_toolbox,
     jsonpath,
+    pod_field,
     provision_manifest,
     wait_for,
     worker_manifest,
@@ -435,7 +436,7 @@ def _rotate(node: Node, namespace: str, run: int) -> dict[str, Any]:
     old = auth_password(node, namespace)
     new = f"rotation-{run}-" + secrets.token_hex(16)
     env_before = set(pods(node, namespace, "consumers-env"))
-    redis_uid = jsonpath(node, "pod", "-n", namespace, REDIS_POD, "-o", "jsonpath={.metadata.uid}")
+    redis_uid = pod_field(node, namespace, REDIS_POD, "{.metadata.uid}")
     refused: dict[str, Any] = {}
     watcher = watch_old_password(node, namespace, old, 3 * GRACE + 60, refused)
     time.sleep(1)
@@ -476,8 +477,7 @@ def _rotate(node: Node, namespace: str, run: int) -> dict[str, Any]:
     )
     figures = {
         "run": run,
-        "redis_uid_kept": redis_uid
-        == jsonpath(node, "pod", "-n", namespace, REDIS_POD, "-o", "jsonpath={.metadata.uid}"),
+        "redis_uid_kept": redis_uid == pod_field(node, namespace, REDIS_POD, "{.metadata.uid}"),
         "env_processing": first_env - changed_at,
         "env_rolled_out": env_rolled_out,
         "old_refused": refused["rejected_at"] - changed_at,
