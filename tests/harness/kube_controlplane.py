@@ -442,6 +442,15 @@ def kill_process_group(pgid: int, timeout: float = 10.0) -> None:
         os.waitpid(pgid, 0)
 
 
+def log_tail(log: Path, lines: int = 40) -> str:
+    """The last ``lines`` lines of a process's log file ("" while there is none)."""
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
 @dataclass
 class _Child:
     name: str
@@ -449,11 +458,7 @@ class _Child:
     log: Path
 
     def tail(self, lines: int = 40) -> str:
-        try:
-            text = self.log.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+        return log_tail(self.log, lines)
 
 
 _live: set[ControlPlane] = set()

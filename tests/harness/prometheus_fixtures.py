@@ -46,7 +46,7 @@ from typing import Any
 import pytest
 
 from harness.go_tools import refuse_go_builds, run_build_script
-from harness.kube_controlplane import free_port, kill_process_group
+from harness.kube_controlplane import free_port, kill_process_group, log_tail
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOOLS_DIR = REPO_ROOT / "tests" / "tools" / "prometheus"
@@ -184,11 +184,7 @@ class PrometheusServer:
         return self.workdir / "prometheus.log"
 
     def log_tail(self, lines: int = 40) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+        return log_tail(self.log_path, lines)
 
     def start(self, timeout: float = 60.0) -> PrometheusServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
