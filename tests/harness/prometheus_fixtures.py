@@ -47,6 +47,7 @@ import pytest
 
 from harness.go_tools import refuse_go_builds, run_build_script
 from harness.kube_controlplane import free_port, kill_process_group, log_tail
+from harness.prebuild import PreBuild
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOOLS_DIR = REPO_ROOT / "tests" / "tools" / "prometheus"
@@ -353,32 +354,18 @@ def _needs_prometheus(item: pytest.Item) -> bool:
     return bool(set(getattr(item, "fixturenames", ())) & PROMETHEUS_FIXTURES)
 
 
-_BUILD_ERROR = pytest.StashKey[str]()
+# A test that uses these fixtures needs Go-built binaries, marked or not, so that
+# `-m "not gotools"` (the fast path) really leaves it out.
+_BUILD = PreBuild(_needs_prometheus, pytest.mark.gotools, PrometheusToolsError)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # A test that uses these fixtures needs Go-built binaries, marked or not, so that
-    # `-m "not gotools"` (the fast path) really leaves it out.
-    for item in items:
-        if _needs_prometheus(item) and item.get_closest_marker("gotools") is None:
-            item.add_marker(pytest.mark.gotools)
+    _BUILD.mark(items)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    if session.config.option.collectonly:
-        return
-    if not any(_needs_prometheus(item) for item in session.items):
-        return
-    capture = session.config.pluginmanager.getplugin("capturemanager")
-    try:
-        if capture is not None:
-            with capture.global_and_fixture_disabled():
-                ensure_prometheus_tools()
-        else:
-            ensure_prometheus_tools()
-    except PrometheusToolsError as exc:
-        # Reported by every test that needs the tools; the others still run.
-        session.config.stash[_BUILD_ERROR] = str(exc)
+    if _BUILD.needed(session):
+        _BUILD.run(session, ensure_prometheus_tools)
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -386,9 +373,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 @pytest.fixture(scope="session")
 def prometheus_tools(pytestconfig: pytest.Config) -> Path:
-    build_error = pytestconfig.stash.get(_BUILD_ERROR, None)
-    if build_error is not None:
-        raise PrometheusToolsError(build_error)
+    _BUILD.raise_failure(pytestconfig)
     return ensure_prometheus_tools()
 
 
