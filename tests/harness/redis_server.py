@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from harness.pki import build_ca, write_pair
+from harness.pki import build_ca, certificate_builder, write_pair
 from redisqueue.contract import ConnectionContract
 
 
@@ -67,9 +67,8 @@ def make_tls_files(
     """A throwaway CA and a server certificate for ``hosts``."""
     directory.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.UTC)
-    ca, ca_key = build_ca(
-        ca_name, now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=2)
-    )
+    not_before, not_after = now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=2)
+    ca, ca_key = build_ca(ca_name, not_before, not_after)
     key = ec.generate_private_key(ec.SECP256R1())
     sans: list[x509.GeneralName] = []
     for host in hosts:
@@ -78,13 +77,7 @@ def make_tls_files(
         except ValueError:
             sans.append(x509.DNSName(host))
     cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(hosts[0]))
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=2))
+        certificate_builder(_name(hosts[0]), ca.subject, key, not_before, not_after)
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(
             x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
