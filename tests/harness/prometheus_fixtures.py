@@ -47,6 +47,7 @@ import pytest
 
 from harness.go_tools import refuse_go_builds, run_build_script
 from harness.kube_controlplane import free_port, kill_process_group, log_tail
+from harness.polling import poll
 from harness.prebuild import PreBuild
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -281,15 +282,11 @@ class PrometheusServer:
         interval: float = 0.5,
     ) -> list[dict[str, Any]]:
         """Poll ``query(expr)`` until ``check(result)`` holds; the passing result."""
-        deadline = time.monotonic() + timeout
-        result: list[dict[str, Any]] = []
-        while True:
-            result = self.query(expr)
-            if check(result):
-                return result
-            if time.monotonic() > deadline:
-                raise AssertionError(self._timeout_message(expr, result, timeout))
-            time.sleep(interval)
+
+        def failure(result: list[dict[str, Any]]) -> str:
+            return self._timeout_message(expr, result, timeout)
+
+        return poll(lambda: self.query(expr), check, timeout, interval, failure)
 
     async def query_async(self, expr: str) -> list[dict[str, Any]]:
         return await asyncio.to_thread(self.query, expr)
