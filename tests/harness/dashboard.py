@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -36,3 +37,21 @@ def fill(expr: str, variables: dict[str, str]) -> str:
         expr = expr.replace(f"${name}", val)
     assert "$" not in expr, f"a variable is left in {expr!r}"
     return expr
+
+
+def variables_for(namespace: str, name: str, client: str) -> dict[str, str]:
+    """The variables of a dashboard on one RedisQueue and one client: the cluster set to
+    All (a Prometheus without a cluster label) and a rate interval wide enough to hold a
+    test's work, as a dashboard over the last hour would."""
+    return {
+        "cluster": ".*",
+        "namespace": namespace,
+        "name": name,
+        "client": client,
+        "__rate_interval": "5m",
+    }
+
+
+def has_finite_data(result: list[dict[str, Any]]) -> bool:
+    """Whether an instant query's result has a finite sample: data a panel can show."""
+    return any(math.isfinite(float(sample["value"][1])) for sample in result)

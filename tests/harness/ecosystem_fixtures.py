@@ -29,7 +29,6 @@ import os
 import re
 import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -43,6 +42,7 @@ import yaml
 
 from harness.kube_controlplane import REPO_ROOT
 from harness.kube_node import Image, Node, NodeError, _run_script
+from harness.polling import poll
 
 ECOSYSTEM_DIR = REPO_ROOT / "tests" / "node" / "ecosystem"
 VERSIONS_FILE = REPO_ROOT / "tests" / "node" / "versions.env"
@@ -146,14 +146,10 @@ def _images(config: pytest.Config, component: str) -> dict[str, Image]:
 
 
 def wait_until(what: str, probe: Callable[[], Any], timeout: float, interval: float = 1.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
+    def failure(_: Any) -> str:
+        return f"timed out after {timeout:.0f} s waiting for {what}"
+
+    return poll(probe, bool, timeout, interval, failure)
 
 
 def _docs(path: Path) -> list[dict[str, Any]]:
@@ -223,20 +219,15 @@ class PromStack:
         interval: float = 2.0,
     ) -> list[dict[str, Any]]:
         """Poll ``query(expr)`` until ``check(result)``; the passing result."""
-        deadline = time.monotonic() + timeout
-        while True:
-            result = self.query(expr)
-            if check(result):
-                return result
-            if time.monotonic() > deadline:
-                targets = [
-                    (t["scrapePool"], t["health"], t.get("lastError"))
-                    for t in self.api("targets", state="active")["activeTargets"]
-                ]
-                raise AssertionError(
-                    f"{expr!r}: last result {result} after {timeout:.0f} s; targets {targets}"
-                )
-            time.sleep(interval)
+
+        def failure(result: list[dict[str, Any]]) -> str:
+            targets = [
+                (t["scrapePool"], t["health"], t.get("lastError"))
+                for t in self.api("targets", state="active")["activeTargets"]
+            ]
+            return f"{expr!r}: last result {result} after {timeout:.0f} s; targets {targets}"
+
+        return poll(lambda: self.query(expr), check, timeout, interval, failure)
 
 
 def _prometheus_operator_docs(source: Path, images: dict[str, Image]) -> list[dict[str, Any]]:

@@ -29,6 +29,29 @@ MODES = (
     "bad_hello",  # HELLO/AUTH -> an unparseable line; PING -> +PONG
 )
 
+HANDSHAKE = ("HELLO", "AUTH", "CLIENT", "SELECT")
+#: INFO's answer, in every mode but huge_info: numbers replaced by strings.
+GARBAGE_INFO = b"connected_clients:many\r\ntotal_commands_processed:lots\r\nused_memory:?\r\n"
+#: The answers where the mode does not change them; any other command gets :0.
+REPLIES = {
+    **dict.fromkeys(HANDSHAKE, b"+OK\r\n"),
+    "PING": b"+PONG\r\n",
+    "INFO": b"$%d\r\n%s\r\n" % (len(GARBAGE_INFO), GARBAGE_INFO),
+}
+#: The short answers a mode changes, by (mode, command).
+ODD_REPLIES = {
+    **{("bad_hello", command): b"%x-not-a-map\r\n" for command in HANDSHAKE},
+    ("bad_length_ping", "PING"): b"$abc\r\n",
+    ("not_pong", "PING"): b"+NOPE\r\n",
+}
+#: The huge answers, by (mode, command): this prefix, then HUGE bytes and a line end.
+HUGE_REPLIES = {
+    ("huge_bulk_ping", "PING"): b"$%d\r\n" % HUGE,
+    ("huge_line_ping", "PING"): b"+",
+    ("huge_error_ping", "PING"): b"-ERR ",
+    ("huge_info", "INFO"): b"$%d\r\n" % HUGE,
+}
+
 
 @dataclass
 class HostileRedis:
@@ -81,39 +104,15 @@ class HostileRedis:
             writer.close()
 
     async def _answer(self, command: str, writer: asyncio.StreamWriter) -> None:
-        mode = self.mode
-        if command in ("HELLO", "AUTH", "CLIENT", "SELECT"):
-            if mode == "bad_hello":
-                await self._write(writer, b"%x-not-a-map\r\n")
-            else:
-                await self._write(writer, b"+OK\r\n")
-        elif command == "PING":
-            if mode == "huge_bulk_ping":
-                await self._stream(writer, b"$%d\r\n" % HUGE, HUGE)
-            elif mode == "huge_line_ping":
-                await self._stream(writer, b"+", HUGE)
-            elif mode == "huge_error_ping":
-                await self._stream(writer, b"-ERR ", HUGE)
-            elif mode == "huge_array_ping":
-                await self._write(writer, b"*10000000\r\n")
-                for _ in range(10_000_000 // 1000):
-                    await self._write(writer, b"$1\r\nx\r\n" * 1000)
-            elif mode == "bad_length_ping":
-                await self._write(writer, b"$abc\r\n")
-            elif mode == "not_pong":
-                await self._write(writer, b"+NOPE\r\n")
-            else:
-                await self._write(writer, b"+PONG\r\n")
-        elif command == "INFO":
-            if mode == "huge_info":
-                await self._stream(writer, b"$%d\r\n" % HUGE, HUGE)
-            else:
-                body = (
-                    b"connected_clients:many\r\ntotal_commands_processed:lots\r\nused_memory:?\r\n"
-                )
-                await self._write(writer, b"$%d\r\n%s\r\n" % (len(body), body))
+        key = (self.mode, command)
+        if key in HUGE_REPLIES:
+            await self._stream(writer, HUGE_REPLIES[key], HUGE)
+        elif key == ("huge_array_ping", "PING"):
+            await self._write(writer, b"*10000000\r\n")
+            for _ in range(10_000_000 // 1000):
+                await self._write(writer, b"$1\r\nx\r\n" * 1000)
         else:
-            await self._write(writer, b":0\r\n")
+            await self._write(writer, ODD_REPLIES.get(key) or REPLIES.get(command, b":0\r\n"))
 
 
 async def _read_command(reader: asyncio.StreamReader) -> str | None:

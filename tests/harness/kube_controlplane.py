@@ -57,6 +57,7 @@ if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness.go_tools import refuse_go_builds, run_build_script
+from harness.pki import build_ca, certificate_builder, write_key, write_pair
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONTROLPLANE_DIR = REPO_ROOT / "tests" / "controlplane"
@@ -184,23 +185,13 @@ def _generate_pki(
     not_before = now - dt.timedelta(minutes=5)
     not_after = now + dt.timedelta(days=7)
 
-    def write_key(path: Path, key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> None:
-        path.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        path.chmod(0o600)
-
     def name(cn: str, org: str | None = None) -> x509.Name:
         attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
         if org:
             attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
         return x509.Name(attrs)
 
-    ca_cert, ca_key = _build_ca("redisqueue-test-ca", not_before, not_after)
+    ca_cert, ca_key = build_ca("redisqueue-test-ca", not_before, not_after)
     ca_name = ca_cert.subject
 
     def issue(
@@ -208,13 +199,7 @@ def _generate_pki(
     ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
         key = ec.generate_private_key(ec.SECP256R1())
         builder = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(ca_name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(not_before)
-            .not_valid_after(not_after)
+            certificate_builder(subject, ca_name, key, not_before, not_after)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
             .add_extension(
@@ -272,63 +257,11 @@ def _generate_pki(
     return pki
 
 
-def _build_ca(
-    common_name: str, not_before: dt.datetime, not_after: dt.datetime
-) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    """A self-signed CA certificate and its key."""
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    return ca_cert, ca_key
-
-
-def _write_pair(
-    out: Path, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey
-) -> tuple[Path, Path]:
-    """Writes ``out``.crt (PEM) and ``out``.key (PKCS#8, readable by its owner only)."""
-    crt, key_path = out.with_suffix(".crt"), out.with_suffix(".key")
-    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    key_path.chmod(0o600)
-    return crt, key_path
-
-
 def create_ca(out: Path, common_name: str) -> tuple[Path, Path]:
     """A CA of its own (e.g. the aggregation layer's front proxy); writes ``out``.crt/.key."""
     now = dt.datetime.now(dt.UTC)
-    cert, key = _build_ca(common_name, now - dt.timedelta(minutes=5), now + dt.timedelta(days=7))
-    return _write_pair(out, cert, key)
+    cert, key = build_ca(common_name, now - dt.timedelta(minutes=5), now + dt.timedelta(days=7))
+    return write_pair(out, cert, key)
 
 
 def _kubeconfig(server: str, ca: Path, cert: Path, key: Path, user: str) -> str:
@@ -382,14 +315,9 @@ def issue_certificate(
         attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
     now = dt.datetime.now(dt.UTC)
     usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+    not_before, not_after = now - dt.timedelta(minutes=5), now + dt.timedelta(days=7)
     builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name(attrs))
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=7))
+        certificate_builder(x509.Name(attrs), ca.subject, key, not_before, not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
     )
@@ -398,7 +326,7 @@ def issue_certificate(
     if sans:
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), False)
     cert = builder.sign(signer, hashes.SHA256())
-    return _write_pair(out, cert, key)
+    return write_pair(out, cert, key)
 
 
 def kubeconfig_for(server: str, ca: Path, cert: Path, key: Path, user: str) -> str:
@@ -442,6 +370,15 @@ def kill_process_group(pgid: int, timeout: float = 10.0) -> None:
         os.waitpid(pgid, 0)
 
 
+def log_tail(log: Path, lines: int = 40) -> str:
+    """The last ``lines`` lines of a process's log file ("" while there is none)."""
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
 @dataclass
 class _Child:
     name: str
@@ -449,11 +386,7 @@ class _Child:
     log: Path
 
     def tail(self, lines: int = 40) -> str:
-        try:
-            text = self.log.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+        return log_tail(self.log, lines)
 
 
 _live: set[ControlPlane] = set()

@@ -56,6 +56,7 @@ from harness.kube_controlplane import (
     issue_certificate,
     kill_process_group,
     kubeconfig_for,
+    log_tail,
 )
 
 NODE_DIR = REPO_ROOT / "tests" / "node"
@@ -649,11 +650,7 @@ class Node:
         _sh(self._state["ctr"], "-a", self._state["containerd_socket"], "-n", "k8s.io", *args)
 
     def logs(self, name: str, lines: int = 60) -> str:
-        try:
-            text = (self.workdir / f"{name}.log").read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+        return log_tail(self.workdir / f"{name}.log", lines)
 
     # ---------------------------------------------------------------- internals
 

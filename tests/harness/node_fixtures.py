@@ -37,10 +37,10 @@ import pytest
 
 from harness.kube_controlplane import REPO_ROOT
 from harness.kube_node import Node, NodeError, ensure_node_artifacts
+from harness.prebuild import PreBuild
 
 NODE_FIXTURES = frozenset({"node", "node_namespace", "toolbox"})
 PACKAGES = Path(__file__).resolve().parents[1] / "node" / "packages.txt"
-_BUILD_ERROR = pytest.StashKey[str]()
 
 CHART = REPO_ROOT / "charts" / "redisqueue-operator"
 OPERATOR_NS = "redisqueue-system"
@@ -137,26 +137,16 @@ def _needs_node(item: pytest.Item) -> bool:
     return bool(names & NODE_FIXTURES) or item.get_closest_marker("node") is not None
 
 
+_BUILD = PreBuild(_needs_node, pytest.mark.node, NodeError)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        if _needs_node(item) and item.get_closest_marker("node") is None:
-            item.add_marker(pytest.mark.node)
+    _BUILD.mark(items)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    if session.config.option.collectonly:
-        return
-    if not any(_needs_node(item) for item in session.items) or skip_reason() is not None:
-        return
-    capture = session.config.pluginmanager.getplugin("capturemanager")
-    try:
-        if capture is not None:
-            with capture.global_and_fixture_disabled():
-                ensure_node_artifacts()
-        else:
-            ensure_node_artifacts()
-    except NodeError as exc:
-        session.config.stash[_BUILD_ERROR] = str(exc)
+    if _BUILD.needed(session) and skip_reason() is None:
+        _BUILD.run(session, ensure_node_artifacts)
 
 
 @pytest.fixture(scope="session")
@@ -164,9 +154,7 @@ def node(pytestconfig: pytest.Config) -> Iterator[Node]:
     reason = skip_reason()
     if reason is not None:
         pytest.skip(reason)
-    build_error = pytestconfig.stash.get(_BUILD_ERROR, None)
-    if build_error is not None:
-        raise NodeError(build_error)
+    _BUILD.raise_failure(pytestconfig)
     started = Node()
     started.start()
     try:

@@ -46,7 +46,9 @@ from typing import Any
 import pytest
 
 from harness.go_tools import refuse_go_builds, run_build_script
-from harness.kube_controlplane import free_port, kill_process_group
+from harness.kube_controlplane import free_port, kill_process_group, log_tail
+from harness.polling import poll
+from harness.prebuild import PreBuild
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOOLS_DIR = REPO_ROOT / "tests" / "tools" / "prometheus"
@@ -184,11 +186,7 @@ class PrometheusServer:
         return self.workdir / "prometheus.log"
 
     def log_tail(self, lines: int = 40) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+        return log_tail(self.log_path, lines)
 
     def start(self, timeout: float = 60.0) -> PrometheusServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -284,15 +282,11 @@ class PrometheusServer:
         interval: float = 0.5,
     ) -> list[dict[str, Any]]:
         """Poll ``query(expr)`` until ``check(result)`` holds; the passing result."""
-        deadline = time.monotonic() + timeout
-        result: list[dict[str, Any]] = []
-        while True:
-            result = self.query(expr)
-            if check(result):
-                return result
-            if time.monotonic() > deadline:
-                raise AssertionError(self._timeout_message(expr, result, timeout))
-            time.sleep(interval)
+
+        def failure(result: list[dict[str, Any]]) -> str:
+            return self._timeout_message(expr, result, timeout)
+
+        return poll(lambda: self.query(expr), check, timeout, interval, failure)
 
     async def query_async(self, expr: str) -> list[dict[str, Any]]:
         return await asyncio.to_thread(self.query, expr)
@@ -357,32 +351,18 @@ def _needs_prometheus(item: pytest.Item) -> bool:
     return bool(set(getattr(item, "fixturenames", ())) & PROMETHEUS_FIXTURES)
 
 
-_BUILD_ERROR = pytest.StashKey[str]()
+# A test that uses these fixtures needs Go-built binaries, marked or not, so that
+# `-m "not gotools"` (the fast path) really leaves it out.
+_BUILD = PreBuild(_needs_prometheus, pytest.mark.gotools, PrometheusToolsError)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # A test that uses these fixtures needs Go-built binaries, marked or not, so that
-    # `-m "not gotools"` (the fast path) really leaves it out.
-    for item in items:
-        if _needs_prometheus(item) and item.get_closest_marker("gotools") is None:
-            item.add_marker(pytest.mark.gotools)
+    _BUILD.mark(items)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    if session.config.option.collectonly:
-        return
-    if not any(_needs_prometheus(item) for item in session.items):
-        return
-    capture = session.config.pluginmanager.getplugin("capturemanager")
-    try:
-        if capture is not None:
-            with capture.global_and_fixture_disabled():
-                ensure_prometheus_tools()
-        else:
-            ensure_prometheus_tools()
-    except PrometheusToolsError as exc:
-        # Reported by every test that needs the tools; the others still run.
-        session.config.stash[_BUILD_ERROR] = str(exc)
+    if _BUILD.needed(session):
+        _BUILD.run(session, ensure_prometheus_tools)
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -390,9 +370,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 @pytest.fixture(scope="session")
 def prometheus_tools(pytestconfig: pytest.Config) -> Path:
-    build_error = pytestconfig.stash.get(_BUILD_ERROR, None)
-    if build_error is not None:
-        raise PrometheusToolsError(build_error)
+    _BUILD.raise_failure(pytestconfig)
     return ensure_prometheus_tools()
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from harness.ecosystem_fixtures import app_redis, in_toolbox, wait_until
+from harness.ecosystem_fixtures import APP_SECRET, app_redis, in_toolbox, wait_until
 from harness.kube_node import GUARD_CHAIN, NODE_NAME, SERVICE_CIDR, Node
 from harness.node_fixtures import CHART, OPERATOR_NS, chart_installed, live_pods
 
@@ -80,10 +80,14 @@ def wait_pod_ready(node: Node, namespace: str, pod: str) -> None:
     node.kubectl("wait", "-n", namespace, ready, f"pod/{pod}", "--timeout=120s", timeout=150)
 
 
+def pod_field(node: Node, namespace: str, pod: str, path: str, *flags: str) -> str:
+    """The field of ``pod`` at the JSONPath ``path``."""
+    return jsonpath(node, "pod", "-n", namespace, pod, "-o", f"jsonpath={path}", *flags)
+
+
 def restart_count(node: Node, namespace: str, pod: str) -> int:
     """How often the first container of ``pod`` has restarted (0 before it has a status)."""
-    path = "jsonpath={.status.containerStatuses[0].restartCount}"
-    return int(jsonpath(node, "pod", "-n", namespace, pod, "-o", path) or 0)
+    return int(pod_field(node, namespace, pod, "{.status.containerStatuses[0].restartCount}") or 0)
 
 
 def wait_for(what: str, probe: Any, timeout: float = 120.0, interval: float = 0.5) -> Any:
@@ -269,7 +273,7 @@ def apply_provision(node: Node, namespace: str, *, adopt: bool = False) -> float
     """Apply the example and return the seconds from apply to Ready=True."""
     started = time.monotonic()
     manifest = provision_manifest(node, adopt=adopt)
-    node.kubectl("apply", "-n", namespace, "-f", "-", input=manifest)
+    apply_manifest(node, namespace, manifest)
     node.kubectl(
         "wait",
         "-n",
@@ -359,15 +363,7 @@ LOSS_WINDOW = 5.0
 
 
 def container_id(node: Node, namespace: str, pod: str) -> str:
-    cid = jsonpath(
-        node,
-        "pod",
-        "-n",
-        namespace,
-        pod,
-        "-o",
-        "jsonpath={.status.containerStatuses[0].containerID}",
-    )
+    cid = pod_field(node, namespace, pod, "{.status.containerStatuses[0].containerID}")
     return cid.split("://", 1)[1]
 
 
@@ -404,21 +400,12 @@ def test_acknowledged_jobs_survive_a_redis_crash_and_a_pod_delete(
     assert app_redis(node, namespace, "print(json.dumps(r.llen('phase1:jobs')))") == 500
 
     assert app_redis(node, namespace, push, {"n": 300, "prefix": "before-delete"}) == 300
-    uid = jsonpath(node, "pod", "-n", namespace, pod, "-o", "jsonpath={.metadata.uid}")
+    uid = pod_field(node, namespace, pod, "{.metadata.uid}")
     node.kubectl("delete", "pod", "-n", namespace, pod, "--wait=false")
     wait_for(
         "a new Redis pod",
         lambda: (
-            jsonpath(
-                node,
-                "pod",
-                "-n",
-                namespace,
-                pod,
-                "-o",
-                "jsonpath={.metadata.uid}",
-                "--ignore-not-found",
-            )
+            pod_field(node, namespace, pod, "{.metadata.uid}", "--ignore-not-found")
             not in ("", uid)
         ),
     )
@@ -438,53 +425,70 @@ BLOCK_SECONDS = 30
 JOBS = 300
 
 
-def worker_manifest(node: Node, name: str, mode: str, replicas: int, env: dict[str, str]) -> str:
+def worker_manifest(
+    node: Node,
+    name: str,
+    mode: str,
+    replicas: int,
+    env: dict[str, str],
+    *,
+    from_file: bool = False,
+) -> str:
     """A Deployment of tests/node/worker.py on the operator image (Python + the client
-    library): its configuration comes only from ``envFrom`` of the injected Secret."""
-    pod_env = [{"name": k, "value": v} for k, v in env.items()]
-    doc = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {
-                    "enableServiceLinks": False,
-                    "securityContext": {"runAsNonRoot": True, "runAsUser": 10001},
-                    "containers": [
-                        {
-                            "name": "worker",
-                            "image": node.images["operator"].ref,
-                            "imagePullPolicy": "Never",
-                            "command": ["python3", "/app/worker.py", mode],
-                            "envFrom": [{"secretRef": {"name": "analysis-worker-redis"}}],
-                            "env": pod_env,
-                            "volumeMounts": [{"name": "app", "mountPath": "/app"}],
-                        }
-                    ],
-                    "volumes": [{"name": "app", "configMap": {"name": "worker"}}],
+    library): its configuration comes only from the injected Secret. ``from_file``: the
+    password comes from that Secret mounted as a volume (REDIS_PASSWORD_FILE), the host from a
+    plain variable in ``env``, and nothing from the Secret reaches the environment; otherwise
+    the whole contract comes with ``envFrom``."""
+    container: dict[str, Any] = {
+        "name": "worker",
+        "image": node.images["operator"].ref,
+        "imagePullPolicy": "Never",
+        "command": ["python3", "/app/worker.py", mode],
+        "volumeMounts": [{"name": "app", "mountPath": "/app"}],
+    }
+    volumes: list[dict[str, Any]] = [{"name": "app", "configMap": {"name": "worker"}}]
+    if from_file:
+        env = {**env, "REDIS_PASSWORD_FILE": "/etc/redis-contract/REDIS_PASSWORD"}
+        container["volumeMounts"].append(
+            {"name": "contract", "mountPath": "/etc/redis-contract", "readOnly": True}
+        )
+        volumes.append({"name": "contract", "secret": {"secretName": APP_SECRET}})
+    else:
+        container["envFrom"] = [{"secretRef": {"name": APP_SECRET}}]
+    container["env"] = [{"name": k, "value": v} for k, v in env.items()]
+    return json.dumps(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": {"app": name}},
+                "template": {
+                    "metadata": {"labels": {"app": name}},
+                    "spec": {
+                        "enableServiceLinks": False,
+                        "terminationGracePeriodSeconds": 30,
+                        "securityContext": {"runAsNonRoot": True, "runAsUser": 10001},
+                        "containers": [container],
+                        "volumes": volumes,
+                    },
                 },
             },
-        },
-    }
-    return json.dumps(doc)
+        }
+    )
+
+
+def apply_manifest(node: Node, namespace: str, manifest: str) -> None:
+    node.kubectl("apply", "-n", namespace, "-f", "-", input=manifest)
 
 
 def start_consumers(node: Node, namespace: str, replicas: int) -> None:
     """The worker script as a ConfigMap and a Deployment of ``replicas`` consumers, rolled out."""
     node.kubectl("create", "configmap", "worker", "-n", namespace, f"--from-file={WORKER}")
-    node.kubectl(
-        "apply",
-        "-n",
-        namespace,
-        "-f",
-        "-",
-        input=worker_manifest(
-            node, "consumers", "consume", replicas, {"BLOCK_SECONDS": str(BLOCK_SECONDS)}
-        ),
+    consumer_env = {"BLOCK_SECONDS": str(BLOCK_SECONDS)}
+    apply_manifest(
+        node, namespace, worker_manifest(node, "consumers", "consume", replicas, consumer_env)
     )
     node.kubectl(
         "rollout", "status", "-n", namespace, "deploy/consumers", "--timeout=120s", timeout=150
@@ -496,16 +500,8 @@ def test_workers_process_every_job_while_redis_is_killed(
 ) -> None:
     namespace, _ = provisioned
     start_consumers(node, namespace, 3)
-    node.kubectl(
-        "apply",
-        "-n",
-        namespace,
-        "-f",
-        "-",
-        input=worker_manifest(
-            node, "producer", "produce", 1, {"JOBS": str(JOBS), "RATE": "20", "RUN": "run1"}
-        ),
-    )
+    producer_env = {"JOBS": str(JOBS), "RATE": "20", "RUN": "run1"}
+    apply_manifest(node, namespace, worker_manifest(node, "producer", "produce", 1, producer_env))
 
     def done() -> int:
         try:
@@ -611,20 +607,16 @@ def ready_status(node: Node, namespace: str) -> str:
     )
 
 
+def events(node: Node, namespace: str, field_selector: str) -> list[dict[str, Any]]:
+    """The events in ``namespace`` that ``field_selector`` selects."""
+    listed = node.kubectl(
+        "get", "events", "-n", namespace, "--field-selector", field_selector, "-o", "json"
+    )
+    return list(json.loads(listed.stdout)["items"])
+
+
 def warning_events(node: Node, namespace: str) -> list[dict[str, Any]]:
-    events = json.loads(
-        node.kubectl(
-            "get",
-            "events",
-            "-n",
-            namespace,
-            "--field-selector",
-            "involvedObject.kind=RedisQueue,type=Warning",
-            "-o",
-            "json",
-        ).stdout
-    )["items"]
-    return list(events)
+    return events(node, namespace, "involvedObject.kind=RedisQueue,type=Warning")
 
 
 def test_outage_is_told_by_status_event_health_and_the_alert_expression(

@@ -35,19 +35,22 @@ import pytest
 import yaml
 from test_node_cluster import (
     WORKER,
+    apply_manifest,
+    events,
     in_toolbox,
     jsonpath,
+    pod_field,
     provision_manifest,
     wait_for,
+    worker_manifest,
 )
 
-from harness.ecosystem_fixtures import QUEUE_NAME, wait_queue_ready
+from harness.ecosystem_fixtures import APP_SECRET, QUEUE_NAME, wait_queue_ready
 from harness.kube_node import Node
 from harness.node_fixtures import chart_installed
 
 pytestmark = [pytest.mark.node, pytest.mark.timeout(1500)]
 
-APP_SECRET = "analysis-worker-redis"
 AUTH_SECRET = "analysis-jobs-redis-auth"
 REDIS_POD = "analysis-jobs-redis-0"
 #: Above the test node's kubelet sync period (10 s), which bounds when a mounted Secret file
@@ -96,53 +99,6 @@ def chart_operator(node: Node) -> Iterator[str]:
     """The chart installed as its README says, with the image built here."""
     with chart_installed(node, wait_seconds=360) as release:
         yield release
-
-
-def worker(
-    node: Node, name: str, mode: str, replicas: int, env: dict[str, str], *, from_file: bool
-) -> str:
-    """A Deployment of worker.py on the operator image. ``from_file``: the password comes
-    from the injected Secret mounted as a volume (REDIS_PASSWORD_FILE), the host from a
-    plain variable, and nothing from the Secret reaches the environment; otherwise the
-    whole contract comes with ``envFrom``."""
-    container: dict[str, Any] = {
-        "name": "worker",
-        "image": node.images["operator"].ref,
-        "imagePullPolicy": "Never",
-        "command": ["python3", "/app/worker.py", mode],
-        "volumeMounts": [{"name": "app", "mountPath": "/app"}],
-    }
-    volumes: list[dict[str, Any]] = [{"name": "app", "configMap": {"name": "worker"}}]
-    if from_file:
-        env = {**env, "REDIS_PASSWORD_FILE": "/etc/redis-contract/REDIS_PASSWORD"}
-        container["volumeMounts"].append(
-            {"name": "contract", "mountPath": "/etc/redis-contract", "readOnly": True}
-        )
-        volumes.append({"name": "contract", "secret": {"secretName": APP_SECRET}})
-    else:
-        container["envFrom"] = [{"secretRef": {"name": APP_SECRET}}]
-    container["env"] = [{"name": k, "value": v} for k, v in env.items()]
-    return json.dumps(
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": name},
-            "spec": {
-                "replicas": replicas,
-                "selector": {"matchLabels": {"app": name}},
-                "template": {
-                    "metadata": {"labels": {"app": name}},
-                    "spec": {
-                        "enableServiceLinks": False,
-                        "terminationGracePeriodSeconds": 30,
-                        "securityContext": {"runAsNonRoot": True, "runAsUser": 10001},
-                        "containers": [container],
-                        "volumes": volumes,
-                    },
-                },
-            },
-        }
-    )
 
 
 def redis_queue(node: Node) -> str:
@@ -336,7 +292,7 @@ def test_rotation_keeps_redis_apps_and_jobs_running_and_retires_the_old_password
 def _run(node: Node, namespace: str) -> None:
     # The admission policy is loaded asynchronously; the Redis pod is created only after it.
     time.sleep(3)
-    node.kubectl("apply", "-n", namespace, "-f", "-", input=redis_queue(node))
+    apply_manifest(node, namespace, redis_queue(node))
     wait_queue_ready(node, namespace)
     redis_pod = json.loads(
         node.kubectl("get", "pod", "-n", namespace, REDIS_POD, "-o", "json").stdout
@@ -351,23 +307,19 @@ def _run(node: Node, namespace: str) -> None:
     host = {"REDIS_HOST": f"{QUEUE_NAME}-redis.{namespace}.svc"}
     consumer_env = {"BLOCK_SECONDS": str(BLOCK_SECONDS)}
     for manifest in (
-        worker(node, "consumers-file", "consume", 2, {**host, **consumer_env}, from_file=True),
-        worker(node, "consumers-env", "consume", 2, consumer_env, from_file=False),
+        worker_manifest(
+            node, "consumers-file", "consume", 2, {**host, **consumer_env}, from_file=True
+        ),
+        worker_manifest(node, "consumers-env", "consume", 2, consumer_env, from_file=False),
     ):
-        node.kubectl("apply", "-n", namespace, "-f", "-", input=manifest)
+        apply_manifest(node, namespace, manifest)
     for name in ("consumers-file", "consumers-env"):
         node.kubectl(
             "rollout", "status", "-n", namespace, f"deploy/{name}", "--timeout=180s", timeout=200
         )
     producer_env = {**host, "JOBS": str(JOBS), "RATE": str(RATE), "RUN": "rot"}
-    node.kubectl(
-        "apply",
-        "-n",
-        namespace,
-        "-f",
-        "-",
-        input=worker(node, "producer", "produce", 1, producer_env, from_file=True),
-    )
+    producer = worker_manifest(node, "producer", "produce", 1, producer_env, from_file=True)
+    apply_manifest(node, namespace, producer)
     node.kubectl("rollout", "status", "-n", namespace, "deploy/producer", "--timeout=120s")
     steady = {name: pods(node, namespace, name) for name in ("consumers-file", "producer")}
     assert all(len(group) == n for group, n in zip(steady.values(), (2, 1), strict=True))
@@ -430,19 +382,7 @@ def _run(node: Node, namespace: str) -> None:
     now_redis = json.loads(
         node.kubectl("get", "pod", "-n", namespace, REDIS_POD, "-o", "json").stdout
     )
-    events = json.loads(
-        node.kubectl(
-            "get",
-            "events",
-            "-n",
-            namespace,
-            "--field-selector",
-            f"involvedObject.name={QUEUE_NAME}",
-            "-o",
-            "json",
-        ).stdout
-    )["items"]
-    reasons = [e["reason"] for e in events]
+    reasons = [e["reason"] for e in events(node, namespace, f"involvedObject.name={QUEUE_NAME}")]
     ready_states = {ready for _, ready, _ in watch.seen}
     phases = [phase for _, _, phase in watch.seen]
 
@@ -496,7 +436,7 @@ def _rotate(node: Node, namespace: str, run: int) -> dict[str, Any]:
     old = auth_password(node, namespace)
     new = f"rotation-{run}-" + secrets.token_hex(16)
     env_before = set(pods(node, namespace, "consumers-env"))
-    redis_uid = jsonpath(node, "pod", "-n", namespace, REDIS_POD, "-o", "jsonpath={.metadata.uid}")
+    redis_uid = pod_field(node, namespace, REDIS_POD, "{.metadata.uid}")
     refused: dict[str, Any] = {}
     watcher = watch_old_password(node, namespace, old, 3 * GRACE + 60, refused)
     time.sleep(1)
@@ -537,8 +477,7 @@ def _rotate(node: Node, namespace: str, run: int) -> dict[str, Any]:
     )
     figures = {
         "run": run,
-        "redis_uid_kept": redis_uid
-        == jsonpath(node, "pod", "-n", namespace, REDIS_POD, "-o", "jsonpath={.metadata.uid}"),
+        "redis_uid_kept": redis_uid == pod_field(node, namespace, REDIS_POD, "{.metadata.uid}"),
         "env_processing": first_env - changed_at,
         "env_rolled_out": env_rolled_out,
         "old_refused": refused["rejected_at"] - changed_at,

@@ -13,7 +13,6 @@ back.
 from __future__ import annotations
 
 import json
-import math
 import re
 import secrets
 import shlex
@@ -23,7 +22,13 @@ from typing import Any
 
 import pytest
 
-from harness.dashboard import fill, load_dashboard, panel_queries
+from harness.dashboard import (
+    fill,
+    has_finite_data,
+    load_dashboard,
+    panel_queries,
+    variables_for,
+)
 from harness.ecosystem_fixtures import (
     QUEUE_NAME,
     REPO_ROOT,
@@ -263,17 +268,7 @@ def test_servicemonitor_every_dashboard_panel_has_data_from_that_prometheus(
         "-p",
         json.dumps({"spec": {"healthCheck": {"intervalSeconds": 10, "timeoutSeconds": 3}}}),
     )
-    variables = {
-        "cluster": ".*",  # All: this Prometheus adds no cluster label
-        "namespace": namespace,
-        "name": QUEUE_NAME,
-        "client": CLIENT,
-        "__rate_interval": "5m",
-    }
-
-    def has_finite_data(result: list[dict[str, Any]]) -> bool:
-        return any(math.isfinite(float(s["value"][1])) for s in result)
-
+    variables = variables_for(namespace, QUEUE_NAME, CLIENT)
     # rate() needs two scrapes of each target (30 s apart) in the window: wait for the
     # slowest panel first, then every panel gets a short wait of its own.
     prom.wait_for(
