@@ -15,7 +15,7 @@ import redis
 from prometheus_client import REGISTRY
 from redis.exceptions import AuthenticationError
 
-from harness.library import sample, settings_for
+from harness.library import retrying_settings, sample, settings_for
 from harness.redis_server import RedisServer, TLSFiles
 from redisqueue.client import create_async_client, create_client
 from redisqueue.settings import load_settings
@@ -110,12 +110,7 @@ async def test_commands_during_a_restart_succeed_once_redis_is_back(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="redisqueue.client")
-    settings = settings_for(
-        redis_server,
-        REDIS_BACKOFF_BASE_SECONDS="0.1",
-        REDIS_BACKOFF_CAP_SECONDS="0.5",
-        REDIS_RETRY_ATTEMPTS="20",
-    )
+    settings = retrying_settings(redis_server, base=0.1, cap=0.5, attempts=20)
     client = create_async_client(settings, name="restart-test")
     await client.set("k", "v")
     retries_before = sample("redisqueue_client_retries_total", client="restart-test")
