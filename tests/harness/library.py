@@ -32,6 +32,18 @@ def retrying_settings(
     )
 
 
+def pool_settings(
+    server: RedisServer, *, max_connections: int, timeout: float, **extra: str
+) -> RedisSettings:
+    """:func:`settings_for` with the pool's cap on connections and its timeout (seconds)."""
+    return settings_for(
+        server,
+        REDIS_POOL_MAX_CONNECTIONS=str(max_connections),
+        REDIS_POOL_TIMEOUT_SECONDS=str(timeout),
+        **extra,
+    )
+
+
 def sample(name: str, **labels: str) -> float:
     """The current value of one sample in the default registry, 0 when it does not exist."""
     value = REGISTRY.get_sample_value(name, labels)
