@@ -275,10 +275,6 @@ def stall_settings(server: RedisServer) -> RedisSettings:
     )
 
 
-def admin_for(server: RedisServer) -> redis.Redis:
-    return redis.Redis(host=server.host, port=server.port, password=server.password)
-
-
 def settled(admin: redis.Redis, read: Callable[[], object], seconds: float = 10.0) -> object:
     """``read()`` once the server answers again (after a thaw, or a script that ends)."""
     deadline = time.monotonic() + seconds
@@ -310,7 +306,7 @@ def test_a_push_whose_reply_is_late_runs_once_and_says_it_may_have_run(
     client.ping()
     with stalled(redis_server, 2.0), pytest.raises(CommandMayHaveRun) as caught:
         client.rpush("jobs", "job-1")
-    admin = admin_for(redis_server)
+    admin = redis_server.admin()
     assert settled(admin, lambda: admin.lrange("jobs", 0, -1)) == [b"job-1"]  # exactly one
     message = str(caught.value)
     assert "RPUSH" in message and "may have run" in message and "reply_timeout" in message
@@ -329,7 +325,7 @@ async def test_an_async_push_whose_reply_is_late_runs_once(redis_server: RedisSe
         with pytest.raises(CommandMayHaveRun, match="RPUSH"):
             await client.rpush("jobs", "job-1")
         await asyncio.sleep(0)
-    admin = admin_for(redis_server)
+    admin = redis_server.admin()
     assert settled(admin, lambda: admin.lrange("jobs", 0, -1)) == [b"job-1"]
     admin.close()
     await client.aclose()
@@ -349,7 +345,7 @@ def test_a_transaction_whose_reply_is_late_is_not_sent_again(redis_server: Redis
     client.set("k", "v")
     with stalled(redis_server, 2.0), pytest.raises(CommandMayHaveRun, match="MULTI/EXEC"):
         client.pipeline(transaction=True).rpush("jobs", "job-1").incr("count").execute()
-    admin = admin_for(redis_server)
+    admin = redis_server.admin()
     assert settled(admin, lambda: admin.lrange("jobs", 0, -1)) == [b"job-1"]
     assert admin.get("count") == b"1"
     # A pipeline of reads only is sent again, and succeeds.
@@ -367,7 +363,7 @@ def test_a_script_longer_than_the_read_timeout_runs_once_and_says_so(
     with pytest.raises(CommandMayHaveRun, match="EVAL") as caught:
         client.eval(SLOW_PUSH, 1, "results", 1200)  # 1.2 s against a 0.5 s deadline
     assert "reply_timeout" in str(caught.value)
-    admin = admin_for(redis_server)
+    admin = redis_server.admin()
     time.sleep(1.0)  # the script ends on the server
     assert settled(admin, lambda: admin.lrange("results", 0, -1)) == [b"done"]  # ran once
     admin.close()
