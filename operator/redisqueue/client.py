@@ -35,8 +35,9 @@ import math
 import socket
 import threading
 import time
-from collections.abc import Mapping
-from typing import Any, cast
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar, cast
 
 import redis
 import redis.asyncio
@@ -301,17 +302,7 @@ def create_client(
         conn.on_connect()
         instr.connected()
 
-    retry = ContractRetry(_backoff(settings, instr), settings.retry_attempts)
-    connection_class = _connection_class(
-        settings,
-        unix=connection.UnixDomainSocketConnection,
-        tls=connection.SSLConnection,
-        tcp=connection.Connection,
-    )
-    pool = FairBlockingConnectionPool(
-        redis_connect_func=on_connect,
-        **_pool_arguments(settings, connection_class, retry, redis_kwargs),
-    )
+    pool = _fair_pool(_SYNC, settings, instr, on_connect, redis_kwargs)
     # The client owns its pool: close() and `with` release every connection of it.
     client = cast(Redis, Redis.from_pool(pool))
     _observe(client, pool, instr, name)
@@ -332,28 +323,62 @@ def create_async_client(
         await conn.on_connect()
         instr.connected()
 
-    retry = AsyncContractRetry(_backoff(settings, instr), settings.retry_attempts)
-    connection_class = _connection_class(
-        settings,
-        unix=connection.AsyncUnixDomainSocketConnection,
-        tls=connection.AsyncSSLConnection,
-        tcp=connection.AsyncConnection,
-    )
-    pool = AsyncFairBlockingConnectionPool(
-        redis_connect_func=on_connect,
-        **_pool_arguments(settings, connection_class, retry, redis_kwargs),
-    )
+    pool = _fair_pool(_ASYNC, settings, instr, on_connect, redis_kwargs)
     # The client owns its pool: aclose() and `async with` release every connection of it.
     client = cast(AsyncRedis, AsyncRedis.from_pool(pool))
     _observe(client, pool, instr, name)
     return client
 
 
-def _connection_class(settings: RedisSettings, *, unix: type, tls: type, tcp: type) -> type:
-    """The connection class for the endpoint: a unix socket, TLS or plain TCP."""
-    if settings.unix_socket_path:
-        return unix
-    return tls if settings.tls else tcp
+_Pool = TypeVar("_Pool", FairBlockingConnectionPool, AsyncFairBlockingConnectionPool)
+
+
+@dataclass(frozen=True, slots=True)
+class _Flavour(Generic[_Pool]):
+    """The classes a sync or an asyncio client's pool is built from."""
+
+    pool: type[_Pool]
+    retry: type[ContractRetry] | type[AsyncContractRetry]
+    unix: type
+    tls: type
+    tcp: type
+
+    def connection_class(self, settings: RedisSettings) -> type:
+        """The connection class for the endpoint: a unix socket, TLS or plain TCP."""
+        if settings.unix_socket_path:
+            return self.unix
+        return self.tls if settings.tls else self.tcp
+
+
+_SYNC = _Flavour(
+    FairBlockingConnectionPool,
+    ContractRetry,
+    connection.UnixDomainSocketConnection,
+    connection.SSLConnection,
+    connection.Connection,
+)
+_ASYNC = _Flavour(
+    AsyncFairBlockingConnectionPool,
+    AsyncContractRetry,
+    connection.AsyncUnixDomainSocketConnection,
+    connection.AsyncSSLConnection,
+    connection.AsyncConnection,
+)
+
+
+def _fair_pool(
+    flavour: _Flavour[_Pool],
+    settings: RedisSettings,
+    instr: _Instrumentation,
+    on_connect: Callable[[Any], Any],
+    redis_kwargs: dict[str, Any],
+) -> _Pool:
+    """The client's own pool for ``settings``, with the contract's retry policy and limits."""
+    retry = flavour.retry(_backoff(settings, instr), settings.retry_attempts)
+    return flavour.pool(
+        redis_connect_func=on_connect,
+        **_pool_arguments(settings, flavour.connection_class(settings), retry, redis_kwargs),
+    )
 
 
 def _pool_arguments(

@@ -9,12 +9,11 @@ from typing import Any
 import pytest
 
 from harness.fake_kube import FakeKube
-from harness.fast_tier import LOOPBACK_ALLOWED, NAMESPACE, MakeQueue, secret
+from harness.fast_tier import LOOPBACK_ALLOWED, MakeQueue, redisqueue, secret
 from harness.redis_server import RedisServer
 from redisqueue.controller.api.gate import WRITE_GATE
 from redisqueue.controller.readside.side import ReadSide
 from redisqueue.controller.reconciler import Reconciler
-from redisqueue.controller.resource.identity import API_VERSION, KIND
 
 
 @pytest.fixture
@@ -43,18 +42,12 @@ def make_queue(fake_kube: FakeKube, redis_server: RedisServer) -> MakeQueue:
     fake_kube.put(secret("redis-auth", password=redis_server.password or ""))
 
     def make(name: str = "orders", **spec: Any) -> dict[str, Any]:
-        body = {
-            "apiVersion": API_VERSION,
-            "kind": KIND,
-            "metadata": {"name": name, "namespace": NAMESPACE, "labels": {"team": "a"}},
-            "spec": {
-                "redis": {"external": {"host": redis_server.host, "port": redis_server.port}},
-                "auth": {"secretRef": {"name": "redis-auth"}},
-                "inject": [{"secretName": f"{name}-app"}],
-                "healthCheck": {"intervalSeconds": 5, "timeoutSeconds": 1},
-                **spec,
-            },
+        external = {
+            "redis": {"external": {"host": redis_server.host, "port": redis_server.port}},
+            "auth": {"secretRef": {"name": "redis-auth"}},
+            "inject": [{"secretName": f"{name}-app"}],
+            "healthCheck": {"intervalSeconds": 5, "timeoutSeconds": 1},
         }
-        return fake_kube.put(body)
+        return fake_kube.put(redisqueue(name, external | spec, labels={"team": "a"}))
 
     return make

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-import redis
 
 from harness.redis_server import RedisServer, TLSFiles
 from redisqueue.contract import ConnectionContract
@@ -49,11 +48,9 @@ def answers(monkeypatch: pytest.MonkeyPatch, table: dict[str, list[str]]) -> lis
 
 
 def connections(server: RedisServer) -> int:
-    admin = redis.Redis(host=server.host, port=server.port, password=server.password)
-    try:
+    """Connections the server has accepted so far (this question's own included)."""
+    with server.admin() as admin:
         return int(admin.info("stats")["total_connections_received"])
-    finally:
-        admin.close()
 
 
 def checker(denied: str) -> Callable[[str, Any], str | None]:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
-import redis
 from prometheus_client import REGISTRY
 
 from harness.redis_server import RedisServer
@@ -15,21 +13,15 @@ from redisqueue.controller.probing.probe import Probe
 from redisqueue.controller.probing.result import ProbeResult, QueueKey
 
 
-def clients(server: RedisServer) -> list[dict[str, Any]]:
-    admin = redis.Redis(host=server.host, port=server.port, password=server.password)
-    try:
-        return [c for c in admin.client_list() if c.get("cmd") != "client|list"]
-    finally:
-        admin.close()
+def clients(server: RedisServer) -> list[dict[str, str]]:
+    """Client connections on ``server`` other than the one asking."""
+    return [c for c in server.client_list() if c.get("cmd") != "client|list"]
 
 
 def commands(server: RedisServer, name: str) -> int:
-    admin = redis.Redis(host=server.host, port=server.port, password=server.password)
-    try:
+    with server.admin() as admin:
         stats = admin.info("commandstats").get(f"cmdstat_{name}") or {}
-        return int(stats.get("calls", 0))
-    finally:
-        admin.close()
+    return int(stats.get("calls", 0))
 
 
 async def test_many_probes_of_one_endpoint_share_a_small_pool_and_each_ping(
@@ -74,14 +66,11 @@ async def test_other_credentials_get_their_own_endpoint(redis_server: RedisServe
 def list_probes(server: RedisServer, namespace: str, count: int) -> list[Probe]:
     """``count`` probes sharing one endpoint: ``q{i}`` watches the list ``{namespace}:{i}``,
     which holds ``i + 1`` items."""
-    admin = redis.Redis(host=server.host, port=server.port, password=server.password)
-    try:
+    with server.admin() as admin:
         for i in range(count):
             admin.rpush(f"{namespace}:{i}", *range(i + 1))
-    finally:
-        admin.close()
     pool = EndpointPool()
-    contract = ConnectionContract(host=server.host, port=server.port, password=server.password)
+    contract = server.contract()
     return [
         Probe(
             contract,

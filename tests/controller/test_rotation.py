@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from harness.fake_kube import FakeKube
-from harness.fast_tier import NAMESPACE, MakeQueue, decoded, secret
+from harness.fast_tier import NAMESPACE, MakeQueue, decoded, redisqueue, secret
 from harness.provisioned_redis import ProvisionedRedis, secret_files
 from harness.redis_server import RedisServer
 from redisqueue.controller.objects.acl import ADMIN_USER, APP_USER, PROBE_USER
@@ -266,14 +266,7 @@ async def provisioned(
     provisioned_redis.append(server)
     writer = writer_for(fake_kube, side, clock, server, instance="test")
     fake_kube.put(deployment("env-app"))
-    body = fake_kube.put(
-        {
-            "apiVersion": "redisqueue.dev/v1alpha1",
-            "kind": "RedisQueue",
-            "metadata": {"name": "jobs", "namespace": NAMESPACE},
-            "spec": PROVISION_SPEC,
-        }
-    )
+    body = fake_kube.put(redisqueue("jobs", PROVISION_SPEC))
     await writer.reconcile(body, created=True)
     auth = fake_kube.find("Secret", NAMESPACE, "jobs-redis-auth")
     acl = fake_kube.find("Secret", NAMESPACE, "jobs-redis-acl")

@@ -77,31 +77,27 @@ async def test_many_readers_of_one_secret_share_one_get(
 
 
 async def test_special_secrets_are_never_kept_and_unreferenced_ones_are_pruned(
-    control_plane: ControlPlane, namespace: str
+    kube: Kube, namespace: str
 ) -> None:
-    kube = Kube.from_kubeconfig(control_plane.kubeconfig)
-    try:
-        await kube.create(
-            secret(namespace, "tls-one", "kubernetes.io/tls")
-            | {
-                "data": {
-                    "tls.crt": base64.b64encode(b"crt").decode(),
-                    "tls.key": base64.b64encode(b"key").decode(),
-                }
+    await kube.create(
+        secret(namespace, "tls-one", "kubernetes.io/tls")
+        | {
+            "data": {
+                "tls.crt": base64.b64encode(b"crt").decode(),
+                "tls.key": base64.b64encode(b"key").decode(),
             }
-        )
-        await kube.create(secret(namespace, "plain"))
-        registry = readers(namespace, 1, "tls-one", "plain")
-        store = SecretStore(kube, registry)
-        with pytest.raises(SetupError, match=r"kubernetes\.io/tls"):
-            await store.get(namespace, "tls-one", "password")
-        await store.get(namespace, "plain", "password")
-        assert (namespace, "tls-one") not in store and len(store) == 1
-        live = await kube.get(object_path("v1", "Secret", namespace, "plain"))
-        assert live is not None
-        assert store.is_current(namespace, "plain", live["metadata"]["resourceVersion"])
-        registry.forget(QueueRef(namespace, "q0"))
-        store.prune()
-        assert len(store) == 0
-    finally:
-        await kube.close()
+        }
+    )
+    await kube.create(secret(namespace, "plain"))
+    registry = readers(namespace, 1, "tls-one", "plain")
+    store = SecretStore(kube, registry)
+    with pytest.raises(SetupError, match=r"kubernetes\.io/tls"):
+        await store.get(namespace, "tls-one", "password")
+    await store.get(namespace, "plain", "password")
+    assert (namespace, "tls-one") not in store and len(store) == 1
+    live = await kube.get(object_path("v1", "Secret", namespace, "plain"))
+    assert live is not None
+    assert store.is_current(namespace, "plain", live["metadata"]["resourceVersion"])
+    registry.forget(QueueRef(namespace, "q0"))
+    store.prune()
+    assert len(store) == 0

@@ -6,6 +6,7 @@ import base64
 from collections.abc import Callable
 from typing import Any
 
+from redisqueue.controller.resource.identity import API_VERSION, KIND
 from redisqueue.controller.resource.policy import (
     DEFAULT_DENIED_HOSTS,
     ENV_DENIED_HOSTS,
@@ -32,6 +33,17 @@ def secret(name: str, **data: str) -> dict[str, Any]:
         "type": "Opaque",
         "metadata": {"name": name, "namespace": NAMESPACE},
         "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+    }
+
+
+def redisqueue(name: str, spec: dict[str, Any], **metadata: Any) -> dict[str, Any]:
+    """A RedisQueue ``name`` of the test namespace with ``spec`` (and ``metadata`` such as
+    labels)."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {"name": name, "namespace": NAMESPACE, **metadata},
+        "spec": spec,
     }
 
 

@@ -19,6 +19,31 @@ def settings_for(server: RedisServer, **extra: str) -> RedisSettings:
     return load_settings(env, env_file=None)
 
 
+def retrying_settings(
+    server: RedisServer, *, base: float, cap: float, attempts: int, **extra: str
+) -> RedisSettings:
+    """:func:`settings_for` with the backoff's base and cap (seconds) and its retry attempts."""
+    return settings_for(
+        server,
+        REDIS_BACKOFF_BASE_SECONDS=str(base),
+        REDIS_BACKOFF_CAP_SECONDS=str(cap),
+        REDIS_RETRY_ATTEMPTS=str(attempts),
+        **extra,
+    )
+
+
+def pool_settings(
+    server: RedisServer, *, max_connections: int, timeout: float, **extra: str
+) -> RedisSettings:
+    """:func:`settings_for` with the pool's cap on connections and its timeout (seconds)."""
+    return settings_for(
+        server,
+        REDIS_POOL_MAX_CONNECTIONS=str(max_connections),
+        REDIS_POOL_TIMEOUT_SECONDS=str(timeout),
+        **extra,
+    )
+
+
 def sample(name: str, **labels: str) -> float:
     """The current value of one sample in the default registry, 0 when it does not exist."""
     value = REGISTRY.get_sample_value(name, labels)

@@ -15,7 +15,7 @@ import redis
 from prometheus_client import REGISTRY
 from redis.exceptions import AuthenticationError
 
-from harness.library import sample, settings_for
+from harness.library import pool_settings, retrying_settings, sample, settings_for
 from harness.redis_server import RedisServer, TLSFiles
 from redisqueue.client import create_async_client, create_client
 from redisqueue.settings import load_settings
@@ -24,9 +24,7 @@ from redisqueue.settings import load_settings
 async def test_500_tasks_never_open_more_than_the_cap_and_all_complete(
     redis_server: RedisServer,
 ) -> None:
-    settings = settings_for(
-        redis_server, REDIS_POOL_MAX_CONNECTIONS="50", REDIS_POOL_TIMEOUT_SECONDS="30"
-    )
+    settings = pool_settings(redis_server, max_connections=50, timeout=30)
     client = create_async_client(settings, name="cap-test")
     await client.client_setname("cap-test")
     peak = 0
@@ -62,9 +60,7 @@ async def test_500_tasks_never_open_more_than_the_cap_and_all_complete(
 
 
 def test_sync_pool_cap_with_threads(redis_server: RedisServer) -> None:
-    settings = settings_for(
-        redis_server, REDIS_POOL_MAX_CONNECTIONS="5", REDIS_POOL_TIMEOUT_SECONDS="30"
-    )
+    settings = pool_settings(redis_server, max_connections=5, timeout=30)
     client = create_client(settings, name="sync-cap")
     errors: list[BaseException] = []
 
@@ -90,9 +86,7 @@ def test_sync_pool_cap_with_threads(redis_server: RedisServer) -> None:
 def test_pool_timeout_fails_clearly_when_every_connection_is_busy(
     redis_server: RedisServer,
 ) -> None:
-    settings = settings_for(
-        redis_server, REDIS_POOL_MAX_CONNECTIONS="1", REDIS_POOL_TIMEOUT_SECONDS="0.2"
-    )
+    settings = pool_settings(redis_server, max_connections=1, timeout=0.2)
     client = create_client(settings, name="timeout-test")
     holder = threading.Thread(target=lambda: client.blpop(["never"], timeout=1))
     holder.start()
@@ -110,12 +104,7 @@ async def test_commands_during_a_restart_succeed_once_redis_is_back(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="redisqueue.client")
-    settings = settings_for(
-        redis_server,
-        REDIS_BACKOFF_BASE_SECONDS="0.1",
-        REDIS_BACKOFF_CAP_SECONDS="0.5",
-        REDIS_RETRY_ATTEMPTS="20",
-    )
+    settings = retrying_settings(redis_server, base=0.1, cap=0.5, attempts=20)
     client = create_async_client(settings, name="restart-test")
     await client.set("k", "v")
     retries_before = sample("redisqueue_client_retries_total", client="restart-test")
@@ -162,10 +151,7 @@ def test_startup_against_a_redis_that_comes_up_late(tmp_path) -> None:  # type: 
 
 
 def test_wrong_password_fails_fast_without_retries(redis_server: RedisServer) -> None:
-    settings = load_settings(
-        {"REDIS_URL": f"redis://{redis_server.endpoint}/0", "REDIS_PASSWORD": "wrong-password-123"},
-        env_file=None,
-    )
+    settings = settings_for(redis_server, REDIS_PASSWORD="wrong-password-123")
     client = create_client(settings, name="wrong-pw")
     started = time.monotonic()
     with pytest.raises(AuthenticationError) as caught:
@@ -179,10 +165,7 @@ def test_wrong_password_fails_fast_without_retries(redis_server: RedisServer) ->
 async def test_wrong_password_fails_fast_without_retries_on_the_async_client(
     redis_server: RedisServer,
 ) -> None:
-    settings = load_settings(
-        {"REDIS_URL": f"redis://{redis_server.endpoint}/0", "REDIS_PASSWORD": "wrong-password-456"},
-        env_file=None,
-    )
+    settings = settings_for(redis_server, REDIS_PASSWORD="wrong-password-456")
     client = create_async_client(settings, name="wrong-pw-async")
     started = time.monotonic()
     with pytest.raises(AuthenticationError) as caught:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import redis
 
-from harness.library import sample, settings_for
+from harness.library import retrying_settings, sample, settings_for
 from harness.redis_server import RedisServer
 from redisqueue.client import (
     BlockingCommandInterrupted,
@@ -116,34 +116,57 @@ def test_an_empty_queue_returns_none_without_retries_or_lost_logs(
     client.close()
 
 
+@contextlib.contextmanager
+def frozen(server: RedisServer) -> Iterator[None]:
+    """SIGSTOP the server until the block ends: its connections stay open and answer nothing."""
+    server.freeze()
+    try:
+        yield
+    finally:
+        server.thaw()
+
+
+# A stopped (SIGSTOP) server keeps its connections open and answers nothing: what a half-open
+# connection looks like from the client.
+@pytest.mark.parametrize(
+    ("name", "retry_attempts", "command", "error", "match"),
+    [
+        # Without a read timeout the GET would wait until the thaw.
+        ("half-open", "0", lambda client: client.get("k"), redis.TimeoutError, None),
+        # A pop fails after its block time plus the margin, and is not sent again.
+        (
+            "frozen-pop",
+            "3",
+            lambda client: client.blpop(["jobs"], timeout=1),
+            BlockingCommandInterrupted,
+            "stopped answering",
+        ),
+    ],
+    ids=["read", "blocking-pop"],
+)
 def test_a_reply_that_never_comes_fails_after_the_socket_timeout(
     redis_server: RedisServer,
+    name: str,
+    retry_attempts: str,
+    command: Callable[[redis.Redis], object],
+    error: type[Exception],
+    match: str | None,
 ) -> None:
-    # A stopped (SIGSTOP) server keeps its connections open and answers nothing: what a
-    # half-open connection looks like from the client.
     settings = settings_for(
-        redis_server, REDIS_SOCKET_TIMEOUT_SECONDS="0.3", REDIS_RETRY_ATTEMPTS="0"
+        redis_server, REDIS_SOCKET_TIMEOUT_SECONDS="0.3", REDIS_RETRY_ATTEMPTS=retry_attempts
     )
-    client = create_client(settings, name="half-open")
+    client = create_client(settings, name=name)
     assert client.set("k", "v") is True
-    redis_server.freeze()
-    try:
-        with pytest.raises(redis.TimeoutError):
-            client.get("k")  # without a read timeout this would wait until the thaw
-    finally:
-        redis_server.thaw()
+    with frozen(redis_server), pytest.raises(error, match=match):
+        command(client)
+    assert sample("redisqueue_client_retries_total", client=name) == 0
     client.close()
 
 
 async def test_a_wait_forever_pop_cut_by_a_restart_is_reported_not_retried(
     redis_server: RedisServer,
 ) -> None:
-    settings = settings_for(
-        redis_server,
-        REDIS_BACKOFF_BASE_SECONDS="0.05",
-        REDIS_BACKOFF_CAP_SECONDS="0.2",
-        REDIS_RETRY_ATTEMPTS="50",
-    )
+    settings = retrying_settings(redis_server, base=0.05, cap=0.2, attempts=50)
     client = create_async_client(settings, name="forever-pop")
     waiting = asyncio.create_task(client.blpop(["jobs"], timeout=0))
     while not any(c.get("cmd") == "blpop" for c in redis_server.client_list()):  # noqa: ASYNC110
@@ -164,12 +187,7 @@ async def test_async_pops_cut_by_a_kill_are_reported_and_never_take_later_jobs(
 ) -> None:
     # Whatever redis-py version is installed, the async client must keep this policy: no
     # warning at creation, and the pops are not sent again to the restarted server.
-    settings = settings_for(
-        redis_server,
-        REDIS_BACKOFF_BASE_SECONDS="0.05",
-        REDIS_BACKOFF_CAP_SECONDS="0.2",
-        REDIS_RETRY_ATTEMPTS="50",
-    )
+    settings = retrying_settings(redis_server, base=0.05, cap=0.2, attempts=50)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         client = create_async_client(settings, name="killed-pops")
@@ -192,12 +210,7 @@ async def test_async_pops_cut_by_a_kill_are_reported_and_never_take_later_jobs(
 
 
 def test_a_wait_forever_blmove_survives_a_restart(redis_server: RedisServer) -> None:
-    settings = settings_for(
-        redis_server,
-        REDIS_BACKOFF_BASE_SECONDS="0.1",
-        REDIS_BACKOFF_CAP_SECONDS="0.3",
-        REDIS_RETRY_ATTEMPTS="50",
-    )
+    settings = retrying_settings(redis_server, base=0.1, cap=0.3, attempts=50)
     client = create_client(settings, name="forever-move")
     result: list[object] = []
     worker = threading.Thread(
@@ -241,24 +254,6 @@ def test_an_idle_connection_is_checked_with_a_ping_before_reuse(redis_server: Re
     default.close()
 
 
-def test_a_pop_whose_server_stops_answering_fails_after_its_block_time_plus_the_margin(
-    redis_server: RedisServer,
-) -> None:
-    settings = settings_for(
-        redis_server, REDIS_SOCKET_TIMEOUT_SECONDS="0.3", REDIS_RETRY_ATTEMPTS="3"
-    )
-    client = create_client(settings, name="frozen-pop")
-    client.ping()
-    redis_server.freeze()
-    try:
-        with pytest.raises(BlockingCommandInterrupted, match="stopped answering"):
-            client.blpop(["jobs"], timeout=1)
-    finally:
-        redis_server.thaw()
-    assert sample("redisqueue_client_retries_total", client="frozen-pop") == 0
-    client.close()
-
-
 # --- A lost reply: what is sent again and what is not ------------------------------------
 
 # Busy-waits ARGV[1] milliseconds, then pushes one element: a script slower than the deadline.
@@ -275,17 +270,9 @@ return redis.call('RPUSH', KEYS[1], 'done')
 
 def stall_settings(server: RedisServer) -> RedisSettings:
     # Without the rule, these retries would have sent the command again within the stall.
-    return settings_for(
-        server,
-        REDIS_SOCKET_TIMEOUT_SECONDS="0.5",
-        REDIS_BACKOFF_BASE_SECONDS="0.05",
-        REDIS_BACKOFF_CAP_SECONDS="0.2",
-        REDIS_RETRY_ATTEMPTS="40",
+    return retrying_settings(
+        server, base=0.05, cap=0.2, attempts=40, REDIS_SOCKET_TIMEOUT_SECONDS="0.5"
     )
-
-
-def admin_for(server: RedisServer) -> redis.Redis:
-    return redis.Redis(host=server.host, port=server.port, password=server.password)
 
 
 def settled(admin: redis.Redis, read: Callable[[], object], seconds: float = 10.0) -> object:
@@ -303,14 +290,13 @@ def settled(admin: redis.Redis, read: Callable[[], object], seconds: float = 10.
 @contextlib.contextmanager
 def stalled(server: RedisServer, seconds: float) -> Iterator[None]:
     """SIGSTOP the server for ``seconds`` (as a fork or a disk stall does), in the background."""
-    server.freeze()
-    timer = threading.Timer(seconds, server.thaw)
-    timer.start()
-    try:
-        yield
-    finally:
-        timer.cancel()
-        server.thaw()
+    with frozen(server):
+        timer = threading.Timer(seconds, server.thaw)
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
 
 
 def test_a_push_whose_reply_is_late_runs_once_and_says_it_may_have_run(
@@ -320,7 +306,7 @@ def test_a_push_whose_reply_is_late_runs_once_and_says_it_may_have_run(
     client.ping()
     with stalled(redis_server, 2.0), pytest.raises(CommandMayHaveRun) as caught:
         client.rpush("jobs", "job-1")
-    admin = admin_for(redis_server)
+    admin = redis_server.admin()
     assert settled(admin, lambda: admin.lrange("jobs", 0, -1)) == [b"job-1"]  # exactly one
     message = str(caught.value)
     assert "RPUSH" in message and "may have run" in message and "reply_timeout" in message
@@ -339,7 +325,7 @@ async def test_an_async_push_whose_reply_is_late_runs_once(redis_server: RedisSe
         with pytest.raises(CommandMayHaveRun, match="RPUSH"):
             await client.rpush("jobs", "job-1")
         await asyncio.sleep(0)
-    admin = admin_for(redis_server)
+    admin = redis_server.admin()
     assert settled(admin, lambda: admin.lrange("jobs", 0, -1)) == [b"job-1"]
     admin.close()
     await client.aclose()
@@ -359,7 +345,7 @@ def test_a_transaction_whose_reply_is_late_is_not_sent_again(redis_server: Redis
     client.set("k", "v")
     with stalled(redis_server, 2.0), pytest.raises(CommandMayHaveRun, match="MULTI/EXEC"):
         client.pipeline(transaction=True).rpush("jobs", "job-1").incr("count").execute()
-    admin = admin_for(redis_server)
+    admin = redis_server.admin()
     assert settled(admin, lambda: admin.lrange("jobs", 0, -1)) == [b"job-1"]
     assert admin.get("count") == b"1"
     # A pipeline of reads only is sent again, and succeeds.
@@ -377,7 +363,7 @@ def test_a_script_longer_than_the_read_timeout_runs_once_and_says_so(
     with pytest.raises(CommandMayHaveRun, match="EVAL") as caught:
         client.eval(SLOW_PUSH, 1, "results", 1200)  # 1.2 s against a 0.5 s deadline
     assert "reply_timeout" in str(caught.value)
-    admin = admin_for(redis_server)
+    admin = redis_server.admin()
     time.sleep(1.0)  # the script ends on the server
     assert settled(admin, lambda: admin.lrange("results", 0, -1)) == [b"done"]  # ran once
     admin.close()

@@ -12,7 +12,7 @@ import pytest
 import redis
 import redis.asyncio
 
-from harness.library import sample, settings_for
+from harness.library import pool_settings, sample, settings_for
 from harness.redis_server import RedisServer
 from redisqueue.client import PoolExhaustedError, create_async_client, create_client
 
@@ -47,8 +47,7 @@ async def test_a_waiting_caller_is_served_before_a_caller_that_comes_back(
     redis_server: RedisServer,
 ) -> None:
     ours = create_async_client(
-        settings_for(redis_server, REDIS_POOL_MAX_CONNECTIONS="1", REDIS_POOL_TIMEOUT_SECONDS="1"),
-        name="fair-async",
+        pool_settings(redis_server, max_connections=1, timeout=1), name="fair-async"
     )
     assert await greedy_and_polite(ours) == ["served"]
     await ours.aclose()
@@ -76,8 +75,7 @@ async def test_redis_pys_stock_pool_fails_the_same_scenario(redis_server: RedisS
 
 async def test_waiters_get_connections_in_arrival_order(redis_server: RedisServer) -> None:
     client = create_async_client(
-        settings_for(redis_server, REDIS_POOL_MAX_CONNECTIONS="1", REDIS_POOL_TIMEOUT_SECONDS="30"),
-        name="fifo-async",
+        pool_settings(redis_server, max_connections=1, timeout=30), name="fifo-async"
     )
     pool = client.connection_pool
     served: list[int] = []
@@ -103,8 +101,7 @@ async def test_1000_tasks_sharing_50_connections_all_finish_within_the_pool_time
     redis_server: RedisServer,
 ) -> None:
     client = create_async_client(
-        settings_for(redis_server, REDIS_POOL_MAX_CONNECTIONS="50", REDIS_POOL_TIMEOUT_SECONDS="5"),
-        name="oversubscribed",
+        pool_settings(redis_server, max_connections=50, timeout=5), name="oversubscribed"
     )
 
     async def job(i: int) -> None:
@@ -124,8 +121,7 @@ async def test_1000_tasks_sharing_50_connections_all_finish_within_the_pool_time
 
 def test_sync_waiters_get_connections_in_arrival_order(redis_server: RedisServer) -> None:
     client = create_client(
-        settings_for(redis_server, REDIS_POOL_MAX_CONNECTIONS="1", REDIS_POOL_TIMEOUT_SECONDS="30"),
-        name="fifo-sync",
+        pool_settings(redis_server, max_connections=1, timeout=30), name="fifo-sync"
     )
     pool = client.connection_pool
     holder = threading.Thread(target=lambda: client.blpop(["hold"], timeout=0.5))
@@ -148,8 +144,7 @@ def test_sync_waiters_get_connections_in_arrival_order(redis_server: RedisServer
 
 def test_sync_greedy_threads_cannot_starve_a_waiting_one(redis_server: RedisServer) -> None:
     client = create_client(
-        settings_for(redis_server, REDIS_POOL_MAX_CONNECTIONS="2", REDIS_POOL_TIMEOUT_SECONDS="1"),
-        name="fair-sync",
+        pool_settings(redis_server, max_connections=2, timeout=1), name="fair-sync"
     )
     stop = threading.Event()
 
@@ -179,10 +174,7 @@ async def test_exhaustion_is_its_own_error_and_metric_never_a_lost_connection(
 ) -> None:
     caplog.set_level(logging.INFO, logger="redisqueue.client")
     client = create_async_client(
-        settings_for(
-            redis_server, REDIS_POOL_MAX_CONNECTIONS="1", REDIS_POOL_TIMEOUT_SECONDS="0.2"
-        ),
-        name="exhausted",
+        pool_settings(redis_server, max_connections=1, timeout=0.2), name="exhausted"
     )
     await client.ping()
     holder = asyncio.create_task(client.blpop(["hold"], timeout=1))
@@ -202,10 +194,7 @@ async def test_exhaustion_is_its_own_error_and_metric_never_a_lost_connection(
 
 def test_sync_exhaustion_raises_pool_exhausted_error(redis_server: RedisServer) -> None:
     client = create_client(
-        settings_for(
-            redis_server, REDIS_POOL_MAX_CONNECTIONS="1", REDIS_POOL_TIMEOUT_SECONDS="0.2"
-        ),
-        name="exhausted-sync",
+        pool_settings(redis_server, max_connections=1, timeout=0.2), name="exhausted-sync"
     )
     holder = threading.Thread(target=lambda: client.blpop(["hold"], timeout=1))
     holder.start()
@@ -221,8 +210,7 @@ def test_sync_exhaustion_raises_pool_exhausted_error(redis_server: RedisServer) 
 
 async def test_a_cancelled_waiter_leaves_the_queue(redis_server: RedisServer) -> None:
     client = create_async_client(
-        settings_for(redis_server, REDIS_POOL_MAX_CONNECTIONS="1", REDIS_POOL_TIMEOUT_SECONDS="2"),
-        name="cancelled-waiter",
+        pool_settings(redis_server, max_connections=1, timeout=2), name="cancelled-waiter"
     )
     pool = client.connection_pool
     holder = asyncio.create_task(client.blpop(["hold"], timeout=0.3))

@@ -324,6 +324,18 @@ def _secret_key(default: str, *, description: str) -> Any:
     )
 
 
+def _nested(model: Callable[[], BaseModel], *, description: str) -> Any:
+    """A field holding an object that is ``model``'s defaults when omitted; the schema says so
+    with ``default: {}``, so the API server fills it in as well."""
+    return Field(default_factory=model, description=description, json_schema_extra={"default": {}})
+
+
+def _list_map(*keys: str) -> dict[str, Any]:
+    """Schema markers of a list whose items are told apart by ``keys`` (server-side apply
+    merges it item by item)."""
+    return {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": list(keys)}
+
+
 # --- Spec ------------------------------------------------------------------------------------
 
 
@@ -430,10 +442,8 @@ class ExternalRedis(ResourceModel):
         **DB.bounds(),
         description="Logical database number (ElastiCache without cluster mode has 0-15).",
     )
-    tls: TLS = Field(
-        default_factory=TLS,
-        description="TLS settings; certificates are verified unless insecureSkipVerify is set.",
-        json_schema_extra={"default": {}},
+    tls: TLS = _nested(
+        TLS, description="TLS settings; certificates are verified unless insecureSkipVerify is set."
     )
 
 
@@ -628,10 +638,9 @@ class NetworkPeer(ResourceModel):
     """Pods that may connect to the Redis: those ``podSelector`` selects in the RedisQueue's
     namespace, or, with ``namespaceSelector``, in the namespaces it selects."""
 
-    pod_selector: LabelSelector = Field(
-        default_factory=LabelSelector,
+    pod_selector: LabelSelector = _nested(
+        LabelSelector,
         description="Pods that may connect; {} means every pod (of the namespaces meant).",
-        json_schema_extra={"default": {}},
     )
     namespace_selector: LabelSelector | None = Field(
         None,
@@ -667,11 +676,10 @@ class ProvisionedRedis(ResourceModel):
         description="Container image of Redis (7.0 or newer; the official image or one "
         "with the same layout: redis-server and redis-cli on PATH, user 999).",
     )
-    storage: Storage = Field(
-        default_factory=Storage,
+    storage: Storage = _nested(
+        Storage,
         description="The data volume (a PersistentVolumeClaim that is never deleted by a "
         "spec change).",
-        json_schema_extra={"default": {}},
     )
     append_only: bool = Field(
         True,
@@ -730,10 +738,8 @@ class ProvisionedRedis(ResourceModel):
             cel(f"self.all(k, !(k in {_cel_list(OPERATOR_POD_LABELS)}))", MSG_POD_LABELS_OWNED)
         ),
     )
-    network_policy: RedisNetworkPolicy = Field(
-        default_factory=RedisNetworkPolicy,
-        description="Which pods may reach the Redis; on by default.",
-        json_schema_extra={"default": {}},
+    network_policy: RedisNetworkPolicy = _nested(
+        RedisNetworkPolicy, description="Which pods may reach the Redis; on by default."
     )
     adopt_retained: bool = Field(
         False,
@@ -942,10 +948,7 @@ class InjectTarget(ResourceModel):
         "and during a password rotation it keeps the old password valid until they have "
         "rolled out. The author needs patch on each of them. Apps that read "
         "REDIS_PASSWORD_FILE from the mounted Secret need no restart.",
-        json_schema_extra={
-            "x-kubernetes-list-type": "map",
-            "x-kubernetes-list-map-keys": ["kind", "name"],
-        },
+        json_schema_extra=_list_map("kind", "name"),
     )
 
 
@@ -1069,44 +1072,28 @@ class RedisQueueSpec(ResourceModel):
         description="Credentials. Optional for an external Redis without a password; for "
         "provision a password Secret is generated when none is referenced.",
     )
-    pool: Pool = Field(
-        default_factory=Pool,
-        description="Connection pool settings written into the app Secrets.",
-        json_schema_extra={"default": {}},
-    )
-    backoff: Backoff = Field(
-        default_factory=Backoff,
-        description="Retry and backoff settings written into the app Secrets.",
-        json_schema_extra={"default": {}},
+    pool: Pool = _nested(Pool, description="Connection pool settings written into the app Secrets.")
+    backoff: Backoff = _nested(
+        Backoff, description="Retry and backoff settings written into the app Secrets."
     )
     inject: Annotated[list[InjectTarget], _unique("secret_name")] = Field(
         default_factory=list,
         max_length=MAX_INJECT_TARGETS,
         description="App Secrets (same namespace) that receive the connection contract "
         "(REDIS_URL, REDIS_HOST, ...). Names are unique.",
-        json_schema_extra={
-            "x-kubernetes-list-type": "map",
-            "x-kubernetes-list-map-keys": ["secretName"],
-        },
+        json_schema_extra=_list_map("secretName"),
     )
     queues: Annotated[list[Queue], _unique("key")] = Field(
         default_factory=list,
         max_length=MAX_QUEUES,
         description="Queue keys whose depth the operator reports as metrics. Keys are unique.",
-        json_schema_extra={
-            "x-kubernetes-list-type": "map",
-            "x-kubernetes-list-map-keys": ["key"],
-        },
+        json_schema_extra=_list_map("key"),
     )
-    health_check: HealthCheck = Field(
-        default_factory=HealthCheck,
-        description="PING schedule of the operator's health probe.",
-        json_schema_extra={"default": {}},
+    health_check: HealthCheck = _nested(
+        HealthCheck, description="PING schedule of the operator's health probe."
     )
-    rotation: Rotation = Field(
-        default_factory=Rotation,
-        description="Password rotation: how long the old password stays valid.",
-        json_schema_extra={"default": {}},
+    rotation: Rotation = _nested(
+        Rotation, description="Password rotation: how long the old password stays valid."
     )
     deletion_policy: DeletionPolicy = Field(
         "Retain",
