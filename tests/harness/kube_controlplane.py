@@ -29,6 +29,8 @@ import datetime as dt
 import ipaddress
 import json
 import os
+import re
+import secrets
 import shutil
 import signal
 import socket
@@ -952,6 +954,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         "status": _cmd_status,
     }
     return commands[args.command]()
+
+
+@contextlib.contextmanager
+def scratch_namespace(
+    kubectl: Callable[..., subprocess.CompletedProcess[str]], test_name: str, prefix: str
+) -> Iterator[str]:
+    """A namespace named after the test (``prefix``, the name as a DNS label, a random suffix),
+    deleted without waiting when the test ends."""
+    base = re.sub(r"[^a-z0-9-]+", "-", test_name.lower()).strip("-")
+    suffix = secrets.token_hex(3)
+    name = f"{prefix}-{base[: 63 - len(suffix) - len(prefix) - 2].rstrip('-')}-{suffix}"
+    kubectl("create", "namespace", name)
+    try:
+        yield name
+    finally:
+        kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
 
 
 if __name__ == "__main__":

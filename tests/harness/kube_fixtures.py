@@ -29,8 +29,6 @@ of minutes on two cores; later runs find the cache and start in seconds.
 from __future__ import annotations
 
 import contextlib
-import re
-import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -38,7 +36,12 @@ import pytest
 import pytest_asyncio
 from kubernetes_asyncio import client, config
 
-from harness.kube_controlplane import ControlPlane, ControlPlaneError, ensure_binaries
+from harness.kube_controlplane import (
+    ControlPlane,
+    ControlPlaneError,
+    ensure_binaries,
+    scratch_namespace,
+)
 
 CONTROL_PLANE_FIXTURES = frozenset({"control_plane", "kubeconfig", "namespace", "kube_api"})
 
@@ -91,22 +94,10 @@ def kubeconfig(control_plane: ControlPlane) -> Path:
     return control_plane.kubeconfig
 
 
-def _namespace_name(node_name: str) -> str:
-    base = re.sub(r"[^a-z0-9-]+", "-", node_name.lower()).strip("-")
-    suffix = secrets.token_hex(3)
-    return f"t-{base[: 63 - len(suffix) - 3].rstrip('-')}-{suffix}"
-
-
 @pytest.fixture
 def namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
-    name = _namespace_name(request.node.name)
-    control_plane.kubectl("create", "namespace", name)
-    try:
+    with scratch_namespace(control_plane.kubectl, request.node.name, "t") as name:
         yield name
-    finally:
-        control_plane.kubectl(
-            "delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False
-        )
 
 
 @pytest_asyncio.fixture

@@ -26,8 +26,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
-import secrets
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,7 +33,7 @@ from typing import Any
 
 import pytest
 
-from harness.kube_controlplane import REPO_ROOT
+from harness.kube_controlplane import REPO_ROOT, scratch_namespace
 from harness.kube_node import Node, NodeError, ensure_node_artifacts
 from harness.prebuild import PreBuild
 
@@ -163,20 +161,10 @@ def node(pytestconfig: pytest.Config) -> Iterator[Node]:
         started.stop()
 
 
-def namespace_name(node_name: str) -> str:
-    base = re.sub(r"[^a-z0-9-]+", "-", node_name.lower()).strip("-")
-    suffix = secrets.token_hex(3)
-    return f"n-{base[: 63 - len(suffix) - 3].rstrip('-')}-{suffix}"
-
-
 @pytest.fixture
 def node_namespace(node: Node, request: pytest.FixtureRequest) -> Iterator[str]:
-    name = namespace_name(request.node.name)
-    node.kubectl("create", "namespace", name)
-    try:
+    with scratch_namespace(node.kubectl, request.node.name, "n") as name:
         yield name
-    finally:
-        node.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
 
 
 TOOLBOX = "toolbox"
