@@ -26,6 +26,7 @@ from cryptography.x509.oid import NameOID
 
 from harness.pki import build_ca, certificate_builder, write_pair
 from redisqueue.contract import ConnectionContract
+from redisqueue.controller.serving.devserver import terminate
 
 
 def free_port() -> int:
@@ -202,13 +203,7 @@ class RedisServer:
     def stop(self) -> None:
         if self.process is None:
             return
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
         self.process = None
         # wait until the port is really free so a restart can bind it again
         deadline = time.monotonic() + 5

@@ -59,14 +59,19 @@ class LocalRedis:
     workdir: tempfile.TemporaryDirectory[str]
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
         self.workdir.cleanup()
+
+
+def terminate(process: subprocess.Popen[bytes], grace: float = 10) -> None:
+    """Stop a child process: SIGTERM, then SIGKILL when it has not exited within ``grace`` s."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
