@@ -149,15 +149,7 @@ async def _gets(client: redis.asyncio.Redis, concurrency: int, total: int) -> fl
 async def bench_client(server: RedisServer, slices: int, total: int, concurrency: int) -> None:
     settings = settings_for(server, REDIS_POOL_MAX_CONNECTIONS="50")
     ours = create_async_client(settings, name="bench")
-    bare = redis.asyncio.Redis(
-        connection_pool=redis.asyncio.BlockingConnectionPool(
-            host=server.host,
-            port=server.port,
-            password=server.password,
-            max_connections=50,
-            timeout=5,
-        )
-    )
+    bare = server.stock_async_client(max_connections=50, timeout=5)
     await bare.set("bench:key", "x" * 64)
     await _gets(ours, concurrency, total)  # warm both pools
     await _gets(bare, concurrency, total)

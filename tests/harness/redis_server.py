@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
+import redis.asyncio
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -239,6 +240,19 @@ class RedisServer:
     def admin(self) -> redis.Redis:
         """A plain redis-py client of this (plaintext) server, to set up and to check."""
         return redis.Redis(host=self.host, port=self.port, password=self.password)
+
+    def stock_async_client(self, max_connections: int, timeout: float) -> redis.asyncio.Redis:
+        """redis-py's own asyncio client on its ``BlockingConnectionPool``: the baseline the
+        contract's client and fair pool are measured against."""
+        return redis.asyncio.Redis(
+            connection_pool=redis.asyncio.BlockingConnectionPool(
+                host=self.host,
+                port=self.port,
+                password=self.password,
+                max_connections=max_connections,
+                timeout=timeout,
+            )
+        )
 
     def contract(self) -> ConnectionContract:
         """The connection contract of this (plaintext) server."""

@@ -56,15 +56,7 @@ async def test_a_waiting_caller_is_served_before_a_caller_that_comes_back(
 async def test_redis_pys_stock_pool_fails_the_same_scenario(redis_server: RedisServer) -> None:
     # The baseline the test above is measured against: redis-py's BlockingConnectionPool lets
     # the greedy task take the connection back every time, and the polite one times out.
-    stock = redis.asyncio.Redis(
-        connection_pool=redis.asyncio.BlockingConnectionPool(
-            host=redis_server.host,
-            port=redis_server.port,
-            password=redis_server.password,
-            max_connections=1,
-            timeout=1,
-        )
-    )
+    stock = redis_server.stock_async_client(max_connections=1, timeout=1)
     try:
         outcome = await greedy_and_polite(stock)
     finally:
