@@ -32,7 +32,7 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -345,12 +345,10 @@ def uninstall_prometheus_operator(stack: PromStack) -> None:
 
 
 @pytest.fixture(scope="module")
-def prometheus_operator(node: Node, pytestconfig: pytest.Config) -> Iterator[PromStack]:
-    stack = install_prometheus_operator(node, _images(pytestconfig, "prometheus-operator"))
-    try:
-        yield stack
-    finally:
-        uninstall_prometheus_operator(stack)
+def prometheus_operator(node: Node, request: pytest.FixtureRequest) -> PromStack:
+    stack = install_prometheus_operator(node, _images(request.config, "prometheus-operator"))
+    request.addfinalizer(lambda: uninstall_prometheus_operator(stack))
+    return stack
 
 
 # --------------------------------------------------------------------------- KEDA
@@ -433,21 +431,17 @@ def install_keda(node: Node, images: dict[str, Image]) -> str:
     return manifests
 
 
+def uninstall_keda(node: Node, manifests: str) -> None:
+    node.kubectl(
+        "delete", "-f", "-", "--ignore-not-found", "--wait=false", input=manifests, check=False
+    )
+
+
 @pytest.fixture(scope="module")
-def keda(node: Node, pytestconfig: pytest.Config) -> Iterator[str]:
-    manifests = install_keda(node, _images(pytestconfig, "keda"))
-    try:
-        yield KEDA_NS
-    finally:
-        node.kubectl(
-            "delete",
-            "-f",
-            "-",
-            "--ignore-not-found",
-            "--wait=false",
-            input=manifests,
-            check=False,
-        )
+def keda(node: Node, request: pytest.FixtureRequest) -> str:
+    manifests = install_keda(node, _images(request.config, "keda"))
+    request.addfinalizer(lambda: uninstall_keda(node, manifests))
+    return KEDA_NS
 
 
 # --------------------------------------------------------------------------- the product
