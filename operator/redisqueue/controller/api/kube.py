@@ -31,6 +31,7 @@ from .gate import WRITE_GATE, WRITES, WriteFenced
 from .login import (
     SERVICE_ACCOUNT_TOKEN,
     NoClusterError,
+    api_connector,
     connection_info,
     kubeconfig_env,
     usable_kubeconfig,
@@ -174,7 +175,7 @@ class Kube:
     def connector(self) -> aiohttp.TCPConnector:
         """This client's pool of connections to the API server (made on first use)."""
         if self._connector is None or self._connector.closed:
-            self._connector = aiohttp.TCPConnector(limit=self._pool_size, ssl=self._ssl or True)
+            self._connector = api_connector(self._pool_size, self._ssl or True)
         return self._connector
 
     def _client(self) -> aiohttp.ClientSession:

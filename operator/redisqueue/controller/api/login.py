@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import sys
 from collections.abc import Iterator
 from typing import Any, Final
 
@@ -21,6 +22,20 @@ from .gate import WRITE_GATE
 
 #: kopf's own connections, when it does not share the operator's (:func:`share_pool`).
 KOPF_POOL_SIZE: Final = 32
+
+#: Before Python 3.12.8 (and in 3.13.0) asyncio can leave the socket of a closed TLS
+#: connection open while its TLS shutdown waits on the peer (a watch cut short, a request
+#: cancelled at a leader change, CPython pull request 118960). There aiohttp aborts such
+#: sockets when asked to (``enable_cleanup_closed``), at the latest when the pool closes;
+#: elsewhere it warns that the option is not needed, so it is asked only where it helps.
+SSL_CLOSE_LEAKS: Final = sys.version_info[:3] < (3, 12, 8) or sys.version_info[:3] == (3, 13, 0)
+
+
+def api_connector(limit: int, ssl: Any) -> aiohttp.TCPConnector:
+    """A pool of at most ``limit`` connections to the API server that closes every one of
+    them, TLS included."""
+    return aiohttp.TCPConnector(limit=limit, ssl=ssl, enable_cleanup_closed=SSL_CLOSE_LEAKS)
+
 
 _shared_pool: aiohttp.TCPConnector | None = None
 
@@ -146,9 +161,7 @@ async def login(**kwargs: Any) -> kopf.AiohttpSession:
     fence.on_request_start.append(WRITE_GATE.on_request_start)
     shared = _shared_pool is not None and not _shared_pool.closed
     session = aiohttp.ClientSession(
-        connector=_shared_pool
-        if shared
-        else aiohttp.TCPConnector(limit=KOPF_POOL_SIZE, ssl=info.as_ssl_context()),
+        connector=_shared_pool if shared else api_connector(KOPF_POOL_SIZE, info.as_ssl_context()),
         connector_owner=not shared,
         trace_configs=[fence],
         headers={**info.as_http_headers(), "User-Agent": f"{_agent} (kopf)"},
