@@ -11,9 +11,7 @@ leaves open is seen when that loop closes.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import gc
-import ipaddress
 import json
 import socket
 import ssl
@@ -25,43 +23,19 @@ from typing import Any
 
 import kopf
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 
-from harness.pki import build_ca, certificate_builder, write_pair
+from harness.redis_server import make_tls_files
 from redisqueue.controller.api.kube import Kube
 from redisqueue.controller.api.paths import object_path
-
-
-def _server_context(tmp_path: Path) -> tuple[ssl.SSLContext, Path]:
-    """A server context for 127.0.0.1 and the CA file a client trusts it by."""
-    now = dt.datetime.now(dt.UTC)
-    ca, ca_key = build_ca(
-        "close-test-ca", now - dt.timedelta(minutes=1), now + dt.timedelta(hours=1)
-    )
-    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "127.0.0.1")])
-    cert = (
-        certificate_builder(
-            name, ca.subject, ca_key, now - dt.timedelta(minutes=1), now + dt.timedelta(hours=1)
-        )
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    ca_crt, _ = write_pair(tmp_path / "ca", ca, ca_key)
-    crt, key = write_pair(tmp_path / "server", cert, ca_key)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(crt, key)
-    return context, ca_crt
 
 
 @pytest.fixture
 def silent_after_one_event(tmp_path: Path) -> Iterator[tuple[int, Path]]:
     """(port, CA file) of a TLS server that sends one watch event, then never reads again:
     the client's TLS close is never answered."""
-    context, ca_crt = _server_context(tmp_path)
+    tls = make_tls_files(tmp_path, hosts=("127.0.0.1",))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tls.server_cert, tls.server_key)
     listener = socket.create_server(("127.0.0.1", 0))
     done = threading.Event()
     event = json.dumps({"type": "ADDED", "object": {"metadata": {"name": "a"}}}).encode() + b"\n"
@@ -84,7 +58,7 @@ def silent_after_one_event(tmp_path: Path) -> Iterator[tuple[int, Path]]:
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     try:
-        yield listener.getsockname()[1], ca_crt
+        yield listener.getsockname()[1], tls.ca_cert
     finally:
         done.set()
         thread.join(10)
