@@ -60,6 +60,21 @@ async def test_a_new_redisqueue_is_injected_probed_and_reported_once(
     writes = [(r.method, r.path.rsplit("/", 2)[-2:][0]) for r in fake_kube.writes()]
     # the app Secret, status, the Event: nothing else (no LIST of dropped injections either)
     assert len(writes) == 3, writes
+    # The new Secret was written without being read first.
+    app_requests = [r.method for r in fake_kube.requests if r.path.endswith("/orders-app")]
+    assert app_requests == ["PATCH"]
+
+
+async def test_a_new_redisqueue_aimed_at_a_special_secret_is_refused_and_it_is_untouched(
+    fake_kube: FakeKube, reconciler: Reconciler, make_queue: MakeQueue
+) -> None:
+    pull = secret("orders-app", **{".dockerconfigjson": "{}"})
+    pull["type"] = "kubernetes.io/dockerconfigjson"
+    before = fake_kube.put(pull)
+    with pytest.raises(SetupError, match=r"kubernetes\.io/dockerconfigjson"):
+        await reconciler.reconcile(make_queue(), created=True)
+    assert ready(fake_kube) == ("False", "SecretRefused")
+    assert fake_kube.find("Secret", NAMESPACE, "orders-app") == before
 
 
 async def test_nothing_is_written_again_while_nothing_changes(

@@ -5,11 +5,11 @@ and the provisioning steps be tested in seconds. It speaks the operator's client
 (:class:`redisqueue.controller.api.kube.Kube`: get, list, list_pages, watch, apply, create,
 replace, merge_patch, delete) over plain dicts, with the API server's behaviour that the
 operator relies on in the simplest form that is still true: resourceVersions, uids,
-generateName, 404 and 409, merge patches, watches, status as a subresource, and
-server-side apply as a merge that records which manager applied which data keys and
-labels. Schema and CEL validation, admission, RBAC, garbage collection and the exact
-field-ownership rules of server-side apply are NOT here: tests of those run against the
-real API server (tests marked ``k8s``).
+generateName, 404 and 409, merge patches, watches, status as a subresource, a Secret's
+immutable type, and server-side apply as a merge that records which manager applied which
+data keys and labels. Schema and CEL validation, admission, RBAC, garbage collection and
+the exact field-ownership rules of server-side apply are NOT here: tests of those run
+against the real API server (tests marked ``k8s``).
 """
 
 from __future__ import annotations
@@ -236,6 +236,8 @@ class FakeKube:
             raise KubeError(409, "Conflict", f"uid mismatch: no existing object {at.name!r}")
         if uid and live is not None and live["metadata"]["uid"] != uid:
             raise KubeError(422, "Invalid", "metadata.uid: field is immutable")
+        if live is not None and "type" in body and body["type"] != live.get("type", "Opaque"):
+            raise KubeError(422, "Invalid", f'type: Invalid value: "{body["type"]}": immutable')
         merged = merge_patch(live or {}, body) if live else body
         merged["metadata"] = merge_patch(live["metadata"] if live else {}, body["metadata"])
         owned = {

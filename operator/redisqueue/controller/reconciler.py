@@ -35,7 +35,7 @@ from .objects.network import OperatorPeer
 from .objects.restart import restart_stamp
 from .probing.result import ProbeResult
 from .readside.contracts import resolve_contract
-from .readside.registry import QueueState
+from .readside.registry import NOT_INJECTED, QueueState
 from .readside.side import ReadSide, read_spec
 from .resource.errors import InvalidSpecError, SetupError
 from .resource.names import QueueNames
@@ -82,7 +82,8 @@ class Reconciler:
         """Converge one RedisQueue. Raises SetupError (retry) or InvalidSpecError (stop).
 
         ``created``: the object is new, so no Secret can hold a contract it dropped from
-        ``spec.inject`` and the search for such Secrets is skipped.
+        ``spec.inject`` and the search for such Secrets is skipped; until its first injection
+        has gone through, its targets are written without being read first.
         """
         state = await self.side.track(body)
         if not state.status_seen:
@@ -102,7 +103,8 @@ class Reconciler:
             state.spec = spec
             state.names = state.names.with_spec(spec)
             try:
-                contract = await self._set_up(state, spec, release_dropped=not created)
+                first = created and state.injected is NOT_INJECTED
+                contract = await self._set_up(state, spec, release_dropped=not first)
                 credential = await self.side.probe_credential(state, spec, contract)
             except SetupError as exc:
                 state.setup_problem = ConditionValue("False", exc.reason, exc.message)

@@ -75,7 +75,9 @@ def build_injected_secret_apply(
     ``data`` with base64 values, not ``stringData``: ``stringData`` is a write-only
     convenience that the API server folds into ``data``, so managedFields would not record
     ownership of ``data.<KEY>`` and the removal above would not work. ``type`` is left out:
-    a new Secret defaults to Opaque, and an existing Secret's type is immutable.
+    a new Secret defaults to Opaque, and an existing Secret's type is immutable (a new
+    RedisQueue's first apply adds ``type: Opaque``, so that the API server refuses it for a
+    Secret of any other type).
 
     ``source`` (the RedisQueue's names) gives the label ``redisqueue.dev/redisqueue``, which
     lets the operator find its Secrets and notice two RedisQueues writing into one Secret.

@@ -37,7 +37,8 @@ async def inject_contract(
     changed: list[str] | None = None,
 ) -> ConditionValue:
     """Apply the contract to every Secret in ``spec.inject``; drop it from Secrets that left
-    (unless ``release_dropped`` is False: a new RedisQueue has written nowhere yet).
+    (unless ``release_dropped`` is False: a new RedisQueue has written nowhere yet, and its
+    targets are applied without being read first, see :func:`_apply_unread`).
     ``changed`` collects the Secrets whose contract keys the apply changed (apps that read
     them only at start need a restart).
 
@@ -51,8 +52,12 @@ async def inject_contract(
         return ConditionValue("True", Reason.NO_TARGETS, "spec.inject names no Secret")
     manager = names.inject_manager
     for secret_name in targets:
-        live = await _refuse_special_target(kube, namespace, secret_name)
         body = build_injected_secret_apply(secret_name, namespace, contract, source=names)
+        if not release_dropped and await _apply_unread(kube, body, manager):
+            if changed is not None:
+                changed.append(secret_name)  # as for a Secret without the contract
+            continue
+        live = await _refuse_special_target(kube, namespace, secret_name)
         if already_applied(live, body, manager):
             continue  # e.g. after a restart: nothing to write
         try:
@@ -70,6 +75,26 @@ async def inject_contract(
         Reason.INJECTED,
         "connection contract written to Secret" + plural + ", ".join(targets),
     )
+
+
+async def _apply_unread(kube: Kube, body: JSON, manager: str) -> bool:
+    """Apply ``body`` as an Opaque Secret without reading the target first: a new
+    RedisQueue's targets are mostly new Secrets, and the read would cost a request each.
+
+    A Secret's type is immutable and this apply names it, so the API server itself refuses
+    to turn a service-account-token, TLS, docker-config or bootstrap Secret into one the
+    operator writes: a conflict on ``.type`` when some manager set it, else an invalid
+    update. Any conflict or invalid answer returns False, and the caller reads the Secret
+    and applies the usual way, which tells why by name (or goes through, for a Secret of
+    a custom type). Other failures are reported as they are."""
+    try:
+        await kube.apply({**body, "type": "Opaque"}, field_manager=manager)
+    except KubeError as exc:
+        if exc.status in (409, 422):
+            return False
+        failed = _failure(body["metadata"]["name"], exc)
+        raise SetupError(failed.reason, failed.message) from None
+    return True
 
 
 async def _refuse_special_target(kube: Kube, namespace: str, secret_name: str) -> JSON | None:
