@@ -66,6 +66,12 @@ NODE_BINARIES = ("kubelet", "kube-scheduler", "kube-proxy", "coredns", "pause")
 
 NODE_NAME = "redisqueue-node"
 BRIDGE = "rqnode0"
+#: The bridge's own MAC address, set when it is created. A bridge left to choose takes the
+#: lowest MAC of its ports and changes it when that pod's veth goes; pods keep the old one in
+#: their ARP cache until it is found stale (up to about 50 s), and meanwhile every packet to
+#: the gateway (CoreDNS, the API server) is lost: lookups fail with EAI_AGAIN. An address set
+#: by hand is never changed by the kernel. Locally administered, so no vendor's.
+BRIDGE_MAC = "02:72:71:00:00:01"
 POD_CIDR = "198.18.0.0/16"
 GATEWAY = "198.18.0.1"  # the bridge's address: API server, kubelet and CoreDNS listen here
 SERVICE_CIDR = "198.19.0.0/16"
@@ -742,7 +748,7 @@ class Node:
         deadline = time.monotonic() + self.startup_timeout
         t = time.monotonic()
         # -- network first: the bridge (the API server listens on its address), the guard.
-        _sh("ip", "link", "add", BRIDGE, "type", "bridge")
+        _sh("ip", "link", "add", BRIDGE, "address", BRIDGE_MAC, "type", "bridge")
         _sh("ip", "addr", "add", f"{GATEWAY}/16", "dev", BRIDGE)
         _sh("ip", "link", "set", BRIDGE, "up")
         install_egress_guard()

@@ -18,7 +18,15 @@ import pytest
 import yaml
 
 from harness.ecosystem_fixtures import APP_SECRET, app_redis, in_toolbox, wait_until
-from harness.kube_node import GUARD_CHAIN, NODE_NAME, SERVICE_CIDR, Node
+from harness.kube_node import (
+    BRIDGE,
+    BRIDGE_MAC,
+    GATEWAY,
+    GUARD_CHAIN,
+    NODE_NAME,
+    SERVICE_CIDR,
+    Node,
+)
 from harness.node_fixtures import CHART, OPERATOR_NS, chart_installed, live_pods
 
 pytestmark = [pytest.mark.node, pytest.mark.timeout(600)]
@@ -43,8 +51,9 @@ except urllib.error.HTTPError as e:
 
 
 def http_get(node: Node, url: str) -> tuple[int, dict[str, Any]]:
-    # A DNS timeout (EAI_AGAIN) while CoreDNS catches up with a Service created moments ago
-    # is retried for a bounded time; any other failure, or a lasting one, fails the test.
+    # CoreDNS keeps answers for up to 5 s (`cache 5`), so a name asked for just before its
+    # Service existed can stay unresolved (EAI_AGAIN) that long: that one error is retried
+    # for a bounded time; any other failure, or a lasting one, fails the test.
     deadline = time.monotonic() + 30
     while True:
         proc = in_toolbox(node, HTTP_GET, {"url": url})
@@ -181,6 +190,26 @@ def test_egress_guard_drops_host_traffic_to_an_unprogrammed_cluster_address(node
     with pytest.raises(OSError), socket.create_connection(("198.19.255.254", 80), timeout=2):
         pass
     assert guard_drops("filter") > before
+
+
+def test_pods_reach_the_gateway_at_a_bridge_address_that_never_moves(
+    node: Node, toolbox: str
+) -> None:
+    # A bridge left to choose its MAC takes its lowest port's and moves when that pod goes;
+    # pods would then send to the gateway (CoreDNS, the API server) at a MAC that is gone
+    # until their ARP entry is found stale. Set by hand (addr_assign_type 3), it stays.
+    sysfs = Path("/sys/class/net", BRIDGE)
+    assert (sysfs / "address").read_text().strip() == BRIDGE_MAC
+    assert (sysfs / "addr_assign_type").read_text().strip() == "3"
+    code = """
+import socket
+socket.getaddrinfo("kubernetes.default.svc", 443)
+print(open("/proc/net/arp").read())
+"""
+    proc = in_toolbox(node, code)
+    assert proc.returncode == 0, proc.stderr
+    gateway = [line.split() for line in proc.stdout.splitlines() if line.startswith(f"{GATEWAY} ")]
+    assert gateway and gateway[0][3] == BRIDGE_MAC, proc.stdout
 
 
 # --------------------------------------------------------------------------- (1) install
