@@ -307,7 +307,7 @@ async def test_with_auth_only_users_allowed_the_path_read_health_and_metrics(
         cp.kubectl("delete", "clusterrolebinding,clusterrole", reader, "--ignore-not-found")
 
 
-async def test_a_flood_of_health_requests_sends_at_most_ten_pings_a_second(
+async def test_a_flood_of_health_requests_shares_pings_sent_one_at_a_time(
     in_cluster_operator: OperatorProcess, kube: Kube, namespace: str, redis_server: RedisServer
 ) -> None:
     await apply_secret(kube, namespace, "redis-auth", {"password": redis_server.password or ""})
@@ -341,4 +341,6 @@ async def test_a_flood_of_health_requests_sends_at_most_ten_pings_a_second(
     admin.close()
     print(f"\n{answered} health answers in {elapsed:.1f} s cost {sent} PINGs")
     assert answered > 100  # a real flood
-    assert sent <= 10 * elapsed + 4, f"{sent} PINGs in {elapsed:.1f} s"
+    # One PING out at a time, shared by every request that arrived while the one before it
+    # was out: answers outnumber PINGs several times over (one PING per request without it).
+    assert sent * 4 <= answered, f"{answered} answers cost {sent} PINGs"

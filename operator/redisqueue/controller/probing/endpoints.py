@@ -7,12 +7,12 @@ bounded by :mod:`.bounded`, at most ``MAX_IN_FLIGHT + 2`` sockets), coalesces PI
 batches the detail reads (``INFO`` and queue depths) into one pipeline at a time: callers
 that arrive while one is out share the next. At most ``MAX_IN_FLIGHT`` PINGs and one
 pipeline use the pool at once, so however slow Redis is to answer, a PING never finds the
-pool used up (which would report a healthy Redis as unreachable). PINGs to one endpoint are
-at least ``MIN_PING_SPACING_SECONDS`` apart: a flood of health requests shares them instead of
-multiplying them, so nobody who can send requests can make the operator PING a Redis more
-than ten times a second. Every connection resolves its host, checks each address against the
-operator's policy and dials only a checked one (:mod:`.dial`). The per-RedisQueue view
-(result, metrics, log lines) stays in :mod:`.probe`.
+pool used up (which would report a healthy Redis as unreachable). A flood of health requests
+shares PINGs instead of multiplying them: with one PING out at a time, however many requests
+arrive, a Redis sees from the operator the load of one client PINGing in a loop, and each
+answer still comes from a PING sent after its request arrived. Every connection resolves its
+host, checks each address against the operator's policy and dials only a checked one
+(:mod:`.dial`). The per-RedisQueue view (result, metrics, log lines) stays in :mod:`.probe`.
 
 :class:`EndpointPool` hands out endpoints by key and closes one when its last user leaves.
 """
@@ -41,9 +41,6 @@ from .result import QueueKey
 #: a busy health endpoint's requests then share PINGs in larger groups (a PING costs about
 #: as much CPU as a dozen health answers), and a slow Redis is asked once, not twice.
 MAX_IN_FLIGHT: Final = 1
-#: The shortest time between two PINGs to one endpoint: callers arriving within it share the
-#: next PING (still sent after they arrived); no flood of requests makes more than ten a second.
-MIN_PING_SPACING_SECONDS: Final = 0.1
 #: INFO is read at most this often per endpoint; callers in between reuse the last answer.
 INFO_MAX_AGE_SECONDS: Final = 1.0
 
@@ -140,7 +137,6 @@ class Endpoint:
         self._waiters: list[asyncio.Future[PingOutcome]] | None = None  # the next PING's
         self._launch_scheduled = False
         self._in_flight = 0
-        self._launched_at = -MIN_PING_SPACING_SECONDS
         # Detail reads waiting for the next pipeline, and the one pipeline under way.
         self._batch: list[tuple[tuple[QueueKey, ...], asyncio.Future[Details]]] = []
         self._details_task: asyncio.Task[None] | None = None
@@ -152,9 +148,8 @@ class Endpoint:
         """The outcome of a PING sent after this call began, shared with concurrent callers.
 
         Callers that arrive before the next PING is sent share it; it is sent on the next turn
-        of the event loop, or ``MIN_PING_SPACING_SECONDS`` after the previous one. At most
-        ``MAX_IN_FLIGHT`` PINGs are outstanding; beyond that the shared PING is sent as soon as
-        one of them returns.
+        of the event loop. At most ``MAX_IN_FLIGHT`` PINGs are outstanding; beyond that the
+        shared PING is sent as soon as one of them returns.
         """
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[PingOutcome] = loop.create_future()
@@ -170,19 +165,13 @@ class Endpoint:
         if self._in_flight >= MAX_IN_FLIGHT or self._launch_scheduled:
             return
         self._launch_scheduled = True
-        loop = asyncio.get_running_loop()
-        wait = self._launched_at + MIN_PING_SPACING_SECONDS - loop.time()
-        if wait > 0:
-            loop.call_later(wait, self._launch)
-        else:
-            loop.call_soon(self._launch)
+        asyncio.get_running_loop().call_soon(self._launch)
 
     def _launch(self) -> None:
         self._launch_scheduled = False
         waiters, self._waiters = self._waiters, None
         if not waiters:
             return
-        self._launched_at = asyncio.get_running_loop().time()
         self._in_flight += 1
         task = asyncio.create_task(self._ping(), name=f"ping {self.endpoint}")
 
