@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from redisqueue.controller.objects.server import READINESS_SCRIPT, SECRETS_DIR, startup_script
 from redisqueue.controller.resource.spec import RedisQueueSpec
@@ -90,6 +92,8 @@ class ProvisionedRedis:
             self.proc = None
 
     def client(self, password: str, username: str | None = None) -> redis.Redis:
+        """A client that tries once: redis-py's default retries an AUTH refusal (an
+        AuthenticationError is a ConnectionError) three times with backoff, seconds per check."""
         return redis.Redis(
             host=self.host,
             port=self.port,
@@ -97,6 +101,7 @@ class ProvisionedRedis:
             password=password,
             decode_responses=True,
             socket_timeout=5,
+            retry=Retry(NoBackoff(), 0),
         )
 
     def accepts(self, password: str, username: str | None = None) -> bool:
