@@ -3,7 +3,8 @@
 #
 #   ./tests/run.sh            # everything (what CI runs)
 #   ./tests/run.sh -k health  # extra arguments go to pytest
-#   ./tests/run.sh --fast     # lint, types and every test that needs no Go-built binary
+#   ./tests/run.sh --fast     # lint, types and the operator's fast tier (tests/controller)
+#   ./tests/run.sh --no-go    # lint, types and every test that needs no Go-built binary
 #
 # Installs (once): redis-server from Debian packages (root, or tells you the command),
 # a virtualenv with the project and its dev extras, the local Kubernetes control plane and
@@ -12,10 +13,11 @@
 # from Debian packages, kubelet/scheduler/kube-proxy/CoreDNS, prometheus-operator and KEDA
 # from Go modules, and the images it runs (tests/node/README.md).
 #
-# --fast builds nothing from Go: no control plane, no node, no promtool/prometheus,
+# --no-go builds nothing from Go: no control plane, no node, no promtool/prometheus,
 # actionlint, terraform-docs or tofu; pytest runs with -m "not k8s and not node and not
 # gotools" (a later -m of yours wins), and a test that asks for a Go-built binary anyway
-# fails and says which marker it lacks.
+# fails and says which marker it lacks. --fast is --no-go on tests/controller only: the
+# reconciler, read side and steps against the in-memory API, under a minute.
 #
 # Environment:
 #   REDISQUEUE_DEPS=lock      the versions of operator/constraints.txt, in .venv (default)
@@ -34,10 +36,11 @@ cd "$repo"
 step() { printf '\n==> %s\n' "$*"; }
 
 fast=0
-if [ "${1:-}" = --fast ]; then
-  fast=1
-  shift
-fi
+tier=()
+case "${1:-}" in
+  --fast) fast=1 tier=(tests/controller) && shift ;;
+  --no-go) fast=1 && shift ;;
+esac
 deps="${REDISQUEUE_DEPS:-lock}"
 case "$deps" in
   lock) venv=.venv ;;
@@ -128,7 +131,7 @@ PY
 if [ "$fast" = 1 ]; then
   # Nothing below builds from Go; a test that asks for such a binary fails and says why.
   export REDISQUEUE_NO_GO_BUILDS=1
-  step "Go-built tools: skipped (--fast)"
+  step "Go-built tools: skipped (--fast, --no-go)"
 else
   step "Kubernetes control plane (kube-apiserver, etcd, controller-manager, kubectl, helm)"
   started=$SECONDS
@@ -198,7 +201,7 @@ step "pytest"
 marks=()
 [ "$fast" = 1 ] && marks=(-m "not k8s and not node and not gotools")
 set +e
-"$venv/bin/python" -m pytest "${marks[@]}" "$@"
+"$venv/bin/python" -m pytest "${marks[@]}" "${tier[@]}" "$@"
 status=$?
 set -e
 if [ "$status" = 5 ]; then

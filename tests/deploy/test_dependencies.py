@@ -3,8 +3,8 @@
 The lock (operator/constraints.txt) is what tests/run.sh installs by default and what the
 image installs, so both get the versions that were tested; tests/run.sh also runs against
 the newest versions every range allows and against the declared floors (REDISQUEUE_DEPS),
-and CI runs all three. The fast path (./tests/run.sh --fast) leaves out exactly the tests
-that need a Go-built binary.
+and CI runs all three. The paths without Go (./tests/run.sh --no-go, and --fast, which is
+--no-go on tests/controller) leave out exactly the tests that need a Go-built binary.
 """
 
 from __future__ import annotations

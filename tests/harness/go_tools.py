@@ -5,9 +5,9 @@
 already names the bin dir (``REDISQUEUE_ACTIONLINT_BIN``, ``REDISQUEUE_TERRAFORM_DOCS_BIN``;
 tests/run.sh builds the tools in a step of its own and sets them).
 
-``REDISQUEUE_NO_GO_BUILDS=1`` (set by ``./tests/run.sh --fast``) turns every request for a
-Go-built binary into an error that names the marker the test lacks: the fast path leaves out
-the tests marked ``k8s``, ``node`` and ``gotools``, and an unmarked test that needs such a
+``REDISQUEUE_NO_GO_BUILDS=1`` (set by ``./tests/run.sh --fast`` and ``--no-go``) turns every
+request for a Go-built binary into an error that names the marker the test lacks: those paths
+leave out the tests marked ``k8s``, ``node`` and ``gotools``, and an unmarked test that needs such a
 binary fails there instead of building for minutes or passing by luck of a warm cache.
 """
 
@@ -27,7 +27,8 @@ def refuse_go_builds(what: str, marker: str, error: type[Exception] = RuntimeErr
     """Raise ``error`` when Go builds are turned off; ``what`` is built from Go."""
     if os.environ.get(NO_GO_BUILDS_ENV) == "1":
         raise error(
-            f"{what} is built from a Go module, and {NO_GO_BUILDS_ENV}=1 (./tests/run.sh --fast) "
+            f"{what} is built from a Go module, and {NO_GO_BUILDS_ENV}=1 "
+            "(./tests/run.sh --fast or --no-go) "
             f"builds nothing from Go: a test that needs it must be marked `{marker}`"
         )
 
