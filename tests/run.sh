@@ -201,7 +201,7 @@ step "pytest"
 marks=()
 [ "$fast" = 1 ] && marks=(-m "not k8s and not node and not gotools")
 set +e
-"$venv/bin/python" -m pytest "${marks[@]}" "${tier[@]}" "$@"
+"$venv/bin/python" -m pytest --durations=20 "${marks[@]}" "${tier[@]}" "$@"
 status=$?
 set -e
 if [ "$status" = 5 ]; then
