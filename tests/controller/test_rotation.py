@@ -167,13 +167,13 @@ async def test_external_rotation_stays_ready_restarts_env_apps_and_says_when_old
     assert stamp not in (None, first_stamp)  # restarted for this change
 
     state = state_of(reconciler, "orders")
-    assert await reconciler.rotations.step(state) == RECHECK_SECONDS  # within the grace period
+    assert await step(reconciler, state) == RECHECK_SECONDS  # within the grace period
     clock.advance(GRACE + 1)
     # The grace period is over but the restarted pods are not ready yet: wait for them.
-    assert await reconciler.rotations.step(state) == ROLLOUT_CHECK_SECONDS
+    assert await step(reconciler, state) == ROLLOUT_CHECK_SECONDS
     assert "waiting for Deployment/worker" in rotation(fake_kube, "orders")["message"]
     roll_out(fake_kube, "worker")
-    assert await reconciler.rotations.step(state) is None
+    assert await step(reconciler, state) is None
     done = rotation(fake_kube, "orders")
     assert done["phase"] == "ReadyToRemoveOld"
     assert "auth_token_update_strategy" in done["message"]
@@ -184,7 +184,7 @@ async def test_external_rotation_stays_ready_restarts_env_apps_and_says_when_old
     fake_kube.requests.clear()
     for _ in range(3):
         await reconciler.after_probe(state, await reconciler.side.probe(state))
-    assert await reconciler.rotations.step(state) is None
+    assert await step(reconciler, state) is None
     assert fake_kube.writes() == []
     everything = str(fake_kube.of_kind("Event")) + str(rq(fake_kube, "orders")["status"])
     assert "rotated-token" not in everything
@@ -235,6 +235,14 @@ PROVISION_SPEC: dict[str, Any] = {
     "rotation": {"gracePeriodSeconds": GRACE},
     "healthCheck": {"intervalSeconds": 5, "timeoutSeconds": 1},
 }
+
+
+async def step(reconciler: Reconciler, state: QueueState) -> float | None:
+    """One step of the rotation, under the state's lock as the operator's own driver takes it:
+    the driver that reconcile started runs beside the test, and two steps at once would both
+    retire the old password."""
+    async with state.lock:
+        return await reconciler.rotations.step(state)
 
 
 def writer_for(
@@ -308,13 +316,13 @@ async def test_provisioned_rotation_keeps_both_passwords_until_apps_moved_then_o
 
     state = state_of(reconciler, "jobs")
     clock.advance(GRACE - 1)
-    assert await reconciler.rotations.step(state) is not None
+    assert await step(reconciler, state) is not None
     assert server.accepts(old)  # not before the grace period is over
     clock.advance(2)
-    assert await reconciler.rotations.step(state) == ROLLOUT_CHECK_SECONDS
+    assert await step(reconciler, state) == ROLLOUT_CHECK_SECONDS
     assert server.accepts(old)  # nor before the restarted app has rolled out
     roll_out(fake_kube, "env-app")
-    assert await reconciler.rotations.step(state) is None
+    assert await step(reconciler, state) is None
     assert not server.accepts(old) and server.accepts(new)
     assert long_lived.ping() is True  # connections made before stay authenticated
     done = rotation(fake_kube, "jobs")
@@ -340,9 +348,9 @@ async def test_a_rollout_that_never_finishes_does_not_keep_the_old_password_for_
     await change_secret(reconciler, fake_kube, "jobs-redis-auth", password="next-password-1")
     state = state_of(reconciler, "jobs")
     clock.advance(GRACE + 1)
-    assert await reconciler.rotations.step(state) == ROLLOUT_CHECK_SECONDS
+    assert await step(reconciler, state) == ROLLOUT_CHECK_SECONDS
     clock.advance(GRACE)
-    assert await reconciler.rotations.step(state) is None
+    assert await step(reconciler, state) is None
     assert not server.accepts(old)
     assert ("Warning", "RotationRestartOverdue") in events(fake_kube)
     assert rotation(fake_kube, "jobs")["phase"] == "Complete"
@@ -366,7 +374,7 @@ async def test_a_new_leader_finishes_the_rotation_status_shows_under_way(
         assert server.accepts(old) and server.accepts("handed-over-pw-1")
         roll_out(fake_kube, "env-app")
         clock.advance(GRACE + 1)
-        assert await successor.rotations.step(state) is None
+        assert await step(successor, state) is None
         assert not server.accepts(old)
         assert rotation(fake_kube, "jobs")["phase"] == "Complete"
     finally:

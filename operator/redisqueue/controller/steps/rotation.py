@@ -251,7 +251,8 @@ class Rotations:
             await asyncio.sleep(wait)
 
     async def step(self, state: QueueState) -> float | None:
-        """One check of the rotation in ``state``: seconds until the next, None when over."""
+        """One check of the rotation in ``state``: seconds until the next, None when over.
+        Call under the state's lock (two steps at once would both retire the old password)."""
         spec, rotation, contract = state.spec, state.rotation, state.contract
         if spec is None or contract is None or rotation is None or rotation.phase != "Overlap":
             return None
