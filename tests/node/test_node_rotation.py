@@ -57,9 +57,11 @@ REDIS_POD = "analysis-jobs-redis-0"
 #: changes; the shipped default (120 s) is for kubelets at their default of 1 minute.
 GRACE = 40
 ROTATIONS = 3
-#: One job every 50 ms, for as long as the three rotations take.
+#: One job every 50 ms, for as long as the three rotations take: the test stops the
+#: producer once they are over (``STOP_KEY``); JOBS is only its upper bound.
 RATE = 20
 JOBS = 7200
+STOP_KEY = "phase1:jobs:stop-producing"
 BLOCK_SECONDS = 30
 
 # The Kyverno policy `disallow-secrets-from-env-vars`, as a ValidatingAdmissionPolicy.
@@ -317,7 +319,13 @@ def _run(node: Node, namespace: str) -> None:
         node.kubectl(
             "rollout", "status", "-n", namespace, f"deploy/{name}", "--timeout=180s", timeout=200
         )
-    producer_env = {**host, "JOBS": str(JOBS), "RATE": str(RATE), "RUN": "rot"}
+    producer_env = {
+        **host,
+        "JOBS": str(JOBS),
+        "RATE": str(RATE),
+        "RUN": "rot",
+        "STOP_KEY": STOP_KEY,
+    }
     producer = worker_manifest(node, "producer", "produce", 1, producer_env, from_file=True)
     apply_manifest(node, namespace, producer)
     node.kubectl("rollout", "status", "-n", namespace, "deploy/producer", "--timeout=120s")
@@ -338,14 +346,18 @@ def _run(node: Node, namespace: str) -> None:
     # The producer must still have been pushing when the last rotation ended, or the gaps
     # measured below would be the end of the work, not a stall.
     assert "produced" not in logs(node, namespace, "producer"), "raise JOBS"
+    redis_eval(node, namespace, password, f"print(json.dumps(r.set({STOP_KEY!r}, 1)))")
 
     # Every job the producer pushed was processed.
     wait_for(
-        "the producer to finish",
+        "the producer to stop",
         lambda: "produced" in logs(node, namespace, "producer"),
-        timeout=JOBS / RATE + 120,
-        interval=5,
+        timeout=60,
+        interval=2,
     )
+    (produced,) = map(int, re.findall(r"produced (\d+),", logs(node, namespace, "producer")))
+    # It pushed all along the rotations (RATE a second, less the slow pushes' time).
+    assert produced >= RATE * (window_end - window_start) * 0.8, produced
 
     def settled() -> dict[str, Any] | None:
         summary: dict[str, Any] = redis_eval(
@@ -365,7 +377,7 @@ def _run(node: Node, namespace: str) -> None:
         namespace,
         password,
         f"done = r.smembers('phase1:jobs:done')\n"
-        f"print(json.dumps([n for n in range({JOBS}) if f'rot-{{n}}' not in done]))",
+        f"print(json.dumps([n for n in range({produced}) if f'rot-{{n}}' not in done]))",
     )
 
     # What the file-reading apps and the producer saw over all three rotations.
@@ -408,7 +420,7 @@ def _run(node: Node, namespace: str) -> None:
         f"{len(set(steady['consumers-file']) ^ set(file_pods))}; Redis pod UID kept "
         f"{now_redis['metadata']['uid'] == redis_uid}, restarts {restarts(now_redis)}; "
         f"Ready seen {sorted(ready_states)}; phases {sorted({p for p in phases if p})}; "
-        f"jobs {summary['done']} of {JOBS} done, lost {len(missing)}"
+        f"jobs {summary['done']} of {produced} done, lost {len(missing)}"
     )
 
     assert now_redis["metadata"]["uid"] == redis_uid and restarts(now_redis) == 0

@@ -1,7 +1,8 @@
 """A queue app as a team would write it: configuration only from the injected Secret
 (``envFrom``), Redis only through the project's client library.
 
-    python worker.py produce   # enqueue JOBS jobs ("<run>-<n>"), RATE per second
+    python worker.py produce   # enqueue JOBS jobs ("<run>-<n>"), RATE per second, or
+                               # fewer: it stops early once the key STOP_KEY exists
     python worker.py consume   # take jobs reliably until stopped
 
 With ``METRICS_PORT`` set, it serves the client library's metrics (``redisqueue_client_*``)
@@ -54,8 +55,12 @@ def produce(client: redis.Redis) -> None:
     jobs = int(os.environ["JOBS"])
     rate = float(os.environ.get("RATE", "50"))
     run = os.environ.get("RUN", "job")
+    stop_key = os.environ.get("STOP_KEY", "")
     longest = 0.0
+    pushed = 0
     for n in range(jobs):
+        if stop_key and n % max(1, int(rate)) == 0 and _stopped(client, stop_key):
+            break
         started = time.monotonic()
         while True:
             try:
@@ -68,12 +73,21 @@ def produce(client: redis.Redis) -> None:
         longest = max(longest, took)
         if took > SLOW_PUSH_SECONDS:
             log(f"slow push {took:.3f} s")
+        pushed = n + 1
         time.sleep(max(0.0, 1 / rate - took))
-    log(f"produced {jobs}, longest push {longest:.3f} s")
+    log(f"produced {pushed}, longest push {longest:.3f} s")
     # Stay until stopped: an exit would make the Deployment start it over, pushing every job
     # again.
     while True:
         time.sleep(3600)
+
+
+def _stopped(client: redis.Redis, key: str) -> bool:
+    """Whether ``key`` exists: asked about once a second; an error counts as "not yet"."""
+    try:
+        return bool(client.exists(key))
+    except redis.RedisError:
+        return False
 
 
 class Stop(Exception):
