@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite from a fresh checkout: installs what it needs, then lint, types, tests.
 #
-#   ./tests/run.sh            # everything (what CI runs)
+#   ./tests/run.sh            # everything (what CI runs); as root, the tests marked node
+#                             # run in a second pytest process beside the others
 #   ./tests/run.sh -k health  # extra arguments go to pytest
 #   ./tests/run.sh --fast     # lint, types and the operator's fast tier (tests/controller)
 #   ./tests/run.sh --no-go    # lint, types and every test that needs no Go-built binary
@@ -30,12 +31,15 @@
 #                             python3-venv stops the run with the command to install it, and
 #                             without the node's packages the tests marked `node` are skipped
 #                             and say which packages are missing.
+#   REDISQUEUE_SERIAL=1       one pytest process for everything, the node's tests included
+#                             (the default when arguments for pytest are given)
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 step() { printf '\n==> %s\n' "$*"; }
 
 fast=0
+node_tests=0
 tier=()
 case "${1:-}" in
   --fast) fast=1 tier=(tests/controller) && shift ;;
@@ -171,6 +175,7 @@ else
       echo "REDISQUEUE_NO_SYSTEM_PACKAGES=1 and ${missing[*]} missing: the tests marked 'node' will be skipped"
     else
       started=$SECONDS
+      node_tests=1
       node_bin="$(tests/node/build.sh)"
       tests/node/images.sh "$node_bin/pause" >/dev/null
       echo "node binaries in $node_bin, images in .cache/images ($((SECONDS - started)) s)"
@@ -198,12 +203,38 @@ step "import contracts (lint-imports)"
 "$venv/bin/lint-imports" --no-cache
 
 step "pytest"
-marks=()
-[ "$fast" = 1 ] && marks=(-m "not k8s and not node and not gotools")
-set +e
-"$venv/bin/python" -m pytest --durations=20 "${marks[@]}" "${tier[@]}" "$@"
-status=$?
-set -e
+pytest=("$venv/bin/python" -m pytest --durations=20)
+status=0
+if [ "$node_tests" = 1 ] && [ "$#" = 0 ] && [ "${REDISQUEUE_SERIAL:-0}" != 1 ]; then
+  # The node's tests mostly wait on the cluster (rollouts, grace periods, an alert's `for:`,
+  # KEDA's cooldown) while the rest mostly wait on control planes starting: run as two
+  # pytest processes side by side, the node's output shown when both are done. They share
+  # nothing but the host: ports are free ones, work dirs their own.
+  node_log=".cache/pytest-node.log"
+  "${pytest[@]}" -p no:cacheprovider -m node > "$node_log" 2>&1 &
+  node_pid=$!
+  # A background job ignores the terminal's Ctrl-C: pass it on as SIGTERM, which the node's
+  # harness answers by taking the node down.
+  trap 'kill -TERM "$node_pid" 2>/dev/null; exit 130' INT TERM
+  set +e
+  "${pytest[@]}" -m "not node"
+  rest=$?
+  printf '\n==> pytest, the tests marked node (run beside the others; log in %s)\n' "$node_log"
+  wait "$node_pid"
+  node=$?
+  set -e
+  cat "$node_log"
+  # Nothing narrows either half, so each must have run tests: its exit 5 is a failure too.
+  status=$rest
+  [ "$status" = 0 ] && status=$node
+else
+  marks=()
+  [ "$fast" = 1 ] && marks=(-m "not k8s and not node and not gotools")
+  set +e
+  "${pytest[@]}" "${marks[@]}" "${tier[@]}" "$@"
+  status=$?
+  set -e
+fi
 if [ "$status" = 5 ]; then
   echo "pytest collected no tests: that is a failure" >&2
   exit 1
