@@ -931,7 +931,7 @@ class Node:
         self.kubectl("apply", "-f", "-", input=_COREDNS_RBAC)
         corefile = self.workdir / "Corefile"
         corefile.write_text(
-            f".:53 {{\n  bind {GATEWAY}\n  errors\n  health 127.0.0.1:0\n"
+            f".:53 {{\n  bind {GATEWAY}\n  errors\n"
             f"  kubernetes {CLUSTER_DOMAIN} in-addr.arpa {{\n"
             f"    kubeconfig {coredns_kc} redisqueue-test\n    pods insecure\n"
             "    fallthrough in-addr.arpa\n    ttl 5\n  }\n  cache 5\n  loadbalance\n}\n"
