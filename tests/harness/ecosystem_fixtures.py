@@ -55,6 +55,8 @@ PROMETHEUS_NAME = "k8s"
 #: The label kube-prometheus-stack's Prometheus selects ServiceMonitors and rules by.
 RELEASE_LABEL = {"release": "kube-prometheus-stack"}
 KEDA_NS = "keda"
+#: How often the test Prometheus evaluates alerting rules (scrape intervals are the monitors').
+EVALUATION_SECONDS = 5
 
 _IMAGES = pytest.StashKey[dict[str, dict[str, Image]]]()
 _BUILD_ERROR = pytest.StashKey[str]()
@@ -270,8 +272,7 @@ def _prometheus_resource(images: dict[str, Image]) -> dict[str, Any]:
             "ruleNamespaceSelector": everywhere,
             "podMonitorSelector": everywhere,
             "podMonitorNamespaceSelector": everywhere,
-            # Alerts are evaluated every 5 s; scrape intervals are the monitors' own.
-            "evaluationInterval": "5s",
+            "evaluationInterval": f"{EVALUATION_SECONDS}s",
             "resources": {"requests": {"cpu": "50m", "memory": "200Mi"}},
         },
     }

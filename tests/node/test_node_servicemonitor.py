@@ -30,6 +30,7 @@ from harness.dashboard import (
     variables_for,
 )
 from harness.ecosystem_fixtures import (
+    EVALUATION_SECONDS,
     QUEUE_NAME,
     REPO_ROOT,
     STREAM,
@@ -227,12 +228,12 @@ def test_servicemonitor_chart_rules_are_loaded_and_healthy(monitored_chart: Prom
     )
     # The operator is scraped, so the alert that says it is not must go quiet and stay so.
     # Before the first scrape of both replicas ``absent()`` is true and the rule may be
-    # pending (it needs 5m to fire); the first evaluation after the scrape (every 5 s here)
-    # must clear it, and later ones must keep it clear.
+    # pending (it needs 5m to fire); the first evaluation after the scrape must clear it, and
+    # later ones must keep it clear.
     prom.wait_for(f'up{{job="{RELEASE}"}} == 1', lambda r: len(r) == 2, timeout=180)
     absent = 'ALERTS{alertname="RedisQueueOperatorAbsent"}'
     prom.wait_for(absent, lambda r: not r, timeout=30, interval=1.0)
-    time.sleep(12)  # two more evaluations at the stack's 5 s interval
+    time.sleep(2 * EVALUATION_SECONDS + 2)  # two more evaluations
     assert prom.query(absent) == []
     (rule,) = [r for g in loaded() for r in g["rules"] if r["name"] == "RedisQueueOperatorAbsent"]
     assert rule["state"] == "inactive", rule
