@@ -213,9 +213,10 @@ if [ "$node_tests" = 1 ] && [ "$#" = 0 ] && [ "${REDISQUEUE_SERIAL:-0}" != 1 ]; 
   node_log=".cache/pytest-node.log"
   "${pytest[@]}" -p no:cacheprovider -m node > "$node_log" 2>&1 &
   node_pid=$!
-  # A background job ignores the terminal's Ctrl-C: pass it on as SIGTERM, which the node's
-  # harness answers by taking the node down.
-  trap 'kill -TERM "$node_pid" 2>/dev/null; exit 130' INT TERM
+  # A background job ignores the terminal's Ctrl-C, and SIGTERM skips pytest's teardown: on
+  # either, stop the node's half, then take down the node it left, from its state file.
+  trap 'kill -TERM "$node_pid" 2>/dev/null; wait "$node_pid"
+        "$venv/bin/python" tests/harness/kube_node.py down; exit 130' INT TERM
   set +e
   "${pytest[@]}" -m "not node"
   rest=$?

@@ -1153,16 +1153,25 @@ def _cmd_up(fresh_host: bool) -> int:
     os._exit(0)
 
 
-def _cmd_down() -> int:
+def _cmd_down(lock_timeout: float = 60.0) -> int:
+    # Under the node lock, as a start is: a node whose run is still alive holds it (and is
+    # left alone), and the lock file of a killed run goes with the rest (_unlock).
+    holder = Node(die_with_parent=False, lock_timeout=lock_timeout)
     try:
-        state = json.loads(STATE_FILE.read_text())
-    except (OSError, ValueError):
-        print("# no node recorded", file=sys.stderr)
-        return 0
-    state["keep_workdir"] = False
-    cleanup(state)
-    with contextlib.suppress(OSError):
-        RUN_DIR.rmdir()
+        holder._lock()
+    except NodeError as exc:
+        print(f"# {exc}: not taken down", file=sys.stderr)
+        return 1
+    try:
+        try:
+            state = json.loads(STATE_FILE.read_text())
+        except (OSError, ValueError):
+            print("# no node recorded", file=sys.stderr)
+            return 0
+        state["keep_workdir"] = False
+        cleanup(state)
+    finally:
+        holder._unlock()
     print("# node stopped and cleaned up", file=sys.stderr)
     return 0
 

@@ -3,7 +3,8 @@
 The lock is a ``flock`` on a file that its holder removes when it is done, so that a host
 is left as it was found. A run that opened the file before it was removed must not count a
 lock on that removed file as the lock: the next run has already made and locked a new one.
-These tests use a lock file in a temporary folder; they start no node and need no root.
+``kube_node.py down`` takes the same lock. These tests use a lock file in a temporary folder;
+they start no node and need no root.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ def lock_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     run_dir = tmp_path / "run"
     monkeypatch.setattr(kube_node, "RUN_DIR", run_dir)
     monkeypatch.setattr(kube_node, "LOCK_FILE", run_dir / "lock")
+    monkeypatch.setattr(kube_node, "STATE_FILE", run_dir / "state.json")
     return run_dir
 
 
@@ -68,4 +70,33 @@ def test_a_released_lock_goes_to_the_next_run_and_leaves_nothing(lock_dir: Path)
     first._unlock()
     second._lock()
     second._unlock()
+    assert not lock_dir.exists()
+
+
+def test_down_leaves_a_node_whose_run_holds_the_lock_alone(
+    lock_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    running = Node(lock_timeout=5)
+    running._lock()
+    (lock_dir / "state.json").write_text('{"owner": 1}')
+    undone: list[object] = []
+    # Records whether ``down`` would undo the node; this test starts no node to undo.
+    monkeypatch.setattr(kube_node, "cleanup", undone.append)
+    try:
+        assert kube_node._cmd_down(lock_timeout=0.5) == 1
+        assert "another test node holds" in capsys.readouterr().err
+        assert undone == []
+        assert (lock_dir / "state.json").exists()
+    finally:
+        running._unlock()
+
+
+def test_down_after_a_killed_run_removes_its_lock_file_too(
+    lock_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # What a killed holder leaves: the lock file, no longer locked by anyone.
+    lock_dir.mkdir()
+    (lock_dir / "lock").touch()
+    assert kube_node._cmd_down(lock_timeout=0.5) == 0
+    assert "no node recorded" in capsys.readouterr().err
     assert not lock_dir.exists()
