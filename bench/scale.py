@@ -3,12 +3,15 @@
 Starts the local control plane (tests/controlplane), a redis-server and the operator with
 the install path's ServiceAccount, then, in one run:
 
-1. the baselines: the time to create N RedisQueues with no operator running (raw
+1. the baselines, with no operator running: the time to create N RedisQueues (raw
    API-server creates of the same objects); and the floor, the writes any controller must
-   make for them, by a plain client;
+   make for them, by a plain client as the operator's ServiceAccount (the same RBAC check,
+   admission policies and audit record as the operator's writes). Two variants show where
+   time goes: the same writes as the cluster admin, who skips those three, and as the
+   ServiceAccount learning of each RedisQueue from a watch, as a controller must;
 2. N RedisQueues created with the operator running (external mode, one Redis, each
    injecting into its own app Secret): time until all are Ready with the Secret injected,
-   as a ratio of the raw creates, and p50/p95 create-to-Ready;
+   as a ratio of each baseline, and p50/p95 create-to-Ready;
 3. operator RSS; the operator's API requests at rest, by verb and resource, from the API
    server's audit log over a window at least twice the operator's longest periodic
    interval (its watches restart every WATCH_TIMEOUT_SECONDS); Redis connections of the
@@ -36,6 +39,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +58,8 @@ from redisqueue.controller.api.kube import (
 )
 from redisqueue.controller.api.paths import object_path
 from redisqueue.controller.resource.admission import DEFAULT_INTERVAL_SECONDS
+from redisqueue.controller.resource.identity import LABEL_REDISQUEUE
+from redisqueue.controller.resource.names import source_label_value
 
 GROUP, VERSION, PLURAL = "redisqueue.dev", "v1alpha1", "redisqueues"
 API = f"{GROUP}/{VERSION}"
@@ -66,12 +72,15 @@ def cpu_seconds(pid: int) -> float:
 
 
 class CpuMeter:
-    """CPU seconds of the API server, etcd and (once started) the operator over a phase."""
+    """CPU seconds of the API server, etcd, this process and (once started) the operator over
+    a phase."""
 
     def __init__(self, plane: ControlPlane) -> None:
         self.pids = {
             name: pid for name, pid in plane.pids.items() if name in ("kube-apiserver", "etcd")
         }
+        # This process: the creates, the watchers that time Ready, and the floors' writes.
+        self.pids["bench"] = os.getpid()
         self.start_values: dict[str, float] = {}
         self.started = 0.0
 
@@ -220,57 +229,120 @@ def floor_status(generation: int, endpoint: str, now: str) -> dict[str, Any]:
     }
 
 
-async def write_floor(
-    kube: Kube, namespace: str, count: int, server: RedisServer, concurrency: int
-) -> float:
-    """The writes any controller must make for ``count`` RedisQueues, made by a plain client
-    with nothing else in between: create, a finalizer (to remove injected keys on delete),
-    the app Secret, status, and the Event for the first Ready. Seconds for all of them."""
-    gate = asyncio.Semaphore(concurrency)
+async def write_rest(
+    kube: Kube, namespace: str, created: Mapping[str, Any], server: RedisServer
+) -> None:
+    """The writes any controller must make for the RedisQueue ``created``, after its create:
+    a finalizer (to remove injected keys on delete), the app Secret, status, and the Event
+    for the first Ready."""
     endpoint = f"{server.host}:{server.port}"
+    name = created["metadata"]["name"]
+    target = created["spec"]["inject"][0]["secretName"]
+    path = rq_path(namespace) + f"/{name}"
+    await kube.merge_patch(path, {"metadata": {"finalizers": ["redisqueue.dev/finalizer"]}})
+    await kube.apply(
+        {  # the operator's shape: Opaque, labelled with its RedisQueue, only REDIS_* keys
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "Opaque",
+            "metadata": {
+                "name": target,
+                "namespace": namespace,
+                "labels": {LABEL_REDISQUEUE: source_label_value(name)},
+            },
+            "stringData": {"REDIS_URL": f"redis://{endpoint}/0", "REDIS_POOL_SIZE": "50"},
+        },
+        field_manager="floor",
+    )
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    status = floor_status(int(created["metadata"]["generation"]), endpoint, now)
+    await kube.merge_patch(path + "/status", {"status": status})
+    await kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{name}.", "namespace": namespace},
+            "involvedObject": {
+                "apiVersion": API,
+                "kind": "RedisQueue",
+                "name": name,
+                "namespace": namespace,
+                "uid": created["metadata"]["uid"],
+            },
+            "reason": "Ready",
+            "message": f"Ready (Redis at {endpoint} answered PING)",
+            "type": "Normal",
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+    )
+
+
+async def write_floor(
+    kube: Kube, writer: Kube, namespace: str, count: int, server: RedisServer, concurrency: int
+) -> float:
+    """The floor: ``kube`` creates each RedisQueue and ``writer`` makes the writes any
+    controller must make for it (:func:`write_rest`), knowing what was created, nothing else
+    in between. Seconds for all of them."""
+    gate = asyncio.Semaphore(concurrency)
 
     async def one(i: int) -> None:
         async with gate:
-            name = f"q{i}"
-            created = await kube.create(rq_body(namespace, name, server, f"app-{i}"))
-            path = rq_path(namespace) + f"/{name}"
-            await kube.merge_patch(path, {"metadata": {"finalizers": ["redisqueue.dev/finalizer"]}})
-            await kube.apply(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Secret",
-                    "metadata": {"name": f"app-{i}", "namespace": namespace},
-                    "stringData": {"REDIS_URL": f"redis://{endpoint}/0", "REDIS_POOL_SIZE": "50"},
-                },
-                field_manager="floor",
-            )
-            now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-            status = floor_status(int(created["metadata"]["generation"]), endpoint, now)
-            await kube.merge_patch(path + "/status", {"status": status})
-            await kube.create(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Event",
-                    "metadata": {"generateName": f"{name}.", "namespace": namespace},
-                    "involvedObject": {
-                        "apiVersion": API,
-                        "kind": "RedisQueue",
-                        "name": name,
-                        "namespace": namespace,
-                        "uid": created["metadata"]["uid"],
-                    },
-                    "reason": "Ready",
-                    "message": f"Ready (Redis at {endpoint} answered PING)",
-                    "type": "Normal",
-                    "firstTimestamp": now,
-                    "lastTimestamp": now,
-                    "count": 1,
-                }
-            )
+            created = await kube.create(rq_body(namespace, f"q{i}", server, f"app-{i}"))
+            await write_rest(writer, namespace, created, server)
 
     started = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(count)))
     return time.perf_counter() - started
+
+
+async def write_floor_watching(
+    kube: Kube, writer: Kube, namespace: str, count: int, server: RedisServer, concurrency: int
+) -> float:
+    """The floor's writes made as a controller must make them: ``kube`` creates, and
+    ``writer`` learns of each new RedisQueue from a watch of RedisQueues (whole objects, as
+    JSON) and makes the same writes (:func:`write_rest`), ``concurrency`` at a time. No
+    framework, no checks, no probe, no Secret watch. Seconds from the first create until the
+    last RedisQueue's writes are done."""
+    path = rq_path(namespace)
+    version = ""
+    async for _, listed_at in writer.list_pages(path):
+        version = listed_at
+    new: asyncio.Queue[Mapping[str, Any]] = asyncio.Queue()
+    seen: set[str] = set()
+    done: list[float] = []
+
+    async def follow() -> None:
+        nonlocal version
+        while True:  # the server may end a watch; go on from the last version
+            async for kind, obj in writer.watch(path, version):
+                version = str(obj["metadata"].get("resourceVersion") or version)
+                name = obj["metadata"].get("name", "")
+                if kind == "ADDED" and name not in seen:
+                    seen.add(name)
+                    new.put_nowait(obj)
+
+    async def write_each() -> None:
+        while True:
+            await write_rest(writer, namespace, await new.get(), server)
+            done.append(time.perf_counter())
+
+    tasks = [asyncio.create_task(follow())]
+    tasks += [asyncio.create_task(write_each()) for _ in range(concurrency)]
+    try:
+        started = time.perf_counter()
+        await create_all(kube, namespace, count, server, concurrency)
+        while len(done) < count:  # the writers note each one done
+            if any(t.done() for t in tasks):
+                await asyncio.gather(*tasks)  # raises what stopped it
+                raise RuntimeError("the watching floor stopped")
+            await asyncio.sleep(0.05)
+        return max(done) - started
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def delete_all(plane: ControlPlane, kube: Kube, namespace: str) -> None:
@@ -396,9 +468,9 @@ async def run(  # noqa: PLR0915 - one scenario, read top to bottom
     )
     api = client.ApiClient(configuration)
     kube = Kube.from_kubeconfig(plane.kubeconfig)
-    operator = OperatorProcess(
-        service_account_kubeconfig(plane, workdir), workdir, log_level="INFO"
-    )
+    operator_config = service_account_kubeconfig(plane, workdir)
+    writer = Kube.from_kubeconfig(operator_config)
+    operator = OperatorProcess(operator_config, workdir, log_level="INFO")
     try:
         for namespace in ("raw", NAMESPACE):
             await local_cluster.create_namespace(plane, kube, server, namespace)
@@ -411,18 +483,31 @@ async def run(  # noqa: PLR0915 - one scenario, read top to bottom
         figures["raw_seconds"] = raw_seconds
         figures["raw_cpu"] = meter.stop()
         await delete_all(plane, kube, "raw")
-        await local_cluster.create_namespace(plane, kube, server, "floor")
-        # The same watchers as during the operator's run, so the watch fan-out is the same.
-        floor_watcher = Watcher(api, "floor")
-        floor_watcher.start()
-        await asyncio.sleep(1)
-        requests_before = request_counts(plane)
-        meter.start()
-        figures["floor_seconds"] = await write_floor(kube, "floor", n, server, args.concurrency)
-        figures["floor_cpu"] = meter.stop()
-        figures["floor_requests"] = per_object(requests_before, request_counts(plane), n)
-        await floor_watcher.stop()
-        await delete_all(plane, kube, "floor")
+        # The floors: the RedisQueues' writes that any controller must make, by a plain
+        # client. As the operator's ServiceAccount, so that they pass the same RBAC check,
+        # admission policies and audit record as the operator's own; as the cluster admin,
+        # who skips all three; and as that ServiceAccount learning of each RedisQueue from a
+        # watch. Each under the same watchers as the operator's run.
+        floors = (
+            ("floor", write_floor, writer),
+            ("admin_floor", write_floor, kube),
+            ("watching_floor", write_floor_watching, writer),
+        )
+        for key, write, as_whom in floors:
+            namespace = key.replace("_", "-")
+            await local_cluster.create_namespace(plane, kube, server, namespace)
+            floor_watcher = Watcher(api, namespace)
+            floor_watcher.start()
+            await asyncio.sleep(1)
+            requests_before = request_counts(plane)
+            meter.start()
+            figures[f"{key}_seconds"] = await write(
+                kube, as_whom, namespace, n, server, args.concurrency
+            )
+            figures[f"{key}_cpu"] = meter.stop()
+            figures[f"{key}_requests"] = per_object(requests_before, request_counts(plane), n)
+            await floor_watcher.stop()
+            await delete_all(plane, kube, namespace)
 
         # 2. The same creates with the operator running.
         operator.start()
@@ -566,6 +651,7 @@ async def run(  # noqa: PLR0915 - one scenario, read top to bottom
         server.stop()
         await api.close()
         await kube.close()
+        await writer.close()
     return figures
 
 
@@ -576,13 +662,33 @@ def report(f: dict[str, Any]) -> None:
         f"all Ready + injected: {f['ready_seconds']:.1f} s; raw creates of the same objects: "
         f"{f['raw_seconds']:.1f} s; ratio raw/operator {f['raw_seconds'] / f['ready_seconds']:.2f}x"
     )
-    print(
-        f"floor (the same objects' necessary writes by a plain client: create, finalizer, "
-        f"app Secret, status, Event): {f['floor_seconds']:.1f} s; ratio floor/operator "
-        f"{f['floor_seconds'] / f['ready_seconds']:.2f}x"
+    floors = (
+        (
+            "floor",
+            "the same objects' necessary writes by a plain client as the operator's "
+            "ServiceAccount: create, finalizer, app Secret, status, Event",
+        ),
+        (
+            "admin_floor",
+            "the same writes as the cluster admin: no RBAC check, admission policy or audit record",
+        ),
+        (
+            "watching_floor",
+            "the same writes as the ServiceAccount, learning of each RedisQueue from a watch",
+        ),
     )
+    for key, what in floors:
+        seconds = f[f"{key}_seconds"]
+        print(
+            f"{key.replace('_', ' ')} ({what}): {seconds:.1f} s; "
+            f"ratio {key.replace('_', ' ')}/operator {seconds / f['ready_seconds']:.2f}x"
+        )
     print(f"create-to-Ready: p50 {f['p50']:.2f} s, p95 {f['p95']:.2f} s")
-    for label, key in (("floor", "floor_requests"), ("operator", "operator_requests")):
+    for label, key in (
+        ("floor", "floor_requests"),
+        ("admin floor", "admin_floor_requests"),
+        ("operator", "operator_requests"),
+    ):
         requests = f[key]
         listed = ", ".join(f"{what} {v:.2f}" for what, v in requests.items())
         print(
@@ -592,12 +698,14 @@ def report(f: dict[str, Any]) -> None:
     for label, key in (
         ("raw creates", "raw_cpu"),
         ("floor", "floor_cpu"),
+        ("admin floor", "admin_floor_cpu"),
+        ("watching floor", "watching_floor_cpu"),
         ("operator", "operator_cpu"),
     ):
         used = f[key]
         parts = ", ".join(
             f"{name} {used[name]:.1f} s"
-            for name in ("kube-apiserver", "etcd", "operator")
+            for name in ("kube-apiserver", "etcd", "operator", "bench")
             if name in used
         )
         busy = sum(v for k, v in used.items() if k != "wall") / (used["wall"] * cores)
