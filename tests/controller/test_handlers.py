@@ -84,3 +84,14 @@ def test_a_successful_handler_leaves_no_progress_annotation_to_write() -> None:
     theirs.store(key=kopf.HandlerId("reconcile"), record=record, body=body(), patch=patch)
     theirs.purge(key=kopf.HandlerId("reconcile"), body=kopf.Body({"metadata": {}}), patch=patch)
     assert patch["metadata"]["annotations"] == {"redisqueue.dev/kopf-managed": "yes"}
+
+
+def test_progress_is_cleared_from_an_essence_without_copying_one_that_holds_none() -> None:
+    storage = UnmarkedProgressStorage(prefix="redisqueue.dev")
+    clean = MemoryDiffBase().build(body=body())
+    assert storage.clear(essence=clean) is clean
+    raw: Any = {"spec": {"a": 1}, "metadata": {"annotations": {"redisqueue.dev/reconcile": "{}"}}}
+    held = kopf.BodyEssence(**raw)
+    cleared = storage.clear(essence=held)
+    assert cleared == {"spec": {"a": 1}}
+    assert held["metadata"]["annotations"] == {"redisqueue.dev/reconcile": "{}"}  # a copy

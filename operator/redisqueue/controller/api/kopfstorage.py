@@ -30,6 +30,15 @@ class UnmarkedProgressStorage(kopf.AnnotationsProgressStorage):
     def _store_marker(self, prefix: str, patch: kopf.Patch, body: kopf.Body) -> None:
         return None
 
+    def clear(self, *, essence: kopf.BodyEssence) -> kopf.BodyEssence:
+        """``essence`` without this storage's annotations. kopf calls this on both essences
+        of every event, and its own version deep-copies each; an essence that holds none of
+        them (every one :class:`MemoryDiffBase` builds) is returned as it is."""
+        annotations = essence.get("metadata", {}).get("annotations") or {}
+        if any(key.startswith(f"{self.prefix}/") for key in annotations):
+            return super().clear(essence=essence)
+        return essence
+
 
 class MemoryDiffBase(kopf.DiffBaseStorage):
     """The last handled essence of each RedisQueue, kept in this process, not on the object.
