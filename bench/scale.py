@@ -21,7 +21,10 @@ the install path's ServiceAccount, then, in one run:
 5. churn: delete all N and look for leftovers (contract keys, labels, finalizers, metric
    series, Redis connections) and for errors in the operator's log;
 6. ``--cycles`` more rounds of creating and deleting all N: resident memory after each, so
-   that memory kept per RedisQueue shows as reused rather than accumulated.
+   that memory kept per RedisQueue shows as reused rather than accumulated;
+7. ``--rounds`` in all of the floor followed by the operator's creates (the first round is
+   1 and 2): the machine drifts between two phases by more than the difference between
+   them, so the ratio to judge by is the median over rounds.
 
 Run: ``python bench/scale.py --count 100`` (and ``--count 1000``).
 """
@@ -444,6 +447,28 @@ async def wait_until(check: Any, limit: float, what: str, interval: float = 0.1)
     return time.perf_counter() - started
 
 
+async def time_to_ready(
+    kube: Kube,
+    watcher: Watcher,
+    namespace: str,
+    count: int,
+    server: RedisServer,
+    args: argparse.Namespace,
+) -> tuple[float, list[float]]:
+    """Create ``count`` RedisQueues in ``namespace`` while the operator runs: seconds from the
+    first create until all are Ready with their app Secret injected (as ``watcher`` saw
+    them), and each one's create-to-Ready."""
+    started = time.perf_counter()
+    _, created = await create_all(kube, namespace, count, server, args.concurrency)
+    await wait_until(
+        lambda: all(watcher.done_at(name) for name in created),
+        limit=args.timeout,
+        what=f"{count} RedisQueues Ready",
+    )
+    finished = max(watcher.done_at(name) or 0.0 for name in created)
+    return finished - started, [(watcher.done_at(name) or 0.0) - at for name, at in created.items()]
+
+
 async def count_events(kube: Kube, namespace: str) -> tuple[int, int]:
     """(RedisQueue events, distinct (object, reason, message) among them)."""
     events = [
@@ -483,31 +508,34 @@ async def run(  # noqa: PLR0915 - one scenario, read top to bottom
         figures["raw_seconds"] = raw_seconds
         figures["raw_cpu"] = meter.stop()
         await delete_all(plane, kube, "raw")
+
         # The floors: the RedisQueues' writes that any controller must make, by a plain
         # client. As the operator's ServiceAccount, so that they pass the same RBAC check,
         # admission policies and audit record as the operator's own; as the cluster admin,
         # who skips all three; and as that ServiceAccount learning of each RedisQueue from a
         # watch. Each under the same watchers as the operator's run.
+        async def floor(key: str, write: Any, as_whom: Kube, namespace: str) -> float:
+            await local_cluster.create_namespace(plane, kube, server, namespace)
+            floor_watcher = Watcher(api, namespace)
+            floor_watcher.start()
+            await asyncio.sleep(1)
+            requests_before = request_counts(plane)
+            floor_meter = CpuMeter(plane)  # no operator runs
+            floor_meter.start()
+            seconds: float = await write(kube, as_whom, namespace, n, server, args.concurrency)
+            figures[f"{key}_cpu"] = floor_meter.stop()
+            figures[f"{key}_requests"] = per_object(requests_before, request_counts(plane), n)
+            await floor_watcher.stop()
+            await delete_all(plane, kube, namespace)
+            return seconds
+
         floors = (
             ("floor", write_floor, writer),
             ("admin_floor", write_floor, kube),
             ("watching_floor", write_floor_watching, writer),
         )
         for key, write, as_whom in floors:
-            namespace = key.replace("_", "-")
-            await local_cluster.create_namespace(plane, kube, server, namespace)
-            floor_watcher = Watcher(api, namespace)
-            floor_watcher.start()
-            await asyncio.sleep(1)
-            requests_before = request_counts(plane)
-            meter.start()
-            figures[f"{key}_seconds"] = await write(
-                kube, as_whom, namespace, n, server, args.concurrency
-            )
-            figures[f"{key}_cpu"] = meter.stop()
-            figures[f"{key}_requests"] = per_object(requests_before, request_counts(plane), n)
-            await floor_watcher.stop()
-            await delete_all(plane, kube, namespace)
+            figures[f"{key}_seconds"] = await floor(key, write, as_whom, key.replace("_", "-"))
 
         # 2. The same creates with the operator running.
         operator.start()
@@ -537,18 +565,11 @@ async def run(  # noqa: PLR0915 - one scenario, read top to bottom
         await asyncio.sleep(1)
         requests_before = request_counts(plane)
         meter.start(operator.proc.pid)  # type: ignore[union-attr]
-        started = time.perf_counter()
-        _, created = await create_all(kube, NAMESPACE, n, server, args.concurrency)
-        await wait_until(
-            lambda: all(watcher.done_at(name) for name in created),
-            limit=args.timeout,
-            what=f"{n} RedisQueues Ready",
+        figures["ready_seconds"], latencies = await time_to_ready(
+            kube, watcher, NAMESPACE, n, server, args
         )
         figures["operator_cpu"] = meter.stop()
         figures["operator_requests"] = per_object(requests_before, request_counts(plane), n)
-        finished = max(watcher.done_at(name) or 0.0 for name in created)
-        figures["ready_seconds"] = finished - started
-        latencies = [(watcher.done_at(name) or 0.0) - at for name, at in created.items()]
         figures["p50"] = statistics.median(latencies)
         figures["p95"] = percentile(latencies, 0.95)
         await watcher.stop()
@@ -639,6 +660,22 @@ async def run(  # noqa: PLR0915 - one scenario, read top to bottom
             for s in await kube.list(object_path("v1", "Secret", NAMESPACE))
             if "REDIS_URL" in (s.get("data") or {})
         ) + len(metric_series(operator, "redisqueue_up", NAMESPACE))
+        # 7. More rounds of the floor and the operator's creates, one after the other: the
+        # machine drifts by more than the difference, so the verdict is the median ratio.
+        figures["rounds"] = [(figures["floor_seconds"], figures["ready_seconds"])]
+        for r in range(2, args.rounds + 1):
+            operator.stop()
+            floor_seconds = await floor(f"floor_{r}", write_floor, writer, f"floor-{r}")
+            operator.start()
+            namespace = f"{NAMESPACE}-{r}"
+            await local_cluster.create_namespace(plane, kube, server, namespace)
+            watcher = Watcher(api, namespace)
+            watcher.start()
+            await asyncio.sleep(1)
+            ready_seconds, _ = await time_to_ready(kube, watcher, namespace, n, server, args)
+            await watcher.stop()
+            figures["rounds"].append((floor_seconds, ready_seconds))
+            await delete_all(plane, kube, namespace)
         log = operator.logs()
         figures["escalate_lines"] = log.count("Will escalate")
         figures["error_lines"] = sum(
@@ -683,6 +720,16 @@ def report(f: dict[str, Any]) -> None:
             f"{key.replace('_', ' ')} ({what}): {seconds:.1f} s; "
             f"ratio {key.replace('_', ' ')}/operator {seconds / f['ready_seconds']:.2f}x"
         )
+    rounds = f["rounds"]
+    ratios = [floor / ready for floor, ready in rounds]
+    listed = "; ".join(
+        f"{floor:.1f} / {ready:.1f} s = {ratio:.2f}x"
+        for (floor, ready), ratio in zip(rounds, ratios, strict=True)
+    )
+    print(
+        f"floor / operator over {len(rounds)} round(s) (floor, then the operator's creates): "
+        f"{listed}; median ratio {statistics.median(ratios):.2f}x"
+    )
     print(f"create-to-Ready: p50 {f['p50']:.2f} s, p95 {f['p95']:.2f} s")
     for label, key in (
         ("floor", "floor_requests"),
@@ -773,6 +820,12 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument(
         "--cycles", type=int, default=2, help="more create+delete cycles at the end (memory)"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="rounds of the floor then the operator's creates; the ratio is their median",
     )
     parser.add_argument("--profile", help="py-spy the operator while creating (raw stacks)")
     parser.add_argument("--keep-log", help="write the operator's log here")
