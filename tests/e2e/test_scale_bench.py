@@ -1,0 +1,96 @@
+"""bench/scale.py, run as docs/performance.md tells, at a small count: every phase runs, and
+the figures its large runs are judged by are there and hold what they claim.
+
+The bench starts its own control plane, redis-server and operator, as it does for 1000.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.k8s, pytest.mark.timeout(900)]
+
+REPO = Path(__file__).resolve().parents[2]
+
+#: The writes any controller must make for one RedisQueue (the floor), by verb and resource.
+FIVE_WRITES = (
+    "POST redisqueues 1.00",
+    "PATCH redisqueues 1.00",
+    "PATCH redisqueues/status 1.00",
+    "APPLY secrets 1.00",
+    "POST events 1.00",
+)
+
+
+def line_of(report: str, start: str) -> str:
+    lines = [line for line in report.splitlines() if line.startswith(start)]
+    assert len(lines) == 1, f"no single line starting {start!r} in:\n{report}"
+    return lines[0]
+
+
+def test_the_scale_bench_runs_every_phase_and_reports_the_floor_in_rounds() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "bench/scale.py",
+            "--count",
+            "20",
+            "--cycles",
+            "1",
+            "--rounds",
+            "2",
+            "--idle-seconds",
+            "5",
+            "--interval-wait",
+            "2",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=840,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    report = done.stdout
+
+    # The floor (as the operator's ServiceAccount) and the operator make the same five writes.
+    # (The count is the API server's, for every client: the controller-manager's requests
+    # may show beside them, so each write is checked, not the sum.)
+    for phase in ("floor", "operator"):
+        requests = line_of(report, f"API requests per RedisQueue during {phase}:")
+        for write in FIVE_WRITES:
+            assert re.search(rf"[ (]{re.escape(write)}[,)]", requests), requests
+        listed = re.findall(r"([A-Z]+ [^ ,()]+) (\d+\.\d\d)", requests.split(":", 1)[1])
+        per_queue = {f"{what} {value}" for what, value in listed if float(value) >= 0.5}
+        assert per_queue == set(FIVE_WRITES), requests  # no sixth request per RedisQueue
+
+    # Both rounds are listed with their ratio, and the verdict is their median.
+    rounds = line_of(report, "floor / operator over 2 round(s)")
+    ratios = [float(r) for r in re.findall(r"= (\d+\.\d\d)x", rounds)]
+    assert len(ratios) == 2, rounds
+    median = float(re.findall(r"median ratio (\d+\.\d\d)x", rounds)[0])
+    assert median == pytest.approx(sum(ratios) / 2, abs=0.011), rounds
+    for floor in ("floor (", "admin floor (", "watching floor ("):
+        assert re.search(r"\): \d+\.\d s; ratio ", line_of(report, floor))
+
+    # Every phase's CPU names the processes it metered.
+    operator_cpu = line_of(report, "CPU during operator")
+    for process in ("kube-apiserver", "etcd", "operator", "bench"):
+        assert f"{process} " in operator_cpu, operator_cpu
+    assert "operator " not in line_of(report, "CPU during floor").split(":", 1)[1]
+
+    # A restart posts no Event twice; deleting all leaves nothing behind; the log is clean.
+    assert line_of(report, "restart with 20 existing").endswith("(0 new)")
+    assert line_of(report, "delete all").endswith(
+        "left behind: 0 Secrets with contract keys, 0 labelled Secrets, 0 metric series, "
+        "0 Redis connections"
+    )
+    assert "contract Secrets and series left: 0" in line_of(report, "operator RSS over 1 more")
+    assert (
+        line_of(report, "operator log:") == "operator log: 0 errors, 0 warnings, 0 'Will escalate'"
+    )
