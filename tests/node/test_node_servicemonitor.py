@@ -265,8 +265,15 @@ def test_servicemonitor_every_dashboard_panel_has_data_from_that_prometheus(
     prom = monitored_chart
     namespace = monitored_app
     # A reconcile while Prometheus scrapes (a spec change), so the reconcile panels have a
-    # rate to show: the one at creation happened before the first scrape.
+    # rate to show. rate() sees an increase only between two samples of a series: first wait
+    # until Prometheus holds the count of the reconcile at creation, which may have come
+    # after the last scrape (the histogram's series begin with a reconcile).
     prom.wait_for(f'up{{job="{RELEASE}"}} == 1', lambda r: len(r) == 2, timeout=180)
+    prom.wait_for(
+        f'redisqueue_reconcile_duration_seconds_count{{job="{RELEASE}",outcome="success"}} >= 1',
+        lambda r: len(r) >= 1,
+        timeout=120,
+    )
     node.kubectl(
         "patch",
         "redisqueue",
