@@ -54,15 +54,18 @@ from harness.kube_controlplane import ControlPlane
 from harness.operator_harness import OperatorProcess, rq_path, service_account_kubeconfig
 from harness.redis_server import RedisServer
 from local_cluster import NAMESPACE
+from redisqueue.contract import ConnectionContract
 from redisqueue.controller.api.kube import (
     TOKEN_MAX_AGE_SECONDS,
     WATCH_TIMEOUT_SECONDS,
     Kube,
 )
 from redisqueue.controller.api.paths import object_path
+from redisqueue.controller.api.watch import follow
+from redisqueue.controller.objects.appsecret import build_injected_secret_apply
 from redisqueue.controller.resource.admission import DEFAULT_INTERVAL_SECONDS
-from redisqueue.controller.resource.identity import LABEL_REDISQUEUE
-from redisqueue.controller.resource.names import source_label_value
+from redisqueue.controller.resource.identity import FINALIZER
+from redisqueue.controller.resource.names import QueueNames, inject_field_manager
 
 GROUP, VERSION, PLURAL = "redisqueue.dev", "v1alpha1", "redisqueues"
 API = f"{GROUP}/{VERSION}"
@@ -84,17 +87,23 @@ class CpuMeter:
         }
         # This process: the creates, the watchers that time Ready, and the floors' writes.
         self.pids["bench"] = os.getpid()
+        self.phase: dict[str, int] = {}
         self.start_values: dict[str, float] = {}
         self.started = 0.0
 
     def start(self, operator_pid: int | None = None) -> None:
+        """Start a phase; ``operator_pid`` meters the operator too, for this phase only (it
+        may be a process that is gone by the next one)."""
+        self.phase = dict(self.pids)
         if operator_pid is not None:
-            self.pids["operator"] = operator_pid
-        self.start_values = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+            self.phase["operator"] = operator_pid
+        self.start_values = {name: cpu_seconds(pid) for name, pid in self.phase.items()}
         self.started = time.perf_counter()
 
     def stop(self) -> dict[str, float]:
-        used = {name: cpu_seconds(pid) - self.start_values[name] for name, pid in self.pids.items()}
+        used = {
+            name: cpu_seconds(pid) - self.start_values[name] for name, pid in self.phase.items()
+        }
         used["wall"] = time.perf_counter() - self.started
         return used
 
@@ -240,23 +249,15 @@ async def write_rest(
     for the first Ready."""
     endpoint = f"{server.host}:{server.port}"
     name = created["metadata"]["name"]
-    target = created["spec"]["inject"][0]["secretName"]
+    names = QueueNames(namespace, name, created["metadata"]["uid"])
     path = rq_path(namespace) + f"/{name}"
-    await kube.merge_patch(path, {"metadata": {"finalizers": ["redisqueue.dev/finalizer"]}})
-    await kube.apply(
-        {  # the operator's shape: Opaque, labelled with its RedisQueue, only REDIS_* keys
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "type": "Opaque",
-            "metadata": {
-                "name": target,
-                "namespace": namespace,
-                "labels": {LABEL_REDISQUEUE: source_label_value(name)},
-            },
-            "stringData": {"REDIS_URL": f"redis://{endpoint}/0", "REDIS_POOL_SIZE": "50"},
-        },
-        field_manager="floor",
-    )
+    await kube.merge_patch(path, {"metadata": {"finalizers": [FINALIZER]}})
+    # The app Secret the operator applies to a new RedisQueue's target: the same body and
+    # field manager, as an Opaque Secret (steps/inject.py).
+    contract = ConnectionContract(host=server.host, port=server.port, password=server.password)
+    target = created["spec"]["inject"][0]["secretName"]
+    body = build_injected_secret_apply(target, namespace, contract, source=names)
+    await kube.apply({**body, "type": "Opaque"}, field_manager=inject_field_manager(name))
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     status = floor_status(int(created["metadata"]["generation"]), endpoint, now)
     await kube.merge_patch(path + "/status", {"status": status})
@@ -308,44 +309,39 @@ async def write_floor_watching(
     JSON) and makes the same writes (:func:`write_rest`), ``concurrency`` at a time. No
     framework, no checks, no probe, no Secret watch. Seconds from the first create until the
     last RedisQueue's writes are done."""
-    path = rq_path(namespace)
-    version = ""
-    async for _, listed_at in writer.list_pages(path):
-        version = listed_at
     new: asyncio.Queue[Mapping[str, Any]] = asyncio.Queue()
     seen: set[str] = set()
     done: list[float] = []
+    all_done = asyncio.Event()
 
-    async def follow() -> None:
-        nonlocal version
-        while True:  # the server may end a watch; go on from the last version
-            async for kind, obj in writer.watch(path, version):
-                version = str(obj["metadata"].get("resourceVersion") or version)
-                name = obj["metadata"].get("name", "")
-                if kind == "ADDED" and name not in seen:
-                    seen.add(name)
-                    new.put_nowait(obj)
+    async def handle(kind: str, obj: Mapping[str, Any]) -> None:
+        name = obj["metadata"].get("name", "")
+        if kind == "ADDED" and name not in seen:
+            seen.add(name)
+            new.put_nowait(obj)
 
     async def write_each() -> None:
         while True:
             await write_rest(writer, namespace, await new.get(), server)
             done.append(time.perf_counter())
+            if len(done) == count:
+                all_done.set()
 
-    tasks = [asyncio.create_task(follow())]
+    # The operator's own list+watch loop (api/watch.py), as its standby follows RedisQueues.
+    tasks = [asyncio.create_task(follow(writer, rq_path(namespace), handle))]
     tasks += [asyncio.create_task(write_each()) for _ in range(concurrency)]
+    finished = asyncio.create_task(all_done.wait())
     try:
         started = time.perf_counter()
         await create_all(kube, namespace, count, server, concurrency)
-        while len(done) < count:  # the writers note each one done
-            if any(t.done() for t in tasks):
-                await asyncio.gather(*tasks)  # raises what stopped it
-                raise RuntimeError("the watching floor stopped")
-            await asyncio.sleep(0.05)
+        await asyncio.wait([finished, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        if not all_done.is_set():  # a writer failed (follow never ends on its own)
+            await asyncio.gather(*tasks)
         return max(done) - started
     finally:
-        for task in tasks:
+        for task in [finished, *tasks]:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(finished, *tasks, return_exceptions=True)
 
 
 async def delete_all(plane: ControlPlane, kube: Kube, namespace: str) -> None:
@@ -382,10 +378,12 @@ class Watcher:
         self.injected: dict[str, float] = {}
         self.tasks: list[asyncio.Task[None]] = []
 
-    def start(self) -> None:
+    async def __aenter__(self) -> Watcher:
         self.tasks = [asyncio.create_task(self._rqs()), asyncio.create_task(self._secrets())]
+        await asyncio.sleep(1)  # both watches established before anything is created
+        return self
 
-    async def stop(self) -> None:
+    async def __aexit__(self, *_: object) -> None:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -516,16 +514,12 @@ async def run(  # noqa: PLR0915 - one scenario, read top to bottom
         # watch. Each under the same watchers as the operator's run.
         async def floor(key: str, write: Any, as_whom: Kube, namespace: str) -> float:
             await local_cluster.create_namespace(plane, kube, server, namespace)
-            floor_watcher = Watcher(api, namespace)
-            floor_watcher.start()
-            await asyncio.sleep(1)
-            requests_before = request_counts(plane)
-            floor_meter = CpuMeter(plane)  # no operator runs
-            floor_meter.start()
-            seconds: float = await write(kube, as_whom, namespace, n, server, args.concurrency)
-            figures[f"{key}_cpu"] = floor_meter.stop()
-            figures[f"{key}_requests"] = per_object(requests_before, request_counts(plane), n)
-            await floor_watcher.stop()
+            async with Watcher(api, namespace):
+                requests_before = request_counts(plane)
+                meter.start()  # no operator runs
+                seconds: float = await write(kube, as_whom, namespace, n, server, args.concurrency)
+                figures[f"{key}_cpu"] = meter.stop()
+                figures[f"{key}_requests"] = per_object(requests_before, request_counts(plane), n)
             await delete_all(plane, kube, namespace)
             return seconds
 
@@ -560,19 +554,16 @@ async def run(  # noqa: PLR0915 - one scenario, read top to bottom
                 stderr=subprocess.DEVNULL,
             )
             await asyncio.sleep(1)
-        watcher = Watcher(api, NAMESPACE)
-        watcher.start()
-        await asyncio.sleep(1)
-        requests_before = request_counts(plane)
-        meter.start(operator.proc.pid)  # type: ignore[union-attr]
-        figures["ready_seconds"], latencies = await time_to_ready(
-            kube, watcher, NAMESPACE, n, server, args
-        )
-        figures["operator_cpu"] = meter.stop()
-        figures["operator_requests"] = per_object(requests_before, request_counts(plane), n)
+        async with Watcher(api, NAMESPACE) as watcher:
+            requests_before = request_counts(plane)
+            meter.start(operator.proc.pid)  # type: ignore[union-attr]
+            figures["ready_seconds"], latencies = await time_to_ready(
+                kube, watcher, NAMESPACE, n, server, args
+            )
+            figures["operator_cpu"] = meter.stop()
+            figures["operator_requests"] = per_object(requests_before, request_counts(plane), n)
         figures["p50"] = statistics.median(latencies)
         figures["p95"] = percentile(latencies, 0.95)
-        await watcher.stop()
         if profiler is not None:
             profiler.send_signal(signal.SIGINT)
             profiler.wait(timeout=30)
@@ -669,11 +660,8 @@ async def run(  # noqa: PLR0915 - one scenario, read top to bottom
             operator.start()
             namespace = f"{NAMESPACE}-{r}"
             await local_cluster.create_namespace(plane, kube, server, namespace)
-            watcher = Watcher(api, namespace)
-            watcher.start()
-            await asyncio.sleep(1)
-            ready_seconds, _ = await time_to_ready(kube, watcher, namespace, n, server, args)
-            await watcher.stop()
+            async with Watcher(api, namespace) as watcher:
+                ready_seconds, _ = await time_to_ready(kube, watcher, namespace, n, server, args)
             figures["rounds"].append((floor_seconds, ready_seconds))
             await delete_all(plane, kube, namespace)
         log = operator.logs()
