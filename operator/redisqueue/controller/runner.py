@@ -298,6 +298,7 @@ def run_operator(
         print(f"redisqueue operator: {exc}", file=sys.stderr)
         return 2
     status = 0
+    memory.freeze_startup_heap()
     try:
         status = asyncio.run(
             serve_operator(

@@ -6,6 +6,10 @@ although nothing uses them. ``malloc_trim(0)`` gives the free pages back. Measur
 ``python bench/scale.py --count 1000``: 137 MiB at rest without it, 124 MiB with it, the same
 peak while creating them. On a C library without ``malloc_trim`` (musl, macOS) this does
 nothing.
+
+Before each trim a full collection frees the cyclic garbage (tasks, exceptions, closures of a
+burst) that the collector has not reached yet: at rest little is allocated, so it may not run
+for a long time, and every object it would free keeps its page from the trim.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import gc
 import logging
 from collections.abc import Callable
 from typing import Final
@@ -22,6 +27,17 @@ log = logging.getLogger("redisqueue.operator")
 #: Seconds between two trims: long enough to cost nothing, short enough that a burst's pages
 #: are back within a minute.
 TRIM_INTERVAL_SECONDS: Final = 60.0
+
+
+def freeze_startup_heap() -> None:
+    """Leave the objects made by the imports out of every later cyclic garbage collection.
+
+    Modules, classes and functions live as long as the process, yet each full collection
+    walks them again: with 1000 RedisQueues the operator ran 8 full collections of 130 ms
+    each while taking them up. Call once, after the imports and before the event loop.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _malloc_trim() -> Callable[[int], int] | None:
@@ -48,10 +64,10 @@ def trim() -> bool:
 
 
 async def return_freed_memory(interval: float = TRIM_INTERVAL_SECONDS) -> None:
-    """:func:`trim` every ``interval`` seconds, until cancelled."""
+    """Collect cyclic garbage and :func:`trim` every ``interval`` seconds, until cancelled."""
     if _TRIM is None:
         log.debug("malloc_trim is not available: freed heap pages stay with the process")
-        return
     while True:
         await asyncio.sleep(interval)
+        gc.collect()
         trim()
