@@ -179,6 +179,15 @@ def metric_series(operator: OperatorProcess, family: str, namespace: str) -> dic
     return {m[1]: float(m[2]) for line in text.splitlines() if (m := pattern.match(line))}
 
 
+def gc_collections(operator: OperatorProcess) -> dict[str, float]:
+    """The operator's cyclic garbage collections so far, by generation."""
+    status, text = operator.http("/metrics")
+    if status != 200:
+        return {}
+    pattern = re.compile(r'^python_gc_collections_total\{generation="(\d)"\} (\S+)$')
+    return {m[1]: float(m[2]) for line in text.splitlines() if (m := pattern.match(line))}
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -556,11 +565,16 @@ async def run(  # noqa: PLR0915 - one scenario, read top to bottom
             await asyncio.sleep(1)
         async with Watcher(api, NAMESPACE) as watcher:
             requests_before = request_counts(plane)
+            collections_before = gc_collections(operator)
             meter.start(operator.proc.pid)  # type: ignore[union-attr]
             figures["ready_seconds"], latencies = await time_to_ready(
                 kube, watcher, NAMESPACE, n, server, args
             )
             figures["operator_cpu"] = meter.stop()
+            figures["operator_gc"] = {
+                generation: count - collections_before.get(generation, 0.0)
+                for generation, count in gc_collections(operator).items()
+            }
             figures["operator_requests"] = per_object(requests_before, request_counts(plane), n)
         figures["p50"] = statistics.median(latencies)
         figures["p95"] = percentile(latencies, 0.95)
@@ -748,6 +762,8 @@ def report(f: dict[str, Any]) -> None:
             f"CPU during {label} ({used['wall']:.1f} s wall, {cores} cores): {parts}; "
             f"these processes kept {busy:.0%} of the cores busy"
         )
+    collections = ", ".join(f"{g} {c:.0f}" for g, c in sorted(f["operator_gc"].items()))
+    print(f"operator's cyclic garbage collections while creating, by generation: {collections}")
     print(
         f"operator RSS: {f['rss_empty_mib']:.0f} MiB empty, {f['rss_mib']:.0f} MiB with {n} "
         f"(peak {f['rss_peak_mib']:.0f} MiB while creating them, "

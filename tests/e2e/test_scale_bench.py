@@ -84,6 +84,12 @@ def test_the_scale_bench_runs_every_phase_and_reports_the_floor_in_rounds() -> N
         assert f"{process} " in operator_cpu, operator_cpu
     assert "operator " not in line_of(report, "CPU during floor").split(":", 1)[1]
 
+    # The operator's cyclic garbage collections while creating, from its own metrics.
+    collections = line_of(report, "operator's cyclic garbage collections while creating")
+    counts = dict(re.findall(r"(\d) (\d+)", collections.split(":", 1)[1]))
+    assert set(counts) == {"0", "1", "2"}, collections
+    assert int(counts["0"]) > 0, collections
+
     # A restart posts no Event twice; deleting all leaves nothing behind; the log is clean.
     assert line_of(report, "restart with 20 existing").endswith("(0 new)")
     assert line_of(report, "delete all").endswith(
