@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import sys
 
+import aiohttp
+import kopf
 import pytest
+from kopf._cogs.clients import api as kopf_api
+from kopf._cogs.clients import auth as kopf_auth
 
 from redisqueue.controller.telemetry.logs import JsonFormatter, TextFormatter, about, configure
 
@@ -79,3 +84,38 @@ def test_configure_replaces_the_root_handlers(fmt: str) -> None:
     finally:
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])
+
+
+async def test_a_request_kopf_retries_is_a_warning_and_the_one_it_gives_up_on_an_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # kopf's own request routine against a loopback port nothing listens on: one retry, then
+    # it gives up. Both attempts fail for real (connection refused).
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    configure("INFO", "json")
+    context = kopf_auth.APIContext(kopf.ConnectionInfo(server=f"https://127.0.0.1:{port}"))
+    try:
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await kopf_api.request(
+                "get",
+                "/api",
+                settings=kopf.OperatorSettings(),
+                backoffs=[0],
+                context=context,
+                logger=logging.getLogger("kopf._cogs.clients.api"),
+            )
+    finally:
+        await context.session.close()
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    attempts = [
+        (line["level"], line["message"]) for line in lines if "Request attempt" in line["message"]
+    ]
+    assert len(attempts) == 2, lines
+    assert attempts[0][0] == "WARNING" and "; will retry:" in attempts[0][1]
+    assert attempts[1][0] == "ERROR" and "; escalating:" in attempts[1][1]

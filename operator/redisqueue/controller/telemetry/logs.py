@@ -72,10 +72,32 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
+class RetriedRequestsAreWarnings(logging.Filter):
+    """kopf logs each failed attempt of an API request at ERROR, also when it retries it (a
+    429 "storage is (re)initializing" while a new CRD's cache fills, a dropped connection).
+    Such an attempt is a warning; the attempt after which kopf gives up ("escalating") stays
+    an error, so a line at ERROR is one that needs someone."""
+
+    RETRIED: Final = ("; will retry:", "; will re-authenticate:")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if (
+            record.levelno == logging.ERROR
+            and record.name.startswith("kopf.")
+            and any(mark in record.getMessage() for mark in self.RETRIED)
+        ):
+            record.levelno, record.levelname = (
+                logging.WARNING,
+                logging.getLevelName(logging.WARNING),
+            )
+        return True
+
+
 def configure(level: str, log_format: LogFormat) -> None:
     """Route every logger (ours, kopf's, aiohttp's) to stderr in the chosen format."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+    handler.addFilter(RetriedRequestsAreWarnings())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
