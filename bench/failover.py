@@ -135,11 +135,14 @@ async def run(args: argparse.Namespace, plane: ControlPlane, workdir: Path) -> l
                 f"{failed} not 200"
             )
             await asyncio.sleep(3)
-        logs = "".join(p.logs() for p in replicas.values())
-        lines.append(
-            f"replica logs: {logs.count(' ERROR ') + logs.count('Traceback')} errors "
-            "(the killed leader's deliberate exit aside)"
-        )
+        errors = [
+            line
+            for p in replicas.values()
+            for line in p.logs().splitlines()
+            if " ERROR " in line or "Traceback" in line
+        ]
+        lines.append(f"replica logs: {len(errors)} errors")
+        lines += [f"  {line}" for line in errors]
     finally:
         for process in replicas.values():
             process.stop()
