@@ -20,8 +20,8 @@ pytestmark = [pytest.mark.k8s, pytest.mark.timeout(600)]
 
 REPO = Path(__file__).resolve().parents[2]
 
-#: Long enough that a takeover after SIGTERM (the Lease released: about 6 s, most of it the
-#: leader's own stop) stays well apart from one after SIGKILL (the Lease waited out).
+#: Long enough that a takeover after SIGTERM (the Lease released: about 6 s in the bench's
+#: runs, whatever the Lease) stays well apart from one after SIGKILL (the Lease waited out).
 LEASE_SECONDS = 12
 #: How often a replica renews or looks at the Lease (``LeaseSettings.retry_seconds``).
 RETRY_SECONDS = 2.0
