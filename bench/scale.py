@@ -171,21 +171,27 @@ def operator_connections(server: RedisServer) -> int:
         r.close()
 
 
-def metric_series(operator: OperatorProcess, family: str, namespace: str) -> dict[str, float]:
+def metric_samples(operator: OperatorProcess, family: str) -> list[tuple[str, float]]:
+    """(labels, value) of every sample of ``family`` the operator serves now."""
     status, text = operator.http("/metrics")
     if status != 200:
-        return {}
-    pattern = re.compile(rf'^{family}\{{([^}}]*namespace="{namespace}"[^}}]*)\}} (\S+)$')
-    return {m[1]: float(m[2]) for line in text.splitlines() if (m := pattern.match(line))}
+        return []
+    pattern = re.compile(rf"^{family}\{{([^}}]*)\}} (\S+)$")
+    return [(m[1], float(m[2])) for line in text.splitlines() if (m := pattern.match(line))]
+
+
+def metric_series(operator: OperatorProcess, family: str, namespace: str) -> dict[str, float]:
+    return {
+        labels: value
+        for labels, value in metric_samples(operator, family)
+        if f'namespace="{namespace}"' in labels
+    }
 
 
 def gc_collections(operator: OperatorProcess) -> dict[str, float]:
     """The operator's cyclic garbage collections so far, by generation."""
-    status, text = operator.http("/metrics")
-    if status != 200:
-        return {}
-    pattern = re.compile(r'^python_gc_collections_total\{generation="(\d)"\} (\S+)$')
-    return {m[1]: float(m[2]) for line in text.splitlines() if (m := pattern.match(line))}
+    samples = metric_samples(operator, "python_gc_collections_total")
+    return {labels.split('"')[1]: value for labels, value in samples}
 
 
 def percentile(values: list[float], q: float) -> float:
