@@ -4,7 +4,7 @@ CPython returns freed objects to glibc's malloc, which keeps the pages for later
 burst (a thousand RedisQueues taken up at start, a relist) they stay in the process's RSS,
 although nothing uses them. ``malloc_trim(0)`` gives the free pages back. Measured with
 ``python bench/scale.py --count 1000``: 137 MiB at rest without it, 124 MiB with it, the same
-peak while creating them. On a C library without ``malloc_trim`` (musl, macOS) this does
+peak while creating them. On a C library without ``malloc_trim`` (musl, macOS) the trim does
 nothing.
 
 Before each trim a full collection frees the cyclic garbage (tasks, exceptions, closures of a
