@@ -10,15 +10,12 @@ events is checked, which holds on any machine.
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.k8s, pytest.mark.timeout(600)]
+from harness.benches import bench_report
 
-REPO = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.k8s, pytest.mark.timeout(600)]
 
 #: Long enough that a takeover after SIGTERM (the Lease released: about 6 s in the bench's
 #: runs, whatever the Lease) stays well apart from one after SIGKILL (the Lease waited out).
@@ -28,23 +25,9 @@ RETRY_SECONDS = 2.0
 
 
 def test_the_failover_bench_waits_out_a_killed_leader_and_keeps_the_standby_healthy() -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "bench/failover.py",
-            "--count",
-            "5",
-            "--lease-seconds",
-            str(LEASE_SECONDS),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=540,
-        check=False,
+    report = bench_report(
+        "failover.py", "--count", "5", "--lease-seconds", str(LEASE_SECONDS), timeout=540
     )
-    assert done.returncode == 0, done.stderr[-4000:]
-    report = done.stdout
     pattern = re.compile(
         r"^leader killed with (SIG[A-Z]+): new leader wrote status after (\d+\.\d) s "
         rf"\(lease duration {LEASE_SECONDS} s, ratio (\d+\.\d\d)\); "

@@ -7,15 +7,12 @@ The bench starts its own control plane, redis-server and operator, as it does fo
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.k8s, pytest.mark.timeout(900)]
+from harness.benches import bench_report
 
-REPO = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.k8s, pytest.mark.timeout(900)]
 
 #: The writes any controller must make for one RedisQueue (the floor), by verb and resource.
 FIVE_WRITES = (
@@ -34,29 +31,12 @@ def line_of(report: str, start: str) -> str:
 
 
 def test_the_scale_bench_runs_every_phase_and_reports_the_floor_in_rounds() -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "bench/scale.py",
-            "--count",
-            "20",
-            "--cycles",
-            "1",
-            "--rounds",
-            "2",
-            "--idle-seconds",
-            "5",
-            "--interval-wait",
-            "2",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
+    report = bench_report(
+        "scale.py",
+        *("--count", "20", "--cycles", "1", "--rounds", "2"),
+        *("--idle-seconds", "5", "--interval-wait", "2"),
         timeout=840,
-        check=False,
     )
-    assert done.returncode == 0, done.stderr[-4000:]
-    report = done.stdout
 
     # The floor (as the operator's ServiceAccount) and the operator make the same five writes.
     # (The count is the API server's, for every client: the controller-manager's requests
