@@ -33,8 +33,8 @@ def freeze_startup_heap() -> None:
     """Leave the objects made by the imports out of every later cyclic garbage collection.
 
     Modules, classes and functions live as long as the process, yet each full collection
-    walks them again: with 1000 RedisQueues the operator ran 8 full collections of 130 ms
-    each while taking them up. Call once, after the imports and before the event loop.
+    walks them again: a run that took up 1000 RedisQueues made 8 full collections, 1.07 s
+    in all. Call once, after the imports and before the event loop.
     """
     gc.collect()
     gc.freeze()
