@@ -191,7 +191,8 @@ def metric_series(operator: OperatorProcess, family: str, namespace: str) -> dic
 def gc_collections(operator: OperatorProcess) -> dict[str, float]:
     """The operator's cyclic garbage collections so far, by generation."""
     samples = metric_samples(operator, "python_gc_collections_total")
-    return {labels.split('"')[1]: value for labels, value in samples}
+    found = ((re.search(r'generation="(\d+)"', labels), value) for labels, value in samples)
+    return {m[1]: value for m, value in found if m}
 
 
 def percentile(values: list[float], q: float) -> float:
