@@ -98,12 +98,18 @@ class ControlPlaneError(RuntimeError):
 class CommandError(subprocess.CalledProcessError):
     """A failed kubectl/helm call; unlike CalledProcessError its message shows the output."""
 
+    #: what the cluster looked like when a wait failed (filled in by the node's clients)
+    report: str = ""
+
     def __str__(self) -> str:
         cmd = self.cmd if isinstance(self.cmd, str) else " ".join(map(str, self.cmd))
-        return (
+        text = (
             f"command {cmd!r} exited with {self.returncode}\n"
             f"--- stdout ---\n{self.stdout or ''}\n--- stderr ---\n{self.stderr or ''}"
         )
+        if self.report:
+            return f"{text}\n--- the cluster at that moment ---\n{self.report}"
+        return text
 
 
 # --------------------------------------------------------------------------- versions

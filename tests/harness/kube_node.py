@@ -49,6 +49,7 @@ if __name__ == "__main__":
 from harness.go_tools import refuse_go_builds
 from harness.kube_controlplane import (
     REPO_ROOT,
+    CommandError,
     ControlPlane,
     _die_with_parent,
     create_ca,
@@ -630,12 +631,100 @@ class Node:
     def kubectl(
         self, *args: str, check: bool = True, input: str | None = None, timeout: float = 120.0
     ) -> subprocess.CompletedProcess[str]:
-        return self.plane.kubectl(*args, check=check, input=input, timeout=timeout)
+        try:
+            return self.plane.kubectl(*args, check=check, input=input, timeout=timeout)
+        except CommandError as error:
+            self._explain(error, args)
+            raise
 
     def helm(
         self, *args: str, check: bool = True, input: str | None = None, timeout: float = 300.0
     ) -> subprocess.CompletedProcess[str]:
-        return self.plane.helm(*args, check=check, input=input, timeout=timeout)
+        try:
+            return self.plane.helm(*args, check=check, input=input, timeout=timeout)
+        except CommandError as error:
+            self._explain(error, args)
+            raise
+
+    def _explain(self, error: CommandError, args: Sequence[str]) -> None:
+        """A failed wait for pods says why they are not ready: the failure alone does not."""
+        if any(arg in ("wait", "rollout", "--wait") for arg in args):
+            try:
+                error.report = self.pod_report()
+            except Exception as failure:  # the wait's own error matters more
+                error.report = f"(no report: {failure!r})"
+
+    def pod_report(self, log_lines: int = 8) -> str:
+        """Pods that are not ready and why, the latest Warning Events, the kubelet's errors.
+
+        What a person would read with ``kubectl describe`` and ``kubectl logs`` when a wait
+        times out, kept short: CI shows only the end of a failed run's output.
+        """
+        lines: list[str] = []
+        pods = self.plane.kubectl("get", "pods", "-A", "-o", "json", check=False, timeout=30)
+        for pod in json.loads(pods.stdout or "{}").get("items", []):
+            meta, status = pod["metadata"], pod.get("status", {})
+            conditions = {c["type"]: c for c in status.get("conditions", [])}
+            if conditions.get("Ready", {}).get("status") == "True":
+                continue
+            where = f"{meta['namespace']}/{meta['name']}"
+            lines.append(f"pod {where}: {status.get('phase')} on {status.get('podIP')}")
+            for kind, condition in conditions.items():
+                if condition.get("status") != "True":
+                    reason = condition.get("reason", "")
+                    lines.append(f"  {kind}=False {reason} {condition.get('message', '')}")
+            for container in status.get("containerStatuses", []):
+                state = container.get("state", {})
+                last = container.get("lastState", {}).get("terminated", {})
+                lines.append(
+                    f"  container {container['name']}: restarts {container.get('restartCount')}"
+                    f" state {json.dumps(state)[:300]}"
+                    + (f" last exit {last.get('exitCode')} {last.get('reason')}" if last else "")
+                )
+                if "waiting" not in state or container.get("restartCount"):
+                    logs = self.plane.kubectl(
+                        "logs",
+                        "-n",
+                        meta["namespace"],
+                        meta["name"],
+                        "-c",
+                        container["name"],
+                        f"--tail={log_lines}",
+                        *(["--previous"] if last else []),
+                        check=False,
+                        timeout=30,
+                    )
+                    for line in (logs.stdout or logs.stderr).splitlines()[-log_lines:]:
+                        lines.append(f"    | {line[:300]}")
+        events = self.plane.kubectl(
+            "get",
+            "events",
+            "-A",
+            "--field-selector=type=Warning",
+            "-o",
+            "json",
+            check=False,
+            timeout=30,
+        )
+        warnings = sorted(
+            json.loads(events.stdout or "{}").get("items", []),
+            key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "",
+        )
+        for event in warnings[-12:]:
+            obj = event.get("involvedObject", {})
+            lines.append(
+                f"event {obj.get('kind')} {obj.get('namespace')}/{obj.get('name')}:"
+                f" {event.get('reason')} x{event.get('count') or 1}"
+                f" {(event.get('message') or '')[:300]}"
+            )
+        for name in ("kubelet", "containerd"):
+            errors = [
+                line
+                for line in self.logs(name, 4000).splitlines()
+                if line.startswith("E") or "level=error" in line
+            ]
+            lines.extend(f"{name}: {line[:300]}" for line in errors[-6:])
+        return "\n".join(lines) or "every pod is ready"
 
     @property
     def kubeconfig(self) -> Path:

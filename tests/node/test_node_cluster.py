@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from harness.ecosystem_fixtures import APP_SECRET, app_redis, in_toolbox, wait_until
+from harness.kube_controlplane import CommandError
 from harness.kube_node import (
     BRIDGE,
     BRIDGE_MAC,
@@ -210,6 +211,34 @@ print(open("/proc/net/arp").read())
     assert proc.returncode == 0, proc.stderr
     gateway = [line.split() for line in proc.stdout.splitlines() if line.startswith(f"{GATEWAY} ")]
     assert gateway and gateway[0][3] == BRIDGE_MAC, proc.stdout
+
+
+def test_a_failed_wait_says_why_the_pod_is_not_ready(node: Node) -> None:
+    # A wait that times out in CI shows only its own output unless the harness adds what
+    # `kubectl describe` would: the pod, its container's waiting reason, the Events.
+    pod = "never-pulled"
+    node.kubectl(
+        "run",
+        pod,
+        "--image=localhost/redisqueue-absent:none",
+        "--image-pull-policy=Never",
+        "--restart=Never",
+    )
+    try:
+        path = "{.status.containerStatuses[0].state.waiting.reason}"
+        wait_until(
+            "the kubelet to refuse the image",
+            lambda: pod_field(node, "default", pod, path) == "ErrImageNeverPull",
+            timeout=60,
+        )
+        with pytest.raises(CommandError) as failed:
+            node.kubectl("wait", "--for=condition=Ready", f"pod/{pod}", "--timeout=1s")
+        report = str(failed.value).split("--- the cluster at that moment ---", 1)[1]
+        assert f"pod default/{pod}: Pending" in report
+        assert "ErrImageNeverPull" in report
+        assert f"event Pod default/{pod}: ErrImageNeverPull" in report
+    finally:
+        node.kubectl("delete", "pod", pod, "--wait=false", "--ignore-not-found")
 
 
 # --------------------------------------------------------------------------- (1) install
