@@ -87,6 +87,15 @@ PERSISTENT_VOLUMES = 32
 RUN_DIR = Path("/run/redisqueue-node")
 LOCK_FILE = RUN_DIR / "lock"
 STATE_FILE = RUN_DIR / "state.json"
+#: Work dirs are made with this prefix in the temporary folder (only under the node lock).
+WORKDIR_PREFIX = "redisqueue-node-"
+#: Below this much free space on the work dir's file system the kubelet evicts every pod
+#: (DiskPressure) and taints the node: absolute, where its default is a share of the disk,
+#: which on a large disk that is nearly full is gigabytes.
+EVICTION_FREE = "512Mi"
+#: What a start asks to find free there: images unpacked in containerd, container layers,
+#: logs, etcd (a whole suite's node grows to about 0.8 GiB), above the eviction threshold.
+MIN_FREE_BYTES = 2 << 30
 GUARD_CHAIN = "RQNODE-GUARD"
 
 #: sysctls the kubelet, kube-proxy or the bridge plugin change; restored on teardown.
@@ -263,7 +272,28 @@ def host_snapshot() -> dict[str, Any]:
         "cgroups": cgroups,
         "sysctls": read_sysctls(),
         "paths": sorted(p for p in _host_path_chain() if os.path.lexists(p)),
+        "workdirs": node_workdirs(),
     }
+
+
+def node_workdirs() -> list[str]:
+    """The nodes' work dirs in the temporary folder (each a few hundred MiB of images)."""
+    return sorted(str(p) for p in Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*"))
+
+
+def free_space_error(path: Path, needed: int = MIN_FREE_BYTES) -> str | None:
+    """Why a node cannot start with its work dir in ``path``, or None when it has room."""
+    stat = os.statvfs(path)
+    available = stat.f_bavail * stat.f_frsize
+    if available >= needed:
+        return None
+    return (
+        f"the test node needs {needed / 2**30:.1f} GiB free on the file system of {path}"
+        f" (its work dir: images, containers, logs, etcd; below {EVICTION_FREE} the kubelet"
+        f" evicts every pod), and {available / 2**30:.2f} GiB are available. Free space there"
+        " (old clones' .cache folders, earlier nodes' work dirs) or point TMPDIR at a larger"
+        " file system."
+    )
 
 
 def _host_path_chain() -> set[str]:
@@ -521,8 +551,14 @@ def recover_stale() -> None:
     owner = int(state.get("owner", 0))
     if owner and owner != os.getpid() and _pid_alive(owner):
         raise NodeError(f"a node owned by pid {owner} is running (see {STATE_FILE})")
-    print(f"kube_node: cleaning up after a node left by pid {owner}", file=sys.stderr)
-    cleanup(state)
+    print(
+        f"kube_node: cleaning up after a node left by pid {owner}, its work dir"
+        f" {state.get('workdir')} included",
+        file=sys.stderr,
+    )
+    # A node kept for `kube_node.py up` keeps its work dir only while it runs: once another
+    # start takes it down, nothing would ever remove the images it holds.
+    cleanup({**state, "keep_workdir": False})
 
 
 # --------------------------------------------------------------------------- the node
@@ -541,6 +577,8 @@ class Node:
     fresh_host: bool = False
     lock_timeout: float = 600.0
     startup_timeout: float = 180.0
+    #: A start refuses, saying why, with less than this free for its work dir.
+    min_free_bytes: int = MIN_FREE_BYTES
 
     plane: ControlPlane = field(init=False)
     workdir: Path = field(init=False, default=Path())
@@ -564,6 +602,10 @@ class Node:
     def start(self) -> Node:
         if os.geteuid() != 0:
             raise NodeError("the test node needs root (containerd, iptables, mounts)")
+        # A disk nearly full would start the node and then evict every pod it runs: say so now.
+        no_room = free_space_error(Path(tempfile.gettempdir()), self.min_free_bytes)
+        if no_room:
+            raise NodeError(no_room)
         started = time.monotonic()
         cp_bin = ensure_binaries()
         self.bin_dir, self.images = ensure_node_artifacts()
@@ -577,7 +619,7 @@ class Node:
             self.host_at_start = host_snapshot()
             if not self.host_before:
                 self.host_before = self.host_at_start
-            self.workdir = Path(tempfile.mkdtemp(prefix="redisqueue-node-"))
+            self.workdir = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
             self._state = {
                 "owner": os.getpid(),
                 "workdir": str(self.workdir),
@@ -1212,8 +1254,8 @@ def _kubelet_config(
         "imageMinimumGCAge": "24h",
         "evictionHard": {
             "memory.available": "50Mi",
-            "nodefs.available": "1%",
-            "imagefs.available": "1%",
+            "nodefs.available": EVICTION_FREE,
+            "imagefs.available": EVICTION_FREE,
             "nodefs.inodesFree": "1%",
         },
         "serializeImagePulls": False,

@@ -1,10 +1,10 @@
 """The node leaves the host as it found it: iptables rules and chains (both families),
-network links, mounts, cgroups, sysctls and the paths its tools create elsewhere. Both by
-``stop()`` and for a node whose owner is gone (what a killed test run leaves), from the
-state file alone. Each node of the test starts on a fresh host: with the node lock held,
-what earlier nodes left outside their work dirs is removed first (``fresh_host``), so the
-paths a first node creates, and their missing parents, are part of the proof. The session's
-node is restarted afterwards for any later test.
+network links, mounts, cgroups, sysctls, the paths its tools create elsewhere and its own
+work dir. Both by ``stop()`` and for a node whose owner is gone (what a killed test run
+leaves), from the state file alone. Each node of the test starts on a fresh host: with the
+node lock held, what earlier nodes left outside their work dirs is removed first
+(``fresh_host``), so the paths a first node creates, and their missing parents, are part of
+the proof. The session's node is restarted afterwards for any later test.
 """
 
 from __future__ import annotations
@@ -124,11 +124,14 @@ def test_stop_and_a_killed_runs_cleanup_leave_the_host_as_it_was(
         assert differences(before, host_snapshot()) == {}
 
         # A killed run's node still up when the next run starts: the start cleans it up
-        # before it records the host, so that record is the clean host, not the leftovers.
-        _up(tmp_path / "kube-cache")
+        # before it records the host, so that record is the clean host, not the leftovers;
+        # its work dir (the images it imported, some hundred MiB) goes too.
+        killed = Path(_up(tmp_path / "kube-cache")["KUBECONFIG"]).parents[1]
+        assert str(killed) in host_snapshot()["workdirs"]
         assert differences(before, host_snapshot())
         node.start()
         restarted = True
+        assert not killed.exists()
         assert differences(before, node.host_at_start) == {}
     finally:
         if not restarted:
