@@ -7,7 +7,7 @@
 #   ./tests/run.sh --fast     # lint, types and the operator's fast tier (tests/controller)
 #   ./tests/run.sh --no-go    # lint, types and every test that needs no Go-built binary
 #
-# Installs (once): redis-server from Debian packages (root, or tells you the command),
+# Installs (once): redis-server and wrk from Debian packages (root, or tells you the command),
 # a virtualenv with the project and its dev extras, the local Kubernetes control plane and
 # the test tools built from Go modules into .cache/ (15-40 min cold on 2 cores, seconds
 # warm), and, as root, the test node: containerd, runc, the CNI plugins and the image tools
@@ -77,6 +77,17 @@ if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; th
   fi
 fi
 redis-server --version
+
+step "wrk (Debian package: the HTTP load generator of bench/bench.py)"
+if ! command -v wrk >/dev/null; then
+  if may_install; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+  else
+    echo "wrk is missing: bench/bench.py skips its health benchmark and says so (sudo apt-get install -y wrk)"
+  fi
+fi
+command -v wrk || true
 
 step "Python environment ($venv, REDISQUEUE_DEPS=$deps)"
 python="${PYTHON:-python3}"
