@@ -697,12 +697,28 @@ class Node:
                 error.report = f"(no report: {failure!r})"
 
     def pod_report(self, log_lines: int = 8) -> str:
-        """Pods that are not ready and why, the latest Warning Events, the kubelet's errors.
+        """A node that is not Ready, under pressure or tainted; pods that are not ready and why;
+        the latest Warning Events; the kubelet's and containerd's error lines.
 
         What a person would read with ``kubectl describe`` and ``kubectl logs`` when a wait
         times out, kept short: CI shows only the end of a failed run's output.
         """
         lines: list[str] = []
+        nodes = self.plane.kubectl("get", "nodes", "-o", "json", check=False, timeout=30)
+        for node in json.loads(nodes.stdout or "{}").get("items", []):
+            # Ready should be True, every pressure condition False; taints keep pods away.
+            wrong = [
+                f"{c['type']}={c['status']} ({c.get('message', '')})"
+                for c in node.get("status", {}).get("conditions", [])
+                if (c["status"] == "True") != (c["type"] == "Ready")
+            ]
+            taints = [f"{t['key']}:{t['effect']}" for t in node.get("spec", {}).get("taints", [])]
+            if wrong or taints:
+                conditions = "; ".join(wrong) or "conditions as expected"
+                lines.append(
+                    f"node {node['metadata']['name']}: {conditions};"
+                    f" taints {', '.join(taints) or 'none'}"
+                )
         pods = self.plane.kubectl("get", "pods", "-A", "-o", "json", check=False, timeout=30)
         for pod in json.loads(pods.stdout or "{}").get("items", []):
             meta, status = pod["metadata"], pod.get("status", {})

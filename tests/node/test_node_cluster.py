@@ -241,6 +241,33 @@ def test_a_failed_wait_says_why_the_pod_is_not_ready(node: Node) -> None:
         node.kubectl("delete", "pod", pod, "--wait=false", "--ignore-not-found")
 
 
+def test_a_failed_wait_names_the_taint_that_keeps_a_pod_off_the_node(node: Node) -> None:
+    # DiskPressure and the like show as node conditions and taints, not on the pod.
+    taint = "redisqueue.test/hold=report:NoSchedule"
+    pod = "never-scheduled"
+    node.kubectl("taint", "node", NODE_NAME, taint)
+    try:
+        node.kubectl(
+            "run",
+            pod,
+            f"--image={node.images['redis'].ref}",
+            "--image-pull-policy=Never",
+            "--restart=Never",
+        )
+        with pytest.raises(CommandError) as failed:
+            node.kubectl("wait", "--for=condition=Ready", f"pod/{pod}", "--timeout=3s")
+        report = str(failed.value).split("--- the cluster at that moment ---", 1)[1]
+        assert (
+            f"node {NODE_NAME}: conditions as expected; taints redisqueue.test/hold:NoSchedule"
+            in report
+        )
+        assert f"pod default/{pod}: Pending" in report
+        assert "PodScheduled=False Unschedulable" in report
+    finally:
+        node.kubectl("taint", "node", NODE_NAME, f"{taint}-", check=False)
+        node.kubectl("delete", "pod", pod, "--wait=false", "--ignore-not-found")
+
+
 # --------------------------------------------------------------------------- (1) install
 
 
