@@ -36,8 +36,13 @@ def test_a_start_without_room_stops_before_it_locks_or_leaves_anything(
     monkeypatch.setattr(kube_node, "RUN_DIR", run_dir)
     monkeypatch.setattr(kube_node, "LOCK_FILE", run_dir / "lock")
     monkeypatch.setattr(kube_node, "STATE_FILE", run_dir / "state.json")
-    workdirs = node_workdirs()
-    with pytest.raises(NodeError, match=f"file system of {tempfile.gettempdir()}"):
+    # Work dirs go to a temporary folder of this test's own: the node tests, running beside
+    # this one, make and remove theirs in the shared one meanwhile.
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    with pytest.raises(NodeError, match=f"file system of {temp}"):
         Node(min_free_bytes=1 << 60).start()
     assert not run_dir.exists()
-    assert node_workdirs() == workdirs
+    assert node_workdirs() == []
+    assert list(temp.iterdir()) == []
