@@ -80,8 +80,10 @@ async def test_one_replica_leads_the_standby_probes_and_takes_over_when_the_lead
     every_2s = {"intervalSeconds": 2, "timeoutSeconds": 1}
     spec = external_spec(redis_server, inject=[{"secretName": "app-redis"}], healthCheck=every_2s)
     await external_queue("ha", spec)
-    # Only the leader wrote: the Ready event names it.
-    events = await events_for(kube, namespace, "ha")
+    # Only the leader wrote: the Ready event (posted just after the status) names it.
+    events = await eventually(
+        lambda: events_for(kube, namespace, "ha"), timeout=30, what="the Ready Event"
+    )
     assert {e["reportingInstance"] for e in events} == {leader.identity}
 
     # The standby answers for the RedisQueue from its own PINGs.

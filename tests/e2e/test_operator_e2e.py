@@ -134,7 +134,13 @@ async def test_outage_turns_not_ready_with_one_event_and_recovers(
     redis_server.start()
     await wait_for_ready(kube, namespace, "flaky")
     assert operator.health(namespace, "flaky")[0] == 200
-    reasons = [e["reason"] for e in await events_for(kube, namespace, "flaky")]
+
+    # The Event follows the status write that made it news, so it can come a moment later.
+    async def both_ready_events() -> list[str] | None:
+        reasons = [e["reason"] for e in await events_for(kube, namespace, "flaky")]
+        return reasons if reasons.count("Ready") >= 2 else None
+
+    reasons = await eventually(both_ready_events, timeout=30, what="the second Ready Event")
     assert reasons.count("Ready") == 2 and reasons.count("Unreachable") == 1
 
 
@@ -194,8 +200,10 @@ async def test_wrong_password_reports_auth_failure_and_leaks_it_nowhere(
     assert rq["status"]["phase"] == "AuthError"
     code, body = operator.health(namespace, "badauth")
     assert code == 503 and "authentication failed" in body["error"]
-    events = await events_for(kube, namespace, "badauth")
-    assert events and events[0]["type"] == "Warning"
+    events = await eventually(
+        lambda: events_for(kube, namespace, "badauth"), timeout=30, what="the AuthFailed Event"
+    )
+    assert events[0]["type"] == "Warning"
     text = (
         yaml.safe_dump(rq)
         + str(events)
