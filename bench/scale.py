@@ -108,6 +108,40 @@ class CpuMeter:
         return used
 
 
+class ApiServerProfile:
+    """A CPU profile of the API server over the first ``seconds`` of a phase (Go pprof, read
+    with ``go tool pprof``), when ``directory`` is given. With 1000 RedisQueues each phase
+    lasts longer than the default 10 s, so the profiles of two phases compare like for like."""
+
+    def __init__(self, plane: ControlPlane, directory: str | None, seconds: int = 10) -> None:
+        self.plane, self.seconds = plane, seconds
+        self.directory = Path(directory) if directory else None
+        self.running: tuple[str, subprocess.Popen[bytes]] | None = None
+
+    def start(self, name: str) -> None:
+        if self.directory is None:
+            return
+        self.wait()  # the API server makes one CPU profile at a time
+        self.directory.mkdir(parents=True, exist_ok=True)
+        assert self.plane.bin_dir is not None
+        command = [
+            str(self.plane.bin_dir / "kubectl"),
+            f"--kubeconfig={self.plane.kubeconfig}",
+            "get",
+            "--raw",
+            f"/debug/pprof/profile?seconds={self.seconds}",
+        ]
+        with (self.directory / f"{name}.pprof").open("wb") as out:
+            self.running = (name, subprocess.Popen(command, stdout=out, env=self.plane.env))
+
+    def wait(self) -> None:
+        if self.running is None:
+            return
+        (name, proc), self.running = self.running, None
+        if proc.wait(timeout=self.seconds + 60) != 0:
+            raise RuntimeError(f"the API server's CPU profile of {name} failed (see above)")
+
+
 def request_counts(plane: ControlPlane) -> Counter[str]:
     """Requests the API server has answered so far, by "VERB resource[/subresource]"; WATCH
     (long-running) excluded."""
@@ -139,6 +173,8 @@ PERIODS: dict[str, float] = {
     "admission policy check": DEFAULT_INTERVAL_SECONDS,
 }
 IDLE_WINDOW_SECONDS = 2 * max(PERIODS.values())
+#: CPU seconds over one second under which a freshly started operator counts as settled.
+SETTLED_CPU_SECONDS = 0.1
 
 
 def utc_now() -> str:
@@ -461,6 +497,22 @@ async def wait_until(check: Any, limit: float, what: str, interval: float = 0.1)
     return time.perf_counter() - started
 
 
+async def settled(pid: int, limit: float = 60.0) -> float:
+    """Wait until the process ``pid`` (a freshly started operator) has finished its start:
+    its initial lists and watches read, it uses under a tenth of a core over a second.
+    Seconds waited. Every round's creates then meet an operator that runs, as a user's do."""
+    started = time.perf_counter()
+    used = cpu_seconds(pid)
+    while True:
+        await asyncio.sleep(1.0)
+        now = cpu_seconds(pid)
+        if now - used < SETTLED_CPU_SECONDS:
+            return time.perf_counter() - started
+        if time.perf_counter() - started > limit:
+            raise RuntimeError(f"the operator was still busy {limit} s after its start")
+        used = now
+
+
 async def time_to_ready(
     kube: Kube,
     watcher: Watcher,
@@ -517,6 +569,9 @@ async def run(  # noqa: PLR0915 - one scenario, read top to bottom
         # 1. Baselines: the control plane alone; raw creates of the same objects; and the
         # writes any controller must make for them (the floor), by a plain client.
         meter = CpuMeter(plane)
+        apiserver_profile = ApiServerProfile(
+            plane, args.apiserver_profile, args.apiserver_profile_seconds
+        )
         meter.start()
         raw_seconds, _ = await create_all(kube, "raw", n, server, args.concurrency)
         figures["raw_seconds"] = raw_seconds
@@ -532,6 +587,7 @@ async def run(  # noqa: PLR0915 - one scenario, read top to bottom
             await local_cluster.create_namespace(plane, kube, server, namespace)
             async with Watcher(api, namespace):
                 requests_before = request_counts(plane)
+                apiserver_profile.start(key)
                 meter.start()  # no operator runs
                 seconds: float = await write(kube, as_whom, namespace, n, server, args.concurrency)
                 figures[f"{key}_cpu"] = meter.stop()
@@ -549,7 +605,7 @@ async def run(  # noqa: PLR0915 - one scenario, read top to bottom
 
         # 2. The same creates with the operator running.
         operator.start()
-        await asyncio.sleep(2)
+        figures["settled_seconds"] = [await settled(operator.proc.pid)]  # type: ignore[union-attr]
         figures["rss_empty_mib"] = local_cluster.rss_mib(operator.proc.pid)  # type: ignore[union-attr]
         profiler = None
         if args.profile:
@@ -573,6 +629,7 @@ async def run(  # noqa: PLR0915 - one scenario, read top to bottom
         async with Watcher(api, NAMESPACE) as watcher:
             requests_before = request_counts(plane)
             collections_before = gc_collections(operator)
+            apiserver_profile.start("operator")
             meter.start(operator.proc.pid)  # type: ignore[union-attr]
             figures["ready_seconds"], latencies = await time_to_ready(
                 kube, watcher, NAMESPACE, n, server, args
@@ -588,6 +645,7 @@ async def run(  # noqa: PLR0915 - one scenario, read top to bottom
         if profiler is not None:
             profiler.send_signal(signal.SIGINT)
             profiler.wait(timeout=30)
+        apiserver_profile.wait()
 
         # 3. Steady state.
         await asyncio.sleep(5)
@@ -679,12 +737,15 @@ async def run(  # noqa: PLR0915 - one scenario, read top to bottom
             operator.stop()
             floor_seconds = await floor(f"floor_{r}", write_floor, writer, f"floor-{r}")
             operator.start()
+            figures["settled_seconds"].append(await settled(operator.proc.pid))  # type: ignore[union-attr]
             namespace = f"{NAMESPACE}-{r}"
             await local_cluster.create_namespace(plane, kube, server, namespace)
             async with Watcher(api, namespace) as watcher:
+                apiserver_profile.start(f"operator_{r}")
                 ready_seconds, _ = await time_to_ready(kube, watcher, namespace, n, server, args)
             figures["rounds"].append((floor_seconds, ready_seconds))
             await delete_all(plane, kube, namespace)
+        apiserver_profile.wait()
         log = operator.logs()
         figures["escalate_lines"] = log.count("Will escalate")
         figures["error_lines"] = sum(
@@ -739,6 +800,8 @@ def report(f: dict[str, Any]) -> None:
         f"floor / operator over {len(rounds)} round(s) (floor, then the operator's creates): "
         f"{listed}; median ratio {statistics.median(ratios):.2f}x"
     )
+    settled = ", ".join(f"{seconds:.0f}" for seconds in f["settled_seconds"])
+    print(f"each round's operator had settled after its start (initial reads done): {settled} s")
     print(f"create-to-Ready: p50 {f['p50']:.2f} s, p95 {f['p95']:.2f} s")
     for label, key in (
         ("floor", "floor_requests"),
@@ -839,6 +902,15 @@ def main() -> int:
         help="rounds of the floor then the operator's creates; the ratio is their median",
     )
     parser.add_argument("--profile", help="py-spy the operator while creating (raw stacks)")
+    parser.add_argument(
+        "--apiserver-profile",
+        metavar="DIR",
+        help="CPU-profile the API server over the first seconds of each floor and of the "
+        "operator's creates (DIR/<phase>.pprof, for go tool pprof)",
+    )
+    parser.add_argument(
+        "--apiserver-profile-seconds", type=int, default=10, help="the profiles' window"
+    )
     parser.add_argument("--keep-log", help="write the operator's log here")
     args = parser.parse_args()
     with local_cluster.control_plane() as (plane, workdir):

@@ -6,7 +6,9 @@ The bench starts its own control plane, redis-server and operator, as it does fo
 
 from __future__ import annotations
 
+import gzip
 import re
+from pathlib import Path
 
 import pytest
 
@@ -30,11 +32,15 @@ def line_of(report: str, start: str) -> str:
     return lines[0]
 
 
-def test_the_scale_bench_runs_every_phase_and_reports_the_floor_in_rounds() -> None:
+def test_the_scale_bench_runs_every_phase_and_reports_the_floor_in_rounds(
+    tmp_path: Path,
+) -> None:
+    profiles = tmp_path / "profiles"
     report = bench_report(
         "scale.py",
         *("--count", "20", "--cycles", "1", "--rounds", "2"),
         *("--idle-seconds", "5", "--interval-wait", "2"),
+        *("--apiserver-profile", str(profiles), "--apiserver-profile-seconds", "1"),
         timeout=840,
     )
 
@@ -57,6 +63,16 @@ def test_the_scale_bench_runs_every_phase_and_reports_the_floor_in_rounds() -> N
     assert median == pytest.approx(sum(ratios) / 2, abs=0.011), rounds
     for floor in ("floor (", "admin floor (", "watching floor ("):
         assert re.search(r"\): \d+\.\d s; ratio ", line_of(report, floor))
+    # Each round's operator had finished its start before the creates began.
+    settled = line_of(report, "each round's operator had settled after its start")
+    assert len(re.findall(r"\d+", settled.split(":", 1)[1])) == 2, settled
+
+    # The API server's CPU profile of each floor and each round of the operator's creates:
+    # a pprof file (gzipped protocol buffers), one profile after the other.
+    phases = {"floor", "admin_floor", "watching_floor", "operator", "floor_2", "operator_2"}
+    assert {p.stem for p in profiles.glob("*.pprof")} == phases
+    for profile in profiles.glob("*.pprof"):
+        assert len(gzip.decompress(profile.read_bytes())) > 100, profile.name
 
     # Every phase's CPU names the processes it metered.
     operator_cpu = line_of(report, "CPU during operator")
