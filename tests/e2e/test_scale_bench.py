@@ -73,6 +73,16 @@ def test_the_scale_bench_runs_every_phase_and_reports_the_floor_in_rounds(
     assert {p.stem for p in profiles.glob("*.pprof")} == phases
     for profile in profiles.glob("*.pprof"):
         assert len(gzip.decompress(profile.read_bytes())) > 100, profile.name
+    # Read by kind of work: every sample lands in exactly one column.
+    table = bench_report(
+        "pprof_share.py", *sorted(str(p) for p in profiles.glob("*.pprof")), timeout=120
+    )
+    header, *rows = table.splitlines()
+    assert header.split()[:2] == ["profile", "total"] and header.split()[-1] == "other", header
+    assert sorted(row.split()[0] for row in rows) == sorted(phases)
+    for row in rows:
+        total, *kinds = (float(value) for value in row.split()[1:])
+        assert total > 0 and sum(kinds) == pytest.approx(total, abs=0.05), row
 
     # Every phase's CPU names the processes it metered.
     operator_cpu = line_of(report, "CPU during operator")
