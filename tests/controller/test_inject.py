@@ -113,9 +113,7 @@ async def test_a_new_redisqueue_writes_its_targets_unread_and_the_api_server_gua
         # Absent: one request, the apply that creates it, Opaque.
         kube.methods = []
         changed: list[str] = []
-        await inject_contract(
-            kube, names, _spec("fresh"), contract, release_dropped=False, changed=changed
-        )
+        await inject_contract(kube, names, _spec("fresh"), contract, first=True, changed=changed)
         assert kube.methods == ["PATCH"]
         assert changed == ["fresh"]
         fresh = await kube.get(object_path("v1", "Secret", namespace, "fresh"))
@@ -125,7 +123,7 @@ async def test_a_new_redisqueue_writes_its_targets_unread_and_the_api_server_gua
         # Special types: refused by name, and nothing in them changed.
         for name, before in (("pull", pull), ("tls", tls)):
             with pytest.raises(SetupError) as refused:
-                await inject_contract(kube, names, _spec(name), contract, release_dropped=False)
+                await inject_contract(kube, names, _spec(name), contract, first=True)
             assert refused.value.reason == Reason.SECRET_REFUSED
             assert before["type"] in refused.value.message
             after = await kube.get(object_path("v1", "Secret", namespace, name))
@@ -134,7 +132,7 @@ async def test_a_new_redisqueue_writes_its_targets_unread_and_the_api_server_gua
 
         # A custom type is not the operator's to refuse: the contract goes in, the type stays.
         kube.methods = []
-        await inject_contract(kube, names, _spec("custom"), contract, release_dropped=False)
+        await inject_contract(kube, names, _spec("custom"), contract, first=True)
         assert kube.methods == ["PATCH", "GET", "PATCH"]  # refused unread, then as usual
         live = await kube.get(object_path("v1", "Secret", namespace, "custom"))
         assert live is not None and live["type"] == "acme.example/config"

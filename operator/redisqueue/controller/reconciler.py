@@ -104,7 +104,7 @@ class Reconciler:
             state.names = state.names.with_spec(spec)
             try:
                 first = created and state.injected is NOT_INJECTED
-                contract = await self._set_up(state, spec, release_dropped=not first)
+                contract = await self._set_up(state, spec, first=first)
                 credential = await self.side.probe_credential(state, spec, contract)
             except SetupError as exc:
                 state.setup_problem = ConditionValue("False", exc.reason, exc.message)
@@ -157,7 +157,7 @@ class Reconciler:
         await self.report.write(state, None, force=True)
 
     async def _set_up(
-        self, state: QueueState, spec: RedisQueueSpec, *, release_dropped: bool
+        self, state: QueueState, spec: RedisQueueSpec, *, first: bool
     ) -> ConnectionContract:
         """Provision (provision mode), resolve the contract and inject it."""
         # Follow the Secrets this spec reads before reading them: a change from now on
@@ -166,7 +166,7 @@ class Reconciler:
         if spec.mode == "provision":
             await ensure_provisioned(self.kube, state.names, spec, self.side.secrets, self.peer)
         contract = await resolve_contract(state.names, spec, self.side.secrets)
-        await self._inject(state, spec, contract, release_dropped=release_dropped)
+        await self._inject(state, spec, contract, first=first)
         return contract
 
     async def _inject(
@@ -175,7 +175,7 @@ class Reconciler:
         spec: RedisQueueSpec,
         contract: ConnectionContract,
         *,
-        release_dropped: bool = True,
+        first: bool = False,
         stamp: str | None = None,
     ) -> None:
         """Inject ``contract``; restart the opted-in workloads of the Secrets it changed
@@ -187,7 +187,7 @@ class Reconciler:
                 state.names,
                 spec,
                 contract,
-                release_dropped=release_dropped,
+                first=first,
                 changed=changed,
             )
         except SetupError as exc:

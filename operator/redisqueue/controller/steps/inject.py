@@ -33,12 +33,14 @@ async def inject_contract(
     spec: RedisQueueSpec,
     contract: ConnectionContract,
     *,
-    release_dropped: bool = True,
+    first: bool = False,
     changed: list[str] | None = None,
 ) -> ConditionValue:
-    """Apply the contract to every Secret in ``spec.inject``; drop it from Secrets that left
-    (unless ``release_dropped`` is False: a new RedisQueue has written nowhere yet, and its
-    targets are applied without being read first, see :func:`_apply_unread`).
+    """Apply the contract to every Secret in ``spec.inject``; drop it from Secrets that left.
+
+    ``first``: the first injection of a new RedisQueue. It has written nowhere yet, so no
+    Secret can hold a contract it dropped (no search for them), and its targets are applied
+    without being read first (:func:`_apply_unread`).
     ``changed`` collects the Secrets whose contract keys the apply changed (apps that read
     them only at start need a restart).
 
@@ -47,13 +49,13 @@ async def inject_contract(
     namespace = names.namespace
     targets = [t.secret_name for t in spec.inject]
     if not targets:
-        if release_dropped:
+        if not first:
             await release_dropped_secrets(kube, names, set())
         return ConditionValue("True", Reason.NO_TARGETS, "spec.inject names no Secret")
     manager = names.inject_manager
     for secret_name in targets:
         body = build_injected_secret_apply(secret_name, namespace, contract, source=names)
-        if not release_dropped and await _apply_unread(kube, body, manager):
+        if first and await _apply_unread(kube, body, manager):
             if changed is not None:
                 changed.append(secret_name)  # as for a Secret without the contract
             continue
@@ -67,7 +69,7 @@ async def inject_contract(
             raise SetupError(failed.reason, failed.message) from None
         if changed is not None and contract_changed(live, body):
             changed.append(secret_name)
-    if release_dropped:
+    if not first:
         await release_dropped_secrets(kube, names, set(targets))
     plural = "s " if len(targets) > 1 else " "
     return ConditionValue(
