@@ -118,10 +118,10 @@ class ApiServerProfile:
         self.directory = Path(directory) if directory else None
         self.running: tuple[str, subprocess.Popen[bytes]] | None = None
 
-    def start(self, name: str) -> None:
+    async def start(self, name: str) -> None:
         if self.directory is None:
             return
-        self.wait()  # the API server makes one CPU profile at a time
+        await self.wait()  # the API server makes one CPU profile at a time
         self.directory.mkdir(parents=True, exist_ok=True)
         assert self.plane.bin_dir is not None
         command = [
@@ -132,13 +132,15 @@ class ApiServerProfile:
             f"/debug/pprof/profile?seconds={self.seconds}",
         ]
         with (self.directory / f"{name}.pprof").open("wb") as out:
-            self.running = (name, subprocess.Popen(command, stdout=out, env=self.plane.env))
+            # Runs beside the phase; only its exit is awaited (:meth:`wait`).
+            proc = subprocess.Popen(command, stdout=out, env=self.plane.env)  # noqa: ASYNC220
+        self.running = (name, proc)
 
-    def wait(self) -> None:
+    async def wait(self) -> None:
         if self.running is None:
             return
         (name, proc), self.running = self.running, None
-        if proc.wait(timeout=self.seconds + 60) != 0:
+        if await asyncio.to_thread(proc.wait, self.seconds + 60) != 0:
             raise RuntimeError(f"the API server's CPU profile of {name} failed (see above)")
 
 
@@ -587,7 +589,7 @@ async def run(  # noqa: PLR0915 - one scenario, read top to bottom
             await local_cluster.create_namespace(plane, kube, server, namespace)
             async with Watcher(api, namespace):
                 requests_before = request_counts(plane)
-                apiserver_profile.start(key)
+                await apiserver_profile.start(key)
                 meter.start()  # no operator runs
                 seconds: float = await write(kube, as_whom, namespace, n, server, args.concurrency)
                 figures[f"{key}_cpu"] = meter.stop()
@@ -629,7 +631,7 @@ async def run(  # noqa: PLR0915 - one scenario, read top to bottom
         async with Watcher(api, NAMESPACE) as watcher:
             requests_before = request_counts(plane)
             collections_before = gc_collections(operator)
-            apiserver_profile.start("operator")
+            await apiserver_profile.start("operator")
             meter.start(operator.proc.pid)  # type: ignore[union-attr]
             figures["ready_seconds"], latencies = await time_to_ready(
                 kube, watcher, NAMESPACE, n, server, args
@@ -645,7 +647,7 @@ async def run(  # noqa: PLR0915 - one scenario, read top to bottom
         if profiler is not None:
             profiler.send_signal(signal.SIGINT)
             profiler.wait(timeout=30)
-        apiserver_profile.wait()
+        await apiserver_profile.wait()
 
         # 3. Steady state.
         await asyncio.sleep(5)
@@ -741,11 +743,11 @@ async def run(  # noqa: PLR0915 - one scenario, read top to bottom
             namespace = f"{NAMESPACE}-{r}"
             await local_cluster.create_namespace(plane, kube, server, namespace)
             async with Watcher(api, namespace) as watcher:
-                apiserver_profile.start(f"operator_{r}")
+                await apiserver_profile.start(f"operator_{r}")
                 ready_seconds, _ = await time_to_ready(kube, watcher, namespace, n, server, args)
             figures["rounds"].append((floor_seconds, ready_seconds))
             await delete_all(plane, kube, namespace)
-        apiserver_profile.wait()
+        await apiserver_profile.wait()
         log = operator.logs()
         figures["escalate_lines"] = log.count("Will escalate")
         figures["error_lines"] = sum(
