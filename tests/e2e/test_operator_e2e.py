@@ -37,6 +37,7 @@ from harness.redis_server import RedisServer, TLSFiles
 from redisqueue.client import create_client
 from redisqueue.controller.api.kube import Kube, KubeError
 from redisqueue.controller.api.paths import object_path
+from redisqueue.controller.resource.identity import FINALIZER
 from redisqueue.settings import load_settings
 
 pytestmark = pytest.mark.k8s
@@ -330,6 +331,60 @@ async def test_the_operator_writes_no_bookkeeping_and_catches_up_on_changes_made
     assert condition(rq, "Ready")["status"] == "True"
     annotations = rq["metadata"].get("annotations") or {}
     assert not [k for k in annotations if k.startswith("redisqueue.dev/")], annotations
+
+
+async def test_a_finalizer_taken_off_comes_back_and_deletion_still_cleans_up(
+    operator: OperatorProcess,
+    kube: Kube,
+    namespace: str,
+    redis_server: RedisServer,
+) -> None:
+    """The operator adds its finalizer itself, beside any other: taken off by hand it is put
+    back, and deleting the RedisQueue still waits for the clean-up and lets others' stay."""
+    theirs = "example.com/backup"
+    path = rq_path(namespace, "held")
+    await apply_secret(kube, namespace, "redis-auth", {"password": redis_server.password or ""})
+    await apply_secret(kube, namespace, "held-app", {"KEEP": "me"})
+    await create_rq(
+        kube, namespace, "held", external_spec(redis_server, inject=[{"secretName": "held-app"}])
+    )
+    rq = await wait_for_ready(kube, namespace, "held")
+    assert rq["metadata"].get("finalizers") == [FINALIZER]
+    await kube.json_patch(path, [{"op": "add", "path": "/metadata/finalizers/-", "value": theirs}])
+    # What `kubectl patch --type=json` does to force a deletion through.
+    await kube.json_patch(
+        path,
+        [
+            {"op": "test", "path": "/metadata/finalizers/0", "value": FINALIZER},
+            {"op": "remove", "path": "/metadata/finalizers/0"},
+        ],
+    )
+
+    async def held_again() -> list[str] | None:
+        rq = await kube.get(path)
+        finalizers = list((rq or {}).get("metadata", {}).get("finalizers") or [])
+        return finalizers if FINALIZER in finalizers else None
+
+    finalizers = await eventually(held_again, timeout=30, what="the operator's finalizer back")
+    assert finalizers == [theirs, FINALIZER]
+
+    await kube.delete(path)
+
+    async def cleaned_up() -> dict[str, Any] | None:
+        rq = await kube.get(path)
+        env = await read_secret(kube, namespace, "held-app")
+        if rq is None or FINALIZER in (rq["metadata"].get("finalizers") or []):
+            return None
+        return {"finalizers": rq["metadata"]["finalizers"], "env": env}
+
+    left = await eventually(cleaned_up, timeout=30, what="the clean-up done, its finalizer off")
+    assert left == {"finalizers": [theirs], "env": {"KEEP": "me"}}
+    await kube.json_patch(path, [{"op": "remove", "path": "/metadata/finalizers/0"}])
+
+    async def gone() -> bool | None:
+        return True if await kube.get(path) is None else None
+
+    await eventually(gone, timeout=30, what="the RedisQueue gone once its last finalizer is")
 
 
 async def test_a_secret_created_by_the_operator_is_removed_with_the_redisqueue(

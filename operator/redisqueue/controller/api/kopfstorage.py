@@ -13,7 +13,7 @@ from typing import Any, cast
 
 import kopf
 
-from ..resource.identity import KEY_PREFIX
+from ..resource.identity import FINALIZER, KEY_PREFIX, holds_finalizer
 
 
 class UnmarkedProgressStorage(kopf.AnnotationsProgressStorage):
@@ -59,6 +59,7 @@ class MemoryDiffBase(kopf.DiffBaseStorage):
     ) -> kopf.BodyEssence:
         # kopf deep-copies the whole body and then drops metadata and status; managedFields
         # alone are kilobytes per event. Hand it only what the essence keeps.
+        held = holds_finalizer(body)
         if not extra_fields:  # (fields picked from anywhere would need the whole body)
             meta = body.get("metadata") or {}
             slim = {k: v for k, v in body.items() if k not in ("metadata", "status")}
@@ -71,7 +72,10 @@ class MemoryDiffBase(kopf.DiffBaseStorage):
         for key in [k for k in annotations if k.startswith(KEY_PREFIX)]:
             del annotations[key]
         self.remove_empty_stanzas(essence)
-        return essence
+        # The operator's finalizer is part of what it keeps in line (it adds it itself,
+        # :mod:`..steps.finalizer`): one taken off shows as a change, and the reconcile puts
+        # it back, as kopf does with the finalizers it adds.
+        return _holding(essence) if held else essence
 
     def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
         uid = str(body.metadata.uid)
@@ -87,7 +91,16 @@ class MemoryDiffBase(kopf.DiffBaseStorage):
             # kopf stores once more after the deletion handler; nothing follows it.
             self._essences.pop(uid, None)
         else:
-            self._essences[uid] = essence
+            # kopf stores an essence once the reconcile has run to its end, and that put the
+            # finalizer on before anything else: the object has it now, even where the body
+            # the reconcile ran for did not yet.
+            self._essences[uid] = _holding(essence)
 
     def __len__(self) -> int:
         return len(self._essences)
+
+
+def _holding(essence: kopf.BodyEssence) -> kopf.BodyEssence:
+    """``essence`` of an object that carries the operator's finalizer (of others', none)."""
+    meta = {**(essence.get("metadata") or {}), "finalizers": [FINALIZER]}
+    return cast(kopf.BodyEssence, {**essence, "metadata": meta})
