@@ -67,7 +67,8 @@ def test_essences_are_kept_per_uid_and_dropped_once_deletion_began() -> None:
     assert storage.fetch(body=live) == storage.build(body=body(finalizers=[FINALIZER]))
     assert storage.fetch(body=body(uid="uid-2")) is None  # same name, a new object
     deleting = body(deletionTimestamp="2026-01-01T00:00:00Z")
-    assert storage.fetch(body=deleting) is not None  # the first event of the deletion
+    # the first event of the deletion
+    assert storage.fetch(body=deleting) == storage.build(body=body(finalizers=[FINALIZER]))
     assert len(storage) == 0  # ...and nothing kept for the object on its way out
     storage.store(body=deleting, patch=kopf.Patch(), essence=essence)
     assert storage.fetch(body=live) is None

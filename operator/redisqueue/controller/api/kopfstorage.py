@@ -51,7 +51,7 @@ class MemoryDiffBase(kopf.DiffBaseStorage):
     runs once for each, as a resume would: it converges and writes status only on change.
 
     Each is kept as compact JSON: a RedisQueue's essence (its spec with the API server's
-    defaults) takes about 4.5 KiB as Python dicts and about 0.5 KiB as JSON, and is read
+    defaults) takes about 4.5 KiB as Python dicts and about 0.6 KiB as JSON, and is read
     back only when an event for that RedisQueue arrives.
     """
 
