@@ -8,7 +8,6 @@ from typing import Any
 import kopf
 
 from redisqueue.controller.handlers import MemoryDiffBase, UnmarkedProgressStorage
-from redisqueue.controller.resource.identity import FINALIZER
 
 
 def body(**meta: Any) -> kopf.Body:
@@ -63,32 +62,14 @@ def test_essences_are_kept_per_uid_and_dropped_once_deletion_began() -> None:
     assert storage.fetch(body=live) is None  # never handled: kopf sees it as new
     essence = storage.build(body=live)
     storage.store(body=live, patch=kopf.Patch(), essence=essence)
-    # Stored after the reconcile, which put the operator's finalizer on.
-    assert storage.fetch(body=live) == storage.build(body=body(finalizers=[FINALIZER]))
+    assert storage.fetch(body=live) == essence
     assert storage.fetch(body=body(uid="uid-2")) is None  # same name, a new object
     deleting = body(deletionTimestamp="2026-01-01T00:00:00Z")
-    # the first event of the deletion
-    assert storage.fetch(body=deleting) == storage.build(body=body(finalizers=[FINALIZER]))
+    assert storage.fetch(body=deleting) == essence  # the first event of the deletion
     assert len(storage) == 0  # ...and nothing kept for the object on its way out
     storage.store(body=deleting, patch=kopf.Patch(), essence=essence)
     assert storage.fetch(body=live) is None
     assert len(storage) == 0
-
-
-def test_the_operators_finalizer_is_part_of_the_essence_and_no_one_elses() -> None:
-    storage = MemoryDiffBase()
-    new = body()  # as created: no finalizer yet
-    storage.store(body=new, patch=kopf.Patch(), essence=storage.build(body=new))
-    stored = storage.fetch(body=new)
-    # The events that follow the reconcile (its finalizer, its status, another's finalizer)
-    # change nothing kopf must hand to a handler...
-    held = body(finalizers=[FINALIZER])
-    assert storage.build(body=held) == stored
-    assert storage.build(body=body(finalizers=["example.com/backup", FINALIZER])) == stored
-    # ...and the operator's finalizer taken off is a change: the reconcile puts it back.
-    taken_off = storage.build(body=body(finalizers=["example.com/backup"]))
-    assert taken_off != stored
-    assert taken_off == storage.build(body=new)
 
 
 def test_a_successful_handler_leaves_no_progress_annotation_to_write() -> None:

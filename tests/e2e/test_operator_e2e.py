@@ -333,14 +333,20 @@ async def test_the_operator_writes_no_bookkeeping_and_catches_up_on_changes_made
     assert not [k for k in annotations if k.startswith("redisqueue.dev/")], annotations
 
 
+async def json_patch(kube: Kube, path: str, ops: list[dict[str, Any]]) -> None:
+    """What ``kubectl patch --type=json`` sends."""
+    await kube.request("PATCH", path, body=ops, content_type="application/json-patch+json")
+
+
 async def test_a_finalizer_taken_off_comes_back_and_deletion_still_cleans_up(
     operator: OperatorProcess,
     kube: Kube,
     namespace: str,
     redis_server: RedisServer,
 ) -> None:
-    """The operator adds its finalizer itself, beside any other: taken off by hand it is put
-    back, and deleting the RedisQueue still waits for the clean-up and lets others' stay."""
+    """The operator's finalizer sits beside any other: taken off by hand it is put back, and
+    deleting the RedisQueue waits for the clean-up, takes only the operator's finalizer off
+    and leaves the others'."""
     theirs = "example.com/backup"
     path = rq_path(namespace, "held")
     await apply_secret(kube, namespace, "redis-auth", {"password": redis_server.password or ""})
@@ -350,9 +356,10 @@ async def test_a_finalizer_taken_off_comes_back_and_deletion_still_cleans_up(
     )
     rq = await wait_for_ready(kube, namespace, "held")
     assert rq["metadata"].get("finalizers") == [FINALIZER]
-    await kube.json_patch(path, [{"op": "add", "path": "/metadata/finalizers/-", "value": theirs}])
-    # What `kubectl patch --type=json` does to force a deletion through.
-    await kube.json_patch(
+    await json_patch(kube, path, [{"op": "add", "path": "/metadata/finalizers/-", "value": theirs}])
+    # How a finalizer is taken off by hand to force a deletion through.
+    await json_patch(
+        kube,
         path,
         [
             {"op": "test", "path": "/metadata/finalizers/0", "value": FINALIZER},
@@ -379,7 +386,7 @@ async def test_a_finalizer_taken_off_comes_back_and_deletion_still_cleans_up(
 
     left = await eventually(cleaned_up, timeout=30, what="the clean-up done, its finalizer off")
     assert left == {"finalizers": [theirs], "env": {"KEEP": "me"}}
-    await kube.json_patch(path, [{"op": "remove", "path": "/metadata/finalizers/0"}])
+    await json_patch(kube, path, [{"op": "remove", "path": "/metadata/finalizers/0"}])
 
     async def gone() -> bool | None:
         return True if await kube.get(path) is None else None

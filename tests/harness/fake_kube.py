@@ -3,14 +3,13 @@
 This is the one fake of the API the suite allows: it lets the reconciler, the read side
 and the provisioning steps be tested in seconds. It speaks the operator's client interface
 (:class:`redisqueue.controller.api.kube.Kube`: get, list, list_pages, watch, apply, create,
-replace, merge_patch, json_patch, delete) over plain dicts, with the API server's behaviour
-that the operator relies on in the simplest form that is still true: resourceVersions,
-uids, generateName, 404 and 409, merge patches, JSON patches (a failed ``test`` is a 422),
-watches, status as a subresource, a Secret's immutable type, and server-side apply as a
-merge that records which manager applied which data keys and labels. Schema and CEL
-validation, admission, RBAC, garbage collection and the exact field-ownership rules of
-server-side apply are NOT here: tests of those run against the real API server (tests
-marked ``k8s``).
+replace, merge_patch, delete) over plain dicts, with the API server's behaviour that the
+operator relies on in the simplest form that is still true: resourceVersions, uids,
+generateName, 404 and 409, merge patches, watches, status as a subresource, a Secret's
+immutable type, and server-side apply as a merge that records which manager applied which
+data keys and labels. Schema and CEL validation, admission, RBAC, garbage collection and
+the exact field-ownership rules of server-side apply are NOT here: tests of those run
+against the real API server (tests marked ``k8s``).
 """
 
 from __future__ import annotations
@@ -20,11 +19,9 @@ import copy
 import itertools
 import re
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-
-import jsonpatch
 
 from redisqueue.controller.api.gate import WRITE_GATE, WriteFenced
 from redisqueue.controller.api.kube import KubeError
@@ -316,18 +313,6 @@ class FakeKube:
         else:
             patch = {k: v for k, v in patch.items() if k != "status"}
         return copy.deepcopy(self._store(merge_patch(live, patch), "MODIFIED"))
-
-    async def json_patch(self, path: str, ops: Sequence[Mapping[str, Any]]) -> JSON:
-        self._called("PATCH", path)
-        at = where(path)
-        live = self.objects.get((at.plural, at.namespace, str(at.name)))
-        if live is None:
-            raise KubeError(404, "NotFound", f"{at.plural} {at.name!r} not found")
-        try:
-            patched = jsonpatch.apply_patch(live, list(ops))
-        except jsonpatch.JsonPatchException as exc:  # a failed test, a path that is not there
-            raise KubeError(422, "Invalid", f"the patch did not apply: {exc}") from None
-        return copy.deepcopy(self._store(patched, "MODIFIED"))
 
     async def delete(
         self, path: str, *, propagation: str = "Background", uid: str | None = None

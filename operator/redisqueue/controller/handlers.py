@@ -17,7 +17,7 @@ from .api.kopfstorage import MemoryDiffBase, UnmarkedProgressStorage
 from .api.kube import WATCH_TIMEOUT_SECONDS, KubeError
 from .reconciler import Reconciler
 from .resource.errors import InvalidSpecError, SetupError
-from .resource.identity import DOMAIN, FINALIZER, GROUP, PLURAL, VERSION, holds_finalizer
+from .resource.identity import DOMAIN, FINALIZER, GROUP, PLURAL, VERSION
 from .telemetry import metrics
 
 #: Longest pause between two retries of a failing reconciliation.
@@ -76,14 +76,7 @@ async def reconcile(body: kopf.Body, memo: kopf.Memo, retry: int, reason: str, *
         metrics.RECONCILE_DURATION.labels(outcome).observe(time.perf_counter() - started)
 
 
-def _holds_finalizer(body: kopf.Body, **_: Any) -> bool:
-    return holds_finalizer(body)
-
-
-# kopf adds its finalizer to every object a mandatory delete handler matches. This one matches
-# only objects that carry it already: the reconcile adds it (:mod:`.steps.finalizer`), and
-# kopf still runs this handler on deletion and takes the finalizer off after it.
-@kopf.on.delete(GROUP, VERSION, PLURAL, when=_holds_finalizer)
+@kopf.on.delete(GROUP, VERSION, PLURAL)
 async def finalize(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
     try:
         await _reconciler(memo).finalize(body)

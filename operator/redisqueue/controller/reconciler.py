@@ -41,7 +41,6 @@ from .resource.errors import InvalidSpecError, SetupError
 from .resource.names import QueueNames
 from .resource.spec import RedisQueueSpec, SpecError, parse_spec
 from .resource.status import ConditionValue, Reason, RedisQueueStatus
-from .steps import finalizer
 from .steps.inject import inject_contract, release_all
 from .steps.provision import (
     delete_data,
@@ -86,7 +85,6 @@ class Reconciler:
         ``spec.inject`` and the search for such Secrets is skipped; until its first injection
         has gone through, its targets are written without being read first.
         """
-        await finalizer.hold(self.kube, body)  # before anything is written for it
         state = await self.side.track(body)
         if not state.status_seen:
             state.status = RedisQueueStatus.read(body.get("status"))

@@ -8,13 +8,12 @@ something only this process reads.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from typing import Any, cast
 
 import kopf
 
-from ..resource.identity import FINALIZER, KEY_PREFIX, holds_finalizer
+from ..resource.identity import KEY_PREFIX
 
 
 class UnmarkedProgressStorage(kopf.AnnotationsProgressStorage):
@@ -49,22 +48,17 @@ class MemoryDiffBase(kopf.DiffBaseStorage):
     a watch event to every client) for something only this process reads. Kept here, it is
     gone on restart or failover, so kopf then sees every RedisQueue as new and the reconcile
     runs once for each, as a resume would: it converges and writes status only on change.
-
-    Each is kept as compact JSON: a RedisQueue's essence (its spec with the API server's
-    defaults) takes about 4.5 KiB as Python dicts and about 0.6 KiB as JSON, and is read
-    back only when an event for that RedisQueue arrives.
     """
 
     def __init__(self) -> None:
         super().__init__()
-        self._essences: dict[str, bytes] = {}
+        self._essences: dict[str, kopf.BodyEssence] = {}
 
     def build(
         self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None
     ) -> kopf.BodyEssence:
         # kopf deep-copies the whole body and then drops metadata and status; managedFields
         # alone are kilobytes per event. Hand it only what the essence keeps.
-        held = holds_finalizer(body)
         if not extra_fields:  # (fields picked from anywhere would need the whole body)
             meta = body.get("metadata") or {}
             slim = {k: v for k, v in body.items() if k not in ("metadata", "status")}
@@ -77,20 +71,15 @@ class MemoryDiffBase(kopf.DiffBaseStorage):
         for key in [k for k in annotations if k.startswith(KEY_PREFIX)]:
             del annotations[key]
         self.remove_empty_stanzas(essence)
-        # The operator's finalizer is part of what it keeps in line (it adds it itself,
-        # :mod:`..steps.finalizer`): one taken off shows as a change, and the reconcile puts
-        # it back, as kopf does with the finalizers it adds.
-        return _holding(essence) if held else essence
+        return essence
 
     def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
         uid = str(body.metadata.uid)
         if body.metadata.deletion_timestamp:
             # Deletion is decided before any diff: the essence is needed no more. kopf does
             # not store one after a delete handler that changed nothing, so drop it here.
-            kept = self._essences.pop(uid, None)
-        else:
-            kept = self._essences.get(uid)
-        return None if kept is None else cast(kopf.BodyEssence, json.loads(kept))
+            return self._essences.pop(uid, None)
+        return self._essences.get(uid)
 
     def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
         uid = str(body.metadata.uid)
@@ -98,16 +87,7 @@ class MemoryDiffBase(kopf.DiffBaseStorage):
             # kopf stores once more after the deletion handler; nothing follows it.
             self._essences.pop(uid, None)
         else:
-            # kopf stores an essence once the reconcile has run to its end, and that put the
-            # finalizer on before anything else: the object has it now, even where the body
-            # the reconcile ran for did not yet.
-            self._essences[uid] = json.dumps(_holding(essence), separators=(",", ":")).encode()
+            self._essences[uid] = essence
 
     def __len__(self) -> int:
         return len(self._essences)
-
-
-def _holding(essence: kopf.BodyEssence) -> kopf.BodyEssence:
-    """``essence`` of an object that carries the operator's finalizer (of others', none)."""
-    meta = {**(essence.get("metadata") or {}), "finalizers": [FINALIZER]}
-    return cast(kopf.BodyEssence, {**essence, "metadata": meta})

@@ -20,7 +20,7 @@ import io
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Final
 
 import aiohttp
@@ -43,7 +43,6 @@ APPLY: Final = "application/apply-patch+yaml"
 #: How long the operator waits at start for the API server to answer GET /version.
 REACHABLE_TIMEOUT_SECONDS: Final = 15.0
 MERGE: Final = "application/merge-patch+json"
-JSON_PATCH: Final = "application/json-patch+json"
 #: Connections kept to the API server: a burst over a thousand RedisQueues queues behind
 #: these instead of opening a socket (and a TLS handshake) per call. The operator shares
 #: them with kopf (:func:`~.login.share_pool`): each TLS connection holds a 256 KiB read
@@ -393,10 +392,6 @@ class Kube:
 
     async def merge_patch(self, path: str, patch: Mapping[str, Any]) -> JSON:
         return await self.request("PATCH", path, body=dict(patch), content_type=MERGE)
-
-    async def json_patch(self, path: str, ops: Sequence[Mapping[str, Any]]) -> JSON:
-        """Apply the JSON patch ``ops`` (RFC 6902: a failed ``test`` is a 422)."""
-        return await self.request("PATCH", path, body=list(ops), content_type=JSON_PATCH)
 
     async def delete(
         self, path: str, *, propagation: str = "Background", uid: str | None = None

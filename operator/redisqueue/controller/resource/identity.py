@@ -58,8 +58,3 @@ class QueueRef(NamedTuple):
 
     def __str__(self) -> str:
         return f"{self.namespace}/{self.name}"
-
-
-def holds_finalizer(body: Any) -> bool:
-    """True if the RedisQueue ``body`` carries the operator's finalizer."""
-    return FINALIZER in ((body.get("metadata") or {}).get("finalizers") or ())
