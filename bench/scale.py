@@ -8,7 +8,9 @@ the install path's ServiceAccount, then, in one run:
    make for them, by a plain client as the operator's ServiceAccount (the same RBAC check,
    admission policies and audit record as the operator's writes). Two variants show where
    time goes: the same writes as the cluster admin, who skips those three, and as the
-   ServiceAccount learning of each RedisQueue from a watch, as a controller must;
+   ServiceAccount learning of each RedisQueue from a watch, as a controller must. And the
+   kopf floor (bench/kopf_floor.py): the same writes made by the barest kopf operator,
+   which shows what kopf's handling of each watch event adds to them;
 2. N RedisQueues created with the operator running (external mode, one Redis, each
    injecting into its own app Secret): time until all are Ready with the Secret injected,
    as a ratio of each baseline, and p50/p95 create-to-Ready;
@@ -22,9 +24,9 @@ the install path's ServiceAccount, then, in one run:
    series, Redis connections) and for errors in the operator's log;
 6. ``--cycles`` more rounds of creating and deleting all N: resident memory after each, so
    that memory kept per RedisQueue shows as reused rather than accumulated;
-7. ``--rounds`` in all of the floor followed by the operator's creates (the first round is
-   1 and 2): the machine drifts between two phases by more than the difference between
-   them, so the ratio to judge by is the median over rounds.
+7. ``--rounds`` in all of the floor, the kopf floor and the operator's creates, one after
+   the other (the first round is 1 and 2): the machine drifts between two phases by more
+   than the difference between them, so the ratios to judge by are medians over rounds.
 
 Run: ``python bench/scale.py --count 100`` (and ``--count 1000``).
 """
@@ -50,6 +52,7 @@ import redis
 from kubernetes_asyncio import client, config, watch
 
 import local_cluster
+from floor_writes import write_rest
 from harness.kube_controlplane import ControlPlane
 from harness.operator_harness import OperatorProcess, rq_path, service_account_kubeconfig
 from harness.redis_server import RedisServer
@@ -62,10 +65,7 @@ from redisqueue.controller.api.kube import (
 )
 from redisqueue.controller.api.paths import object_path
 from redisqueue.controller.api.watch import follow
-from redisqueue.controller.objects.appsecret import build_injected_secret_apply
 from redisqueue.controller.resource.admission import DEFAULT_INTERVAL_SECONDS
-from redisqueue.controller.resource.identity import FINALIZER
-from redisqueue.controller.resource.names import QueueNames, inject_field_manager
 
 GROUP, VERSION, PLURAL = "redisqueue.dev", "v1alpha1", "redisqueues"
 API = f"{GROUP}/{VERSION}"
@@ -91,12 +91,12 @@ class CpuMeter:
         self.start_values: dict[str, float] = {}
         self.started = 0.0
 
-    def start(self, operator_pid: int | None = None) -> None:
-        """Start a phase; ``operator_pid`` meters the operator too, for this phase only (it
-        may be a process that is gone by the next one)."""
+    def start(self, operator_pid: int | None = None, name: str = "operator") -> None:
+        """Start a phase; ``operator_pid`` meters that process too (as ``name``), for this
+        phase only (it may be a process that is gone by the next one)."""
         self.phase = dict(self.pids)
         if operator_pid is not None:
-            self.phase["operator"] = operator_pid
+            self.phase[name] = operator_pid
         self.start_values = {name: cpu_seconds(pid) for name, pid in self.phase.items()}
         self.started = time.perf_counter()
 
@@ -267,74 +267,9 @@ async def create_all(
     return time.perf_counter() - started, created
 
 
-def floor_status(generation: int, endpoint: str, now: str) -> dict[str, Any]:
-    """A Ready status of the shape and size the operator writes."""
-    conditions = (
-        ("Ready", "Ready", f"Redis at {endpoint} answered PING"),
-        ("Reachable", "PingSucceeded", f"PING answered in 0.4 ms at {endpoint}"),
-        ("Injected", "Injected", "connection contract injected into 1 Secret(s)"),
-    )
-    return {
-        "phase": "Ready",
-        "mode": "external",
-        "endpoint": endpoint,
-        "latencyMs": 0.4,
-        "lastProbeTime": now,
-        "observedGeneration": generation,
-        "conditions": [
-            {
-                "type": kind,
-                "status": "True",
-                "reason": reason,
-                "message": message,
-                "lastTransitionTime": now,
-                "observedGeneration": generation,
-            }
-            for kind, reason, message in conditions
-        ],
-    }
-
-
-async def write_rest(
-    kube: Kube, namespace: str, created: Mapping[str, Any], server: RedisServer
-) -> None:
-    """The writes any controller must make for the RedisQueue ``created``, after its create:
-    a finalizer (to remove injected keys on delete), the app Secret, status, and the Event
-    for the first Ready."""
-    endpoint = f"{server.host}:{server.port}"
-    name = created["metadata"]["name"]
-    names = QueueNames(namespace, name, created["metadata"]["uid"])
-    path = rq_path(namespace) + f"/{name}"
-    await kube.merge_patch(path, {"metadata": {"finalizers": [FINALIZER]}})
-    # The app Secret the operator applies to a new RedisQueue's target: the same body and
-    # field manager, as an Opaque Secret (steps/inject.py).
-    contract = ConnectionContract(host=server.host, port=server.port, password=server.password)
-    target = created["spec"]["inject"][0]["secretName"]
-    body = build_injected_secret_apply(target, namespace, contract, source=names)
-    await kube.apply({**body, "type": "Opaque"}, field_manager=inject_field_manager(name))
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    status = floor_status(int(created["metadata"]["generation"]), endpoint, now)
-    await kube.merge_patch(path + "/status", {"status": status})
-    await kube.create(
-        {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{name}.", "namespace": namespace},
-            "involvedObject": {
-                "apiVersion": API,
-                "kind": "RedisQueue",
-                "name": name,
-                "namespace": namespace,
-                "uid": created["metadata"]["uid"],
-            },
-            "reason": "Ready",
-            "message": f"Ready (Redis at {endpoint} answered PING)",
-            "type": "Normal",
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
-    )
+def floor_contract(server: RedisServer) -> ConnectionContract:
+    """The contract the floors write into each app Secret: the one Redis, its password."""
+    return ConnectionContract(host=server.host, port=server.port, password=server.password)
 
 
 async def write_floor(
@@ -344,11 +279,12 @@ async def write_floor(
     controller must make for it (:func:`write_rest`), knowing what was created, nothing else
     in between. Seconds for all of them."""
     gate = asyncio.Semaphore(concurrency)
+    contract = floor_contract(server)
 
     async def one(i: int) -> None:
         async with gate:
             created = await kube.create(rq_body(namespace, f"q{i}", server, f"app-{i}"))
-            await write_rest(writer, namespace, created, server)
+            await write_rest(writer, namespace, created, contract)
 
     started = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(count)))
@@ -367,6 +303,7 @@ async def write_floor_watching(
     seen: set[str] = set()
     done: list[float] = []
     all_done = asyncio.Event()
+    contract = floor_contract(server)
 
     async def handle(kind: str, obj: Mapping[str, Any]) -> None:
         name = obj["metadata"].get("name", "")
@@ -376,7 +313,7 @@ async def write_floor_watching(
 
     async def write_each() -> None:
         while True:
-            await write_rest(writer, namespace, await new.get(), server)
+            await write_rest(writer, namespace, await new.get(), contract)
             done.append(time.perf_counter())
             if len(done) == count:
                 all_done.set()
@@ -396,6 +333,59 @@ async def write_floor_watching(
         for task in [finished, *tasks]:
             task.cancel()
         await asyncio.gather(finished, *tasks, return_exceptions=True)
+
+
+class KopfFloor:
+    """bench/kopf_floor.py as a process: the floor's writes for RedisQueues in ``namespace``,
+    made by the barest kopf operator, as the operator's ServiceAccount (``kubeconfig``)."""
+
+    def __init__(
+        self, kubeconfig: Path, workdir: Path, namespace: str, server: RedisServer
+    ) -> None:
+        self.kubeconfig = kubeconfig
+        self.namespace = namespace
+        self.server = server
+        self.log_path = workdir / f"kopf-floor-{namespace}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "KUBE"))}
+        env.update(
+            KUBECONFIG=str(self.kubeconfig),
+            KOPF_FLOOR_NAMESPACE=self.namespace,
+            KOPF_FLOOR_REDIS=f"{self.server.host}:{self.server.port}",
+            KOPF_FLOOR_PASSWORD=self.server.password or "",
+        )
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(Path(__file__).with_name("kopf_floor.py"))],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def problems(self) -> int:
+        """Lines of its log that tell of an error or a retried handler."""
+        return sum(
+            1
+            for line in self.log_path.read_text(errors="replace").splitlines()
+            if " ERROR " in line or "Traceback" in line or "Will retry" in line
+        )
 
 
 async def delete_all(plane: ControlPlane, kube: Kube, namespace: str) -> None:
@@ -605,6 +595,33 @@ async def run(  # noqa: PLR0915 - one scenario, read top to bottom
         for key, write, as_whom in floors:
             figures[f"{key}_seconds"] = await floor(key, write, as_whom, key.replace("_", "-"))
 
+        # The kopf floor: the floor's writes by the barest kopf operator, timed as the
+        # operator's creates are (from the first create until the watchers saw all Ready).
+        figures["kopf_floor_problems"] = 0
+
+        async def kopf_floor(key: str, namespace: str) -> float:
+            await local_cluster.create_namespace(plane, kube, server, namespace)
+            process = KopfFloor(operator_config, workdir, namespace, server)
+            process.start()
+            try:
+                await settled(process.pid)
+                async with Watcher(api, namespace) as watcher:
+                    requests_before = request_counts(plane)
+                    await apiserver_profile.start(key)
+                    meter.start(process.pid, name="kopf floor")
+                    seconds, _ = await time_to_ready(kube, watcher, namespace, n, server, args)
+                    figures[f"{key}_cpu"] = meter.stop()
+                    figures[f"{key}_requests"] = per_object(
+                        requests_before, request_counts(plane), n
+                    )
+            finally:
+                process.stop()
+            figures["kopf_floor_problems"] += process.problems()
+            await delete_all(plane, kube, namespace)
+            return seconds
+
+        figures["kopf_floor_seconds"] = await kopf_floor("kopf_floor", "kopf-floor")
+
         # 2. The same creates with the operator running.
         operator.start()
         figures["settled_seconds"] = [await settled(operator.proc.pid)]  # type: ignore[union-attr]
@@ -734,10 +751,13 @@ async def run(  # noqa: PLR0915 - one scenario, read top to bottom
         ) + len(metric_series(operator, "redisqueue_up", NAMESPACE))
         # 7. More rounds of the floor and the operator's creates, one after the other: the
         # machine drifts by more than the difference, so the verdict is the median ratio.
-        figures["rounds"] = [(figures["floor_seconds"], figures["ready_seconds"])]
+        figures["rounds"] = [
+            (figures["floor_seconds"], figures["kopf_floor_seconds"], figures["ready_seconds"])
+        ]
         for r in range(2, args.rounds + 1):
             operator.stop()
             floor_seconds = await floor(f"floor_{r}", write_floor, writer, f"floor-{r}")
+            kopf_floor_seconds = await kopf_floor(f"kopf_floor_{r}", f"kopf-floor-{r}")
             operator.start()
             figures["settled_seconds"].append(await settled(operator.proc.pid))  # type: ignore[union-attr]
             namespace = f"{NAMESPACE}-{r}"
@@ -745,7 +765,7 @@ async def run(  # noqa: PLR0915 - one scenario, read top to bottom
             async with Watcher(api, namespace) as watcher:
                 await apiserver_profile.start(f"operator_{r}")
                 ready_seconds, _ = await time_to_ready(kube, watcher, namespace, n, server, args)
-            figures["rounds"].append((floor_seconds, ready_seconds))
+            figures["rounds"].append((floor_seconds, kopf_floor_seconds, ready_seconds))
             await delete_all(plane, kube, namespace)
         await apiserver_profile.wait()
         log = operator.logs()
@@ -793,14 +813,32 @@ def report(f: dict[str, Any]) -> None:
             f"ratio {key.replace('_', ' ')}/operator {seconds / f['ready_seconds']:.2f}x"
         )
     rounds = f["rounds"]
-    ratios = [floor / ready for floor, ready in rounds]
-    listed = "; ".join(
-        f"{floor:.1f} / {ready:.1f} s = {ratio:.2f}x"
-        for (floor, ready), ratio in zip(rounds, ratios, strict=True)
-    )
+    for label, pick, order in (
+        (
+            "floor / operator",
+            lambda r: (r[0], r[2]),
+            "floor, kopf floor, then the operator's creates",
+        ),
+        ("floor / kopf floor", lambda r: (r[0], r[1]), "the floor's writes, and under kopf"),
+        (
+            "kopf floor / operator",
+            lambda r: (r[1], r[2]),
+            "the same writes under kopf, and the operator",
+        ),
+    ):
+        pairs = [pick(r) for r in rounds]
+        ratios = [a / b for a, b in pairs]
+        listed = "; ".join(
+            f"{a:.1f} / {b:.1f} s = {ratio:.2f}x"
+            for (a, b), ratio in zip(pairs, ratios, strict=True)
+        )
+        print(
+            f"{label} over {len(rounds)} round(s) ({order}): "
+            f"{listed}; median ratio {statistics.median(ratios):.2f}x"
+        )
     print(
-        f"floor / operator over {len(rounds)} round(s) (floor, then the operator's creates): "
-        f"{listed}; median ratio {statistics.median(ratios):.2f}x"
+        f"kopf floor ({f['kopf_floor_seconds']:.1f} s in the first round): one kopf on.create "
+        f"handler making the floor's writes; its log: {f['kopf_floor_problems']} errors or retries"
     )
     settled = ", ".join(f"{seconds:.0f}" for seconds in f["settled_seconds"])
     print(f"each round's operator had settled after its start (initial reads done): {settled} s")
@@ -808,6 +846,7 @@ def report(f: dict[str, Any]) -> None:
     for label, key in (
         ("floor", "floor_requests"),
         ("admin floor", "admin_floor_requests"),
+        ("kopf floor", "kopf_floor_requests"),
         ("operator", "operator_requests"),
     ):
         requests = f[key]
@@ -821,12 +860,13 @@ def report(f: dict[str, Any]) -> None:
         ("floor", "floor_cpu"),
         ("admin floor", "admin_floor_cpu"),
         ("watching floor", "watching_floor_cpu"),
+        ("kopf floor", "kopf_floor_cpu"),
         ("operator", "operator_cpu"),
     ):
         used = f[key]
         parts = ", ".join(
             f"{name} {used[name]:.1f} s"
-            for name in ("kube-apiserver", "etcd", "operator", "bench")
+            for name in ("kube-apiserver", "etcd", "kopf floor", "operator", "bench")
             if name in used
         )
         busy = sum(v for k, v in used.items() if k != "wall") / (used["wall"] * cores)

@@ -57,10 +57,11 @@ def test_the_scale_bench_runs_every_phase_and_reports_the_floor_in_rounds(
         timeout=840,
     )
 
-    # The floor (as the operator's ServiceAccount) and the operator make the same five writes.
-    # (The count is the API server's, for every client: the controller-manager's requests
-    # may show beside them, so each write is checked, not the sum.)
-    for phase in ("floor", "operator"):
+    # The floor (as the operator's ServiceAccount), the kopf floor and the operator make the
+    # same five writes: kopf adds none of its own. (The count is the API server's, for every
+    # client: the controller-manager's requests may show beside them, so each write is
+    # checked, not the sum.)
+    for phase in ("floor", "kopf floor", "operator"):
         requests = line_of(report, f"API requests per RedisQueue during {phase}:")
         for write in FIVE_WRITES:
             assert re.search(rf"[ (]{re.escape(write)}[,)]", requests), requests
@@ -68,12 +69,16 @@ def test_the_scale_bench_runs_every_phase_and_reports_the_floor_in_rounds(
         per_queue = {f"{what} {value}" for what, value in listed if float(value) >= 0.5}
         assert per_queue == set(FIVE_WRITES), requests  # no sixth request per RedisQueue
 
-    # Both rounds are listed with their ratio, and the verdict is their median.
-    rounds = line_of(report, "floor / operator over 2 round(s)")
-    ratios = [float(r) for r in re.findall(r"= (\d+\.\d\d)x", rounds)]
-    assert len(ratios) == 2, rounds
-    median = float(re.findall(r"median ratio (\d+\.\d\d)x", rounds)[0])
-    assert median == pytest.approx(sum(ratios) / 2, abs=0.011), rounds
+    # Both rounds are listed with each ratio (the floor, the kopf floor and the operator
+    # against each other), and each verdict is the median of the rounds' ratios.
+    for pair in ("floor / operator", "floor / kopf floor", "kopf floor / operator"):
+        rounds = line_of(report, f"{pair} over 2 round(s)")
+        ratios = [float(r) for r in re.findall(r" s = (\d+\.\d\d)x", rounds)]
+        assert len(ratios) == 2, rounds
+        median = float(re.findall(r"median ratio (\d+\.\d\d)x", rounds)[0])
+        assert median == pytest.approx(sum(ratios) / 2, abs=0.011), rounds
+    # The kopf floor's own process made its writes without an error or a retry.
+    assert line_of(report, "kopf floor (").endswith("its log: 0 errors or retries")
     for floor in ("floor (", "admin floor (", "watching floor ("):
         assert re.search(r"\): \d+\.\d s; ratio ", line_of(report, floor))
     # Each round's operator had finished its start before the creates began.
@@ -82,7 +87,8 @@ def test_the_scale_bench_runs_every_phase_and_reports_the_floor_in_rounds(
 
     # The API server's CPU profile of each floor and each round of the operator's creates:
     # a pprof file (gzipped protocol buffers), one profile after the other.
-    phases = {"floor", "admin_floor", "watching_floor", "operator", "floor_2", "operator_2"}
+    phases = {"floor", "admin_floor", "watching_floor", "kopf_floor", "operator"}
+    phases |= {"floor_2", "kopf_floor_2", "operator_2"}
     assert {p.stem for p in profiles.glob("*.pprof")} == phases
     for profile in profiles.glob("*.pprof"):
         assert len(gzip.decompress(profile.read_bytes())) > 100, profile.name
@@ -106,6 +112,8 @@ def test_the_scale_bench_runs_every_phase_and_reports_the_floor_in_rounds(
     for process in ("kube-apiserver", "etcd", "operator", "bench"):
         assert f"{process} " in operator_cpu, operator_cpu
     assert "operator " not in line_of(report, "CPU during floor").split(":", 1)[1]
+    kopf_floor_cpu = line_of(report, "CPU during kopf floor").split(":", 1)[1]
+    assert "kopf floor " in kopf_floor_cpu and "operator " not in kopf_floor_cpu, kopf_floor_cpu
 
     # The operator's cyclic garbage collections while creating, from its own metrics.
     collections = line_of(report, "operator's cyclic garbage collections while creating")
