@@ -16,12 +16,14 @@ CHECKOV_VERSION="${CHECKOV_VERSION:-3.3.30}"
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 venv="${CHECKOV_VENV:-$repo/.cache/checkov/$CHECKOV_VERSION}"
 
-if [[ ! -f "$venv/.installed" ]]; then
+# A virtualenv names its own path in every script it installs, so the marker holds that
+# path: one made elsewhere (a checkout moved, a .cache copied from another) is made again.
+if [[ "$(cat "$venv/.installed" 2>/dev/null)" != "$venv" ]]; then
   echo "checkov.sh: installing checkov $CHECKOV_VERSION into $venv" >&2
   rm -rf "$venv"
   "${PYTHON:-python3}" -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check "checkov==$CHECKOV_VERSION" >&2
-  touch "$venv/.installed"
+  echo "$venv" > "$venv/.installed"
 fi
 
 cd "$repo"

@@ -614,6 +614,30 @@ def test_checkov_skips_only_with_a_reason(checkov_report: dict[str, Any]) -> Non
 
 
 @pytest.mark.timeout(900)
+def test_a_checkov_environment_made_elsewhere_is_made_again(tmp_path: Path) -> None:
+    # A .cache copied from another checkout (or a checkout moved) holds a virtualenv whose
+    # scripts name the old path: run as it is, checkov "cannot execute".
+    venv = tmp_path / "checkov"
+    (venv / "bin").mkdir(parents=True)
+    (venv / ".installed").write_text("/elsewhere/.cache/checkov/3.3.30\n")
+    stale = venv / "bin" / "checkov"
+    stale.write_text("#!/elsewhere/.cache/checkov/3.3.30/bin/python\n")
+    stale.chmod(0o755)
+    result = subprocess.run(
+        [str(CHECKOV), "--version"],
+        env={**os.environ, "CHECKOV_VENV": str(venv)},
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "installing checkov" in result.stderr
+    assert re.fullmatch(r"\d+\.\d+\.\d+", result.stdout.strip()), result.stdout
+    assert (venv / ".installed").read_text().strip() == str(venv)
+
+
+@pytest.mark.timeout(900)
 def test_checkov_catches_an_insecure_replication_group() -> None:
     report = _checkov("-d", str(INSECURE_FIXTURE))
     failed = {c["check_id"] for c in report["results"]["failed_checks"]}
