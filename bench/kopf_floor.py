@@ -31,8 +31,8 @@ import kopf  # noqa: E402
 
 from floor_writes import write_rest  # noqa: E402
 from redisqueue.contract import ConnectionContract  # noqa: E402
-from redisqueue.controller.api.kopfstorage import MemoryDiffBase, UnmarkedProgressStorage  # noqa: E402
-from redisqueue.controller.api.kube import WATCH_TIMEOUT_SECONDS, Kube  # noqa: E402
+from redisqueue.controller.api.kopfstorage import quiet_settings  # noqa: E402
+from redisqueue.controller.api.kube import Kube  # noqa: E402
 from redisqueue.controller.api.login import login, share_pool  # noqa: E402
 from redisqueue.controller.resource.identity import DOMAIN, GROUP, PLURAL, VERSION  # noqa: E402
 from redisqueue.controller.telemetry.logs import configure  # noqa: E402
@@ -53,14 +53,7 @@ def main() -> None:
 
     @kopf.on.startup()
     async def configure_kopf(settings: kopf.OperatorSettings, **_: Any) -> None:
-        # The operator's settings (controller/handlers.py), the finalizer's name aside.
-        settings.persistence.finalizer = KOPF_FINALIZER
-        settings.persistence.progress_storage = UnmarkedProgressStorage(prefix=DOMAIN)
-        settings.persistence.diffbase_storage = MemoryDiffBase()
-        settings.posting.enabled = False
-        settings.watching.server_timeout = WATCH_TIMEOUT_SECONDS
-        settings.persistence.consistency_timeout = 30.0
-        settings.networking.request_timeout = 60
+        quiet_settings(settings, finalizer=KOPF_FINALIZER)  # the operator's, but the name
 
     async def run() -> None:
         writer = Kube.from_kubeconfig(os.environ["KUBECONFIG"])

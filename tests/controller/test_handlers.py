@@ -7,7 +7,11 @@ from typing import Any
 
 import kopf
 
-from redisqueue.controller.handlers import MemoryDiffBase, UnmarkedProgressStorage
+from redisqueue.controller.api.kopfstorage import (
+    MemoryDiffBase,
+    UnmarkedProgressStorage,
+    quiet_settings,
+)
 
 
 def body(**meta: Any) -> kopf.Body:
@@ -95,3 +99,17 @@ def test_progress_is_cleared_from_an_essence_without_copying_one_that_holds_none
     cleared = storage.clear(essence=held)
     assert cleared == {"spec": {"a": 1}}
     assert held["metadata"]["annotations"] == {"redisqueue.dev/reconcile": "{}"}  # a copy
+
+
+def test_quiet_settings_leave_kopf_nothing_to_write_but_the_named_finalizer() -> None:
+    # The operator's settings, shared with bench/kopf_floor.py, which names another finalizer.
+    settings = kopf.OperatorSettings()
+    quiet_settings(settings)
+    assert settings.persistence.finalizer == "redisqueue.dev/finalizer"
+    assert isinstance(settings.persistence.diffbase_storage, MemoryDiffBase)
+    assert isinstance(settings.persistence.progress_storage, UnmarkedProgressStorage)
+    assert settings.posting.enabled is False
+    other = kopf.OperatorSettings()
+    quiet_settings(other, finalizer="bench.redisqueue.dev/kopf-floor")
+    assert other.persistence.finalizer == "bench.redisqueue.dev/kopf-floor"
+    assert other.persistence.diffbase_storage is not settings.persistence.diffbase_storage

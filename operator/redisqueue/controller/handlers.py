@@ -13,11 +13,11 @@ import kopf
 from redisqueue.backoff import exponential_delay
 
 from .api.gate import WriteFenced
-from .api.kopfstorage import MemoryDiffBase, UnmarkedProgressStorage
-from .api.kube import WATCH_TIMEOUT_SECONDS, KubeError
+from .api.kopfstorage import quiet_settings
+from .api.kube import KubeError
 from .reconciler import Reconciler
 from .resource.errors import InvalidSpecError, SetupError
-from .resource.identity import DOMAIN, FINALIZER, GROUP, PLURAL, VERSION
+from .resource.identity import GROUP, PLURAL, VERSION
 from .telemetry import metrics
 
 #: Longest pause between two retries of a failing reconciliation.
@@ -36,16 +36,7 @@ def retry_delay(retry: int) -> float:
 
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-    settings.persistence.finalizer = FINALIZER
-    settings.persistence.progress_storage = UnmarkedProgressStorage(prefix=DOMAIN)
-    settings.persistence.diffbase_storage = MemoryDiffBase()
-    # Events are posted by the Reconciler on Ready transitions only, not per handler run.
-    settings.posting.enabled = False
-    settings.watching.server_timeout = WATCH_TIMEOUT_SECONDS
-    # Under a burst of creates the watch lags behind the operator's own patches; without
-    # waiting for them, kopf takes a stale copy for a new object and runs creation twice.
-    settings.persistence.consistency_timeout = 30.0
-    settings.networking.request_timeout = 60
+    quiet_settings(settings)
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)

@@ -13,7 +13,8 @@ from typing import Any, cast
 
 import kopf
 
-from ..resource.identity import KEY_PREFIX
+from ..resource.identity import DOMAIN, FINALIZER, KEY_PREFIX
+from .kube import WATCH_TIMEOUT_SECONDS
 
 
 class UnmarkedProgressStorage(kopf.AnnotationsProgressStorage):
@@ -91,3 +92,18 @@ class MemoryDiffBase(kopf.DiffBaseStorage):
 
     def __len__(self) -> int:
         return len(self._essences)
+
+
+def quiet_settings(settings: kopf.OperatorSettings, *, finalizer: str = FINALIZER) -> None:
+    """kopf set up so that handling a RedisQueue writes nothing of kopf's own beyond
+    ``finalizer``: progress only while retrying, the diff base in memory, no Events per
+    handler run (the reconciler posts them on Ready transitions only)."""
+    settings.persistence.finalizer = finalizer
+    settings.persistence.progress_storage = UnmarkedProgressStorage(prefix=DOMAIN)
+    settings.persistence.diffbase_storage = MemoryDiffBase()
+    settings.posting.enabled = False
+    settings.watching.server_timeout = WATCH_TIMEOUT_SECONDS
+    # Under a burst of creates the watch lags behind the operator's own patches; without
+    # waiting for them, kopf takes a stale copy for a new object and runs creation twice.
+    settings.persistence.consistency_timeout = 30.0
+    settings.networking.request_timeout = 60
